@@ -1,0 +1,52 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for development.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install proto run test lint typecheck check clean
+
+help:
+	@echo "make run    start the service on the embedded SQLite store (installs first)"
+	@echo "make test   install and run the whole test suite"
+	@echo "make proto  regenerate gen/ from protos/"
+	@echo "make lint   ruff (lint + format check)"
+	@echo "make check  lint, types and tests"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Generated code lives only in gen/ and is written only here.
+proto: $(STAMP)
+	rm -rf gen/tokenservice
+	mkdir -p gen
+	PROTO_INCLUDE=$$($(BIN)/python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))'); \
+	COMMON_PROTOS=$$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))'); \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos -I"$$COMMON_PROTOS" -I"$$PROTO_INCLUDE" \
+		--python_out=gen --pyi_out=gen --grpc_python_out=gen \
+		$$(find protos -name '*.proto' | sort)
+	touch gen/tokenservice/__init__.py gen/tokenservice/v1/__init__.py
+
+run: $(STAMP)
+	$(BIN)/tokenservice serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

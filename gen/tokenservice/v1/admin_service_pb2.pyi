@@ -1,0 +1,168 @@
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClientKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLIENT_KIND_UNSPECIFIED: _ClassVar[ClientKind]
+    CLIENT_KIND_STOREFRONT: _ClassVar[ClientKind]
+    CLIENT_KIND_SERVICE: _ClassVar[ClientKind]
+CLIENT_KIND_UNSPECIFIED: ClientKind
+CLIENT_KIND_STOREFRONT: ClientKind
+CLIENT_KIND_SERVICE: ClientKind
+
+class Tenant(_message.Message):
+    __slots__ = ("name", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    created_at: int
+    def __init__(self, name: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ...) -> None: ...
+
+class Client(_message.Message):
+    __slots__ = ("client_id", "tenant", "kind", "name", "scopes", "access_token_ttl", "refresh_token_ttl", "refresh_rotation_disabled", "created_at")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_ROTATION_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    tenant: str
+    kind: ClientKind
+    name: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    access_token_ttl: int
+    refresh_token_ttl: int
+    refresh_rotation_disabled: bool
+    created_at: int
+    def __init__(self, client_id: _Optional[str] = ..., tenant: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., access_token_ttl: _Optional[int] = ..., refresh_token_ttl: _Optional[int] = ..., refresh_rotation_disabled: _Optional[bool] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class CreateClientRequest(_message.Message):
+    __slots__ = ("tenant", "kind", "name", "scopes", "access_token_ttl", "refresh_token_ttl", "refresh_rotation_disabled")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_ROTATION_DISABLED_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    kind: ClientKind
+    name: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    access_token_ttl: int
+    refresh_token_ttl: int
+    refresh_rotation_disabled: bool
+    def __init__(self, tenant: _Optional[str] = ..., kind: _Optional[_Union[ClientKind, str]] = ..., name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., access_token_ttl: _Optional[int] = ..., refresh_token_ttl: _Optional[int] = ..., refresh_rotation_disabled: _Optional[bool] = ...) -> None: ...
+
+class CreateClientResponse(_message.Message):
+    __slots__ = ("client", "client_secret")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    client: Client
+    client_secret: str
+    def __init__(self, client: _Optional[_Union[Client, _Mapping]] = ..., client_secret: _Optional[str] = ...) -> None: ...
+
+class ListClientsRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListClientsResponse(_message.Message):
+    __slots__ = ("clients",)
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    clients: _containers.RepeatedCompositeFieldContainer[Client]
+    def __init__(self, clients: _Optional[_Iterable[_Union[Client, _Mapping]]] = ...) -> None: ...
+
+class Customer(_message.Message):
+    __slots__ = ("id", "tenant", "email", "scopes", "legal_entity_ids", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant: str
+    email: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    legal_entity_ids: _containers.RepeatedScalarFieldContainer[str]
+    created_at: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., email: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., legal_entity_ids: _Optional[_Iterable[str]] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class CreateCustomerRequest(_message.Message):
+    __slots__ = ("tenant", "email", "password", "scopes", "legal_entity_ids")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    email: str
+    password: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    legal_entity_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., email: _Optional[str] = ..., password: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., legal_entity_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SigningKey(_message.Message):
+    __slots__ = ("kid", "algorithm", "status", "created_at", "retired_at", "public_jwk")
+    KID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_JWK_FIELD_NUMBER: _ClassVar[int]
+    kid: str
+    algorithm: str
+    status: str
+    created_at: int
+    retired_at: int
+    public_jwk: str
+    def __init__(self, kid: _Optional[str] = ..., algorithm: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[int] = ..., retired_at: _Optional[int] = ..., public_jwk: _Optional[str] = ...) -> None: ...
+
+class RotateSigningKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSigningKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSigningKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[SigningKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[SigningKey, _Mapping]]] = ...) -> None: ...
+
+class RetireSigningKeyRequest(_message.Message):
+    __slots__ = ("kid",)
+    KID_FIELD_NUMBER: _ClassVar[int]
+    kid: str
+    def __init__(self, kid: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,184 @@
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TokenKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_KIND_UNSPECIFIED: _ClassVar[TokenKind]
+    TOKEN_KIND_ANONYMOUS: _ClassVar[TokenKind]
+    TOKEN_KIND_CUSTOMER: _ClassVar[TokenKind]
+    TOKEN_KIND_SERVICE: _ClassVar[TokenKind]
+
+class TokenUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_USE_UNSPECIFIED: _ClassVar[TokenUse]
+    TOKEN_USE_ACCESS: _ClassVar[TokenUse]
+    TOKEN_USE_REFRESH: _ClassVar[TokenUse]
+TOKEN_KIND_UNSPECIFIED: TokenKind
+TOKEN_KIND_ANONYMOUS: TokenKind
+TOKEN_KIND_CUSTOMER: TokenKind
+TOKEN_KIND_SERVICE: TokenKind
+TOKEN_USE_UNSPECIFIED: TokenUse
+TOKEN_USE_ACCESS: TokenUse
+TOKEN_USE_REFRESH: TokenUse
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("client_credentials", "anonymous", "customer_password")
+    CLIENT_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    client_credentials: ClientCredentialsGrant
+    anonymous: AnonymousGrant
+    customer_password: CustomerPasswordGrant
+    def __init__(self, client_credentials: _Optional[_Union[ClientCredentialsGrant, _Mapping]] = ..., anonymous: _Optional[_Union[AnonymousGrant, _Mapping]] = ..., customer_password: _Optional[_Union[CustomerPasswordGrant, _Mapping]] = ...) -> None: ...
+
+class ClientCredentialsGrant(_message.Message):
+    __slots__ = ("client_id", "client_secret", "scope")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    client_secret: str
+    scope: str
+    def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class AnonymousGrant(_message.Message):
+    __slots__ = ("tenant", "client_id", "context")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    client_id: str
+    context: SessionContext
+    def __init__(self, tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., context: _Optional[_Union[SessionContext, _Mapping]] = ...) -> None: ...
+
+class CustomerPasswordGrant(_message.Message):
+    __slots__ = ("tenant", "email", "password", "anonymous_token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    email: str
+    password: str
+    anonymous_token: str
+    def __init__(self, tenant: _Optional[str] = ..., email: _Optional[str] = ..., password: _Optional[str] = ..., anonymous_token: _Optional[str] = ...) -> None: ...
+
+class SessionContext(_message.Message):
+    __slots__ = ("currency", "site_code", "language", "target_location")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    SITE_CODE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    site_code: str
+    language: str
+    target_location: str
+    def __init__(self, currency: _Optional[str] = ..., site_code: _Optional[str] = ..., language: _Optional[str] = ..., target_location: _Optional[str] = ...) -> None: ...
+
+class RefreshTokenRequest(_message.Message):
+    __slots__ = ("tenant", "client_id", "refresh_token", "legal_entity_id", "access_token", "context")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    client_id: str
+    refresh_token: str
+    legal_entity_id: str
+    access_token: str
+    context: SessionContext
+    def __init__(self, tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., refresh_token: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., access_token: _Optional[str] = ..., context: _Optional[_Union[SessionContext, _Mapping]] = ...) -> None: ...
+
+class TokenResponse(_message.Message):
+    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_token_expires_in", "session_id", "scope", "saas_token", "session_idle_time", "kind")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SAAS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_IDLE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    refresh_token_expires_in: int
+    session_id: str
+    scope: str
+    saas_token: str
+    session_idle_time: int
+    kind: TokenKind
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_in: _Optional[int] = ..., session_id: _Optional[str] = ..., scope: _Optional[str] = ..., saas_token: _Optional[str] = ..., session_idle_time: _Optional[int] = ..., kind: _Optional[_Union[TokenKind, str]] = ...) -> None: ...
+
+class IntrospectTokenRequest(_message.Message):
+    __slots__ = ("token", "tenant", "token_type_hint")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    tenant: str
+    token_type_hint: str
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ...) -> None: ...
+
+class IntrospectTokenResponse(_message.Message):
+    __slots__ = ("active", "kind", "token_use", "tenant", "client_id", "scope", "expires_in", "exp", "iat", "session_id", "customer_id", "email", "legal_entity_id", "token_type")
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_USE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    EXP_FIELD_NUMBER: _ClassVar[int]
+    IAT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    active: bool
+    kind: TokenKind
+    token_use: TokenUse
+    tenant: str
+    client_id: str
+    scope: str
+    expires_in: int
+    exp: int
+    iat: int
+    session_id: str
+    customer_id: str
+    email: str
+    legal_entity_id: str
+    token_type: str
+    def __init__(self, active: _Optional[bool] = ..., kind: _Optional[_Union[TokenKind, str]] = ..., token_use: _Optional[_Union[TokenUse, str]] = ..., tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., scope: _Optional[str] = ..., expires_in: _Optional[int] = ..., exp: _Optional[int] = ..., iat: _Optional[int] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., token_type: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("token", "tenant", "token_type_hint", "end_session")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
+    END_SESSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    tenant: str
+    token_type_hint: str
+    end_session: bool
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., end_session: _Optional[bool] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("revoked", "revoked_count")
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    revoked_count: int
+    def __init__(self, revoked: _Optional[bool] = ..., revoked_count: _Optional[int] = ...) -> None: ...
