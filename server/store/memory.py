@@ -1,0 +1,271 @@
+"""MemoryStore: the TokenStore in dicts, for unit tests of the grants.
+
+Same semantics and messages as SqlStore (the contract suite in tests/unit runs against both).
+Every write holds one asyncio.Lock, and no method awaits half-way through a change, so each
+call is as atomic as a SQL transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+from server.errors import AlreadyExists, InvalidRequest, NotFound
+from server.store.records import (
+    ClientRecord,
+    CustomerRecord,
+    KeyStatus,
+    RefreshOutcome,
+    SessionRecord,
+    SessionUpdate,
+    SigningKeyRecord,
+    TenantRecord,
+    TokenKind,
+    TokenRecord,
+    TokenUse,
+    TokenView,
+)
+from server.store.sql import (
+    ACTIVE_KEY_RETIRE,
+    IDENTIFIER_EXISTS,
+    client_exists,
+    customer_exists,
+    key_exists,
+    tenant_exists,
+    tenant_missing,
+)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._tenants: dict[str, TenantRecord] = {}
+        self._clients: dict[str, ClientRecord] = {}
+        self._customers: dict[str, CustomerRecord] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        self._keys: dict[str, SigningKeyRecord] = {}
+
+    async def close(self) -> None:
+        return None
+
+    # --- provisioning -----------------------------------------------------------------------
+    async def create_tenant(self, tenant: TenantRecord) -> None:
+        async with self._lock:
+            if tenant.name in self._tenants:
+                raise AlreadyExists(tenant_exists(tenant.name))
+            self._tenants[tenant.name] = tenant
+
+    async def get_tenant(self, name: str) -> TenantRecord | None:
+        return self._tenants.get(name)
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        return sorted(self._tenants.values(), key=lambda t: t.name)
+
+    async def create_client(self, client: ClientRecord) -> None:
+        async with self._lock:
+            if client.client_id in self._clients:
+                raise AlreadyExists(client_exists(client.client_id))
+            self._require_tenant(client.tenant)
+            self._clients[client.client_id] = client
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        return self._clients.get(client_id)
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]:
+        found = (c for c in self._clients.values() if c.tenant == tenant)
+        return sorted(found, key=lambda c: c.client_id)
+
+    async def create_customer(self, customer: CustomerRecord) -> None:
+        customer = dataclasses.replace(customer, email=customer.email.lower())
+        async with self._lock:
+            taken = await self.find_customer(customer.tenant, customer.email)
+            if taken is not None or customer.id in self._customers:
+                raise AlreadyExists(customer_exists(customer.tenant))
+            self._require_tenant(customer.tenant)
+            self._customers[customer.id] = customer
+
+    async def find_customer(self, tenant: str, email: str) -> CustomerRecord | None:
+        email = email.lower()
+        found = (c for c in self._customers.values() if (c.tenant, c.email) == (tenant, email))
+        return next(found, None)
+
+    async def get_customer(self, customer_id: str) -> CustomerRecord | None:
+        return self._customers.get(customer_id)
+
+    def _require_tenant(self, tenant: str) -> None:
+        if tenant not in self._tenants:
+            raise NotFound(tenant_missing(tenant))
+
+    # --- signing keys -----------------------------------------------------------------------
+    async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
+        async with self._lock:
+            if new_key.kid in self._keys:
+                raise AlreadyExists(key_exists(new_key.kid))
+            for kid, key in self._keys.items():
+                if key.status == KeyStatus.ACTIVE:
+                    self._keys[kid] = dataclasses.replace(key, status=KeyStatus.VERIFYING)
+            self._keys[new_key.kid] = dataclasses.replace(
+                new_key, status=KeyStatus.ACTIVE, retired_at=None
+            )
+
+    async def list_signing_keys(self) -> list[SigningKeyRecord]:
+        by_kid = sorted(self._keys.values(), key=lambda k: k.kid)
+        return sorted(by_kid, key=lambda k: k.created_at, reverse=True)  # stable: kid within
+
+    async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
+        async with self._lock:
+            key = self._keys.get(kid)
+            if key is None or key.status == KeyStatus.RETIRED:
+                return key
+            if key.status == KeyStatus.ACTIVE:
+                raise InvalidRequest(ACTIVE_KEY_RETIRE)
+            key = dataclasses.replace(key, status=KeyStatus.RETIRED, retired_at=now)
+            self._keys[kid] = key
+            return key
+
+    # --- tokens and sessions ----------------------------------------------------------------
+    async def save_tokens(
+        self, tokens: Sequence[TokenRecord], new_session: SessionRecord | None = None
+    ) -> None:
+        async with self._lock:
+            if new_session is not None and new_session.session_id in self._sessions:
+                raise AlreadyExists(IDENTIFIER_EXISTS)
+            self._check_new(tokens)
+            if new_session is not None:
+                self._sessions[new_session.session_id] = new_session
+            self._insert(tokens)
+
+    async def find_token(self, digest: str) -> TokenView | None:
+        token = self._tokens.get(digest)
+        if token is None:
+            return None
+        customer = self._customers.get(token.customer_id) if token.customer_id else None
+        return TokenView(token, customer.email if customer else None)
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        return self._sessions.get(session_id)
+
+    async def start_customer_session(
+        self,
+        session_id: str,
+        customer_id: str,
+        legal_entity_id: str | None,
+        now: int,
+        tokens: Sequence[TokenRecord],
+    ) -> bool:
+        async with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.revoked_at is not None:
+                return False
+            if session.customer_id not in (None, customer_id):
+                return False
+            self._check_new(tokens)
+            self._sessions[session_id] = dataclasses.replace(
+                session, customer_id=customer_id, legal_entity_id=legal_entity_id, updated_at=now
+            )
+            for t in self._session_tokens(session_id):
+                anonymous_refresh = t.kind == TokenKind.ANONYMOUS and t.use == TokenUse.REFRESH
+                if anonymous_refresh and t.revoked_at is None:
+                    self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
+            self._insert(tokens)
+            return True
+
+    async def refresh(
+        self,
+        presented_digest: str,
+        session_id: str,
+        tokens: Sequence[TokenRecord],
+        update: SessionUpdate,
+        *,
+        now: int,
+        grace_seconds: int,
+        rotate: bool,
+    ) -> RefreshOutcome:
+        async with self._lock:
+            session = self._sessions.get(session_id)
+            token = self._tokens.get(presented_digest)
+            if session is None or session.revoked_at is not None:
+                return RefreshOutcome.INVALID
+            if not _live_refresh(token, session_id, now):
+                return RefreshOutcome.INVALID
+            assert token is not None
+            outcome = _outcome(token, rotate, now - grace_seconds)
+            if outcome is not RefreshOutcome.REUSED:
+                self._check_new(tokens)
+            self._sessions[session_id] = _updated(session, update)
+            if outcome is RefreshOutcome.REUSED:
+                self._revoke_session(session_id, now)
+                return outcome
+            if outcome is RefreshOutcome.ROTATED:
+                self._tokens[token.digest] = dataclasses.replace(token, rotated_at=now)
+            self._insert(tokens)
+            return outcome
+
+    async def revoke_token(self, digest: str, now: int) -> int:
+        async with self._lock:
+            token = self._tokens.get(digest)
+            if token is None or token.revoked_at is not None:
+                return 0
+            self._tokens[digest] = dataclasses.replace(token, revoked_at=now)
+            return 1
+
+    async def revoke_session(self, session_id: str, now: int) -> int:
+        async with self._lock:
+            return self._revoke_session(session_id, now)
+
+    # --- helpers (caller holds the lock) ----------------------------------------------------
+    def _session_tokens(self, session_id: str) -> list[TokenRecord]:
+        return [t for t in self._tokens.values() if t.session_id == session_id]
+
+    def _revoke_session(self, session_id: str, now: int) -> int:
+        session = self._sessions.get(session_id)
+        if session is not None and session.revoked_at is None:
+            self._sessions[session_id] = dataclasses.replace(session, revoked_at=now)
+        changed = 0
+        for t in self._session_tokens(session_id):
+            if t.revoked_at is None:
+                self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
+                changed += 1
+        return changed
+
+    def _check_new(self, tokens: Sequence[TokenRecord]) -> None:
+        digests = [t.digest for t in tokens]
+        if len(set(digests)) != len(digests) or any(d in self._tokens for d in digests):
+            raise AlreadyExists(IDENTIFIER_EXISTS)
+
+    def _insert(self, tokens: Sequence[TokenRecord]) -> None:
+        self._tokens.update((t.digest, t) for t in tokens)
+
+
+def _live_refresh(token: TokenRecord | None, session_id: str, now: int) -> bool:
+    return (
+        token is not None
+        and token.use == TokenUse.REFRESH
+        and token.session_id == session_id
+        and token.revoked_at is None
+        and token.expires_at > now
+    )
+
+
+def _outcome(token: TokenRecord, rotate: bool, grace_floor: int) -> RefreshOutcome:
+    if not rotate:
+        return RefreshOutcome.KEPT
+    if token.rotated_at is None:
+        return RefreshOutcome.ROTATED
+    return RefreshOutcome.GRACE if token.rotated_at >= grace_floor else RefreshOutcome.REUSED
+
+
+def _updated(session: SessionRecord, change: SessionUpdate) -> SessionRecord:
+    """The session after a refresh: only the fields the caller set change."""
+    context = dataclasses.replace(
+        session.context,
+        **{k: v for k, v in dataclasses.asdict(change.context).items() if v is not None},
+    )
+    legal_entity_id = session.legal_entity_id
+    if change.legal_entity_id is not None:
+        legal_entity_id = change.legal_entity_id
+    return dataclasses.replace(
+        session, context=context, legal_entity_id=legal_entity_id, updated_at=change.updated_at
+    )

@@ -1,0 +1,68 @@
+"""Schema migrations (alembic): run in-process at start-up, or by
+`alembic -c server/store/alembic.ini upgrade head`.
+
+The Config is built in code with an absolute script_location, so it works from any working
+directory and from an installed package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from server.store.sql import create_sqlite_engine, ensure_sqlite_directory, store_errors
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(
+    database_url: str | None = None, *, connection: Connection | None = None
+) -> Config:
+    """A Config for our migrations; `connection`, when given, is the one env.py migrates."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    if database_url is not None:
+        cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade_connection(connection: Connection, revision: str = "head") -> None:
+    """Upgrades through an open (sync-facing) connection, inside the caller's transaction."""
+    command.upgrade(alembic_config(connection=connection), revision)
+
+
+def _engine(database_url: str, busy_timeout_ms: int) -> AsyncEngine:
+    if make_url(database_url).get_backend_name() == "sqlite":
+        ensure_sqlite_directory(database_url)
+        # BEGIN IMMEDIATE: concurrent start-ups migrate one after the other, not half-way.
+        return create_sqlite_engine(
+            database_url, busy_timeout_ms, immediate=True, poolclass=NullPool
+        )
+    return create_async_engine(database_url, poolclass=NullPool, hide_parameters=True)
+
+
+async def run_on_url(
+    database_url: str, fn: Callable[[Connection], None], *, busy_timeout_ms: int = 5000
+) -> None:
+    """Runs `fn` on a fresh connection to `database_url`, in one transaction."""
+    engine = _engine(database_url, busy_timeout_ms)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(fn)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(database_url: str, *, busy_timeout_ms: int = 5000) -> None:
+    """Brings the database to the newest schema; a no-op when it is already there."""
+    with store_errors():
+        await run_on_url(database_url, upgrade_connection, busy_timeout_ms=busy_timeout_ms)

@@ -1,0 +1,117 @@
+"""The narrow async store interface every grant talks to.
+
+Each method is one unit of work: it either happens whole or not at all, even under concurrency.
+Implementations: `sql.SqlStore` (SQLite, PostgreSQL) and `memory.MemoryStore` (unit tests).
+Failures to reach the store raise `errors.StoreUnavailable`; duplicates raise
+`errors.AlreadyExists`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from server.store.records import (
+    ClientRecord,
+    CustomerRecord,
+    RefreshOutcome,
+    SessionRecord,
+    SessionUpdate,
+    SigningKeyRecord,
+    TenantRecord,
+    TokenRecord,
+    TokenView,
+)
+
+
+class TokenStore(Protocol):
+    async def close(self) -> None: ...
+
+    # --- provisioning -------------------------------------------------------------------------
+    async def create_tenant(self, tenant: TenantRecord) -> None: ...
+
+    async def get_tenant(self, name: str) -> TenantRecord | None: ...
+
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
+    async def create_client(self, client: ClientRecord) -> None: ...
+
+    async def get_client(self, client_id: str) -> ClientRecord | None: ...
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]: ...
+
+    async def create_customer(self, customer: CustomerRecord) -> None: ...
+
+    async def find_customer(self, tenant: str, email: str) -> CustomerRecord | None:
+        """By tenant and lower-cased email."""
+        ...
+
+    async def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    # --- signing keys -------------------------------------------------------------------------
+    async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
+        """Adds `new_key` as the active key; the previously active key becomes verifying."""
+        ...
+
+    async def list_signing_keys(self) -> list[SigningKeyRecord]:
+        """All keys, newest first."""
+        ...
+
+    async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
+        """Marks a verifying key retired; returns it, or None when no such key exists. The
+        active key cannot be retired (rotate first): raises errors.InvalidRequest."""
+        ...
+
+    # --- tokens and sessions ------------------------------------------------------------------
+    async def save_tokens(
+        self, tokens: Sequence[TokenRecord], new_session: SessionRecord | None = None
+    ) -> None:
+        """Inserts the tokens, and the new session they start if any, in one transaction."""
+        ...
+
+    async def find_token(self, digest: str) -> TokenView | None: ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def start_customer_session(
+        self,
+        session_id: str,
+        customer_id: str,
+        legal_entity_id: str | None,
+        now: int,
+        tokens: Sequence[TokenRecord],
+    ) -> bool:
+        """Customer login continuing an anonymous session, in one transaction: binds the session
+        to the customer, revokes the session's anonymous refresh tokens and saves `tokens`.
+        Returns False, changing nothing, when the session is revoked or belongs to another
+        customer."""
+        ...
+
+    async def refresh(
+        self,
+        presented_digest: str,
+        session_id: str,
+        tokens: Sequence[TokenRecord],
+        update: SessionUpdate,
+        *,
+        now: int,
+        grace_seconds: int,
+        rotate: bool,
+    ) -> RefreshOutcome:
+        """Exchanges a refresh token, atomically, and saves `tokens` unless the outcome is
+        REUSED or INVALID.
+
+        With `rotate`, one conditional UPDATE marks the presented token rotated; its row count
+        decides the single winner (ROTATED). A token rotated at most `grace_seconds` ago still
+        gets new tokens (GRACE); one rotated earlier revokes the whole session (REUSED). Without
+        `rotate` the token stays current (KEPT). A revoked session, or a revoked or expired
+        token, changes nothing (INVALID)."""
+        ...
+
+    async def revoke_token(self, digest: str, now: int) -> int:
+        """Revokes one token; returns how many rows changed (0 or 1)."""
+        ...
+
+    async def revoke_session(self, session_id: str, now: int) -> int:
+        """Revokes the session and every token of it; returns how many tokens changed."""
+        ...

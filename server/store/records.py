@@ -1,0 +1,142 @@
+"""Plain, immutable records that cross the store boundary.
+
+Timestamps are whole seconds since the epoch (UTC). Token records carry only the keyed digest of
+the token, never the token itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class TokenKind(enum.StrEnum):
+    ANONYMOUS = "anonymous"
+    CUSTOMER = "customer"
+    SERVICE = "service"
+
+
+class TokenUse(enum.StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+class ClientKind(enum.StrEnum):
+    STOREFRONT = "storefront"
+    SERVICE = "service"
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "active"  # signs new SaaS tokens (exactly one at a time)
+    VERIFYING = "verifying"  # superseded: published in the JWKS until retired
+    RETIRED = "retired"  # neither signs nor verifies
+
+
+class RefreshOutcome(enum.Enum):
+    ROTATED = "rotated"  # this call won the rotation: the presented token is now rotated
+    GRACE = "grace"  # already rotated, but within the grace window: new tokens issued anyway
+    KEPT = "kept"  # rotation disabled for the client: the presented token stays current
+    REUSED = "reused"  # rotated before the grace window: the whole session was revoked
+    INVALID = "invalid"  # unknown, expired or revoked token, or revoked session: nothing changed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TenantRecord:
+    name: str
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientRecord:
+    client_id: str
+    tenant: str
+    kind: ClientKind
+    name: str
+    scopes: tuple[str, ...]
+    # Keyed digest of the client secret; None for public (storefront) clients.
+    secret_digest: str | None
+    created_at: int
+    access_token_ttl: int | None = None
+    refresh_token_ttl: int | None = None
+    refresh_rotation_disabled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    id: str
+    tenant: str
+    email: str  # stored lower-cased; unique per tenant
+    password_hash: str  # argon2id PHC string
+    scopes: tuple[str, ...]
+    legal_entity_ids: tuple[str, ...]
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionContext:
+    """The optional storefront context; None leaves a field unchanged on update."""
+
+    currency: str | None = None
+    site_code: str | None = None
+    language: str | None = None
+    target_location: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_id: str
+    tenant: str
+    client_id: str
+    created_at: int
+    updated_at: int
+    context: SessionContext = SessionContext()
+    customer_id: str | None = None
+    legal_entity_id: str | None = None
+    revoked_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """What a refresh changes on its session; None leaves a field unchanged."""
+
+    updated_at: int
+    context: SessionContext = SessionContext()
+    legal_entity_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenRecord:
+    digest: str
+    kind: TokenKind
+    use: TokenUse
+    tenant: str
+    client_id: str
+    scope: str
+    issued_at: int
+    expires_at: int
+    session_id: str | None = None
+    customer_id: str | None = None
+    legal_entity_id: str | None = None
+    revoked_at: int | None = None
+    rotated_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenView:
+    """A token with what introspection reports beside it (the customer's email)."""
+
+    token: TokenRecord
+    email: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    kid: str
+    algorithm: str
+    # The private key as PKCS#8 DER, encrypted with AES-GCM under a key derived from the server
+    # secret (nonce prepended), so that a copy of the database cannot sign tokens.
+    private_key_encrypted: bytes
+    public_jwk: str  # JSON text
+    status: KeyStatus
+    created_at: int
+    retired_at: int | None = None

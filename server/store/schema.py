@@ -1,0 +1,116 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+Portable SQL only (SQLite and PostgreSQL): strings, integers, booleans, bytes. Timestamps are
+epoch seconds in BIGINT so that no driver converts time zones. The migrations in `migrations/`
+create exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+
+# Deterministic constraint names, so that later migrations can alter them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(128), primary_key=True),
+    Column("tenant", String(64), ForeignKey("tenants.name"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("secret_digest", String(128), nullable=True),
+    Column("access_token_ttl", Integer, nullable=True),
+    Column("refresh_token_ttl", Integer, nullable=True),
+    Column("refresh_rotation_disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant", String(64), ForeignKey("tenants.name"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("legal_entity_ids", Text, nullable=False),  # JSON list of strings
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("tenant", "email"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("customer_id", String(64), nullable=True),
+    Column("legal_entity_id", String(128), nullable=True),
+    Column("currency", String(16), nullable=True),
+    Column("site_code", String(128), nullable=True),
+    Column("language", String(64), nullable=True),
+    Column("target_location", String(128), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("use", String(16), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("client_id", String(128), nullable=False),
+    Column("session_id", String(128), nullable=True, index=True),
+    Column("customer_id", String(64), nullable=True),
+    Column("scope", Text, nullable=False),
+    Column("legal_entity_id", String(128), nullable=True),
+    Column("issued_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False, index=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("rotated_at", BigInteger, nullable=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key_encrypted", LargeBinary, nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("retired_at", BigInteger, nullable=True),
+)
