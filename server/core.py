@@ -1,0 +1,49 @@
+"""The service's collaborators, built once at start-up and handed to every grant and handler."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from server.clock import Clock, SystemClock
+from server.passwords import Passwords
+from server.secret_key import load_secret_key
+from server.settings import Settings
+from server.signing import KeyCipher, KeyRing
+from server.store.protocol import TokenStore
+from server.tokens import KeyedDigest
+
+
+@dataclasses.dataclass(frozen=True)
+class Core:
+    settings: Settings
+    store: TokenStore
+    clock: Clock
+    digests: KeyedDigest
+    passwords: Passwords
+    cipher: KeyCipher
+    keys: KeyRing
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+
+def build_core(
+    settings: Settings,
+    store: TokenStore,
+    *,
+    clock: Clock | None = None,
+    secret: bytes | None = None,
+) -> Core:
+    """Wires the collaborators; `secret` defaults to the configured server secret."""
+    clock = clock or SystemClock()
+    secret = secret if secret is not None else load_secret_key(settings)
+    cipher = KeyCipher(secret)
+    return Core(
+        settings=settings,
+        store=store,
+        clock=clock,
+        digests=KeyedDigest(secret),
+        passwords=Passwords(settings),
+        cipher=cipher,
+        keys=KeyRing(store, cipher, clock),
+    )

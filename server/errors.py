@@ -1,0 +1,148 @@
+"""The one error hierarchy of the service.
+
+Every error a caller can see is a `TokenServiceError` subclass that carries its OAuth `error` code,
+its HTTP status and its gRPC status code, so that both transports answer the same thing and nothing
+else in the code base decides a status (the pattern of googleapis' api_core exceptions). Messages
+say what is wrong with the request; they never contain a token, secret or password.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+
+class TokenServiceError(Exception):
+    """Base class: an error with a meaning the caller can act on."""
+
+    error: ClassVar[str] = "server_error"
+    http_status: ClassVar[int] = 500
+    grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+
+    def __init__(self, description: str, *, field: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.field = field
+
+
+class InvalidRequest(TokenServiceError):
+    """A parameter is missing, malformed, repeated or otherwise unacceptable (RFC 6749 5.2)."""
+
+    error = "invalid_request"
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnsupportedGrantType(TokenServiceError):
+    error = "unsupported_grant_type"
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidGrant(TokenServiceError):
+    """A refresh token or authorisation grant is invalid, expired, revoked or was reused."""
+
+    error = "invalid_grant"
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidClient(TokenServiceError):
+    """Client authentication failed: unknown client, wrong secret, or wrong kind of client."""
+
+    error = "invalid_client"
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class InvalidToken(TokenServiceError):
+    """A bearer token that authorises the call is missing, unknown, expired or revoked."""
+
+    error = "invalid_token"
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class InvalidCredentials(TokenServiceError):
+    """Wrong email or password (one message for both, so accounts cannot be enumerated)."""
+
+    error = "invalid_grant"
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class InvalidScope(TokenServiceError):
+    error = "invalid_scope"
+    http_status = 400
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class UnauthorizedClient(TokenServiceError):
+    """The client exists but may not use this grant (for example a service client asking for
+    an anonymous token)."""
+
+    error = "unauthorized_client"
+    http_status = 400
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class AccessDenied(TokenServiceError):
+    """The caller is authenticated but not allowed: wrong tenant, foreign legal entity, missing
+    admin scope."""
+
+    error = "access_denied"
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(TokenServiceError):
+    error = "not_found"
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(TokenServiceError):
+    error = "already_exists"
+    http_status = 409
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class RateLimited(TokenServiceError):
+    error = "rate_limited"
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, description: str, *, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(description, field=field)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(TokenServiceError):
+    """The store cannot be reached or is locked: retry later. Never a credentials error."""
+
+    error = "temporarily_unavailable"
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class ServerError(TokenServiceError):
+    """Anything unexpected: reported with no details."""
+
+
+ALL_ERRORS: tuple[type[TokenServiceError], ...] = (
+    InvalidRequest,
+    UnsupportedGrantType,
+    InvalidGrant,
+    InvalidClient,
+    InvalidToken,
+    InvalidCredentials,
+    InvalidScope,
+    UnauthorizedClient,
+    AccessDenied,
+    NotFound,
+    AlreadyExists,
+    RateLimited,
+    StoreUnavailable,
+    ServerError,
+)

@@ -1,0 +1,54 @@
+"""Anonymous storefront tokens, `GET /customerlogin/auth/anonymous/login`.
+
+A public storefront client of the tenant starts a session (a new sessionId plus the optional
+currency, siteCode, language and targetLocation) and gets an access and a refresh token.
+"""
+
+from __future__ import annotations
+
+from server import validation
+from server.core import Core
+from server.grants.common import minted_pair, new_session_id, storefront_client
+from server.model import IssuedTokens
+from server.store.records import SessionContext, SessionRecord, TokenKind
+
+
+async def issue(
+    core: Core, tenant: str, client_id: str, context: SessionContext | None = None
+) -> IssuedTokens:
+    validation.tenant(tenant)
+    validation.identifier(client_id, "client_id")
+    client = await storefront_client(core, tenant, client_id)
+    settings = core.settings
+    now = core.now()
+    session_id = new_session_id()
+    scope = f"tenant={tenant}"
+    access_ttl = client.access_token_ttl or settings.anonymous_access_ttl
+    refresh_ttl = client.refresh_token_ttl or settings.anonymous_refresh_ttl
+    access_token, access, refresh_token, refresh = minted_pair(
+        core,
+        kind=TokenKind.ANONYMOUS,
+        client=client,
+        scope=scope,
+        now=now,
+        ttls=(access_ttl, refresh_ttl),
+        session_id=session_id,
+    )
+    session = SessionRecord(
+        session_id=session_id,
+        tenant=tenant,
+        client_id=client_id,
+        created_at=now,
+        updated_at=now,
+        context=context or SessionContext(),
+    )
+    await core.store.save_tokens([access, refresh], new_session=session)
+    return IssuedTokens(
+        kind=TokenKind.ANONYMOUS,
+        access_token=access_token,
+        expires_in=access_ttl,
+        scope=scope,
+        refresh_token=refresh_token,
+        refresh_token_expires_in=refresh_ttl,
+        session_id=session_id,
+    )

@@ -1,0 +1,66 @@
+"""OAuth 2.0 client_credentials grant (RFC 6749 section 4.4), `POST /oauth/token`.
+
+Service access tokens for back ends: the client's secret is checked against its keyed digest in
+constant time; requested scopes must be a subset of the client's, omitted scope grants all of
+them; no refresh token.
+"""
+
+from __future__ import annotations
+
+from server import validation
+from server.core import Core
+from server.errors import InvalidClient, InvalidScope, UnauthorizedClient
+from server.grants.common import minted, scope_string
+from server.model import IssuedTokens
+from server.store.records import ClientKind, ClientRecord, TokenKind, TokenUse
+
+TENANT_SCOPE_PREFIX = "tenant="
+
+
+async def issue(core: Core, client_id: str, client_secret: str, scope: str = "") -> IssuedTokens:
+    validation.identifier(client_id, "client_id")
+    validation.secret(client_secret)
+    requested = validation.scopes(scope)
+    client = await core.store.get_client(client_id)
+    stored_digest = client.secret_digest if client is not None else None
+    if not core.digests.client_secret_matches(client_secret, stored_digest) or client is None:
+        raise InvalidClient("client authentication failed")
+    if client.kind is not ClientKind.SERVICE:
+        raise UnauthorizedClient("this client may not use the client_credentials grant")
+    granted = granted_scopes(client, requested)
+    now = core.now()
+    ttl = client.access_token_ttl or core.settings.service_access_ttl
+    access_token, record = minted(
+        core,
+        kind=TokenKind.SERVICE,
+        use=TokenUse.ACCESS,
+        client=client,
+        scope=scope_string(granted, client.tenant),
+        now=now,
+        ttl=ttl,
+    )
+    await core.store.save_tokens([record])
+    return IssuedTokens(
+        kind=TokenKind.SERVICE,
+        access_token=access_token,
+        expires_in=ttl,
+        scope=record.scope,
+        session_idle_time=core.settings.session_idle_time,
+    )
+
+
+def granted_scopes(client: ClientRecord, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested scopes (minus a `tenant=` entry naming the client's own tenant), which must
+    all be the client's; none requested means all of the client's."""
+    wanted = []
+    for item in requested:
+        if item.startswith(TENANT_SCOPE_PREFIX):
+            if item != f"{TENANT_SCOPE_PREFIX}{client.tenant}":
+                raise InvalidScope("scope names a tenant this client does not belong to")
+            continue
+        wanted.append(item)
+    if not wanted:
+        return client.scopes
+    if not set(wanted) <= set(client.scopes):
+        raise InvalidScope("scope asks for more than this client is granted")
+    return tuple(wanted)

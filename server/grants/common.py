@@ -1,0 +1,137 @@
+"""Pieces every grant shares: client look-up, scope strings, token records."""
+
+from __future__ import annotations
+
+import uuid
+
+from server.core import Core
+from server.errors import AccessDenied, InvalidClient, InvalidRequest, UnauthorizedClient
+from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
+from server.store.records import TokenKind as Kind
+from server.tokens import mint_token
+
+
+def scope_string(scopes: tuple[str, ...], tenant: str) -> str:
+    """The contract's scope string: the granted scopes, then `tenant={tenant}`."""
+    return " ".join((*scopes, f"tenant={tenant}"))
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def storefront_client(core: Core, tenant: str, client_id: str) -> ClientRecord:
+    """The storefront client `client_id` of `tenant`, or the error that says why not."""
+    client = await core.store.get_client(client_id)
+    if client is None or client.tenant != tenant:
+        # Only on the error path: say which of the two is wrong.
+        if await core.store.get_tenant(tenant) is None:
+            raise InvalidRequest(f"unknown tenant '{tenant}'", field="tenant")
+        if client is None:
+            raise InvalidClient("unknown client_id", field="client_id")
+        raise AccessDenied("client_id does not belong to this tenant", field="client_id")
+    if client.kind is not ClientKind.STOREFRONT:
+        raise UnauthorizedClient("only a storefront client may request anonymous tokens")
+    return client
+
+
+def minted(
+    core: Core,
+    *,
+    kind: Kind,
+    use: TokenUse,
+    client: ClientRecord,
+    scope: str,
+    now: int,
+    ttl: int,
+    session_id: str | None = None,
+    customer_id: str | None = None,
+    legal_entity_id: str | None = None,
+) -> tuple[str, TokenRecord]:
+    """A new opaque token and the record (holding only its digest) that the store keeps."""
+    value = mint_token()
+    record = TokenRecord(
+        digest=core.digests.token(value),
+        kind=kind,
+        use=use,
+        tenant=client.tenant,
+        client_id=client.client_id,
+        scope=scope,
+        issued_at=now,
+        expires_at=now + ttl,
+        session_id=session_id,
+        customer_id=customer_id,
+        legal_entity_id=legal_entity_id,
+    )
+    return value, record
+
+
+def minted_pair(
+    core: Core,
+    *,
+    kind: Kind,
+    client: ClientRecord,
+    scope: str,
+    now: int,
+    ttls: tuple[int, int],
+    session_id: str,
+    customer_id: str | None = None,
+    legal_entity_id: str | None = None,
+) -> tuple[str, TokenRecord, str, TokenRecord]:
+    """An access token and a refresh token of one session: (access, its record, refresh, its
+    record)."""
+    access_token, access = minted(
+        core,
+        kind=kind,
+        use=TokenUse.ACCESS,
+        client=client,
+        scope=scope,
+        now=now,
+        ttl=ttls[0],
+        session_id=session_id,
+        customer_id=customer_id,
+        legal_entity_id=legal_entity_id,
+    )
+    refresh_token, refresh = minted(
+        core,
+        kind=kind,
+        use=TokenUse.REFRESH,
+        client=client,
+        scope=scope,
+        now=now,
+        ttl=ttls[1],
+        session_id=session_id,
+        customer_id=customer_id,
+        legal_entity_id=legal_entity_id,
+    )
+    return access_token, access, refresh_token, refresh
+
+
+def is_live(token: TokenRecord, now: int) -> bool:
+    """Not revoked, not expired, not superseded by a rotation."""
+    return token.revoked_at is None and token.rotated_at is None and token.expires_at > now
+
+
+async def session_client(core: Core, client_id: str) -> ClientRecord:
+    """The client a session's tokens were issued to (gone only if deprovisioned)."""
+    client = await core.store.get_client(client_id)
+    if client is None:
+        raise InvalidClient("the client of this session no longer exists")
+    return client
+
+
+async def saas_token(
+    core: Core, *, customer_id: str, tenant: str, session_id: str, now: int, ttl: int
+) -> str:
+    """The customer's SaaS token: an ES256 JWT that expires with the access token."""
+    claims = {
+        "iss": core.settings.issuer,
+        "aud": core.settings.saas_audience,
+        "sub": customer_id,
+        "tenant": tenant,
+        "sid": session_id,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+    }
+    return await core.keys.sign(claims)

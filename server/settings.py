@@ -1,0 +1,76 @@
+"""One frozen Settings object, read once from TOKENSERVICE_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from server.errors import InvalidRequest
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenservice.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    grpc_addr: str = "0.0.0.0:50051"
+    database_url: str = DEFAULT_DATABASE_URL
+    # The HMAC key for token and client-secret digests; when empty, see server.secret_key.
+    secret_key: str = ""
+    secret_key_file: str = ""
+    issuer: str = "http://localhost:8080"
+    saas_audience: str = "saas"
+    anonymous_access_ttl: int = 3600
+    anonymous_refresh_ttl: int = 86400
+    customer_access_ttl: int = 14400
+    customer_refresh_ttl: int = 86400
+    service_access_ttl: int = 14400
+    session_idle_time: int = 120
+    refresh_grace_seconds: int = 10
+    max_message_bytes: int = 64 * 1024
+    shutdown_grace_seconds: float = 10.0
+    # After health turns NOT_SERVING and before the server stops taking calls: lets balancers
+    # notice, and lets calls already received but not yet dispatched start instead of being
+    # cancelled by the stop.
+    shutdown_delay_seconds: float = 1.0
+    sqlite_busy_timeout_ms: int = 5000
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    provision_demo: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Builds Settings from TOKENSERVICE_<FIELD> variables, converting to each field's type."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(f"TOKENSERVICE_{field.name.upper()}")
+            if raw is None:
+                continue
+            values[field.name] = _convert(field.name, raw, field.type)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _convert(name: str, raw: str, type_name: object) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise InvalidRequest(f"TOKENSERVICE_{name.upper()} must be a number") from None
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise InvalidRequest(f"TOKENSERVICE_{name.upper()} must be true or false")
+    return raw

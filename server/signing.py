@@ -1,0 +1,149 @@
+"""SaaS-token signing: ES256 keys kept in the store, a key ring that follows rotations, JWKS.
+
+Private keys are stored encrypted (AES-GCM under a key derived from the server secret), so that
+a copy of the database cannot mint SaaS tokens. The kid is the RFC 7638 JWK thumbprint. The ring
+re-reads the store at most every `refresh_seconds`, so keys rotated by the CLI or by another
+replica are picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from server.clock import Clock
+from server.store.protocol import TokenStore
+from server.store.records import KeyStatus, SigningKeyRecord
+
+ALGORITHM = "ES256"
+_NONCE_BYTES = 12
+
+
+class KeyCipher:
+    """Encrypts private keys at rest under a subkey of the server secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        key = hmac.new(secret, b"tokenservice signing key encryption v1", hashlib.sha256).digest()
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, kid: str) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, kid.encode())
+
+    def open(self, sealed: bytes, kid: str) -> bytes:
+        return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kid.encode())
+
+
+def new_signing_key(cipher: KeyCipher, now: int) -> SigningKeyRecord:
+    """A fresh P-256 key, ready to store as the active key."""
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    public_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))
+    kid = _thumbprint(public_jwk)
+    public_jwk.update({"kid": kid, "use": "sig", "alg": ALGORITHM})
+    der = private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return SigningKeyRecord(
+        kid=kid,
+        algorithm=ALGORITHM,
+        private_key_encrypted=cipher.seal(der, kid),
+        public_jwk=json.dumps(public_jwk, sort_keys=True),
+        status=KeyStatus.ACTIVE,
+        created_at=now,
+    )
+
+
+def _thumbprint(jwk: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {name: jwk[name] for name in ("crv", "kty", "x", "y")}, separators=(",", ":")
+    )
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class KeyRing:
+    """The signing keys as this process last read them from the store."""
+
+    def __init__(
+        self, store: TokenStore, cipher: KeyCipher, clock: Clock, refresh_seconds: float = 30.0
+    ) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._clock = clock
+        self._refresh_seconds = refresh_seconds
+        self._loaded_at = float("-inf")
+        self._records: list[SigningKeyRecord] = []
+        self._active: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+        self._lock = asyncio.Lock()
+
+    async def ensure_active_key(self) -> None:
+        """Creates the first key on an empty store (start-up)."""
+        await self.reload()
+        if self._active is None:
+            await self._store.rotate_signing_key(
+                new_signing_key(self._cipher, int(self._clock.now()))
+            )
+            await self.reload()
+
+    async def reload(self) -> None:
+        async with self._lock:
+            records = await self._store.list_signing_keys()
+            self._records = records
+            self._active = self._decrypt_active(records)
+            self._loaded_at = self._clock.now()
+
+    async def sign(self, claims: dict[str, Any]) -> str:
+        await self._refresh_if_stale()
+        if self._active is None:
+            await self.ensure_active_key()
+        assert self._active is not None
+        kid, private_key = self._active
+        return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid})
+
+    async def jwks(self) -> dict[str, Any]:
+        """The public keys that verify SaaS tokens: the active one and those not yet retired."""
+        await self._refresh_if_stale()
+        return jwks_of(self._records)
+
+    async def _refresh_if_stale(self) -> None:
+        if self._clock.now() - self._loaded_at >= self._refresh_seconds:
+            await self.reload()
+
+    def _decrypt_active(
+        self, records: Sequence[SigningKeyRecord]
+    ) -> tuple[str, ec.EllipticCurvePrivateKey] | None:
+        for record in records:
+            if record.status is KeyStatus.ACTIVE:
+                der = self._cipher.open(record.private_key_encrypted, record.kid)
+                key = serialization.load_der_private_key(der, password=None)
+                assert isinstance(key, ec.EllipticCurvePrivateKey)
+                return record.kid, key
+        return None
+
+
+def jwks_of(records: Sequence[SigningKeyRecord]) -> dict[str, Any]:
+    return {
+        "keys": [
+            json.loads(record.public_jwk)
+            for record in records
+            if record.status in (KeyStatus.ACTIVE, KeyStatus.VERIFYING)
+        ]
+    }
+
+
+def new_jti() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,47 @@
+"""Opaque token minting and keyed digests.
+
+Tokens are 256-bit CSPRNG values in URL-safe base64. The store keeps only HMAC-SHA256 digests
+under the server secret, so a copy of the database yields no usable token; tokens are found by
+their digest, and client secrets are compared digest to digest in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+TOKEN_BYTES = 32
+
+
+def mint_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def new_client_secret() -> str:
+    """A service client's secret: 256 bits, shown once, stored only as a keyed digest."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+class KeyedDigest:
+    """HMAC-SHA256 digests under per-purpose subkeys of the server secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._token_key = _subkey(secret, b"tokenservice token digest v1")
+        self._client_secret_key = _subkey(secret, b"tokenservice client secret digest v1")
+
+    def token(self, token: str) -> str:
+        return hmac.new(self._token_key, token.encode(), hashlib.sha256).hexdigest()
+
+    def client_secret(self, client_secret: str) -> str:
+        return hmac.new(self._client_secret_key, client_secret.encode(), hashlib.sha256).hexdigest()
+
+    def client_secret_matches(self, client_secret: str, stored_digest: str | None) -> bool:
+        """Constant-time check; a client with no secret never matches."""
+        expected = stored_digest or "0" * 64
+        matches = hmac.compare_digest(self.client_secret(client_secret), expected)
+        return matches and stored_digest is not None
+
+
+def _subkey(secret: bytes, purpose: bytes) -> bytes:
+    return hmac.new(secret, purpose, hashlib.sha256).digest()

@@ -1,0 +1,61 @@
+"""The one error table: every error has its OAuth code, HTTP status and gRPC code, and the
+interceptor's rich status carries the OAuth code as ErrorInfo.reason."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from server import errors
+from server.interceptors import status_of
+
+EXPECTED = {
+    errors.InvalidRequest: ("invalid_request", 400, grpc.StatusCode.INVALID_ARGUMENT),
+    errors.UnsupportedGrantType: ("unsupported_grant_type", 400, grpc.StatusCode.INVALID_ARGUMENT),
+    errors.InvalidGrant: ("invalid_grant", 400, grpc.StatusCode.INVALID_ARGUMENT),
+    errors.InvalidClient: ("invalid_client", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.InvalidToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.InvalidCredentials: ("invalid_grant", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.InvalidScope: ("invalid_scope", 400, grpc.StatusCode.PERMISSION_DENIED),
+    errors.UnauthorizedClient: ("unauthorized_client", 400, grpc.StatusCode.PERMISSION_DENIED),
+    errors.AccessDenied: ("access_denied", 403, grpc.StatusCode.PERMISSION_DENIED),
+    errors.NotFound: ("not_found", 404, grpc.StatusCode.NOT_FOUND),
+    errors.AlreadyExists: ("already_exists", 409, grpc.StatusCode.ALREADY_EXISTS),
+    errors.RateLimited: ("rate_limited", 429, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    errors.StoreUnavailable: ("temporarily_unavailable", 503, grpc.StatusCode.UNAVAILABLE),
+    errors.ServerError: ("server_error", 500, grpc.StatusCode.INTERNAL),
+}
+
+
+def test_the_table_covers_every_error() -> None:
+    assert set(EXPECTED) == set(errors.ALL_ERRORS)
+
+
+@pytest.mark.parametrize("error_class", errors.ALL_ERRORS)
+def test_each_error_maps_to_one_status_with_error_info(
+    error_class: type[errors.TokenServiceError],
+) -> None:
+    oauth, http, code = EXPECTED[error_class]
+    assert (error_class.error, error_class.http_status, error_class.grpc_code) == (
+        oauth,
+        http,
+        code,
+    )
+    status_code, message, metadata = status_of(error_class("what went wrong", field="f"))
+    assert status_code == code and message == "what went wrong"
+    [(key, blob)] = metadata
+    assert key == "grpc-status-details-bin"
+    status = status_pb2.Status.FromString(blob)
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert info.reason == oauth and info.domain == "tokenservice"
+    assert info.metadata["field"] == "f"
+
+
+def test_rate_limited_carries_retry_info() -> None:
+    _, _, metadata = status_of(errors.RateLimited("slow down", retry_after=7))
+    status = status_pb2.Status.FromString(metadata[0][1])
+    retry = error_details_pb2.RetryInfo()
+    status.details[1].Unpack(retry)
+    assert retry.retry_delay.seconds == 7

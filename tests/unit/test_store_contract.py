@@ -1,0 +1,518 @@
+"""One contract suite for every TokenStore: MemoryStore, SqlStore on a SQLite file (migrated by
+alembic) and SqlStore on in-memory SQLite. Then SQLite-only tests: concurrency, WAL, migrations,
+and a locked database reported as StoreUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
+from server.settings import Settings
+from server.store import open_store
+from server.store.memory import MemoryStore
+from server.store.migrate import upgrade
+from server.store.protocol import TokenStore
+from server.store.records import (
+    ClientKind,
+    ClientRecord,
+    CustomerRecord,
+    KeyStatus,
+    RefreshOutcome,
+    SessionContext,
+    SessionRecord,
+    SessionUpdate,
+    SigningKeyRecord,
+    TenantRecord,
+    TokenKind,
+    TokenRecord,
+    TokenUse,
+    TokenView,
+)
+from server.store.schema import metadata
+from server.store.sql import SqlStore
+
+NOW = 1_700_000_000
+GRACE = 10
+ANON, CUST = TokenKind.ANONYMOUS, TokenKind.CUSTOMER
+ACCESS, REFRESH = TokenUse.ACCESS, TokenUse.REFRESH
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TokenStore]:
+    s: TokenStore
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite-file":
+        url = sqlite_url(tmp_path / "store.db")
+        await upgrade(url)
+        s = await SqlStore.open(url)
+    else:
+        s = await SqlStore.open("sqlite+aiosqlite:///:memory:")
+    yield s
+    await s.close()
+
+
+def token(
+    digest: str,
+    *,
+    session: str | None = "s1",
+    kind: TokenKind = ANON,
+    use: TokenUse = REFRESH,
+    expires_at: int = NOW + 3600,
+    customer: str | None = None,
+    **extra: object,
+) -> TokenRecord:
+    return TokenRecord(
+        digest=digest,
+        kind=kind,
+        use=use,
+        tenant="demo",
+        client_id="web",
+        scope="tenant=demo",
+        issued_at=NOW - 60,
+        expires_at=expires_at,
+        session_id=session,
+        customer_id=customer,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def session(session_id: str = "s1", **extra: object) -> SessionRecord:
+    return SessionRecord(
+        session_id=session_id,
+        tenant="demo",
+        client_id="web",
+        created_at=NOW - 60,
+        updated_at=NOW - 60,
+        context=SessionContext(currency="EUR", site_code="main", language="de"),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def start_session(store: TokenStore, *extra: TokenRecord) -> None:
+    """Session s1 with an anonymous access token `a1` and refresh token `r1`."""
+    await store.save_tokens([token("a1", use=ACCESS), token("r1"), *extra], session())
+
+
+async def snapshot(store: TokenStore, digests: list[str]) -> tuple[object, ...]:
+    views = [await store.find_token(d) for d in digests]
+    return (await store.get_session("s1"), *views)
+
+
+async def do_refresh(
+    store: TokenStore,
+    new: list[TokenRecord],
+    *,
+    presented: str = "r1",
+    now: int = NOW,
+    rotate: bool = True,
+    update: SessionUpdate | None = None,
+) -> RefreshOutcome:
+    return await store.refresh(
+        presented,
+        "s1",
+        new,
+        update or SessionUpdate(updated_at=now),
+        now=now,
+        grace_seconds=GRACE,
+        rotate=rotate,
+    )
+
+
+def new_pair(tag: str) -> list[TokenRecord]:
+    return [token(f"a-{tag}", use=ACCESS), token(f"r-{tag}")]
+
+
+# --- provisioning -------------------------------------------------------------------------------
+async def test_tenants(store: TokenStore) -> None:
+    await store.create_tenant(TenantRecord("zeta", NOW))
+    await store.create_tenant(TenantRecord("demo", NOW + 1))
+    assert await store.get_tenant("demo") == TenantRecord("demo", NOW + 1)
+    assert await store.get_tenant("nope") is None
+    assert [t.name for t in await store.list_tenants()] == ["demo", "zeta"]
+    with pytest.raises(AlreadyExists, match="tenant 'demo' already exists"):
+        await store.create_tenant(TenantRecord("demo", NOW + 2))
+    assert await store.get_tenant("demo") == TenantRecord("demo", NOW + 1)
+
+
+async def test_clients(store: TokenStore) -> None:
+    service = ClientRecord(
+        client_id="svc",
+        tenant="demo",
+        kind=ClientKind.SERVICE,
+        name="Back office",
+        scopes=("orders.read", "orders.write"),
+        secret_digest="d" * 64,
+        created_at=NOW,
+        access_token_ttl=600,
+        refresh_token_ttl=None,
+        refresh_rotation_disabled=True,
+    )
+    with pytest.raises(NotFound, match="tenant 'demo' does not exist"):
+        await store.create_client(service)
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_tenant(TenantRecord("other", NOW))
+    web = ClientRecord("web", "demo", ClientKind.STOREFRONT, "Shop", (), None, NOW)
+    elsewhere = dataclasses.replace(web, client_id="web2", tenant="other")
+    for client in (web, service, elsewhere):
+        await store.create_client(client)
+    assert await store.get_client("svc") == service
+    assert await store.get_client("web") == web
+    assert await store.get_client("nope") is None
+    assert await store.list_clients("demo") == [service, web]
+    with pytest.raises(AlreadyExists, match="client 'svc' already exists") as caught:
+        await store.create_client(dataclasses.replace(service, secret_digest="e" * 64))
+    assert "e" * 64 not in str(caught.value)
+    assert await store.get_client("svc") == service
+
+
+async def test_customers(store: TokenStore) -> None:
+    for name in ("demo", "other"):
+        await store.create_tenant(TenantRecord(name, NOW))
+    alice = CustomerRecord(
+        "c1", "demo", "alice@example.com", "$argon2id$secret", ("orders",), ("le1", "le2"), NOW
+    )
+    await store.create_customer(alice)
+    assert await store.get_customer("c1") == alice
+    assert await store.find_customer("demo", "Alice@Example.COM") == alice
+    assert await store.find_customer("other", "alice@example.com") is None
+    assert await store.get_customer("c2") is None
+    duplicate = dataclasses.replace(alice, id="c2", email="ALICE@example.com")
+    message = "customer with this email already exists in tenant 'demo'"
+    with pytest.raises(AlreadyExists, match=message) as caught:
+        await store.create_customer(duplicate)
+    assert "argon2" not in str(caught.value)
+    assert await store.get_customer("c2") is None
+    await store.create_customer(dataclasses.replace(alice, id="c3", tenant="other"))
+    assert (await store.find_customer("other", "alice@example.com")).id == "c3"  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        await store.create_customer(dataclasses.replace(alice, id="c4", tenant="ghost"))
+
+
+# --- tokens and sessions ------------------------------------------------------------------------
+async def test_save_and_find_tokens(store: TokenStore) -> None:
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_customer(
+        CustomerRecord("c1", "demo", "bob@example.com", "h", (), ("le1",), NOW)
+    )
+    await start_session(store)
+    assert await store.get_session("s1") == session()
+    assert await store.find_token("r1") == TokenView(token("r1"))
+    assert await store.find_token("nope") is None
+    customer_token = token("c-a", kind=CUST, use=ACCESS, customer="c1", legal_entity_id="le1")
+    service_token = token("svc", kind=TokenKind.SERVICE, use=ACCESS, session=None)
+    await store.save_tokens([customer_token, service_token])
+    assert await store.find_token("c-a") == TokenView(customer_token, "bob@example.com")
+    assert await store.find_token("svc") == TokenView(service_token, None)
+    # One transaction: a duplicate token leaves the new session unsaved too.
+    with pytest.raises(AlreadyExists):
+        await store.save_tokens([token("fresh", session="s2"), token("r1")], session("s2"))
+    assert await store.get_session("s2") is None
+    assert await store.find_token("fresh") is None
+    with pytest.raises(AlreadyExists):
+        await store.save_tokens([], session("s1"))
+
+
+async def test_refresh_rotated_updates_session(store: TokenStore) -> None:
+    await start_session(store)
+    change = SessionUpdate(
+        updated_at=NOW, context=SessionContext(currency="USD"), legal_entity_id="le9"
+    )
+    assert await do_refresh(store, new_pair("1"), update=change) is RefreshOutcome.ROTATED
+    presented = (await store.find_token("r1")).token  # type: ignore[union-attr]
+    assert presented.rotated_at == NOW
+    assert presented.revoked_at is None
+    assert await store.find_token("r-1") == TokenView(token("r-1"))
+    assert await store.find_token("a-1") == TokenView(token("a-1", use=ACCESS))
+    after = await store.get_session("s1")
+    assert after == dataclasses.replace(
+        session(),
+        updated_at=NOW,
+        context=SessionContext(currency="USD", site_code="main", language="de"),
+        legal_entity_id="le9",
+    )
+
+
+async def test_refresh_grace_then_reuse(store: TokenStore) -> None:
+    await start_session(store)
+    assert await do_refresh(store, new_pair("1")) is RefreshOutcome.ROTATED
+    # Exactly grace_seconds later the rotated token still works ...
+    assert await do_refresh(store, new_pair("2"), now=NOW + GRACE) is RefreshOutcome.GRACE
+    assert await store.find_token("r-2") is not None
+    assert (await store.find_token("r1")).token.rotated_at == NOW  # type: ignore[union-attr]
+    # ... one second after that it is reuse: the whole session is revoked.
+    assert await do_refresh(store, new_pair("3"), now=NOW + GRACE + 1) is RefreshOutcome.REUSED
+    assert await store.find_token("r-3") is None
+    assert await store.find_token("a-3") is None
+    for digest in ("a1", "r1", "a-1", "r-1", "a-2", "r-2"):
+        view = await store.find_token(digest)
+        assert view is not None
+        assert view.token.revoked_at == NOW + GRACE + 1, digest
+    assert (await store.get_session("s1")).revoked_at == NOW + GRACE + 1  # type: ignore[union-attr]
+    # Afterwards every token of the session is dead, the newest included.
+    assert await do_refresh(store, new_pair("4"), presented="r-1") is RefreshOutcome.INVALID
+
+
+async def test_refresh_kept(store: TokenStore) -> None:
+    await start_session(store)
+    assert await do_refresh(store, new_pair("1"), rotate=False) is RefreshOutcome.KEPT
+    assert await do_refresh(store, new_pair("2"), rotate=False) is RefreshOutcome.KEPT
+    presented = (await store.find_token("r1")).token  # type: ignore[union-attr]
+    assert presented.rotated_at is None
+    assert presented.revoked_at is None
+    assert await store.find_token("r-2") is not None
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+@pytest.mark.parametrize(
+    "case", ["revoked-token", "expired-token", "revoked-session", "unknown", "access", "other"]
+)
+async def test_refresh_invalid_changes_nothing(store: TokenStore, case: str, rotate: bool) -> None:
+    extra = [
+        token("r-revoked", revoked_at=NOW - 1),
+        token("r-expired", expires_at=NOW),
+        token("r-foreign", session="s2"),
+    ]
+    await start_session(store, *extra)
+    await store.save_tokens([token("r-s2", session="s2")], session("s2"))
+    presented = {
+        "revoked-token": "r-revoked",
+        "expired-token": "r-expired",
+        "revoked-session": "r1",
+        "unknown": "nope",
+        "access": "a1",
+        "other": "r-foreign",  # a refresh token of another session
+    }[case]
+    if case == "revoked-session":
+        await store.revoke_session("s1", NOW - 1)
+    digests = ["a1", "r1", "r-revoked", "r-expired", "r-foreign", "r-s2"]
+    before = await snapshot(store, digests)
+    change = SessionUpdate(updated_at=NOW, context=SessionContext(currency="USD"))
+    outcome = await do_refresh(
+        store, new_pair("1"), presented=presented, rotate=rotate, update=change
+    )
+    assert outcome is RefreshOutcome.INVALID
+    assert await snapshot(store, digests) == before
+    assert await store.find_token("r-1") is None
+
+
+async def test_start_customer_session(store: TokenStore) -> None:
+    await start_session(store, token("r-old", revoked_at=NOW - 5))
+    customer_tokens = [
+        token("ca", kind=CUST, use=ACCESS, customer="c1"),
+        token("cr", kind=CUST, customer="c1"),
+    ]
+    assert await store.start_customer_session("s1", "c1", "le1", NOW, customer_tokens)
+    bound = await store.get_session("s1")
+    assert bound is not None
+    assert (bound.customer_id, bound.legal_entity_id, bound.updated_at) == ("c1", "le1", NOW)
+    assert bound.context == session().context
+    assert (await store.find_token("r1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
+    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    assert await store.find_token("cr") == TokenView(customer_tokens[1])
+    # The same customer may log in again; another customer may not take the session over.
+    assert await store.start_customer_session("s1", "c1", None, NOW + 1, [token("ca2")])
+    before = await snapshot(store, ["a1", "r1", "ca", "cr", "ca2"])
+    assert not await store.start_customer_session("s1", "c2", None, NOW + 2, [token("x")])
+    assert await store.find_token("x") is None
+    assert await snapshot(store, ["a1", "r1", "ca", "cr", "ca2"]) == before
+    assert not await store.start_customer_session("nope", "c1", None, NOW, [token("y")])
+    await store.revoke_session("s1", NOW + 3)
+    assert not await store.start_customer_session("s1", "c1", None, NOW + 4, [token("z")])
+    assert await store.find_token("z") is None
+
+
+async def test_revoke_token_and_session(store: TokenStore) -> None:
+    await start_session(store, token("r-old", revoked_at=NOW - 5))
+    await store.save_tokens([token("other", session="s2")], session("s2"))
+    assert await store.revoke_token("a1", NOW) == 1
+    assert await store.revoke_token("a1", NOW + 1) == 0
+    assert await store.revoke_token("nope", NOW) == 0
+    assert (await store.find_token("a1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert await store.revoke_session("s1", NOW + 2) == 1  # only r1 was still live
+    assert (await store.get_session("s1")).revoked_at == NOW + 2  # type: ignore[union-attr]
+    assert (await store.find_token("r1")).token.revoked_at == NOW + 2  # type: ignore[union-attr]
+    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
+    assert await store.revoke_session("s1", NOW + 3) == 0
+    assert (await store.get_session("s1")).revoked_at == NOW + 2  # type: ignore[union-attr]
+    assert (await store.find_token("other")).token.revoked_at is None  # type: ignore[union-attr]
+    assert (await store.get_session("s2")).revoked_at is None  # type: ignore[union-attr]
+
+
+# --- signing keys -------------------------------------------------------------------------------
+def key(kid: str, created_at: int) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid, "ES256", b"\x00encrypted\xff", '{"kty":"EC"}', KeyStatus.VERIFYING, created_at
+    )
+
+
+async def test_signing_keys(store: TokenStore) -> None:
+    assert await store.list_signing_keys() == []
+    await store.rotate_signing_key(key("k1", NOW))
+    await store.rotate_signing_key(key("k2", NOW + 10))
+    await store.rotate_signing_key(key("k0", NOW + 10))
+    listed = await store.list_signing_keys()
+    assert [(k.kid, k.status) for k in listed] == [
+        ("k0", KeyStatus.ACTIVE),
+        ("k2", KeyStatus.VERIFYING),
+        ("k1", KeyStatus.VERIFYING),
+    ]
+    assert listed[0] == dataclasses.replace(key("k0", NOW + 10), status=KeyStatus.ACTIVE)
+    # A duplicate kid changes nothing: the active key is not demoted.
+    with pytest.raises(AlreadyExists, match="signing key 'k1' already exists"):
+        await store.rotate_signing_key(key("k1", NOW + 20))
+    assert await store.list_signing_keys() == listed
+    with pytest.raises(InvalidRequest, match="rotate first"):
+        await store.retire_signing_key("k0", NOW + 30)
+    assert await store.retire_signing_key("nope", NOW + 30) is None
+    retired = await store.retire_signing_key("k1", NOW + 30)
+    assert retired == dataclasses.replace(
+        key("k1", NOW), status=KeyStatus.RETIRED, retired_at=NOW + 30
+    )
+    assert await store.retire_signing_key("k1", NOW + 40) == retired
+    assert [(k.kid, k.status) for k in await store.list_signing_keys()] == [
+        ("k0", KeyStatus.ACTIVE),
+        ("k2", KeyStatus.VERIFYING),
+        ("k1", KeyStatus.RETIRED),
+    ]
+
+
+# --- SQLite only --------------------------------------------------------------------------------
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    url = sqlite_url(tmp_path / "store.db")
+    await upgrade(url)
+    s = await SqlStore.open(url)
+    yield s
+    await s.close()
+
+
+async def test_concurrent_refresh_has_one_winner(sqlite_store: SqlStore) -> None:
+    await start_session(sqlite_store)
+
+    async def one(i: int) -> RefreshOutcome:
+        return await sqlite_store.refresh(
+            "r1", "s1", new_pair(str(i)), SessionUpdate(NOW), now=NOW, grace_seconds=0, rotate=True
+        )
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(50)), return_exceptions=True)
+    assert outcomes.count(RefreshOutcome.ROTATED) == 1
+    assert outcomes.count(RefreshOutcome.GRACE) == 49
+    for i in range(50):  # every call saved its tokens
+        assert await sqlite_store.find_token(f"r-{i}") is not None
+
+
+async def test_two_stores_on_one_file_agree_on_one_winner(tmp_path: Path) -> None:
+    """Two stores (as two server processes would) contend through SQLite's own file lock."""
+    url = sqlite_url(tmp_path / "store.db")
+    await upgrade(url)
+    stores = [await SqlStore.open(url), await SqlStore.open(url)]
+    try:
+        await start_session(stores[0])
+        calls = [
+            stores[i % 2].refresh(
+                "r1",
+                "s1",
+                new_pair(str(i)),
+                SessionUpdate(NOW),
+                now=NOW,
+                grace_seconds=0,
+                rotate=True,
+            )
+            for i in range(40)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        for s in stores:
+            await s.close()
+    assert outcomes.count(RefreshOutcome.ROTATED) == 1
+    assert outcomes.count(RefreshOutcome.GRACE) == 39
+
+
+async def test_concurrent_new_sessions_all_succeed(sqlite_store: SqlStore) -> None:
+    async def one(i: int) -> None:
+        sid = f"s-{i}"
+        await sqlite_store.save_tokens(
+            [token(f"a-{i}", session=sid, use=ACCESS), token(f"r-{i}", session=sid)], session(sid)
+        )
+
+    results = await asyncio.gather(*(one(i) for i in range(200)), return_exceptions=True)
+    assert results == [None] * 200
+    for i in range(200):
+        assert await sqlite_store.get_session(f"s-{i}") is not None
+
+
+async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "store.db"  # directories are created
+    await upgrade(sqlite_url(path))
+    await upgrade(sqlite_url(path))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert names == {*metadata.tables, "alembic_version"}
+    db.close()
+
+
+async def test_migrations_match_the_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    await upgrade(sqlite_url(path))
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+async def test_open_store_migrates(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "opened.db")
+    store = await open_store(Settings(database_url=url))
+    try:
+        await store.create_tenant(TenantRecord("demo", NOW))
+        assert await store.list_tenants() == [TenantRecord("demo", NOW)]
+    finally:
+        await store.close()
+
+
+async def test_locked_database_is_unavailable_then_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "store.db"
+    await upgrade(sqlite_url(path))
+    store = await SqlStore.open(sqlite_url(path), busy_timeout_ms=200)
+    try:
+        await store.create_tenant(TenantRecord("first", NOW))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING), pytest.raises(StoreUnavailable) as caught:
+            await store.create_tenant(TenantRecord("second", NOW))
+        assert time.monotonic() - started < 5
+        assert str(caught.value) == "the token store is unavailable; retry later"
+        assert "OperationalError" in caplog.text
+        assert "second" not in caplog.text  # no SQL parameters in the log
+        assert await store.get_tenant("first") is not None  # WAL: readers are not blocked
+        other.execute("ROLLBACK")
+        other.close()
+        await store.create_tenant(TenantRecord("second", NOW))
+        assert [t.name for t in await store.list_tenants()] == ["first", "second"]
+    finally:
+        await store.close()

@@ -1,0 +1,67 @@
+"""Token minting, keyed digests and field validation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from server import validation
+from server.errors import InvalidRequest
+from server.tokens import KeyedDigest, mint_token, new_client_secret
+
+
+def test_tokens_are_url_safe_and_carry_256_bits() -> None:
+    tokens = {mint_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", t) for t in tokens)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", new_client_secret())
+
+
+def test_digests_are_keyed_and_purpose_separated() -> None:
+    one, other = KeyedDigest(b"a" * 32), KeyedDigest(b"b" * 32)
+    assert one.token("t") == one.token("t")
+    assert one.token("t") != other.token("t")
+    assert one.token("t") != one.client_secret("t")
+    assert re.fullmatch(r"[0-9a-f]{64}", one.token("t"))
+
+
+def test_client_secret_check() -> None:
+    digests = KeyedDigest(b"k" * 32)
+    stored = digests.client_secret("s3cret")
+    assert digests.client_secret_matches("s3cret", stored)
+    assert not digests.client_secret_matches("s3cre", stored)
+    assert not digests.client_secret_matches("anything", None)
+
+
+@pytest.mark.parametrize("value", ["abc", "shop1", "a234567890123456"])
+def test_valid_tenants(value: str) -> None:
+    assert validation.tenant(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "ab", "1shop", "Shop", "a2345678901234567", "sh-op"])
+def test_invalid_tenants(value: str) -> None:
+    with pytest.raises(InvalidRequest, match="tenant"):
+        validation.tenant(value)
+
+
+def test_scopes_are_split_deduplicated_and_checked() -> None:
+    assert validation.scopes("a b  a tenant=x") == ("a", "b", "tenant=x")
+    assert validation.scopes("") == ()
+    with pytest.raises(InvalidRequest, match="scope"):
+        validation.scopes('a "b"')
+    with pytest.raises(InvalidRequest, match="at most"):
+        validation.scopes("a" * 5000)
+
+
+def test_email_is_lower_cased_and_checked() -> None:
+    assert validation.email("Ann@Shop.Example") == "ann@shop.example"
+    with pytest.raises(InvalidRequest, match="email"):
+        validation.email("ann")
+
+
+def test_messages_never_echo_the_value() -> None:
+    secret = "p" * 2000
+    with pytest.raises(InvalidRequest) as caught:
+        validation.password(secret)
+    assert secret not in str(caught.value)
