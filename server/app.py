@@ -1,0 +1,123 @@
+"""Builds and runs the gRPC server: servicers, health, reflection, the error interceptor, and a
+graceful shutdown (health turns NOT_SERVING first, then in-flight calls drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.admin_servicer import AdminServicer
+from server.core import Core, build_core
+from server.interceptors import ErrorInterceptor
+from server.servicer import TokenServicer
+from server.settings import Settings
+from server.store import open_store
+from tokenservice.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    token_service_pb2,
+    token_service_pb2_grpc,
+)
+
+log = logging.getLogger("tokenservice")
+
+SERVICE_NAMES = (
+    token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+@dataclasses.dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    core: Core
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float | None = None, delay: float = 0.0) -> None:
+        """Drains: NOT_SERVING first, so balancers stop sending; after `delay`, stop taking
+        calls and wait up to `grace` for the ones in flight."""
+        await self.health.enter_graceful_shutdown()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.server.stop(grace)
+
+
+async def start_server(core: Core, address: str | None = None) -> RunningServer:
+    """Starts serving `core` on `address` (port 0 picks a free port)."""
+    settings = core.settings
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
+    )
+    address = address or settings.grpc_addr
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:  # grpcio reports a busy or invalid address this way
+        raise OSError(f"cannot listen on {address}: {error}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, serving)
+    return RunningServer(server=server, port=port, core=core, health=health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    """`tokenservice serve`: migrate, provision the demo tenant on an empty embedded store,
+    serve until SIGTERM or SIGINT, then drain."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    store = await open_store(settings)
+    try:
+        core = build_core(settings, store)
+        await core.keys.ensure_active_key()
+        await _provision_demo(core)
+        running = await start_server(core)
+        log.info(
+            "tokenservice listening for gRPC on %s (port %d)", settings.grpc_addr, running.port
+        )
+        await _wait_for_signal()
+        log.info(
+            "shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds
+        )
+        await running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds)
+    finally:
+        await store.close()
+    log.info("stopped")
+
+
+async def _provision_demo(core: Core) -> None:
+    if not (core.settings.provision_demo and core.settings.is_sqlite):
+        return
+    from server.demo import demo_banner, provision_demo
+
+    credentials = await provision_demo(core)
+    if credentials is not None:
+        print(demo_banner(credentials, core.settings.grpc_addr), flush=True)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

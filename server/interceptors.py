@@ -1,0 +1,114 @@
+"""The one place that turns exceptions into gRPC statuses, and the access log.
+
+A domain error becomes its own gRPC code with a `google.rpc.ErrorInfo` whose `reason` is the
+OAuth error code (plus `RetryInfo` when rate limited); anything else becomes INTERNAL with no
+details. The access log names the method, the outcome and the duration: never a request field,
+so no token, secret or password can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
+
+log = logging.getLogger("tokenservice.rpc")
+ERROR_DOMAIN = "tokenservice"
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            guarded(handler.unary_unary, handler_call_details.method),
+            request_deserializer=tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+
+class MalformedRequest:
+    """Stands in for a request whose bytes did not parse, so that the failure reaches the error
+    mapping as invalid_request instead of grpc's own UNKNOWN."""
+
+
+def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return MalformedRequest()
+
+    return parse
+
+
+def guarded(inner: Handler, method: str) -> Handler:
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        try:
+            if isinstance(request, MalformedRequest):
+                raise InvalidRequest("the request is not a valid protobuf message of its type")
+            response = await inner(request, context)
+        except TokenServiceError as error:
+            _log(method, error.grpc_code, started, error.error)
+            await context.abort(*status_of(error))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            log.error("rpc=%s failed with %s", method, type(error).__name__, exc_info=True)
+            await context.abort(*status_of(ServerError("internal error")))
+        _log(method, grpc.StatusCode.OK, started)
+        return response
+
+    return call
+
+
+def status_of(error: TokenServiceError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
+    """(code, message, trailing metadata) carrying the rich google.rpc.Status."""
+    info = error_details_pb2.ErrorInfo(reason=error.error, domain=ERROR_DOMAIN)
+    if error.field:
+        info.metadata["field"] = error.field
+    details = [_packed(info)]
+    if isinstance(error, RateLimited):
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=error.retry_after)
+        )
+        details.append(_packed(retry))
+    status = rpc_status.to_status(
+        status_pb2.Status(code=error.grpc_code.value[0], message=error.description, details=details)
+    )
+    return status.code, status.details, tuple(status.trailing_metadata)
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _log(method: str, code: grpc.StatusCode, started: float, reason: str = "") -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if code is grpc.StatusCode.OK:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rpc=%s code=OK ms=%.2f", method, elapsed_ms)
+        return
+    log.info("rpc=%s code=%s reason=%s ms=%.2f", method, code.name, reason, elapsed_ms)

@@ -1,0 +1,125 @@
+"""TokenService over gRPC: proto <-> domain conversion only, no business logic.
+
+The HTTP bridge calls these same methods in-process, so what a client sees over either transport
+is decided once, in the grants.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from server import introspection, revocation, validation
+from server.core import Core
+from server.errors import UnsupportedGrantType
+from server.grants import anonymous, client_credentials, customer_password, refresh
+from server.model import Introspection, IssuedTokens
+from server.store.records import SessionContext, TokenKind, TokenUse
+from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
+
+KIND_TO_PROTO = {
+    TokenKind.ANONYMOUS: pb.TOKEN_KIND_ANONYMOUS,
+    TokenKind.CUSTOMER: pb.TOKEN_KIND_CUSTOMER,
+    TokenKind.SERVICE: pb.TOKEN_KIND_SERVICE,
+}
+USE_TO_PROTO = {TokenUse.ACCESS: pb.TOKEN_USE_ACCESS, TokenUse.REFRESH: pb.TOKEN_USE_REFRESH}
+GRANTS = "client_credentials, anonymous or customer_password"
+
+
+class TokenServicer(pb_grpc.TokenServiceServicer):
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    async def IssueToken(
+        self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenResponse:
+        core = self._core
+        grant = request.WhichOneof("grant")
+        if grant == "client_credentials":
+            cc = request.client_credentials
+            issued = await client_credentials.issue(core, cc.client_id, cc.client_secret, cc.scope)
+        elif grant == "anonymous":
+            an = request.anonymous
+            ctx = session_context(an.context)
+            issued = await anonymous.issue(core, an.tenant, an.client_id, ctx)
+        elif grant == "customer_password":
+            cp = request.customer_password
+            issued = await customer_password.issue(
+                core, cp.tenant, cp.email, cp.password, cp.anonymous_token
+            )
+        else:
+            raise UnsupportedGrantType(f"a grant is required: {GRANTS}", field="grant")
+        return token_response(issued)
+
+    async def RefreshToken(
+        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenResponse:
+        issued = await refresh.refresh(
+            self._core,
+            request.tenant,
+            request.refresh_token,
+            client_id=request.client_id,
+            legal_entity_id=request.legal_entity_id,
+            access_token=request.access_token,
+            context=session_context(request.context),
+        )
+        return token_response(issued)
+
+    async def IntrospectToken(
+        self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IntrospectTokenResponse:
+        result = await introspection.introspect(self._core, request.token, request.tenant)
+        return introspection_response(result)
+
+    async def RevokeToken(
+        self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeTokenResponse:
+        result = await revocation.revoke(
+            self._core, request.token, request.tenant, end_session=request.end_session
+        )
+        return pb.RevokeTokenResponse(revoked=result.revoked, revoked_count=result.revoked_count)
+
+
+def session_context(message: pb.SessionContext) -> SessionContext:
+    return validation.session_context(
+        currency=message.currency,
+        site_code=message.site_code,
+        language=message.language,
+        target_location=message.target_location,
+    )
+
+
+def token_response(issued: IssuedTokens) -> pb.TokenResponse:
+    return pb.TokenResponse(
+        access_token=issued.access_token,
+        token_type=issued.token_type,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        refresh_token_expires_in=issued.refresh_token_expires_in,
+        session_id=issued.session_id,
+        scope=issued.scope,
+        saas_token=issued.saas_token,
+        session_idle_time=issued.session_idle_time,
+        kind=KIND_TO_PROTO[issued.kind],
+    )
+
+
+def introspection_response(result: Introspection) -> pb.IntrospectTokenResponse:
+    if not result.active or result.kind is None or result.use is None:
+        return pb.IntrospectTokenResponse(active=False)
+    return pb.IntrospectTokenResponse(
+        active=True,
+        kind=KIND_TO_PROTO[result.kind],
+        token_use=USE_TO_PROTO[result.use],
+        tenant=result.tenant,
+        client_id=result.client_id,
+        scope=result.scope,
+        expires_in=result.expires_in,
+        exp=result.exp,
+        iat=result.iat,
+        session_id=result.session_id,
+        customer_id=result.customer_id,
+        email=result.email,
+        legal_entity_id=result.legal_entity_id,
+        token_type=result.token_type,
+    )
