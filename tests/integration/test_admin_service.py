@@ -1,0 +1,110 @@
+"""AdminService over gRPC: only a service token with an admin scope may provision."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from server import admin
+from server.store.records import ClientKind
+from tests.integration.conftest import Harness, error_reason
+from tokenservice.v1 import admin_service_pb2 as apb
+from tokenservice.v1 import token_service_pb2 as pb
+
+
+async def admin_token(harness: Harness, tenant: str, scopes: tuple[str, ...]) -> str:
+    client, secret = await admin.create_client(harness.core, tenant, ClientKind.SERVICE, scopes)
+    assert secret is not None
+    issued = await harness.stub.IssueToken(
+        pb.IssueTokenRequest(
+            client_credentials=pb.ClientCredentialsGrant(
+                client_id=client.client_id, client_secret=secret
+            )
+        )
+    )
+    return issued.access_token
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def test_tenant_admin_provisions_its_own_tenant_only(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    await harness.shop("globex")
+    token = await admin_token(harness, "acme", ("tokenservice.admin",))
+    created = await harness.admin_stub.CreateClient(
+        apb.CreateClientRequest(
+            tenant="acme", kind=apb.CLIENT_KIND_SERVICE, scopes=["catalog.read"]
+        ),
+        metadata=bearer(token),
+    )
+    assert created.client_secret and created.client.tenant == "acme"
+    issued = await harness.stub.IssueToken(
+        pb.IssueTokenRequest(
+            client_credentials=pb.ClientCredentialsGrant(
+                client_id=created.client.client_id, client_secret=created.client_secret
+            )
+        )
+    )
+    assert issued.scope == "catalog.read tenant=acme"
+    customer = await harness.admin_stub.CreateCustomer(
+        apb.CreateCustomerRequest(
+            tenant="acme", email="New@Acme.example", password="long enough password"
+        ),
+        metadata=bearer(token),
+    )
+    assert customer.email == "new@acme.example"
+    listed = await harness.admin_stub.ListClients(
+        apb.ListClientsRequest(tenant="acme"), metadata=bearer(token)
+    )
+    assert shop.storefront_id in {c.client_id for c in listed.clients}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.admin_stub.ListClients(
+            apb.ListClientsRequest(tenant="globex"), metadata=bearer(token)
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.admin_stub.CreateTenant(
+            apb.CreateTenantRequest(name="newshop"), metadata=bearer(token)
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_platform_admin_creates_tenants_and_rotates_keys(harness: Harness) -> None:
+    await harness.shop("acme")
+    token = await admin_token(harness, "acme", ("tokenservice.platform_admin",))
+    tenant = await harness.admin_stub.CreateTenant(
+        apb.CreateTenantRequest(name="newshop"), metadata=bearer(token)
+    )
+    assert tenant.name == "newshop"
+    before = await harness.admin_stub.ListSigningKeys(
+        apb.ListSigningKeysRequest(), metadata=bearer(token)
+    )
+    rotated = await harness.admin_stub.RotateSigningKey(
+        apb.RotateSigningKeyRequest(), metadata=bearer(token)
+    )
+    assert rotated.status == "active" and rotated.kid not in {k.kid for k in before.keys}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.admin_stub.CreateTenant(
+            apb.CreateTenantRequest(name="newshop"), metadata=bearer(token)
+        )
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_admin_calls_need_an_admin_service_token(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    plain = await harness.service(shop)
+    anonymous = await harness.anonymous(shop)
+    request = apb.ListClientsRequest(tenant="acme")
+    cases = [
+        ((), grpc.StatusCode.UNAUTHENTICATED, "invalid_token"),
+        (bearer("not-a-token"), grpc.StatusCode.UNAUTHENTICATED, "invalid_token"),
+        ((("authorization", "Basic abc"),), grpc.StatusCode.UNAUTHENTICATED, "invalid_token"),
+        (bearer(anonymous.access_token), grpc.StatusCode.PERMISSION_DENIED, "access_denied"),
+        (bearer(plain.access_token), grpc.StatusCode.PERMISSION_DENIED, "access_denied"),
+    ]
+    for metadata, code, reason in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await harness.admin_stub.ListClients(request, metadata=metadata)
+        assert (caught.value.code(), error_reason(caught.value)) == (code, reason)

@@ -1,0 +1,284 @@
+"""The real `tokenservice` command against a real SQLite file: provisioning, `--json` output,
+secrets shown once and never stored, and clean errors (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+
+from server.tokens import KeyedDigest
+
+TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
+FAST_ARGON2_ENV = {
+    "TOKENSERVICE_ARGON2_TIME_COST": "1",
+    "TOKENSERVICE_ARGON2_MEMORY_KIB": "1024",
+    "TOKENSERVICE_ARGON2_PARALLELISM": "1",
+}
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "cli.db"
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "TOKENSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}",
+            **FAST_ARGON2_ENV,
+        }
+        self.cwd = tmp_path
+
+    def run(
+        self, *args: str, stdin: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(TOKENSERVICE), *args],
+            input=stdin,
+            env={**self.env, **(env or {})},
+            cwd=self.cwd,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str, stdin: str = "") -> str:
+        done = self.run(*args, stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "" or "Traceback" not in done.stderr
+        return done.stdout
+
+    def json(self, *args: str, stdin: str = "") -> Any:
+        return json.loads(self.ok(*args, "--json", stdin=stdin))
+
+    def fails(self, *args: str, stdin: str = "") -> str:
+        """Runs a command that must fail cleanly; returns its stderr."""
+        done = self.run(*args, stdin=stdin)
+        assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith(("error: ", "usage: ")), done.stderr
+        return done.stderr
+
+    def stored_bytes(self) -> bytes:
+        """The database as it lies on disk, WAL included."""
+        return b"".join(
+            path.read_bytes()
+            for path in (self.db, self.db.with_name(self.db.name + "-wal"))
+            if path.exists()
+        )
+
+    def query(self, sql: str, *params: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    assert TOKENSERVICE.exists(), f"{TOKENSERVICE} is missing: run `make install`"
+    return Cli(tmp_path)
+
+
+def test_db_upgrade_is_idempotent(cli: Cli) -> None:
+    first = cli.ok("db", "upgrade")
+    assert "newest schema" in first
+    cli.ok("db", "upgrade")
+    tables = {row[0] for row in cli.query("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"tenants", "clients", "customers", "tokens", "signing_keys"} <= tables
+
+
+def test_tenant_create_and_list(cli: Cli) -> None:
+    assert cli.ok("tenant", "create", "acme").strip() == "created tenant acme"
+    created = cli.json("tenant", "create", "globex")
+    assert created["name"] == "globex" and isinstance(created["created_at"], int)
+    assert sorted(cli.ok("tenant", "list").split()) == ["acme", "globex"]
+    listed = cli.json("tenant", "list")
+    assert sorted(t["name"] for t in listed["tenants"]) == ["acme", "globex"]
+
+
+def test_duplicate_tenant_fails_with_a_clear_message(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    stderr = cli.fails("tenant", "create", "acme")
+    assert stderr == "error: tenant 'acme' already exists\n"
+    assert "must be 3 to 16" in cli.fails("tenant", "create", "NO")
+
+
+def test_service_client_secret_is_printed_once_and_never_stored(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    created = cli.json(
+        "client", "create", "--tenant", "acme", "--kind", "service", "--scopes", "a.read a.write"
+    )
+    secret = created["client_secret"]
+    assert len(secret) >= 43
+    assert created["kind"] == "service" and created["scopes"] == ["a.read", "a.write"]
+    assert "secret_digest" not in created
+    stored = cli.stored_bytes()
+    assert secret.encode() not in stored
+    key = cli.db.with_name("cli.db.key").read_text().strip().encode()
+    assert KeyedDigest(key).client_secret(secret).encode() in stored  # only its digest is
+    listed = cli.json("client", "list", "--tenant", "acme")
+    assert [c["client_id"] for c in listed["clients"]] == [created["client_id"]]
+    assert "client_secret" not in listed["clients"][0]
+    assert secret not in cli.ok("client", "list", "--tenant", "acme")
+
+
+def test_human_client_create_shows_the_secret_once(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    out = cli.ok("client", "create", "--tenant", "acme", "--kind", "service", "--client-id", "be")
+    assert out.startswith("created service client be in tenant acme\nclient_secret: ")
+    secret = out.split("client_secret: ", 1)[1].split()[0]
+    assert secret.encode() not in cli.stored_bytes()
+
+
+def test_storefront_client_options(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    created = cli.json(
+        "client",
+        "create",
+        "--tenant",
+        "acme",
+        "--kind",
+        "storefront",
+        "--name",
+        "Web shop",
+        "--client-id",
+        "web-shop",
+        "--access-ttl",
+        "600",
+        "--refresh-ttl",
+        "7200",
+        "--no-refresh-rotation",
+    )
+    assert "client_secret" not in created
+    assert (created["client_id"], created["name"]) == ("web-shop", "Web shop")
+    assert (created["access_token_ttl"], created["refresh_token_ttl"]) == (600, 7200)
+    assert created["refresh_rotation_disabled"] is True
+    row = cli.query(
+        "SELECT secret_digest, access_token_ttl, refresh_rotation_disabled FROM clients "
+        "WHERE client_id = ?",
+        "web-shop",
+    )
+    assert row == [(None, 600, 1)]
+
+
+def test_client_create_errors(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    base = ("client", "create", "--tenant", "acme", "--kind", "storefront")
+    assert "access_token_ttl must be between" in cli.fails(*base, "--access-ttl", "0")
+    assert "unknown tenant 'nowhere'" in cli.fails(
+        "client", "create", "--tenant", "nowhere", "--kind", "service"
+    )
+    assert "tenant=" in cli.fails(*base, "--scopes", "tenant=other")
+    cli.ok(*base, "--client-id", "front")
+    assert "client_id 'front' already exists" in cli.fails(*base, "--client-id", "front")
+    assert "invalid choice" in cli.fails("client", "create", "--tenant", "acme", "--kind", "x")
+    assert cli.query("SELECT count(*) FROM clients") == [(1,)]
+
+
+def test_customer_create_reads_the_password_from_stdin(cli: Cli) -> None:
+    password = "correct horse battery staple"
+    cli.ok("tenant", "create", "acme")
+    created = cli.json(
+        "customer",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "Ann@Acme.Example",
+        "--password-stdin",
+        "--scopes",
+        "customer.read order.write",
+        "--legal-entity",
+        "le-1",
+        "le-2",
+        "--legal-entity",
+        "le-3",
+        stdin=password + "\n",
+    )
+    assert created["email"] == "ann@acme.example"
+    assert created["scopes"] == ["customer.read", "order.write"]
+    assert created["legal_entity_ids"] == ["le-1", "le-2", "le-3"]
+    assert "password" not in json.dumps(created)
+    assert password.encode() not in cli.stored_bytes()
+    [(stored_hash,)] = cli.query("SELECT password_hash FROM customers WHERE id = ?", created["id"])
+    assert stored_hash.startswith("$argon2id$")
+    assert PasswordHasher().verify(stored_hash, password)  # the newline was stripped
+    out = cli.ok(
+        "customer",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "bob@acme.example",
+        "--password-stdin",
+        stdin=password + "\r\n",
+    )
+    assert out.startswith("created customer bob@acme.example")
+    assert password not in out
+
+
+def test_customer_create_errors(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    base = ("customer", "create", "--tenant", "acme", "--email", "ann@acme.example")
+    assert "password is required" in cli.fails(*base, "--password-stdin", stdin="")
+    stderr = cli.fails(*base, "--password-stdin", stdin="short\n")
+    assert "at least 8" in stderr and "short" not in stderr.replace("at least", "")
+    assert "--password-stdin" in cli.fails(*base)  # no password on the command line
+    cli.ok(*base, "--password-stdin", stdin="long enough password\n")
+    assert "already exists" in cli.fails(*base, "--password-stdin", stdin="another password\n")
+
+
+def test_keys_rotate_list_retire(cli: Cli) -> None:
+    first = cli.json("keys", "rotate")
+    second = cli.json("keys", "rotate")
+    assert first["status"] == "active" and first["algorithm"] == "ES256"
+    assert first["public_jwk"]["kid"] == first["kid"] and "d" not in first["public_jwk"]
+    listed = cli.json("keys", "list")
+    assert {k["kid"]: k["status"] for k in listed["keys"]} == {
+        second["kid"]: "active",
+        first["kid"]: "verifying",
+    }
+    created = [k["created_at"] for k in listed["keys"]]
+    assert created == sorted(created, reverse=True)  # newest first (ties: same second)
+    assert f"{second['kid']}  ES256  active" in cli.ok("keys", "list")
+    retired = cli.json("keys", "retire", first["kid"])
+    assert retired["status"] == "retired" and isinstance(retired["retired_at"], int)
+    assert "no signing key with kid 'nope'" in cli.fails("keys", "retire", "nope")
+    assert "error: " in cli.fails("keys", "retire", second["kid"])  # the active key
+    statuses = dict(cli.query("SELECT kid, status FROM signing_keys"))
+    assert statuses == {first["kid"]: "retired", second["kid"]: "active"}
+
+
+def test_demo_env_without_credentials_fails_cleanly(cli: Cli) -> None:
+    assert "no demo credentials" in cli.fails("demo", "env")
+
+
+def test_demo_env_prints_shell_exports(cli: Cli) -> None:
+    creds = {
+        "tenant": "demo",
+        "storefront_client_id": "demo-storefront",
+        "service_client_id": "demo-service",
+        "service_client_secret": "s3cr3t",
+        "customer_email": "demo@example.com",
+        "customer_password": "it's a password",
+    }
+    cli.db.with_name("cli.db.demo.json").write_text(json.dumps(creds))
+    out = cli.ok("demo", "env")
+    assert "export DEMO_SERVICE_CLIENT_SECRET=s3cr3t\n" in out
+    assert "export DEMO_CUSTOMER_PASSWORD='it'\"'\"'s a password'\n" in out
+
+
+def test_bad_configuration_fails_cleanly(cli: Cli) -> None:
+    done = cli.run("tenant", "list", env={"TOKENSERVICE_ARGON2_TIME_COST": "many"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == "error: TOKENSERVICE_ARGON2_TIME_COST must be a number\n"
+    done = cli.run("tenant", "list", env={"TOKENSERVICE_DATABASE_URL": "not a url"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "TOKENSERVICE_DATABASE_URL" in done.stderr
+    done = cli.run("tenant", "list", env={"TOKENSERVICE_SECRET_KEY": "too short"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "at least 32 characters" in done.stderr

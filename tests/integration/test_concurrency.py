@@ -1,0 +1,73 @@
+"""Races on the embedded SQLite store: concurrent refreshes of one token and a burst of logins."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import grpc
+
+from tests.integration.conftest import Harness, error_reason
+from tokenservice.v1 import token_service_pb2 as pb
+
+
+def live_sessions(harness: Harness) -> list[tuple[str, int | None]]:
+    with sqlite3.connect(harness.db_path) as db:
+        return db.execute("SELECT session_id, revoked_at FROM sessions").fetchall()
+
+
+async def test_fifty_simultaneous_refreshes_of_one_token(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    request = pb.RefreshTokenRequest(
+        tenant="acme", client_id=shop.storefront_id, refresh_token=first.refresh_token
+    )
+    results = await asyncio.gather(
+        *(harness.stub.RefreshToken(request) for _ in range(50)), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, [repr(e) for e in errors]
+    tokens = [r for r in results if isinstance(r, pb.TokenResponse)]
+    assert {t.session_id for t in tokens} == {first.session_id}
+    assert len({t.refresh_token for t in tokens}) == 50
+    # exactly one session (the one family), still live, and the presented token rotated once
+    assert live_sessions(harness) == [(first.session_id, None)]
+    view = await harness.core.store.find_token(harness.core.digests.token(first.refresh_token))
+    assert view is not None and view.token.rotated_at is not None
+    # every successor belongs to that family and works
+    follow = await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant="acme", client_id=shop.storefront_id, refresh_token=tokens[-1].refresh_token
+        )
+    )
+    assert follow.session_id == first.session_id
+
+
+async def test_fifty_simultaneous_reuses_after_the_grace_window(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    request = pb.RefreshTokenRequest(
+        tenant="acme", client_id=shop.storefront_id, refresh_token=first.refresh_token
+    )
+    await harness.stub.RefreshToken(request)
+    harness.clock.advance(11)
+    results = await asyncio.gather(
+        *(harness.stub.RefreshToken(request) for _ in range(50)), return_exceptions=True
+    )
+    assert all(isinstance(r, grpc.aio.AioRpcError) for r in results)
+    assert {error_reason(r) for r in results if isinstance(r, grpc.aio.AioRpcError)} == {
+        "invalid_grant"
+    }
+    [(session_id, revoked_at)] = live_sessions(harness)
+    assert session_id == first.session_id and revoked_at is not None
+
+
+async def test_two_hundred_simultaneous_anonymous_logins(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    results = await asyncio.gather(
+        *(harness.anonymous(shop) for _ in range(200)), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, [repr(e) for e in errors[:3]]
+    assert len({r.session_id for r in results if isinstance(r, pb.TokenResponse)}) == 200
+    assert len(live_sessions(harness)) == 200

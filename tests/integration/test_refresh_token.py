@@ -1,0 +1,224 @@
+"""RefreshToken: same session, rotation with a grace window, reuse detection, legal entities."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tests.integration.conftest import Harness, Shop, error_reason
+from tokenservice.v1 import token_service_pb2 as pb
+
+
+async def refresh_anonymous(
+    harness: Harness, shop: Shop, refresh_token: str, **context: str
+) -> pb.TokenResponse:
+    return await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant=shop.tenant,
+            client_id=shop.storefront_id,
+            refresh_token=refresh_token,
+            context=pb.SessionContext(**context),
+        )
+    )
+
+
+async def expect_error(call, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert (caught.value.code(), error_reason(caught.value)) == (code, reason)
+    return caught.value
+
+
+async def test_anonymous_refresh_keeps_the_session_and_updates_its_context(
+    harness: Harness,
+) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop, currency="EUR")
+    harness.clock.advance(60)
+    second = await refresh_anonymous(harness, shop, first.refresh_token, currency="USD")
+    assert second.session_id == first.session_id
+    assert second.access_token != first.access_token
+    assert second.refresh_token != first.refresh_token
+    assert second.expires_in == 3600 and second.refresh_token_expires_in == 86400
+    session = await harness.core.store.get_session(first.session_id)
+    assert session is not None and session.context.currency == "USD"
+    assert session.updated_at == session.created_at + 60
+    assert (await harness.introspect(second.access_token)).active
+
+
+async def test_rotated_token_works_within_grace_and_revokes_the_session_after(
+    harness: Harness,
+) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    second = await refresh_anonymous(harness, shop, first.refresh_token)
+    harness.clock.advance(10)  # exactly the default grace window: still accepted
+    in_grace = await refresh_anonymous(harness, shop, first.refresh_token)
+    assert in_grace.session_id == first.session_id
+    harness.clock.advance(1)  # past the window: reuse detected
+    await expect_error(
+        refresh_anonymous(harness, shop, first.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+    for token in (second.access_token, second.refresh_token, in_grace.access_token):
+        assert not (await harness.introspect(token)).active
+    await expect_error(
+        refresh_anonymous(harness, shop, second.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+
+
+@pytest.mark.parametrize("settings_overrides", [{"refresh_grace_seconds": 0}])
+async def test_grace_window_is_configurable(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    await refresh_anonymous(harness, shop, first.refresh_token)
+    harness.clock.advance(1)
+    await expect_error(
+        refresh_anonymous(harness, shop, first.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+
+
+async def test_legacy_client_without_rotation_reuses_its_first_refresh_token(
+    harness: Harness,
+) -> None:
+    shop = await harness.shop("acme", rotation=False)
+    first = await harness.anonymous(shop)
+    for minutes in (1, 2, 3):
+        harness.clock.advance(60)
+        again = await refresh_anonymous(harness, shop, first.refresh_token)
+        assert again.refresh_token == first.refresh_token
+        assert again.refresh_token_expires_in == 86400 - 60 * minutes
+        assert again.session_id == first.session_id
+    assert (await harness.introspect(first.refresh_token)).active
+
+
+async def test_refresh_token_expires(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    harness.clock.advance(3601)
+    assert not (await harness.introspect(first.access_token)).active
+    await refresh_anonymous(harness, shop, first.refresh_token)  # refresh still valid
+    latest = await harness.anonymous(shop)
+    harness.clock.advance(86401)
+    await expect_error(
+        refresh_anonymous(harness, shop, latest.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+
+
+async def test_anonymous_refresh_checks_client_tenant_and_token_type(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    other = await harness.shop("globex")
+    first = await harness.anonymous(shop)
+    bad = pb.RefreshTokenRequest
+    cases = [
+        (
+            bad(tenant="acme", refresh_token=first.refresh_token),
+            "INVALID_ARGUMENT",
+            "invalid_request",
+        ),
+        (
+            bad(tenant="acme", client_id=other.storefront_id, refresh_token=first.refresh_token),
+            "INVALID_ARGUMENT",
+            "invalid_grant",
+        ),
+        (
+            bad(tenant="globex", client_id=shop.storefront_id, refresh_token=first.refresh_token),
+            "PERMISSION_DENIED",
+            "access_denied",
+        ),
+        (
+            bad(tenant="acme", client_id=shop.storefront_id, refresh_token=first.access_token),
+            "INVALID_ARGUMENT",
+            "invalid_grant",
+        ),
+        (
+            bad(tenant="acme", client_id=shop.storefront_id, refresh_token="x" * 43),
+            "INVALID_ARGUMENT",
+            "invalid_grant",
+        ),
+        (
+            bad(
+                tenant="acme",
+                client_id=shop.storefront_id,
+                refresh_token=first.refresh_token,
+                legal_entity_id="le-1",
+            ),
+            "INVALID_ARGUMENT",
+            "invalid_request",
+        ),
+    ]
+    for request, code, reason in cases:
+        await expect_error(harness.stub.RefreshToken(request), grpc.StatusCode[code], reason)
+    # none of the rejected calls used up the refresh token
+    assert (await refresh_anonymous(harness, shop, first.refresh_token)).session_id
+
+
+async def test_customer_refresh_with_legal_entity(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    refreshed = await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant="acme",
+            refresh_token=login.refresh_token,
+            legal_entity_id="le-2",
+            access_token=login.access_token,
+        )
+    )
+    assert refreshed.session_id == login.session_id
+    assert refreshed.kind == pb.TOKEN_KIND_CUSTOMER and refreshed.expires_in == 14400
+    assert refreshed.saas_token
+    info = await harness.introspect(refreshed.access_token)
+    assert info.legal_entity_id == "le-2" and info.email == shop.email
+    session = await harness.core.store.get_session(login.session_id)
+    assert session is not None and session.legal_entity_id == "le-2"
+    # the legal entity carries over to the next refresh
+    again = await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(tenant="acme", refresh_token=refreshed.refresh_token)
+    )
+    assert (await harness.introspect(again.access_token)).legal_entity_id == "le-2"
+
+
+async def test_customer_refresh_rejects_foreign_legal_entity_and_foreign_bearer(
+    harness: Harness,
+) -> None:
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    other_session = await harness.anonymous(shop)
+    await expect_error(
+        harness.stub.RefreshToken(
+            pb.RefreshTokenRequest(
+                tenant="acme", refresh_token=login.refresh_token, legal_entity_id="le-999"
+            )
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "access_denied",
+    )
+    await expect_error(
+        harness.stub.RefreshToken(
+            pb.RefreshTokenRequest(
+                tenant="acme",
+                refresh_token=login.refresh_token,
+                access_token=other_session.access_token,
+            )
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "invalid_token",
+    )
+    # the anonymous token of the same session is an acceptable bearer
+    anonymous_login = await harness.anonymous(shop)
+    customer = await harness.customer(shop, anonymous_login.access_token)
+    ok = await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant="acme",
+            refresh_token=customer.refresh_token,
+            access_token=anonymous_login.access_token,
+        )
+    )
+    assert ok.session_id == anonymous_login.session_id
