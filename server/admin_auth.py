@@ -10,10 +10,10 @@ from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
 from server.introspection import introspect
+from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.store.records import TokenKind, TokenUse
 
-ADMIN_SCOPE = "tokenservice.admin"
-PLATFORM_ADMIN_SCOPE = "tokenservice.platform_admin"
+__all__ = ["ADMIN_SCOPE", "PLATFORM_ADMIN_SCOPE", "authorize_admin"]
 BEARER = "bearer"
 
 

@@ -10,6 +10,18 @@ TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """What a caller presents to authenticate as a client; the secret is empty for a public
+    storefront client."""
+
+    client_id: str
+    client_secret: str = ""
+
+    def __repr__(self) -> str:  # never show the secret, not even in a traceback
+        return f"ClientCredentials(client_id={self.client_id!r})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class IssuedTokens:
     kind: TokenKind
     access_token: str

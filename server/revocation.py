@@ -2,26 +2,72 @@
 
 Revoking an access token revokes that token; revoking a refresh token, or asking to end the
 session, revokes every token of the session (RFC 7009 section 2.1). Unknown or other-tenant
-tokens change nothing and are not an error.
+tokens change nothing and are not an error. An authenticated client caller may revoke only what
+is its own (RFC 7009 section 2.1): a storefront client the tokens issued to it, a service client
+its tenant's; anything else is left alone exactly as an unknown token would be. A logout is
+authorised by a bearer token of the same session.
 """
 
 from __future__ import annotations
 
-from server import validation
+from server import client_auth, validation
 from server.core import Core
-from server.model import Revocation
-from server.store.records import TokenUse
+from server.errors import AccessDenied, InvalidToken
+from server.grants.common import is_live
+from server.model import ClientCredentials, Revocation
+from server.scopes import PLATFORM_ADMIN_SCOPE
+from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
+
+NOTHING = Revocation(revoked_count=0)
 
 
-async def revoke(core: Core, token: str, tenant: str = "", end_session: bool = False) -> Revocation:
+async def revoke(
+    core: Core,
+    token: str,
+    tenant: str = "",
+    end_session: bool = False,
+    *,
+    caller: ClientCredentials | None = None,
+    bearer_token: str = "",
+) -> Revocation:
     validation.token(token)
     if tenant:
         validation.tenant(tenant)
+    now = core.now()
+    client = await client_auth.authenticate(core, caller) if caller is not None else None
+    bearer = await _bearer(core, bearer_token, tenant, now) if bearer_token else None
     view = await core.store.find_token(core.digests.token(token))
     if view is None or (tenant and view.token.tenant != tenant):
-        return Revocation(revoked_count=0)
+        return NOTHING
     record = view.token
-    now = core.now()
+    if client is not None and not _may_revoke(client, record):
+        return NOTHING
+    if bearer is not None:
+        if record.session_id != bearer.session_id:
+            raise AccessDenied("the token to revoke belongs to another session")
+        end_session = True
     if record.session_id is not None and (end_session or record.use is TokenUse.REFRESH):
         return Revocation(revoked_count=await core.store.revoke_session(record.session_id, now))
     return Revocation(revoked_count=await core.store.revoke_token(record.digest, now))
+
+
+async def _bearer(core: Core, bearer_token: str, tenant: str, now: int) -> TokenRecord:
+    """The logout's authorisation: an active access token of `tenant`."""
+    validation.token(bearer_token, "bearer_token")
+    validation.tenant(tenant)
+    view = await core.store.find_token(core.digests.token(bearer_token))
+    record = view.token if view is not None else None
+    if (
+        record is None
+        or record.use is not TokenUse.ACCESS
+        or not is_live(record, now)
+        or record.tenant != tenant
+    ):
+        raise InvalidToken("the bearer token is not an active access token of this tenant")
+    return record
+
+
+def _may_revoke(client: ClientRecord, record: TokenRecord) -> bool:
+    if client.kind is ClientKind.STOREFRONT:
+        return record.client_id == client.client_id
+    return record.tenant == client.tenant or PLATFORM_ADMIN_SCOPE in client.scopes

@@ -10,9 +10,15 @@ import grpc
 
 from server import introspection, revocation, validation
 from server.core import Core
-from server.errors import UnsupportedGrantType
-from server.grants import anonymous, client_credentials, customer_password, refresh
-from server.model import Introspection, IssuedTokens
+from server.errors import InvalidRequest, UnsupportedGrantType
+from server.grants import (
+    anonymous,
+    anonymous_token_refresh,
+    client_credentials,
+    customer_password,
+    refresh,
+)
+from server.model import ClientCredentials, Introspection, IssuedTokens
 from server.store.records import SessionContext, TokenKind, TokenUse
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -24,6 +30,7 @@ KIND_TO_PROTO = {
 }
 USE_TO_PROTO = {TokenUse.ACCESS: pb.TOKEN_USE_ACCESS, TokenUse.REFRESH: pb.TOKEN_USE_REFRESH}
 GRANTS = "client_credentials, anonymous or customer_password"
+JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 
 
 class TokenServicer(pb_grpc.TokenServiceServicer):
@@ -54,6 +61,20 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
     async def RefreshToken(
         self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenResponse:
+        if request.anonymous_token:
+            if request.refresh_token:
+                raise InvalidRequest(
+                    "send refresh_token or the deprecated anonymous_token, not both",
+                    field="anonymous_token",
+                )
+            issued = await anonymous_token_refresh.refresh(
+                self._core,
+                request.tenant,
+                request.client_id,
+                request.anonymous_token,
+                session_context(request.context),
+            )
+            return token_response(issued)
         issued = await refresh.refresh(
             self._core,
             request.tenant,
@@ -68,16 +89,39 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
     async def IntrospectToken(
         self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.IntrospectTokenResponse:
-        result = await introspection.introspect(self._core, request.token, request.tenant)
+        result = await introspection.introspect(
+            self._core, request.token, request.tenant, caller_of(request)
+        )
         return introspection_response(result)
 
     async def RevokeToken(
         self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.RevokeTokenResponse:
         result = await revocation.revoke(
-            self._core, request.token, request.tenant, end_session=request.end_session
+            self._core,
+            request.token,
+            request.tenant,
+            end_session=request.end_session,
+            caller=caller_of(request),
+            bearer_token=request.bearer_token,
         )
         return pb.RevokeTokenResponse(revoked=result.revoked, revoked_count=result.revoked_count)
+
+    async def GetJwks(
+        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJwksResponse:
+        jwks = await self._core.keys.jwks()
+        return pb.GetJwksResponse(
+            keys=[pb.JsonWebKey(**{f: key.get(f, "") for f in JWK_FIELDS}) for key in jwks["keys"]]
+        )
+
+
+def caller_of(
+    request: pb.IntrospectTokenRequest | pb.RevokeTokenRequest,
+) -> ClientCredentials | None:
+    if not request.HasField("caller"):
+        return None
+    return ClientCredentials(request.caller.client_id, request.caller.client_secret)
 
 
 def session_context(message: pb.SessionContext) -> SessionContext:

@@ -7,11 +7,11 @@ them; no refresh token.
 
 from __future__ import annotations
 
-from server import validation
+from server import client_auth, validation
 from server.core import Core
-from server.errors import InvalidClient, InvalidScope, UnauthorizedClient
+from server.errors import InvalidScope, UnauthorizedClient
 from server.grants.common import minted, scope_string
-from server.model import IssuedTokens
+from server.model import ClientCredentials, IssuedTokens
 from server.store.records import ClientKind, ClientRecord, TokenKind, TokenUse
 
 TENANT_SCOPE_PREFIX = "tenant="
@@ -21,10 +21,7 @@ async def issue(core: Core, client_id: str, client_secret: str, scope: str = "")
     validation.identifier(client_id, "client_id")
     validation.secret(client_secret)
     requested = validation.scopes(scope)
-    client = await core.store.get_client(client_id)
-    stored_digest = client.secret_digest if client is not None else None
-    if not core.digests.client_secret_matches(client_secret, stored_digest) or client is None:
-        raise InvalidClient("client authentication failed")
+    client = await client_auth.authenticate(core, ClientCredentials(client_id, client_secret))
     if client.kind is not ClientKind.SERVICE:
         raise UnauthorizedClient("this client may not use the client_credentials grant")
     granted = granted_scopes(client, requested)

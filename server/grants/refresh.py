@@ -14,7 +14,7 @@ import functools
 from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant, InvalidRequest, InvalidToken
-from server.grants.common import is_live, minted, saas_token, session_client
+from server.grants.common import minted, saas_token, session_client
 from server.model import IssuedTokens
 from server.store.records import (
     CustomerRecord,
@@ -64,7 +64,7 @@ async def refresh(
     else:
         await _check_legal_entity(core, presented, legal_entity_id)
     if access_token:
-        await _check_same_session(core, access_token, presented, now)
+        await _check_same_session(core, access_token, presented)
     return await _exchange(
         core, presented, refresh_token, now, legal_entity_id or None, context or SessionContext()
     )
@@ -155,13 +155,13 @@ async def _check_legal_entity(core: Core, presented: TokenRecord, legal_entity_i
         )
 
 
-async def _check_same_session(
-    core: Core, access_token: str, presented: TokenRecord, now: int
-) -> None:
-    """The bearer token of a customer refresh: an active access token of the same session."""
+async def _check_same_session(core: Core, access_token: str, presented: TokenRecord) -> None:
+    """The bearer token of a customer refresh: an access token of the same session that was not
+    revoked. It may have expired: refreshing is what a client does when its access token has
+    expired; the refresh token is the credential, the bearer only binds the call to the session."""
     view = await core.store.find_token(core.digests.token(access_token))
     record = view.token if view is not None else None
-    if record is None or record.use is not TokenUse.ACCESS or not is_live(record, now):
-        raise InvalidToken("the access token is not active", field="access_token")
+    if record is None or record.use is not TokenUse.ACCESS or record.revoked_at is not None:
+        raise InvalidToken("the access token is unknown or revoked", field="access_token")
     if record.session_id != presented.session_id:
         raise InvalidToken("the access token belongs to another session", field="access_token")

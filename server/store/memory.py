@@ -50,6 +50,9 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    async def ping(self) -> None:
+        return None
+
     # --- provisioning -----------------------------------------------------------------------
     async def create_tenant(self, tenant: TenantRecord) -> None:
         async with self._lock:
@@ -202,6 +205,35 @@ class MemoryStore:
                 self._tokens[token.digest] = dataclasses.replace(token, rotated_at=now)
             self._insert(tokens)
             return outcome
+
+    async def continue_anonymous_session(
+        self,
+        access_digest: str,
+        session_id: str,
+        tokens: Sequence[TokenRecord],
+        update: SessionUpdate,
+        *,
+        now: int,
+    ) -> bool:
+        async with self._lock:
+            session = self._sessions.get(session_id)
+            token = self._tokens.get(access_digest)
+            if session is None or session.revoked_at is not None or session.customer_id:
+                return False
+            live = (
+                token is not None
+                and token.use == TokenUse.ACCESS
+                and token.kind == TokenKind.ANONYMOUS
+                and token.session_id == session_id
+                and token.revoked_at is None
+                and token.expires_at > now
+            )
+            if not live:
+                return False
+            self._check_new(tokens)
+            self._sessions[session_id] = _updated(session, update)
+            self._insert(tokens)
+            return True
 
     async def revoke_token(self, digest: str, now: int) -> int:
         async with self._lock:

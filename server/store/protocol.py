@@ -27,6 +27,11 @@ from server.store.records import (
 class TokenStore(Protocol):
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Returns when the store answers a trivial query; raises StoreUnavailable otherwise
+        (readiness checks)."""
+        ...
+
     # --- provisioning -------------------------------------------------------------------------
     async def create_tenant(self, tenant: TenantRecord) -> None: ...
 
@@ -106,6 +111,20 @@ class TokenStore(Protocol):
         gets new tokens (GRACE); one rotated earlier revokes the whole session (REUSED). Without
         `rotate` the token stays current (KEPT). A revoked session, or a revoked or expired
         token, changes nothing (INVALID)."""
+        ...
+
+    async def continue_anonymous_session(
+        self,
+        access_digest: str,
+        session_id: str,
+        tokens: Sequence[TokenRecord],
+        update: SessionUpdate,
+        *,
+        now: int,
+    ) -> bool:
+        """The deprecated anonymous refresh by access token, in one transaction: when the access
+        token is live and of `session_id`, and the session is open and has no customer, updates
+        the session and saves `tokens`. Returns False, changing nothing, otherwise."""
         ...
 
     async def revoke_token(self, digest: str, now: int) -> int:

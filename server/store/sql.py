@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, bindparam, event, insert, or_, select, update
+from sqlalchemy import Row, bindparam, event, insert, literal, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -184,6 +184,7 @@ def create_sqlite_engine(
 
 # --- statements, built once ---------------------------------------------------------------------
 _REFRESH = TokenUse.REFRESH.value
+_PING = select(literal(1))
 _INSERT_TENANT = insert(tenants)
 _INSERT_CLIENT = insert(clients)
 _INSERT_CUSTOMER = insert(customers)
@@ -234,6 +235,14 @@ _ROTATE = (
     .values(rotated_at=bindparam("now"))
 )
 _LIVE_REFRESH = select(tokens.c.rotated_at).where(*_live_refresh)
+_LIVE_ANONYMOUS_ACCESS = select(tokens.c.digest).where(
+    tokens.c.digest == bindparam("token_digest"),
+    tokens.c.session_id == bindparam("sid"),
+    tokens.c.use == TokenUse.ACCESS.value,
+    tokens.c.kind == TokenKind.ANONYMOUS.value,
+    tokens.c.revoked_at.is_(None),
+    tokens.c.expires_at > bindparam("now"),
+)
 
 _REVOKE_TOKEN = (
     update(tokens)
@@ -334,6 +343,9 @@ class SqlStore:
             database_url, busy_timeout_ms, immediate=True, pool_size=1, max_overflow=0
         )
         return cls(reader, writer, write_guard=asyncio.Lock(), read_guard=contextlib.nullcontext())
+
+    async def ping(self) -> None:
+        await self._first(_PING, {})
 
     async def close(self) -> None:
         await self._writer.dispose()
@@ -491,6 +503,28 @@ class SqlStore:
                 return outcome
         except _RollBack as rollback:
             return rollback.outcome
+
+    async def continue_anonymous_session(
+        self,
+        access_digest: str,
+        session_id: str,
+        tokens: Sequence[TokenRecord],
+        update: SessionUpdate,
+        *,
+        now: int,
+    ) -> bool:
+        params = {"token_digest": access_digest, "sid": session_id, "now": now}
+        statement = _update_session(session_id, update).where(sessions.c.customer_id.is_(None))
+        try:
+            async with self._write(duplicate=IDENTIFIER_EXISTS) as conn:
+                if (await conn.execute(statement)).rowcount == 0:
+                    return False  # nothing written yet
+                if (await conn.execute(_LIVE_ANONYMOUS_ACCESS, params)).first() is None:
+                    raise _RollBack(RefreshOutcome.INVALID)
+                await _insert_tokens(conn, tokens)
+                return True
+        except _RollBack:
+            return False
 
     async def revoke_token(self, digest: str, now: int) -> int:
         async with self._write() as conn:

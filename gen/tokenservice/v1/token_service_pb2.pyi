@@ -1,8 +1,9 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -26,6 +27,14 @@ TOKEN_KIND_SERVICE: TokenKind
 TOKEN_USE_UNSPECIFIED: TokenUse
 TOKEN_USE_ACCESS: TokenUse
 TOKEN_USE_REFRESH: TokenUse
+
+class ClientAuthentication(_message.Message):
+    __slots__ = ("client_id", "client_secret")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    client_secret: str
+    def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ...) -> None: ...
 
 class IssueTokenRequest(_message.Message):
     __slots__ = ("client_credentials", "anonymous", "customer_password")
@@ -82,20 +91,22 @@ class SessionContext(_message.Message):
     def __init__(self, currency: _Optional[str] = ..., site_code: _Optional[str] = ..., language: _Optional[str] = ..., target_location: _Optional[str] = ...) -> None: ...
 
 class RefreshTokenRequest(_message.Message):
-    __slots__ = ("tenant", "client_id", "refresh_token", "legal_entity_id", "access_token", "context")
+    __slots__ = ("tenant", "client_id", "refresh_token", "legal_entity_id", "access_token", "context", "anonymous_token")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     client_id: str
     refresh_token: str
     legal_entity_id: str
     access_token: str
     context: SessionContext
-    def __init__(self, tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., refresh_token: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., access_token: _Optional[str] = ..., context: _Optional[_Union[SessionContext, _Mapping]] = ...) -> None: ...
+    anonymous_token: str
+    def __init__(self, tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., refresh_token: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., access_token: _Optional[str] = ..., context: _Optional[_Union[SessionContext, _Mapping]] = ..., anonymous_token: _Optional[str] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
     __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_token_expires_in", "session_id", "scope", "saas_token", "session_idle_time", "kind")
@@ -122,14 +133,16 @@ class TokenResponse(_message.Message):
     def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_in: _Optional[int] = ..., session_id: _Optional[str] = ..., scope: _Optional[str] = ..., saas_token: _Optional[str] = ..., session_idle_time: _Optional[int] = ..., kind: _Optional[_Union[TokenKind, str]] = ...) -> None: ...
 
 class IntrospectTokenRequest(_message.Message):
-    __slots__ = ("token", "tenant", "token_type_hint")
+    __slots__ = ("token", "tenant", "token_type_hint", "caller")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     token: str
     tenant: str
     token_type_hint: str
-    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ...) -> None: ...
+    caller: ClientAuthentication
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ...) -> None: ...
 
 class IntrospectTokenResponse(_message.Message):
     __slots__ = ("active", "kind", "token_use", "tenant", "client_id", "scope", "expires_in", "exp", "iat", "session_id", "customer_id", "email", "legal_entity_id", "token_type")
@@ -164,16 +177,48 @@ class IntrospectTokenResponse(_message.Message):
     def __init__(self, active: _Optional[bool] = ..., kind: _Optional[_Union[TokenKind, str]] = ..., token_use: _Optional[_Union[TokenUse, str]] = ..., tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., scope: _Optional[str] = ..., expires_in: _Optional[int] = ..., exp: _Optional[int] = ..., iat: _Optional[int] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., token_type: _Optional[str] = ...) -> None: ...
 
 class RevokeTokenRequest(_message.Message):
-    __slots__ = ("token", "tenant", "token_type_hint", "end_session")
+    __slots__ = ("token", "tenant", "token_type_hint", "end_session", "caller", "bearer_token")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
     END_SESSION_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    BEARER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
     tenant: str
     token_type_hint: str
     end_session: bool
-    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., end_session: _Optional[bool] = ...) -> None: ...
+    caller: ClientAuthentication
+    bearer_token: str
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., end_session: _Optional[bool] = ..., caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ..., bearer_token: _Optional[str] = ...) -> None: ...
+
+class GetJwksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JsonWebKey(_message.Message):
+    __slots__ = ("kty", "crv", "x", "y", "kid", "use", "alg")
+    KTY_FIELD_NUMBER: _ClassVar[int]
+    CRV_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    KID_FIELD_NUMBER: _ClassVar[int]
+    USE_FIELD_NUMBER: _ClassVar[int]
+    ALG_FIELD_NUMBER: _ClassVar[int]
+    kty: str
+    crv: str
+    x: str
+    y: str
+    kid: str
+    use: str
+    alg: str
+    def __init__(self, kty: _Optional[str] = ..., crv: _Optional[str] = ..., x: _Optional[str] = ..., y: _Optional[str] = ..., kid: _Optional[str] = ..., use: _Optional[str] = ..., alg: _Optional[str] = ...) -> None: ...
+
+class GetJwksResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[JsonWebKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ...) -> None: ...
 
 class RevokeTokenResponse(_message.Message):
     __slots__ = ("revoked", "revoked_count")

@@ -54,6 +54,11 @@ class TokenServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.GetJwks = channel.unary_unary(
+                '/tokenservice.v1.TokenService/GetJwks',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -90,6 +95,14 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetJwks(self, request, context):
+        """The public keys that verify SaaS tokens (RFC 7517 JWK Set): the active signing key and
+        those rotated out but not yet retired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +125,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'GetJwks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJwks,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class TokenService:
             '/tokenservice.v1.TokenService/RevokeToken',
             tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenRequest.SerializeToString,
             tokenservice_dot_v1_dot_token__service__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJwks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/GetJwks',
+            tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,71 @@
+"""The deprecated anonymous refresh by access token,
+`GET /customerlogin/auth/anonymous/refresh?anonymous_token=...`.
+
+Legacy storefronts refresh with the anonymous access token itself instead of a refresh token.
+The token must still be active and its session open and not yet continued by a customer login;
+the answer is a new access token on the same session and, as in the reference API, no refresh
+token. New clients use the refresh token (`grants.refresh`).
+"""
+
+from __future__ import annotations
+
+from server import validation
+from server.core import Core
+from server.errors import AccessDenied, InvalidGrant
+from server.grants.common import minted, session_client
+from server.model import IssuedTokens
+from server.store.records import SessionContext, SessionUpdate, TokenKind, TokenUse
+
+INVALID_MESSAGE = "anonymous_token is not an active anonymous access token of an open session"
+
+
+async def refresh(
+    core: Core,
+    tenant: str,
+    client_id: str,
+    anonymous_token: str,
+    context: SessionContext | None = None,
+) -> IssuedTokens:
+    validation.tenant(tenant)
+    validation.identifier(client_id, "client_id")
+    validation.token(anonymous_token, "anonymous_token")
+    now = core.now()
+    digest = core.digests.token(anonymous_token)
+    view = await core.store.find_token(digest)
+    presented = view.token if view is not None else None
+    if (
+        presented is None
+        or presented.kind is not TokenKind.ANONYMOUS
+        or presented.use is not TokenUse.ACCESS
+        or presented.session_id is None
+    ):
+        raise InvalidGrant(INVALID_MESSAGE, field="anonymous_token")
+    if presented.tenant != tenant:
+        raise AccessDenied("anonymous_token belongs to another tenant", field="anonymous_token")
+    if presented.client_id != client_id:
+        raise InvalidGrant("anonymous_token was not issued to this client", field="client_id")
+    client = await session_client(core, client_id)
+    ttl = client.access_token_ttl or core.settings.anonymous_access_ttl
+    access_token, record = minted(
+        core,
+        kind=TokenKind.ANONYMOUS,
+        use=TokenUse.ACCESS,
+        client=client,
+        scope=presented.scope,
+        now=now,
+        ttl=ttl,
+        session_id=presented.session_id,
+    )
+    update = SessionUpdate(updated_at=now, context=context or SessionContext())
+    continued = await core.store.continue_anonymous_session(
+        digest, presented.session_id, [record], update, now=now
+    )
+    if not continued:
+        raise InvalidGrant(INVALID_MESSAGE, field="anonymous_token")
+    return IssuedTokens(
+        kind=TokenKind.ANONYMOUS,
+        access_token=access_token,
+        expires_in=ttl,
+        scope=presented.scope,
+        session_id=presented.session_id,
+    )
