@@ -45,5 +45,7 @@ def build_core(
         digests=KeyedDigest(secret),
         passwords=Passwords(settings),
         cipher=cipher,
-        keys=KeyRing(store, cipher, clock),
+        keys=KeyRing(
+            store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds
+        ),
     )

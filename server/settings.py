@@ -14,6 +14,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenservice.db"
 @dataclasses.dataclass(frozen=True)
 class Settings:
     grpc_addr: str = "0.0.0.0:50051"
+    # The HTTP bridge beside gRPC; empty turns it off.
+    http_addr: str = "0.0.0.0:8080"
     database_url: str = DEFAULT_DATABASE_URL
     # The HMAC key for token and client-secret digests; when empty, see server.secret_key.
     secret_key: str = ""
@@ -27,6 +29,9 @@ class Settings:
     service_access_ttl: int = 14400
     session_idle_time: int = 120
     refresh_grace_seconds: int = 10
+    # A rotated-in signing key is published this long before it signs: the JWKS max-age (60 s)
+    # plus PyJWT's refetch cooldown (30 s) plus a margin.
+    signing_key_activation_seconds: int = 120
     max_message_bytes: int = 64 * 1024
     shutdown_grace_seconds: float = 10.0
     # After health turns NOT_SERVING and before the server stops taking calls: lets balancers

@@ -76,24 +76,38 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
 
 
 class KeyRing:
-    """The signing keys as this process last read them from the store."""
+    """The signing keys as this process last read them from the store.
+
+    A key rotated in is published in the JWKS at once but signs only once it has been published
+    for `activation_seconds`: verifiers that cached the key set (for the JWKS max-age, plus
+    PyJWT's refetch cooldown) learn it before they meet a token it signed. Until then the
+    previous key keeps signing. While no key is old enough (just after the first start), the
+    one published longest signs.
+    """
 
     def __init__(
-        self, store: TokenStore, cipher: KeyCipher, clock: Clock, refresh_seconds: float = 30.0
+        self,
+        store: TokenStore,
+        cipher: KeyCipher,
+        clock: Clock,
+        *,
+        refresh_seconds: float = 30.0,
+        activation_seconds: int = 0,
     ) -> None:
         self._store = store
         self._cipher = cipher
         self._clock = clock
         self._refresh_seconds = refresh_seconds
+        self._activation_seconds = activation_seconds
         self._loaded_at = float("-inf")
         self._records: list[SigningKeyRecord] = []
-        self._active: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+        self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._lock = asyncio.Lock()
 
     async def ensure_active_key(self) -> None:
         """Creates the first key on an empty store (start-up)."""
         await self.reload()
-        if self._active is None:
+        if not self._published():
             await self._store.rotate_signing_key(
                 new_signing_key(self._cipher, int(self._clock.now()))
             )
@@ -101,18 +115,26 @@ class KeyRing:
 
     async def reload(self) -> None:
         async with self._lock:
-            records = await self._store.list_signing_keys()
-            self._records = records
-            self._active = self._decrypt_active(records)
+            self._records = await self._store.list_signing_keys()
             self._loaded_at = self._clock.now()
 
     async def sign(self, claims: dict[str, Any]) -> str:
         await self._refresh_if_stale()
-        if self._active is None:
+        if not self._published():
             await self.ensure_active_key()
-        assert self._active is not None
-        kid, private_key = self._active
-        return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid})
+        record = self.signing_key()
+        return jwt.encode(
+            claims, self._private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid}
+        )
+
+    def signing_key(self) -> SigningKeyRecord:
+        """The newest key published long enough; while none is, the one published longest."""
+        published = self._published()  # newest first
+        ripe_before = self._clock.now() - self._activation_seconds
+        for record in published:
+            if record.created_at <= ripe_before:
+                return record
+        return published[-1]
 
     async def jwks(self) -> dict[str, Any]:
         """The public keys that verify SaaS tokens: the active one and those not yet retired."""
@@ -123,16 +145,23 @@ class KeyRing:
         if self._clock.now() - self._loaded_at >= self._refresh_seconds:
             await self.reload()
 
-    def _decrypt_active(
-        self, records: Sequence[SigningKeyRecord]
-    ) -> tuple[str, ec.EllipticCurvePrivateKey] | None:
-        for record in records:
-            if record.status is KeyStatus.ACTIVE:
-                der = self._cipher.open(record.private_key_encrypted, record.kid)
-                key = serialization.load_der_private_key(der, password=None)
-                assert isinstance(key, ec.EllipticCurvePrivateKey)
-                return record.kid, key
-        return None
+    def _published(self) -> list[SigningKeyRecord]:
+        """Newest first: the active key (the latest rotated in), then by creation time."""
+        published = [
+            r for r in self._records if r.status in (KeyStatus.ACTIVE, KeyStatus.VERIFYING)
+        ]
+        return sorted(
+            published, key=lambda r: (r.status is KeyStatus.ACTIVE, r.created_at), reverse=True
+        )
+
+    def _private_key(self, record: SigningKeyRecord) -> ec.EllipticCurvePrivateKey:
+        key = self._private.get(record.kid)
+        if key is None:
+            der = self._cipher.open(record.private_key_encrypted, record.kid)
+            loaded = serialization.load_der_private_key(der, password=None)
+            assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+            key = self._private[record.kid] = loaded
+        return key
 
 
 def jwks_of(records: Sequence[SigningKeyRecord]) -> dict[str, Any]:

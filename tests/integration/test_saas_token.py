@@ -202,6 +202,19 @@ async def test_rotation_keeps_old_tokens_verifiable_until_the_key_is_retired(
     rotated = await admin.rotate_signing_key(harness.core)
     assert rotated.kid != old_kid
 
+    # Published at once, but the old key keeps signing until verifiers that cached the key set
+    # have had time to learn the new one.
+    published = {key["kid"] for key in (await harness.core.keys.jwks())["keys"]}
+    assert published == {old_kid, rotated.kid}
+    meanwhile = await harness.customer(shop)
+    assert jwt.get_unverified_header(meanwhile.saas_token)["kid"] == old_kid
+    harness.clock.advance(harness.core.settings.signing_key_activation_seconds - 1)
+    almost = await harness.customer(shop)
+    assert jwt.get_unverified_header(almost.saas_token)["kid"] == old_kid
+    harness.clock.advance(1)
+    # The test clock now runs ahead of the wall clock the verifier uses.
+    ahead = {"leeway": harness.core.settings.signing_key_activation_seconds + 5}
+
     after = await harness.customer(shop)
     new_kid = jwt.get_unverified_header(after.saas_token)["kid"]
     assert new_kid == rotated.kid
@@ -209,7 +222,7 @@ async def test_rotation_keeps_old_tokens_verifiable_until_the_key_is_retired(
 
     jwks = await harness.core.keys.jwks()
     assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
-    assert verify(after.saas_token, jwks, harness)["sub"] == shop.customer_id
+    assert verify(after.saas_token, jwks, harness, **ahead)["sub"] == shop.customer_id
     # The old key is now "verifying": tokens it signed still verify.
     assert verify(before.saas_token, jwks, harness)["sub"] == shop.customer_id
 
@@ -221,4 +234,4 @@ async def test_rotation_keeps_old_tokens_verifiable_until_the_key_is_retired(
     assert new_kid in kids
     with pytest.raises(UnknownKid):
         verify(before.saas_token, jwks, harness)
-    assert verify(after.saas_token, jwks, harness)["sub"] == shop.customer_id
+    assert verify(after.saas_token, jwks, harness, **ahead)["sub"] == shop.customer_id
