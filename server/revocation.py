@@ -37,14 +37,16 @@ async def revoke(
     client = await client_auth.authenticate(core, caller) if caller is not None else None
     bearer = await _bearer(core, bearer_token, tenant, now) if bearer_token else None
     view = await core.store.find_token(core.digests.token(token))
+    if bearer is not None and (view is None or view.token.session_id != bearer.session_id):
+        # A logout names a token of the bearer's own session; answering "done" for anything
+        # else would tell the storefront it logged out while its session stays active.
+        raise AccessDenied("the token to revoke is not of the bearer's session")
     if view is None or (tenant and view.token.tenant != tenant):
         return NOTHING
     record = view.token
     if client is not None and not _may_revoke(client, record):
         return NOTHING
     if bearer is not None:
-        if record.session_id != bearer.session_id:
-            raise AccessDenied("the token to revoke belongs to another session")
         end_session = True
     if record.session_id is not None and (end_session or record.use is TokenUse.REFRESH):
         return Revocation(revoked_count=await core.store.revoke_session(record.session_id, now))

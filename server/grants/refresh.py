@@ -56,6 +56,9 @@ async def refresh(
         raise AccessDenied("refresh_token belongs to another tenant", field="refresh_token")
     if client_id and client_id != presented.client_id:
         raise InvalidGrant("refresh_token was not issued to this client", field="client_id")
+    if client_id and presented.kind is not TokenKind.ANONYMOUS:
+        # client_id marks the anonymous refresh; a customer token refreshes bound to its session.
+        raise InvalidGrant("refresh_token is not an anonymous refresh token", field="refresh_token")
     if presented.kind is TokenKind.ANONYMOUS:
         if not client_id:
             raise InvalidRequest("client_id is required to refresh an anonymous token")

@@ -338,6 +338,56 @@ async def test_start_customer_session(store: TokenStore) -> None:
     assert await store.find_token("z") is None
 
 
+async def test_continue_anonymous_session(store: TokenStore) -> None:
+    await start_session(store)
+    change = SessionUpdate(updated_at=NOW, context=SessionContext(currency="USD"))
+    new = token("a-new", use=ACCESS)
+    assert await store.continue_anonymous_session("a1", "s1", [new], change, now=NOW)
+    assert await store.find_token("a-new") == TokenView(new)
+    after = await store.get_session("s1")
+    assert after is not None and after.updated_at == NOW
+    assert after.context == SessionContext(currency="USD", site_code="main", language="de")
+    # The presented access token stays as it was (legacy clients may present it again).
+    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "case", ["refresh-token", "expired", "revoked", "other-session", "customer", "closed"]
+)
+async def test_continue_anonymous_session_refusals_change_nothing(
+    store: TokenStore, case: str
+) -> None:
+    extra = [
+        token("a-expired", use=ACCESS, expires_at=NOW),
+        token("a-revoked", use=ACCESS, revoked_at=NOW - 1),
+    ]
+    await start_session(store, *extra)
+    await store.save_tokens([token("a-s2", use=ACCESS, session="s2")], session("s2"))
+    presented = {
+        "refresh-token": "r1",
+        "expired": "a-expired",
+        "revoked": "a-revoked",
+        "other-session": "a-s2",
+        "customer": "a1",
+        "closed": "a1",
+    }[case]
+    if case == "customer":
+        assert await store.start_customer_session("s1", "c1", None, NOW - 1, [])
+    if case == "closed":
+        await store.revoke_session("s1", NOW - 1)
+    digests = ["a1", "r1", "a-expired", "a-revoked", "a-s2"]
+    before = await snapshot(store, digests)
+    change = SessionUpdate(updated_at=NOW, context=SessionContext(currency="USD"))
+    new = token("a-new", use=ACCESS)
+    assert not await store.continue_anonymous_session(presented, "s1", [new], change, now=NOW)
+    assert await store.find_token("a-new") is None
+    assert await snapshot(store, digests) == before
+
+
+async def test_ping_answers(store: TokenStore) -> None:
+    await store.ping()
+
+
 async def test_revoke_token_and_session(store: TokenStore) -> None:
     await start_session(store, token("r-old", revoked_at=NOW - 5))
     await store.save_tokens([token("other", session="s2")], session("s2"))
