@@ -12,12 +12,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from http_bridge.app import build_app, context_of
+from http_bridge.in_process import InProcessBackend
+from http_bridge.server import RunningHttp, start_http
 from server.admin_servicer import AdminServicer
 from server.core import Core, build_core
+from server.errors import TokenServiceError
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.settings import Settings
 from server.store import open_store
+from server.store.protocol import TokenStore
 from tokenservice.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -33,12 +38,37 @@ SERVICE_NAMES = (
 )
 
 
+class StoreAwareHealth(health.aio.HealthServicer):
+    """grpc.health.v1 where asking about a service ("tokenservice.v1.TokenService") also asks
+    the store: a server that cannot reach its store is NOT_SERVING for it, so balancers and a
+    standalone bridge's /readyz stop sending. The overall status ("") stays the process's own,
+    for liveness probes, so a database outage does not get the process restarted."""
+
+    def __init__(self, store: TokenStore) -> None:
+        super().__init__()
+        self._store = store
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        response = await super().Check(request, context)
+        serving = response.status == health_pb2.HealthCheckResponse.SERVING
+        if request.service and serving:
+            try:
+                await self._store.ping()
+            except TokenServiceError:
+                return health_pb2.HealthCheckResponse(
+                    status=health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+        return response
+
+
 @dataclasses.dataclass
 class RunningServer:
     server: grpc.aio.Server
     port: int
     core: Core
-    health: health.aio.HealthServicer
+    health: StoreAwareHealth
 
     async def stop(self, grace: float | None = None, delay: float = 0.0) -> None:
         """Drains: NOT_SERVING first, so balancers stop sending; after `delay`, stop taking
@@ -61,7 +91,7 @@ async def start_server(core: Core, address: str | None = None) -> RunningServer:
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = StoreAwareHealth(core.store)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), server
@@ -82,27 +112,48 @@ async def start_server(core: Core, address: str | None = None) -> RunningServer:
 
 async def serve(settings: Settings) -> None:
     """`tokenservice serve`: migrate, provision the demo tenant on an empty embedded store,
-    serve until SIGTERM or SIGINT, then drain."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    serve gRPC and the HTTP bridge (calling the same handlers in-process) until SIGTERM or
+    SIGINT, then drain both."""
+    configure_logging(settings)
     store = await open_store(settings)
     try:
         core = build_core(settings, store)
         await core.keys.ensure_active_key()
         await _provision_demo(core)
         running = await start_server(core)
-        log.info(
-            "tokenservice listening for gRPC on %s (port %d)", settings.grpc_addr, running.port
-        )
-        await _wait_for_signal()
+        log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
+        http: RunningHttp | None = None
+        bridge_app = build_app(InProcessBackend(core), settings)
+        if settings.http_addr:
+            http = await start_http(
+                bridge_app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds
+            )
+            log.info("tokenservice: HTTP on %s (port %d)", settings.http_addr, http.port)
+        await wait_for_shutdown_signal()
         log.info(
             "shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds
         )
-        await running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds)
+        context_of(bridge_app).draining = True
+        await asyncio.gather(
+            running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds),
+            _stop_http_after(http, settings.shutdown_delay_seconds),
+        )
     finally:
         await store.close()
     log.info("stopped")
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+async def _stop_http_after(http: RunningHttp | None, delay: float) -> None:
+    if http is None:
+        return
+    await asyncio.sleep(delay)
+    await http.stop()
 
 
 async def _provision_demo(core: Core) -> None:
@@ -112,10 +163,11 @@ async def _provision_demo(core: Core) -> None:
 
     credentials = await provision_demo(core)
     if credentials is not None:
-        print(demo_banner(credentials, core.settings.grpc_addr), flush=True)
+        settings = core.settings
+        print(demo_banner(credentials, settings.grpc_addr, settings.http_addr), flush=True)
 
 
-async def _wait_for_signal() -> None:
+async def wait_for_shutdown_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -63,11 +64,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokenservice",
-        description="Token service: serve gRPC, and provision the database named by "
+        description="Token service: serve gRPC and HTTP, and provision the database named by "
         "TOKENSERVICE_DATABASE_URL.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(commands, "serve", "serve gRPC until SIGTERM or SIGINT", cmd_serve)
+    _command(
+        commands,
+        "serve",
+        "serve gRPC and the HTTP bridge until SIGTERM or SIGINT",
+        cmd_serve,
+    )
+    bridge = _command(
+        commands,
+        "bridge",
+        "serve only the HTTP bridge, in front of a remote gRPC TokenService",
+        cmd_bridge,
+    )
+    bridge.add_argument("--grpc-target", required=True, metavar="HOST:PORT")
+    bridge.add_argument(
+        "--http-addr", metavar="HOST:PORT", help="default: TOKENSERVICE_HTTP_ADDR or 0.0.0.0:8080"
+    )
     _add_db(commands)
     _add_tenant(commands)
     _add_client(commands)
@@ -185,6 +201,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
+    from http_bridge.standalone import run_bridge
+
+    if args.http_addr:
+        settings = dataclasses.replace(settings, http_addr=args.http_addr)
+    asyncio.run(run_bridge(settings, args.grpc_target))
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from server.store.migrate import upgrade
 
@@ -257,7 +282,12 @@ def cmd_customer_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     key = _with_core(settings, admin.rotate_signing_key)
-    return _emit(args, signing_key_json(key), f"new active signing key {key.kid}")
+    delay = settings.signing_key_activation_seconds
+    return _emit(
+        args,
+        signing_key_json(key),
+        f"new active signing key {key.kid}: published in the JWKS now, signing in {delay} s",
+    )
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:

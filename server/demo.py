@@ -140,10 +140,20 @@ def env_lines(credentials: DemoCredentials) -> str:
     )
 
 
-def demo_banner(creds: DemoCredentials, grpc_addr: str) -> str:
+def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> str:
     """What `make run` prints after provisioning: who exists, where the secrets are, and
-    grpcurl commands to paste. Never the secrets themselves."""
+    grpcurl (and curl) commands to paste. Never the secrets themselves."""
     addr = client_address(grpc_addr)
+    http_lines = []
+    if http_addr:
+        url = f"http://{client_address(http_addr)}"
+        query = f"tenant={creds.tenant}&client_id={creds.storefront_client_id}"
+        http_lines = [
+            "  # 7. the same over HTTP (every route: README, section HTTP endpoints)",
+            f"  curl -s '{url}/customerlogin/auth/anonymous/login?{query}'",
+            f'  curl -s -u "{creds.service_client_id}:$DEMO_SERVICE_CLIENT_SECRET" '
+            f"-d grant_type=client_credentials {url}/oauth/token",
+        ]
 
     def grpcurl(payload: Mapping[str, object], method: str) -> str:
         return f"{GRPCURL} -plaintext -d {_shell_json(payload)} {addr} {TOKEN_SERVICE}/{method}"
@@ -199,6 +209,7 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str) -> str:
             f"  {grpcurl(refresh, 'RefreshToken')}",
             "  # 6. revoke it and end the session (logout)",
             f"  {grpcurl(revoke, 'RevokeToken')}",
+            *http_lines,
             "",
         ]
     )

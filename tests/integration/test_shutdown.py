@@ -51,6 +51,7 @@ def service_env(db_path: Path, port: int, **settings: str) -> dict[str, str]:
     env.update(
         TOKENSERVICE_DATABASE_URL=f"sqlite+aiosqlite:///{db_path}",
         TOKENSERVICE_GRPC_ADDR=f"127.0.0.1:{port}",
+        TOKENSERVICE_HTTP_ADDR="",  # no HTTP bridge unless a test asks for one
         TOKENSERVICE_PROVISION_DEMO="false",
         TOKENSERVICE_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
         TOKENSERVICE_SHUTDOWN_DELAY_SECONDS=str(DELAY_SECONDS),

@@ -1,0 +1,63 @@
+"""The bridge's ASGI app: the one route table, and the answers for paths and methods it does
+not serve (404 and 405 in the failing family's error shape)."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from http_bridge.access_log import AccessLog
+from http_bridge.backend import TokenBackend
+from http_bridge.context import BridgeContext
+from http_bridge.errors import Problem
+from http_bridge.responses import family_of, problem_response
+from http_bridge.routes import discovery, health, oauth, storefront
+from server.settings import Settings
+
+ROUTES = [
+    Route("/oauth/token", oauth.token, methods=["POST"]),
+    Route("/oauth/introspect", oauth.introspect, methods=["POST"]),
+    Route("/oauth/revoke", oauth.revoke, methods=["POST"]),
+    Route("/customerlogin/auth/anonymous/login", storefront.anonymous_login, methods=["GET"]),
+    Route("/customerlogin/auth/anonymous/refresh", storefront.anonymous_refresh, methods=["GET"]),
+    Route("/customer/{tenant}/login", storefront.customer_login, methods=["POST"]),
+    Route("/customer/{tenant}/refreshauthtoken", storefront.customer_refresh, methods=["GET"]),
+    Route("/customer/{tenant}/validateauthtoken", storefront.validate, methods=["GET"]),
+    Route("/customer/{tenant}/logout", storefront.logout, methods=["GET"]),
+    Route("/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
+    Route("/.well-known/oauth-authorization-server", discovery.metadata, methods=["GET"]),
+    Route("/openapi.json", discovery.openapi, methods=["GET"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
+]
+ERROR_NAMES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def build_app(backend: TokenBackend, settings: Settings) -> AccessLog:
+    """The bridge over `backend`, wrapped in the masking access log."""
+    app = Starlette(routes=ROUTES, exception_handlers={HTTPException: _http_error})
+    app.state.bridge = BridgeContext(backend=backend, settings=settings)
+    return AccessLog(app)
+
+
+def context_of(app: AccessLog) -> BridgeContext:
+    context: BridgeContext = app.app.state.bridge  # type: ignore[attr-defined]
+    return context
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    headers = exc.headers or {}
+    if status == 405:
+        message = f"{request.method} is not allowed here; use {headers.get('Allow', '')}"
+    elif status == 404:
+        message = "no such endpoint"
+    else:
+        message = exc.detail
+    problem = Problem(status, ERROR_NAMES.get(status, "invalid_request"), message)
+    problem.headers.update({k: v for k, v in headers.items() if k.lower() == "allow"})
+    return problem_response(problem, family_of(request.url.path))

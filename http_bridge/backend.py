@@ -1,0 +1,51 @@
+"""What the bridge needs from the token service: the TokenService RPCs and a readiness check.
+
+Two implementations: `in_process.InProcessBackend` calls the servicer in the same process (no
+network hop), `channel.ChannelBackend` calls a remote server over a grpc.aio channel. Both
+report a failed call the same way, as an `RpcFailure` carrying the gRPC status code and the
+`google.rpc.ErrorInfo` reason, so the HTTP mapping is one table whatever the transport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import grpc
+
+from tokenservice.v1 import token_service_pb2 as pb
+
+
+@dataclasses.dataclass
+class RpcFailure(Exception):
+    """A call that failed with a status: the code, the OAuth error code (ErrorInfo.reason; empty
+    when the server sent none), a message safe to show, the field at fault, and a retry hint."""
+
+    code: grpc.StatusCode
+    reason: str
+    message: str
+    field: str = ""
+    retry_after: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code.name} {self.reason}: {self.message}"
+
+
+class TokenBackend(Protocol):
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse: ...
+
+    async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse: ...
+
+    async def introspect_token(
+        self, request: pb.IntrospectTokenRequest
+    ) -> pb.IntrospectTokenResponse: ...
+
+    async def revoke_token(self, request: pb.RevokeTokenRequest) -> pb.RevokeTokenResponse: ...
+
+    async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse: ...
+
+    async def ready(self) -> bool:
+        """True when calls can succeed now (the store, or the remote server, answers)."""
+        ...
+
+    async def close(self) -> None: ...

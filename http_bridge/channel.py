@@ -1,0 +1,93 @@
+"""The bridge in front of a remote TokenService: the same calls over a grpc.aio channel, with the
+server's rich status (ErrorInfo reason, field, RetryInfo) read back into an RpcFailure."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from http_bridge.backend import RpcFailure
+from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
+
+Response = TypeVar("Response")
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+UNREACHABLE = "the token service cannot be reached; retry later"
+# Its health answers for the store too (the overall "" is liveness only).
+TOKEN_SERVICE = pb.DESCRIPTOR.services_by_name["TokenService"].full_name
+
+
+class ChannelBackend:
+    def __init__(self, target: str, *, timeout_seconds: float = 10.0) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = pb_grpc.TokenServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout_seconds
+
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse:
+        return await self._call(self._stub.IssueToken, request)
+
+    async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
+        return await self._call(self._stub.RefreshToken, request)
+
+    async def introspect_token(
+        self, request: pb.IntrospectTokenRequest
+    ) -> pb.IntrospectTokenResponse:
+        return await self._call(self._stub.IntrospectToken, request)
+
+    async def revoke_token(self, request: pb.RevokeTokenRequest) -> pb.RevokeTokenResponse:
+        return await self._call(self._stub.RevokeToken, request)
+
+    async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
+        return await self._call(self._stub.GetJwks, request)
+
+    async def ready(self) -> bool:
+        try:
+            answer = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=TOKEN_SERVICE),
+                timeout=min(self._timeout, 2.0),
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Callable[..., Awaitable[Response]], request: Any) -> Response:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise failure_of_call(error) from None
+
+
+def failure_of_call(error: grpc.aio.AioRpcError) -> RpcFailure:
+    """Reads the google.rpc.Status the server attached, if any."""
+    code = error.code()
+    failure = RpcFailure(code=code, reason="", message=error.details() or "")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        failure.message = UNREACHABLE  # grpc's own text names addresses and internals
+    for key, value in error.trailing_metadata() or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        failure.message = status.message
+        for detail in status.details:
+            _read_detail(detail, failure)
+    return failure
+
+
+def _read_detail(detail: Any, failure: RpcFailure) -> None:
+    info = error_details_pb2.ErrorInfo()
+    retry = error_details_pb2.RetryInfo()
+    if detail.Is(info.DESCRIPTOR):
+        detail.Unpack(info)
+        failure.reason = info.reason
+        failure.field = info.metadata.get("field", "")
+    elif detail.Is(retry.DESCRIPTOR):
+        detail.Unpack(retry)
+        failure.retry_after = max(int(retry.retry_delay.seconds), 1)

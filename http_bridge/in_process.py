@@ -1,0 +1,78 @@
+"""The bridge calling the TokenService handlers in the same process: no network hop, the same
+servicer code the gRPC server runs, and domain errors turned into the same (code, reason) the
+gRPC error interceptor would send."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from http_bridge.backend import RpcFailure
+from server.core import Core
+from server.errors import RateLimited, ServerError, TokenServiceError
+from server.servicer import TokenServicer
+from tokenservice.v1 import token_service_pb2 as pb
+
+log = logging.getLogger("tokenservice.http")
+Response = TypeVar("Response")
+# The servicer's methods never touch their context; the in-process call has none.
+NO_CONTEXT = cast(grpc.aio.ServicerContext, None)
+
+
+def failure_of(error: TokenServiceError) -> RpcFailure:
+    """The RpcFailure a gRPC client would see for this domain error."""
+    return RpcFailure(
+        code=error.grpc_code,
+        reason=error.error,
+        message=error.description,
+        field=error.field or "",
+        retry_after=error.retry_after if isinstance(error, RateLimited) else None,
+    )
+
+
+class InProcessBackend:
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._servicer = TokenServicer(core)
+
+    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse:
+        return await _call(self._servicer.IssueToken, request)
+
+    async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
+        return await _call(self._servicer.RefreshToken, request)
+
+    async def introspect_token(
+        self, request: pb.IntrospectTokenRequest
+    ) -> pb.IntrospectTokenResponse:
+        return await _call(self._servicer.IntrospectToken, request)
+
+    async def revoke_token(self, request: pb.RevokeTokenRequest) -> pb.RevokeTokenResponse:
+        return await _call(self._servicer.RevokeToken, request)
+
+    async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
+        return await _call(self._servicer.GetJwks, request)
+
+    async def ready(self) -> bool:
+        try:
+            await self._core.store.ping()
+        except TokenServiceError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def _call(
+    method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Response]], request: Any
+) -> Response:
+    try:
+        return await method(request, NO_CONTEXT)
+    except TokenServiceError as error:
+        raise failure_of(error) from None
+    except Exception as error:
+        log.error("in-process call failed with %s", type(error).__name__, exc_info=True)
+        raise failure_of(ServerError("internal error")) from None

@@ -1,0 +1,1 @@
+"""One module per endpoint family; `http_bridge.app` holds the one route table."""

@@ -1,0 +1,40 @@
+"""`tokenservice bridge --grpc-target HOST:PORT`: the HTTP bridge alone, in front of a remote
+TokenService, calling it through a grpc.aio channel. It needs no database and no secret: every
+decision is the gRPC server's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from http_bridge.app import build_app, context_of
+from http_bridge.channel import ChannelBackend
+from http_bridge.server import start_http
+from server.settings import Settings
+
+log = logging.getLogger("tokenservice")
+
+
+async def run_bridge(settings: Settings, grpc_target: str) -> None:
+    from server.app import configure_logging, wait_for_shutdown_signal
+
+    configure_logging(settings)
+    backend = ChannelBackend(grpc_target)
+    try:
+        app = build_app(backend, settings)
+        http = await start_http(
+            app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds
+        )
+        log.info(
+            "tokenservice bridge: HTTP on %s (port %d), calling gRPC at %s",
+            settings.http_addr,
+            http.port,
+            grpc_target,
+        )
+        await wait_for_shutdown_signal()
+        context_of(app).draining = True
+        await asyncio.sleep(settings.shutdown_delay_seconds)
+        await http.stop()
+    finally:
+        await backend.close()
+    log.info("stopped")

@@ -1,0 +1,90 @@
+"""The HTTP bridge served by uvicorn on port 0, over the real gRPC harness (real SQLite file),
+called with a real HTTP client (httpx).
+
+`bridge` runs every test twice: with the in-process backend (what `tokenservice serve` does) and
+with the grpc.aio channel backend (what `tokenservice bridge --grpc-target` does), so the two
+transports must map every result and error the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from http_bridge.app import build_app
+from http_bridge.backend import TokenBackend
+from http_bridge.channel import ChannelBackend
+from http_bridge.in_process import InProcessBackend
+from http_bridge.server import RunningHttp, start_http
+from tests.integration.conftest import Harness, Shop
+
+
+@dataclasses.dataclass
+class Bridge:
+    harness: Harness
+    http: httpx.AsyncClient
+    running: RunningHttp
+    backend_name: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.running.port}"
+
+    async def anonymous_login(self, shop: Shop, **context: str) -> dict[str, Any]:
+        response = await self.http.get(
+            "/customerlogin/auth/anonymous/login",
+            params={"tenant": shop.tenant, "client_id": shop.storefront_id, **context},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def customer_login(
+        self, shop: Shop, anonymous_token: str | None = None
+    ) -> dict[str, Any]:
+        if anonymous_token is None:
+            anonymous_token = (await self.anonymous_login(shop))["access_token"]
+        response = await self.http.post(
+            f"/customer/{shop.tenant}/login",
+            json={"email": shop.email, "password": shop.password},
+            headers={"Authorization": f"Bearer {anonymous_token}"},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def service_token(self, shop: Shop, **form: str) -> dict[str, Any]:
+        response = await self.http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": shop.service_id,
+                "client_secret": shop.service_secret,
+                **form,
+            },
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture(params=["in_process", "channel"])
+async def bridge(request: pytest.FixtureRequest, harness: Harness) -> AsyncIterator[Bridge]:
+    backend: TokenBackend
+    if request.param == "in_process":
+        backend = InProcessBackend(harness.core)
+    else:
+        backend = ChannelBackend(harness.target)
+    app = build_app(backend, harness.core.settings)
+    running = await start_http(app, "127.0.0.1:0", grace_seconds=1)
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
+    try:
+        yield Bridge(harness=harness, http=client, running=running, backend_name=request.param)
+    finally:
+        await client.aclose()
+        await running.stop()
+        await backend.close()

@@ -1,0 +1,95 @@
+"""`tokenservice serve` (what `make run` starts) serves gRPC and the HTTP bridge from one process
+over one store: a token issued over HTTP introspects over gRPC and the other way round. On
+SIGTERM /readyz turns 503 at once, HTTP requests already sent complete, and the process exits 0
+within the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import httpx
+
+from tests.integration.test_shutdown import (
+    DELAY_SECONDS,
+    GRACE_SECONDS,
+    cli,
+    free_port,
+    service_env,
+    start_serve,
+    stop_process,
+    text_of,
+    wait_until_serving,
+)
+from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
+
+BURST = 40
+
+
+async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}")
+    await cli(env, "tenant", "create", "shop")
+    created = json.loads(
+        await cli(env, "client", "create", "--tenant", "shop", "--kind", "storefront", "--json")
+    )
+    login_params = {"tenant": "shop", "client_id": created["client_id"]}
+    target = f"127.0.0.1:{grpc_port}"
+    process = await start_serve(env, tmp_path)
+    try:
+        await wait_until_serving(target, process, tmp_path / "stderr.txt")
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=20) as http,
+            grpc.aio.insecure_channel(target) as channel,
+        ):
+            stub = pb_grpc.TokenServiceStub(channel)
+            assert (await http.get("/readyz")).status_code == 200
+
+            # HTTP-issued token, seen over gRPC; gRPC-issued token, validated over HTTP.
+            over_http = (
+                await http.get("/customerlogin/auth/anonymous/login", params=login_params)
+            ).json()
+            seen = await stub.IntrospectToken(
+                pb.IntrospectTokenRequest(token=over_http["access_token"])
+            )
+            assert seen.active and seen.session_id == over_http["sessionId"]
+            over_grpc = await stub.IssueToken(
+                pb.IssueTokenRequest(anonymous=pb.AnonymousGrant(**login_params))
+            )
+            validated = await http.get(
+                "/customer/shop/validateauthtoken",
+                headers={"Authorization": f"Bearer {over_grpc.access_token}"},
+            )
+            assert validated.status_code == 200
+            assert validated.json()["sessionId"] == over_grpc.session_id
+
+            # A burst of HTTP logins, SIGTERM while they run: every one completes.
+            async def login() -> int:
+                response = await http.get(
+                    "/customerlogin/auth/anonymous/login", params=login_params
+                )
+                return response.status_code
+
+            burst = [asyncio.create_task(login()) for _ in range(BURST)]
+            await asyncio.sleep(0.05)
+            in_flight = sum(not call.done() for call in burst)
+            process.send_signal(signal.SIGTERM)
+            signalled_at = time.monotonic()
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            outcomes = await asyncio.wait_for(asyncio.gather(*burst), GRACE_SECONDS + 5)
+            assert in_flight >= 5, f"only {in_flight} requests in flight at SIGTERM"
+            assert outcomes == [200] * BURST, Counter(outcomes)
+            assert time.monotonic() - signalled_at < DELAY_SECONDS + GRACE_SECONDS
+        code = await asyncio.wait_for(process.wait(), timeout=GRACE_SECONDS + 5)
+    finally:
+        await stop_process(process)
+    stderr = text_of(tmp_path / "stderr.txt")
+    assert code == 0, f"exit code {code}:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
