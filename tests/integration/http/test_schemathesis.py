@@ -1,0 +1,447 @@
+"""schemathesis against the live bridge (uvicorn on port 0, in-process backend, real SQLite).
+
+Two bounded runs, both checking that nothing answers 5xx and that every response conforms to
+`http_bridge/openapi.json` (status code documented, content type, required headers, body schema):
+
+- the `schemathesis run` CLI, in a subprocess, over every operation: examples, coverage
+  (boundary values, missing and duplicated parameters, wrong types, undocumented methods, which
+  must answer 405 with `Allow`) and fuzzing, with the provisioned tenant, client ids, service
+  secret and live tokens offered as dictionaries so that many requests get past validation; it
+  also checks that requests breaking the document's constraints are refused with a 4xx, so the
+  document states no constraint the bridge does not enforce;
+- schemathesis' Python API, case by case, with fresh real bearer tokens, refresh tokens and
+  credentials put into most cases, so the storefront operations answer 2xx too.
+
+Each run prints how many cases it tried. SEED fixes the generated data; change it to explore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+import http_bridge
+from tests.integration.conftest import Shop
+from tests.integration.http.conftest import Bridge
+
+DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+SEED = 20240611
+CLI_MAX_EXAMPLES = 40  # per operation, fuzzing phase; coverage adds its own fixed set
+API_MAX_EXAMPLES = 30  # per operation
+CLI_TIMEOUT = 100  # seconds; the run takes a few
+CLI_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "unsupported_method",
+    "negative_data_rejection",
+)
+API_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+Tally = collections.Counter[tuple[str, int]]
+
+
+@pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
+async def test_schemathesis_cli_finds_no_server_error_and_no_drift(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    assert SCHEMATHESIS.exists(), f"the schemathesis CLI is a dev dependency: {SCHEMATHESIS}"
+    shop = await bridge.harness.shop("fuzz")
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(await cli_config(bridge, shop), encoding="utf-8")
+    har = tmp_path / "interactions.har.json"
+    command = [
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(config),
+        "run",
+        str(DOCUMENT_PATH),
+        "--url",
+        bridge.base_url,
+        "--checks",
+        ",".join(CLI_CHECKS),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(CLI_MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--no-color",
+        "--report",
+        "har",
+        "--report-har-path",
+        str(har),
+    ]
+    # The bridge runs in this event loop: wait for the CLI without blocking it.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMATHESIS_")}
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = output.decode("utf-8", "replace")
+    assert process.returncode == 0, text[-12000:]
+
+    generated = re.search(r"(\d+) generated", text)
+    assert generated is not None, text[-4000:]
+    statuses = har_statuses(har)
+    print(
+        f"\nschemathesis CLI (seed {SEED}): {generated.group(1)} cases, "
+        f"{statuses.total()} requests, by status: {dict(sorted(by_status(statuses).items()))}"
+    )
+    documented = labels_of(schemathesis.openapi.from_path(DOCUMENT_PATH))
+    assert documented <= {label for label, _ in statuses}
+    assert by_status(statuses)[200] > 0
+    assert by_status(statuses)[405] > 0  # undocumented methods were tried
+
+
+@pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
+async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("cases")
+    schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
+    # The checks make blocking requests: run them off the loop that serves the bridge.
+    tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop)
+
+    print(
+        f"\nschemathesis Python API: {tally.total()} cases, "
+        f"by status: {dict(sorted(by_status(tally).items()))}"
+    )
+    labels = labels_of(schema)
+    assert {label for label, _ in tally} == labels
+    without_success = sorted(
+        label for label in labels if not any(seen == label and s < 300 for seen, s in tally)
+    )
+    assert without_success == [], "real credentials must get some cases of each through"
+
+
+# ------------------------------------------------------------------ the CLI run
+
+
+async def cli_config(bridge: Bridge, shop: Shop) -> str:
+    """A schemathesis.toml offering real values: each bound parameter takes one of them with the
+    given probability and is generated otherwise."""
+    harness = bridge.harness
+    anonymous = [await harness.anonymous(shop) for _ in range(4)]
+    customers = [await harness.customer(shop) for _ in range(3)]
+    service = await harness.service(shop)
+    access = [t.access_token for t in (*anonymous, *customers, service)]
+    dictionaries = {
+        "tenant": [shop.tenant],
+        "storefront": [shop.storefront_id],
+        "client": [shop.storefront_id, shop.service_id],
+        "service": [shop.service_id],
+        "secret": [shop.service_secret],
+        "email": [shop.email],
+        "password": [shop.password],
+        "anonymous_refresh": [t.refresh_token for t in anonymous],
+        "anonymous_access": [t.access_token for t in anonymous],
+        "customer_refresh": [t.refresh_token for t in customers],
+        "legal_entity": list(shop.legal_entities),
+        "access": access,
+        "token": [*access, *(t.refresh_token for t in (*anonymous, *customers))],
+    }
+    lines = ["[phases.coverage]", "generate-duplicate-query-parameters = true", ""]
+    for name, values in dictionaries.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+
+    def bindings(pairs: dict[str, tuple[str, float]]) -> str:
+        items = (
+            f'"{key}" = {{ dictionary = "{name}", probability = {probability} }}'
+            for key, (name, probability) in pairs.items()
+        )
+        return "\n".join(items)
+
+    lines += [
+        "[parameters]",
+        bindings(
+            {
+                "path.tenant": ("tenant", 0.6),
+                "query.tenant": ("tenant", 0.6),
+                "query.client_id": ("storefront", 0.6),
+                "query.refresh_token": ("anonymous_refresh", 0.5),
+                "query.anonymous_token": ("anonymous_access", 0.3),
+                "query.refreshToken": ("customer_refresh", 0.5),
+                "query.legalEntityId": ("legal_entity", 0.5),
+                "query.accessToken": ("access", 0.3),
+            }
+        ),
+        "",
+    ]
+    per_operation = {
+        "POST /oauth/token": {
+            "body.client_id": ("service", 0.7),
+            "body.client_secret": ("secret", 0.7),
+        },
+        "POST /oauth/introspect": {
+            "body.client_id": ("client", 0.7),
+            "body.client_secret": ("secret", 0.4),
+            "body.token": ("token", 0.6),
+        },
+        "POST /oauth/revoke": {
+            "body.client_id": ("client", 0.7),
+            "body.client_secret": ("secret", 0.4),
+            "body.token": ("token", 0.6),
+        },
+        "POST /customer/{tenant}/login": {
+            "body.email": ("email", 0.6),
+            "body.password": ("password", 0.6),
+        },
+    }
+    for name, pairs in per_operation.items():
+        lines += ["[[operations]]", f"include-name = {json.dumps(name)}", "[operations.parameters]"]
+        lines += [bindings(pairs), ""]
+    return "\n".join(lines)
+
+
+def har_statuses(path: Path) -> Tally:
+    """(operation label, status) of every request the CLI sent, from its HAR report."""
+    entries = json.loads(path.read_text(encoding="utf-8"))["log"]["entries"]
+    tally: Tally = collections.Counter()
+    for entry in entries:
+        request_path = "/" + entry["request"]["url"].split("/", 3)[3].split("?", 1)[0]
+        template = re.sub(r"^/customer/[^/]*/", "/customer/{tenant}/", request_path)
+        tally[(f"{entry['request']['method']} {template}", entry["response"]["status"])] += 1
+    return tally
+
+
+def by_status(tally: Tally) -> collections.Counter[int]:
+    result: collections.Counter[int] = collections.Counter()
+    for (_, status), count in tally.items():
+        result[status] += count
+    return result
+
+
+# ------------------------------------------------------------------ the Python API run
+
+
+def operations(schema: schemathesis.BaseSchema) -> list[schemathesis.APIOperation]:
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def labels_of(schema: schemathesis.BaseSchema) -> set[str]:
+    return {f"{operation.method.upper()} {operation.path}" for operation in operations(schema)}
+
+
+def run_cases(schema: schemathesis.BaseSchema, base_url: str, shop: Shop) -> Tally:
+    tally: Tally = collections.Counter()
+    with requests.Session() as session:
+        real = RealData(session, base_url, shop)
+        for operation in operations(schema):
+            exercise(operation, base_url, session, real, tally)
+    return tally
+
+
+def exercise(
+    operation: schemathesis.APIOperation,
+    base_url: str,
+    session: requests.Session,
+    real: RealData,
+    tally: Tally,
+) -> None:
+    label = f"{operation.method.upper()} {operation.path}"
+
+    @hypothesis.settings(
+        max_examples=API_MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(case=operation.as_strategy(), data=st.data())
+    def run(case: schemathesis.Case, data: st.DataObject) -> None:
+        if data.draw(st.integers(0, 9), label="real data") < 8:
+            real.provision(case, data.draw)
+        response = case.call(base_url=base_url, session=session)
+        tally[(label, response.status_code)] += 1
+        case.validate_response(response, checks=API_CHECKS)
+
+    run()
+
+
+Draw = Callable[..., Any]
+
+
+class RealData:
+    """Puts the provisioned tenant, clients, customer and fresh tokens into a generated case.
+
+    Tokens are minted over HTTP from the bridge under test just before they are used, since
+    the operations under test consume them (logout, revocation, rotation)."""
+
+    def __init__(self, session: requests.Session, base_url: str, shop: Shop) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.shop = shop
+
+    def provision(self, case: schemathesis.Case, draw: Draw) -> None:
+        shop = self.shop
+        if "tenant" in (case.path_parameters or {}):
+            case.path_parameters["tenant"] = shop.tenant
+        query = case.query if case.query is not None else {}
+        if "tenant" in query or case.path.startswith("/customerlogin/"):
+            query["tenant"] = shop.tenant
+            query["client_id"] = shop.storefront_id
+        case.query = query
+        headers = case.headers if case.headers is not None else {}
+        case.headers = headers
+        handler = getattr(self, "_" + re.sub(r"\W+", "_", case.path).strip("_"), None)
+        if handler is not None:
+            handler(case, draw)
+
+    # -- /oauth/*
+
+    def _oauth_token(self, case: schemathesis.Case, draw: Draw) -> None:
+        self._client(case, draw, kinds=["service"])
+
+    def _oauth_introspect(self, case: schemathesis.Case, draw: Draw) -> None:
+        self._client(case, draw, kinds=["service", "storefront"])
+        case.body["token"] = self._token(draw(st.sampled_from(TOKEN_KINDS)))
+
+    _oauth_revoke = _oauth_introspect
+
+    def _client(self, case: schemathesis.Case, draw: Draw, kinds: list[str]) -> None:
+        shop = self.shop
+        body = case.body
+        for name in ("client_id", "client_secret"):
+            body.pop(name, None)
+        case.headers.pop("Authorization", None)
+        kind = draw(st.sampled_from(kinds))
+        if kind == "storefront":
+            body["client_id"] = shop.storefront_id
+        elif draw(st.booleans(), label="basic"):
+            case.headers.update(basic(shop.service_id, shop.service_secret))
+        else:
+            body.update(client_id=shop.service_id, client_secret=shop.service_secret)
+
+    # -- /customerlogin/*
+
+    def _customerlogin_auth_anonymous_refresh(self, case: schemathesis.Case, draw: Draw) -> None:
+        session = self._anonymous()
+        case.query.pop("refresh_token", None)
+        case.query.pop("anonymous_token", None)
+        if draw(st.booleans(), label="legacy"):
+            case.query["anonymous_token"] = session["access_token"]
+        else:
+            case.query["refresh_token"] = session["refresh_token"]
+
+    # -- /customer/{tenant}/*
+
+    def _customer_tenant_login(self, case: schemathesis.Case, draw: Draw) -> None:
+        case.headers.update(bearer(self._anonymous()["access_token"]))
+        case.body.update(email=self.shop.email, password=self.shop.password)
+
+    def _customer_tenant_refreshauthtoken(self, case: schemathesis.Case, draw: Draw) -> None:
+        customer = self._customer()
+        case.headers.update(bearer(customer["access_token"]))
+        case.query["refreshToken"] = customer["refresh_token"]
+        entity = draw(st.sampled_from(["generated", "none", *self.shop.legal_entities]))
+        if entity == "none":
+            case.query.pop("legalEntityId", None)
+        elif entity != "generated":
+            case.query["legalEntityId"] = entity
+
+    def _customer_tenant_validateauthtoken(self, case: schemathesis.Case, draw: Draw) -> None:
+        case.headers.update(bearer(self._token(draw(st.sampled_from(ACCESS_KINDS)))))
+
+    def _customer_tenant_logout(self, case: schemathesis.Case, draw: Draw) -> None:
+        token = self._token(draw(st.sampled_from(["anonymous", "customer"])))
+        case.headers.update(bearer(token))
+        if draw(st.booleans(), label="explicit accessToken"):
+            case.query["accessToken"] = token
+        else:
+            case.query.pop("accessToken", None)
+
+    # -- minting
+
+    def _token(self, kind: str) -> str:
+        if kind == "service":
+            return str(self._service()["access_token"])
+        session = self._customer() if kind.startswith("customer") else self._anonymous()
+        field = "refresh_token" if kind.endswith("refresh") else "access_token"
+        return str(session[field])
+
+    def _anonymous(self) -> dict[str, Any]:
+        return self._ok(
+            "GET",
+            "/customerlogin/auth/anonymous/login",
+            params={"tenant": self.shop.tenant, "client_id": self.shop.storefront_id},
+        )
+
+    def _customer(self) -> dict[str, Any]:
+        return self._ok(
+            "POST",
+            f"/customer/{self.shop.tenant}/login",
+            json={"email": self.shop.email, "password": self.shop.password},
+            headers=bearer(self._anonymous()["access_token"]),
+        )
+
+    def _service(self) -> dict[str, Any]:
+        return self._ok(
+            "POST",
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.shop.service_id,
+                "client_secret": self.shop.service_secret,
+            },
+        )
+
+    def _ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+        assert response.status_code == 200, f"minting via {path}: {response.status_code}"
+        body: dict[str, Any] = response.json()
+        return body
+
+
+TOKEN_KINDS = ["anonymous", "anonymous refresh", "customer", "customer refresh", "service"]
+ACCESS_KINDS = ["anonymous", "customer", "service"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}

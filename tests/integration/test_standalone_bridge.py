@@ -1,0 +1,366 @@
+"""The standalone bridge as its own process: `tokenservice serve` runs gRPC only (no HTTP), and
+`tokenservice bridge --grpc-target` serves the documented HTTP endpoints in front of it, with no
+database of its own. A storefront's whole journey and a back end's service token go through it;
+when the gRPC server goes away the bridge says so (`/readyz` 503, token requests 503
+`temporarily_unavailable`, never a 500 or a credentials error); and SIGTERM stops it cleanly
+(exit 0).
+
+Both run as real subprocesses on free loopback ports; the database is provisioned beforehand
+with the `tokenservice` CLI. Their stderr goes to files that every failure message includes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.test_shutdown import (
+    TOKENSERVICE,
+    free_port,
+    service_env,
+    start_serve,
+    stop_process,
+    text_of,
+    wait_until_serving,
+)
+
+TENANT = "standalone"
+EMAIL = "ann@standalone.example"
+PASSWORD = "a long enough password for ann"
+STOP_WITHIN_SECONDS = 10
+
+
+class Processes:
+    """The two subprocesses and where their output went, for failure messages."""
+
+    def __init__(self, root: Path) -> None:
+        self.server_logs = root / "server"
+        self.bridge_logs = root / "bridge"
+        self.server_logs.mkdir()
+        self.bridge_logs.mkdir()
+
+    def output(self) -> str:
+        parts = []
+        for name, logs in (("server", self.server_logs), ("bridge", self.bridge_logs)):
+            for stream in ("stdout", "stderr"):
+                parts.append(f"--- {name} {stream}:\n{text_of(logs / f'{stream}.txt')}")
+        return "\n".join(parts)
+
+
+async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
+    """`tokenservice ARGS...` to completion; its stdout."""
+    process = await asyncio.create_subprocess_exec(
+        str(TOKENSERVICE),
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=30)
+    assert process.returncode == 0, f"tokenservice {' '.join(args)}: {stderr.decode()}"
+    return stdout.decode()
+
+
+async def provision(env: dict[str, str]) -> dict[str, str]:
+    await run_cli(env, "tenant", "create", TENANT)
+    storefront = json.loads(
+        await run_cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json")
+    )
+    service = json.loads(
+        await run_cli(
+            env,
+            "client",
+            "create",
+            "--tenant",
+            TENANT,
+            "--kind",
+            "service",
+            "--scopes",
+            "catalog.read orders.read",
+            "--json",
+        )
+    )
+    customer = json.loads(
+        await run_cli(
+            env,
+            "customer",
+            "create",
+            "--tenant",
+            TENANT,
+            "--email",
+            EMAIL,
+            "--password-stdin",
+            "--scopes",
+            "customer.read",
+            "--legal-entity",
+            "le-1",
+            "le-2",
+            "--json",
+            stdin=PASSWORD + "\n",
+        )
+    )
+    return {
+        "storefront_id": storefront["client_id"],
+        "service_id": service["client_id"],
+        "service_secret": service["client_secret"],
+        "customer_id": customer["id"],
+    }
+
+
+async def start_bridge(
+    env: dict[str, str], grpc_target: str, http_addr: str, logs: Path
+) -> asyncio.subprocess.Process:
+    with (logs / "stdout.txt").open("ab") as out, (logs / "stderr.txt").open("ab") as err:
+        return await asyncio.create_subprocess_exec(
+            str(TOKENSERVICE),
+            "bridge",
+            "--grpc-target",
+            grpc_target,
+            "--http-addr",
+            http_addr,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+
+
+async def wait_until_ready(
+    http: httpx.AsyncClient, process: asyncio.subprocess.Process, processes: Processes
+) -> None:
+    """Polls /readyz until 200; fails early if the bridge exits."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.returncode is None, f"the bridge exited early:\n{processes.output()}"
+        try:
+            if (await http.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline, f"bridge not ready after 30s:\n{processes.output()}"
+        await asyncio.sleep(0.1)
+
+
+async def terminate(process: asyncio.subprocess.Process, processes: Processes) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return await asyncio.wait_for(process.wait(), timeout=STOP_WITHIN_SECONDS)
+    except TimeoutError:
+        raise AssertionError(
+            f"no exit {STOP_WITHIN_SECONDS}s after SIGTERM:\n{processes.output()}"
+        ) from None
+
+
+def ok(response: httpx.Response, processes: Processes, status: int = 200) -> Any:
+    assert response.status_code == status, (
+        f"{response.request.method} {response.request.url.path}: {response.status_code} "
+        f"{response.text}\n{processes.output()}"
+    )
+    return response.json() if response.content else None
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+async def storefront_journey(
+    http: httpx.AsyncClient, ids: dict[str, str], processes: Processes
+) -> list[str]:
+    """Anonymous login and refresh, customer login on the same session, validation, a refresh
+    that switches the legal entity, logout; returns every token it saw."""
+    anonymous = ok(
+        await http.get(
+            "/customerlogin/auth/anonymous/login",
+            params={"tenant": TENANT, "client_id": ids["storefront_id"], "currency": "EUR"},
+        ),
+        processes,
+    )
+    session_id = anonymous["sessionId"]
+    assert session_id and anonymous["scope"] == f"tenant={TENANT}"
+
+    refreshed = ok(
+        await http.get(
+            "/customerlogin/auth/anonymous/refresh",
+            params={
+                "tenant": TENANT,
+                "client_id": ids["storefront_id"],
+                "refresh_token": anonymous["refresh_token"],
+            },
+        ),
+        processes,
+    )
+    assert refreshed["sessionId"] == session_id
+    assert refreshed["access_token"] != anonymous["access_token"]
+
+    customer = ok(
+        await http.post(
+            f"/customer/{TENANT}/login",
+            json={"email": EMAIL, "password": PASSWORD},
+            headers={"Authorization": f"Bearer {refreshed['access_token']}"},
+        ),
+        processes,
+    )
+    assert customer["session_id"] == session_id  # the customer continues the visitor's session
+    assert customer["saas_token"].count(".") == 2
+
+    valid = ok(
+        await http.get(
+            f"/customer/{TENANT}/validateauthtoken",
+            headers={"Authorization": f"Bearer {customer['access_token']}"},
+        ),
+        processes,
+    )
+    assert valid["email"] == EMAIL
+    assert valid["sessionId"] == session_id
+
+    switched = ok(
+        await http.get(
+            f"/customer/{TENANT}/refreshauthtoken",
+            params={"refreshToken": customer["refresh_token"], "legalEntityId": "le-2"},
+            headers={"Authorization": f"Bearer {customer['access_token']}"},
+        ),
+        processes,
+    )
+    assert switched["session_id"] == session_id
+    assert switched["access_token"] != customer["access_token"]
+    valid = ok(
+        await http.get(
+            f"/customer/{TENANT}/validateauthtoken",
+            headers={"Authorization": f"Bearer {switched['access_token']}"},
+        ),
+        processes,
+    )
+    assert valid["legalEntityId"] == "le-2"
+    assert valid["email"] == EMAIL
+
+    bearer = {"Authorization": f"Bearer {switched['access_token']}"}
+    logout = await http.get(f"/customer/{TENANT}/logout", headers=bearer)
+    assert logout.status_code == 204, f"{logout.text}\n{processes.output()}"
+    assert logout.content == b""
+    gone = await http.get(f"/customer/{TENANT}/validateauthtoken", headers=bearer)
+    assert gone.status_code == 401, f"{gone.text}\n{processes.output()}"
+    assert gone.json()["type"] == "invalid_token"
+
+    return [
+        anonymous["access_token"],
+        anonymous["refresh_token"],
+        refreshed["access_token"],
+        refreshed["refresh_token"],
+        customer["access_token"],
+        customer["refresh_token"],
+        customer["saas_token"],
+        switched["access_token"],
+        switched["refresh_token"],
+        switched["saas_token"],
+    ]
+
+
+async def service_token_round_trip(
+    http: httpx.AsyncClient, ids: dict[str, str], processes: Processes
+) -> str:
+    issued = ok(
+        await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": ids["service_id"],
+                "client_secret": ids["service_secret"],
+            },
+        ),
+        processes,
+    )
+    assert issued["refresh_token"] == ""
+    assert issued["scope"] == f"catalog.read orders.read tenant={TENANT}"
+    seen = ok(
+        await http.post(
+            "/oauth/introspect",
+            data={"token": issued["access_token"]},
+            headers=basic(ids["service_id"], ids["service_secret"]),
+        ),
+        processes,
+    )
+    assert seen["active"] is True
+    assert seen["kind"] == "service"
+    assert seen["tenant"] == TENANT
+    assert seen["client_id"] == ids["service_id"]
+    assert seen["scope"] == issued["scope"]
+    return str(issued["access_token"])
+
+
+async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    grpc_target = f"127.0.0.1:{grpc_port}"
+    server_env = service_env(
+        tmp_path / "t.db",
+        grpc_port,
+        TOKENSERVICE_HTTP_ADDR="",  # gRPC only: HTTP comes from the separate bridge
+        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2",
+    )
+    # The bridge needs no database: point it nowhere usable to prove it opens none.
+    bridge_env = service_env(
+        tmp_path / "absent" / "never.db",
+        grpc_port,
+        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2",
+        TOKENSERVICE_LOG_LEVEL="DEBUG",
+    )
+    ids = await provision(server_env)
+    processes = Processes(tmp_path)
+
+    server = await start_serve(server_env, processes.server_logs)
+    bridge: asyncio.subprocess.Process | None = None
+    try:
+        await wait_until_serving(grpc_target, server, processes.server_logs / "stderr.txt")
+        bridge = await start_bridge(
+            bridge_env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+            await wait_until_ready(http, bridge, processes)
+
+            secrets = await storefront_journey(http, ids, processes)
+            secrets.append(await service_token_round_trip(http, ids, processes))
+
+            # The gRPC server goes away: the bridge is not ready, and says "retry later".
+            assert await terminate(server, processes) == 0, processes.output()
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503, f"{ready.text}\n{processes.output()}"
+            assert ready.json() == {"status": "unavailable"}
+            refused = await http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": ids["service_id"],
+                    "client_secret": ids["service_secret"],
+                },
+            )
+            assert refused.status_code == 503, f"{refused.text}\n{processes.output()}"
+            assert refused.json()["error"] == "temporarily_unavailable"
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert bridge.returncode is None, processes.output()
+
+        assert await terminate(bridge, processes) == 0, processes.output()
+    finally:
+        await stop_process(server)
+        if bridge is not None:
+            await stop_process(bridge)
+
+    bridge_stderr = text_of(processes.bridge_logs / "stderr.txt")
+    assert "Traceback" not in bridge_stderr, processes.output()
+    assert "Traceback" not in text_of(processes.server_logs / "stderr.txt"), processes.output()
+    # The bridge logged every request (masked) and never a token, secret or password.
+    assert '"GET /customerlogin/auth/anonymous/refresh?' in bridge_stderr, processes.output()
+    assert "refresh_token=***" in bridge_stderr, processes.output()
+    assert "refreshToken=***" in bridge_stderr, processes.output()
+    assert 'auth="Bearer ***"' in bridge_stderr, processes.output()
+    assert 'auth="Basic ***"' in bridge_stderr, processes.output()
+    assert not (tmp_path / "absent").exists()  # the bridge opened no database
+    output = processes.output()
+    for index, value in enumerate([*secrets, ids["service_secret"], PASSWORD]):
+        assert value not in output, f"secret #{index} appears in a process's output"
