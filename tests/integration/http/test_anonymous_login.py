@@ -6,44 +6,16 @@ over-long or control-character context values; a repeated parameter)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 
 from server.store.records import SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS
+from tests.integration.http.expect import customer_problem as assert_problem
 
 PATH = "/customerlogin/auth/anonymous/login"
-LOGIN_FIELDS = {
-    "token_type",
-    "access_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_token_expires_in",
-    "sessionId",
-    "scope",
-}
-
-
-def assert_problem(
-    response: httpx.Response, status: int, error: str, field: str | None = None
-) -> dict[str, Any]:
-    """The customer API's ErrorMessage; `field` is the one parameter named in `details` (None:
-    no field expected, details empty)."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
-    assert body["status"] == status
-    assert body["type"] == error
-    assert body["message"]
-    if field is None:
-        assert body["details"] == []
-    else:
-        assert [d["field"] for d in body["details"]] == [field]
-        assert body["details"][0]["type"] == error
-    return body
 
 
 async def login(bridge: Bridge, **params: str) -> httpx.Response:

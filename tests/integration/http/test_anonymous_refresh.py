@@ -14,37 +14,12 @@ from server import admin
 from server.store.records import ClientKind, SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS
+from tests.integration.http.expect import customer_problem as assert_problem
 
 PATH = "/customerlogin/auth/anonymous/refresh"
-LOGIN_FIELDS = {
-    "token_type",
-    "access_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_token_expires_in",
-    "sessionId",
-    "scope",
-}
 DEPRECATED_FIELDS = {"token_type", "access_token", "expires_in", "sessionId", "scope"}
 GRACE = 10  # Settings.refresh_grace_seconds default
-
-
-def assert_problem(
-    response: httpx.Response, status: int, error: str, field: str | None = None
-) -> dict[str, Any]:
-    """The customer API's ErrorMessage; `field` is the one parameter named in `details` (None:
-    details empty)."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
-    assert body["status"] == status
-    assert body["type"] == error
-    if field is None:
-        assert body["details"] == []
-    else:
-        assert [d["field"] for d in body["details"]] == [field]
-    return body
 
 
 async def refresh(bridge: Bridge, shop: Shop, **params: str) -> httpx.Response:

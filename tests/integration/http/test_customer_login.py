@@ -13,43 +13,8 @@ import jwt
 from server.store.records import SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
-
-CUSTOMER_FIELDS = {
-    "access_token",
-    "saas_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_token_expires_in",
-    "token_type",
-    "session_id",
-    "scope",
-}
-TWINS = {
-    "accessToken": "access_token",
-    "saasToken": "saas_token",
-    "expiresIn": "expires_in",
-    "refreshToken": "refresh_token",
-    "refreshTokenExpiresIn": "refresh_token_expires_in",
-}
-INVALID_TOKEN_CHALLENGE = 'Bearer realm="tokenservice", error="invalid_token"'
-
-
-def assert_problem(
-    response: httpx.Response, status: int, error: str, field: str | None = None
-) -> dict[str, Any]:
-    """The customer API's ErrorMessage; `field` is the one parameter named in `details` (None:
-    details empty)."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
-    assert body["status"] == status
-    assert body["type"] == error
-    if field is None:
-        assert body["details"] == []
-    else:
-        assert [d["field"] for d in body["details"]] == [field]
-    return body
+from tests.integration.http.expect import CUSTOMER_FIELDS, INVALID_TOKEN_CHALLENGE, TWINS
+from tests.integration.http.expect import customer_problem as assert_problem
 
 
 async def login(

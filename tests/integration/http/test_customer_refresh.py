@@ -11,41 +11,8 @@ import httpx
 
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
-
-CUSTOMER_FIELDS = {
-    "access_token",
-    "saas_token",
-    "expires_in",
-    "refresh_token",
-    "refresh_token_expires_in",
-    "token_type",
-    "session_id",
-    "scope",
-}
-TWINS = {
-    "accessToken": "access_token",
-    "saasToken": "saas_token",
-    "expiresIn": "expires_in",
-    "refreshToken": "refresh_token",
-    "refreshTokenExpiresIn": "refresh_token_expires_in",
-}
-INVALID_TOKEN_CHALLENGE = 'Bearer realm="tokenservice", error="invalid_token"'
-
-
-def assert_problem(
-    response: httpx.Response, status: int, error: str, field: str | None = None
-) -> dict[str, Any]:
-    """The customer API's ErrorMessage; `field`, when given, is the one parameter named in
-    `details`."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
-    assert body["status"] == status
-    assert body["type"] == error
-    if field is not None:
-        assert [d["field"] for d in body["details"]] == [field]
-    return body
+from tests.integration.http.expect import CUSTOMER_FIELDS, INVALID_TOKEN_CHALLENGE, TWINS
+from tests.integration.http.expect import customer_problem as assert_problem
 
 
 async def refresh(bridge: Bridge, tenant: str, bearer: str | None, **params: str) -> httpx.Response:
@@ -140,7 +107,7 @@ async def test_foreign_legal_entity_is_403_and_changes_nothing(bridge: Bridge) -
         refreshToken=login["refresh_token"],
         legalEntityId="le-999",
     )
-    assert_problem(response, 403, "access_denied")
+    assert_problem(response, 403, "access_denied", "legalEntityId")
     session = await bridge.harness.core.store.get_session(login["session_id"])
     assert session is not None and session.legal_entity_id is None
     # The refresh token was not spent.
@@ -156,7 +123,7 @@ async def test_bearer_of_another_session_is_401(bridge: Bridge) -> None:
     other_anonymous, other_login = await logged_in(bridge, shop)
     for bearer in (other_login["access_token"], other_anonymous["access_token"]):
         response = await refresh(bridge, "shopa", bearer, refreshToken=login["refresh_token"])
-        assert_problem(response, 401, "invalid_token")
+        assert_problem(response, 401, "invalid_token", "Authorization")
         assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
     # Refused before the exchange: the refresh token still works with the right bearer.
     assert (
@@ -170,7 +137,7 @@ async def test_service_token_or_refresh_token_as_bearer_is_401(bridge: Bridge) -
     service = await bridge.service_token(shop)
     for bearer in (service["access_token"], login["refresh_token"], "not-a-token"):
         response = await refresh(bridge, "shopa", bearer, refreshToken=login["refresh_token"])
-        assert_problem(response, 401, "invalid_token")
+        assert_problem(response, 401, "invalid_token", "Authorization")
 
 
 async def test_anonymous_token_of_the_same_session_is_an_accepted_bearer(bridge: Bridge) -> None:
@@ -209,7 +176,7 @@ async def test_revoked_customer_bearer_is_401(bridge: Bridge) -> None:
     response = await refresh(
         bridge, "shopa", login["access_token"], refreshToken=login["refresh_token"]
     )
-    assert_problem(response, 401, "invalid_token")
+    assert_problem(response, 401, "invalid_token", "Authorization")
     assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
     # Only that access token was revoked: the session refreshes with another bearer.
     body = await refreshed(
@@ -239,7 +206,7 @@ async def test_unknown_refresh_token_is_400_invalid_grant(bridge: Bridge) -> Non
     shop = await bridge.harness.shop("shopa")
     _, login = await logged_in(bridge, shop)
     response = await refresh(bridge, "shopa", login["access_token"], refreshToken="nope")
-    assert_problem(response, 400, "invalid_grant")
+    assert_problem(response, 400, "invalid_grant", "refreshToken")
 
 
 async def test_missing_bearer_is_401(bridge: Bridge) -> None:
@@ -257,7 +224,7 @@ async def test_another_tenants_path_is_403(bridge: Bridge) -> None:
     response = await refresh(
         bridge, "shopb", login["access_token"], refreshToken=login["refresh_token"]
     )
-    assert_problem(response, 403, "access_denied")
+    assert_problem(response, 403, "access_denied", "refreshToken")
     assert (await bridge.harness.introspect(login["refresh_token"])).active
 
 
@@ -271,7 +238,7 @@ async def test_refresh_after_logout_is_refused(bridge: Bridge) -> None:
     response = await refresh(
         bridge, "shopa", login["access_token"], refreshToken=login["refresh_token"]
     )
-    assert_problem(response, 401, "invalid_token")
+    assert_problem(response, 401, "invalid_token", "Authorization")
 
 
 async def test_error_details_name_this_routes_parameters(bridge: Bridge) -> None:

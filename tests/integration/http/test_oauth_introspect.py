@@ -5,7 +5,6 @@ and public storefront callers, and the platform-admin scope that sees every tena
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
@@ -14,15 +13,11 @@ from server import admin
 from server.store.records import ClientKind
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.integration.http.expect import basic
+from tests.integration.http.expect import oauth_problem as assert_error
 
 INTROSPECT = "/oauth/introspect"
 INACTIVE = {"active": False}
-BASIC_CHALLENGE = 'Basic realm="tokenservice"'
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {encoded}"}
 
 
 async def introspect(bridge: Bridge, shop: Shop, token: str, **extra: str) -> httpx.Response:
@@ -44,15 +39,6 @@ def answer(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["Pragma"] == "no-cache"
     body: dict[str, Any] = response.json()
     return body
-
-
-def assert_error(response: httpx.Response, status: int, error: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "error_description"}
-    assert body["error"] == error
-    if status == 401:
-        assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
 
 
 def now(bridge: Bridge) -> int:

@@ -5,21 +5,16 @@ it, a service client its tenant's), and client authentication is required."""
 
 from __future__ import annotations
 
-import base64
-
 import httpx
 
 from server import admin
 from server.store.records import ClientKind
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.integration.http.expect import basic
+from tests.integration.http.expect import oauth_problem as assert_error
 
 REVOKE = "/oauth/revoke"
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {encoded}"}
 
 
 async def revoke_as_service(bridge: Bridge, shop: Shop, token: str, **extra: str) -> httpx.Response:
@@ -47,13 +42,6 @@ def assert_revoke_answer(response: httpx.Response) -> None:
 
 async def active(bridge: Bridge, token: str) -> bool:
     return (await bridge.harness.introspect(token)).active
-
-
-def assert_error(response: httpx.Response, status: int, error: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "error_description"}
-    assert body["error"] == error
 
 
 async def test_revoking_an_access_token_leaves_the_sessions_refresh_token(bridge: Bridge) -> None:

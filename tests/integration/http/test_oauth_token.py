@@ -5,23 +5,18 @@ server knows."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
 
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.integration.http.expect import BASIC_CHALLENGE, assert_no_store, basic
+from tests.integration.http.expect import oauth_problem as assert_error
 from tokenservice.v1 import token_service_pb2 as pb
 
 TOKEN = "/oauth/token"
 SERVICE_SCOPES = "catalog.read catalog.write orders.read"
-BASIC_CHALLENGE = 'Basic realm="tokenservice"'
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {encoded}"}
 
 
 def credentials(shop: Shop, **extra: str) -> dict[str, str]:
@@ -31,23 +26,6 @@ def credentials(shop: Shop, **extra: str) -> dict[str, str]:
         "client_secret": shop.service_secret,
         **extra,
     }
-
-
-def assert_no_store(response: httpx.Response) -> None:
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["Pragma"] == "no-cache"
-
-
-def assert_error(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
-    """An RFC 6749 section 5.2 error: exactly `error` and a non-empty `error_description`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error", "error_description"}
-    assert body["error"] == error
-    assert isinstance(body["error_description"], str) and body["error_description"]
-    assert_no_store(response)
-    return body
 
 
 def assert_service_token(response: httpx.Response, shop: Shop, scope: str) -> dict[str, Any]:

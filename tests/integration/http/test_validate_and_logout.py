@@ -13,19 +13,8 @@ import httpx
 
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
-
-INVALID_TOKEN_CHALLENGE = 'Bearer realm="tokenservice", error="invalid_token"'
-
-
-def assert_problem(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
-    """The customer API's ErrorMessage."""
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
-    assert body["status"] == status
-    assert body["type"] == error
-    return body
+from tests.integration.http.expect import INVALID_TOKEN_CHALLENGE
+from tests.integration.http.expect import customer_problem as assert_problem
 
 
 def assert_unauthorized(response: httpx.Response) -> None:
