@@ -39,6 +39,17 @@ class Settings:
     # cancelled by the stop.
     shutdown_delay_seconds: float = 1.0
     sqlite_busy_timeout_ms: int = 5000
+    # `serve`: processes serving the same ports (SO_REUSEPORT); more than one needs PostgreSQL.
+    workers: int = 1
+    # PostgreSQL connection pool, per process.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout_seconds: float = 5.0
+    db_connect_timeout_seconds: float = 5.0
+    db_statement_timeout_seconds: float = 10.0
+    db_conflict_retries: int = 5
+    # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
+    janitor_interval_seconds: float = 600.0
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4

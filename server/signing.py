@@ -105,10 +105,11 @@ class KeyRing:
         self._lock = asyncio.Lock()
 
     async def ensure_active_key(self) -> None:
-        """Creates the first key on an empty store (start-up)."""
+        """Creates the first key on a store with none published (start-up); one key even when
+        several replicas start together."""
         await self.reload()
         if not self._published():
-            await self._store.rotate_signing_key(
+            await self._store.add_first_signing_key(
                 new_signing_key(self._cipher, int(self._clock.now()))
             )
             await self.reload()

@@ -22,6 +22,7 @@ MAX_EMAIL = 254
 MAX_PASSWORD = 1024  # argon2 hashes anything, but unbounded input is a denial-of-service lever
 MAX_SCOPE = 4096
 MAX_CONTEXT_FIELD = 64
+MAX_CURRENCY = 16  # ISO 4217 codes are 3 letters; the column holds 16
 
 
 def tenant(value: str, field: str = "tenant") -> str:
@@ -99,7 +100,7 @@ def session_context(
         "targetLocation": target_location,
     }
     for name, value in fields.items():
-        bounded(value, name, MAX_CONTEXT_FIELD)
+        bounded(value, name, MAX_CURRENCY if name == "currency" else MAX_CONTEXT_FIELD)
         if not PRINTABLE_PATTERN.match(value):
             raise InvalidRequest(f"{name} contains control characters", field=name)
     return SessionContext(

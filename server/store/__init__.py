@@ -5,7 +5,18 @@ from __future__ import annotations
 from server.settings import Settings
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
-from server.store.sql import SqlStore
+from server.store.sql import PoolOptions, SqlStore
+
+
+def pool_options(settings: Settings) -> PoolOptions:
+    return PoolOptions(
+        size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        timeout_seconds=settings.db_pool_timeout_seconds,
+        connect_timeout_seconds=settings.db_connect_timeout_seconds,
+        statement_timeout_seconds=settings.db_statement_timeout_seconds,
+        conflict_retries=settings.db_conflict_retries,
+    )
 
 
 async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
@@ -13,4 +24,6 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
     timeout = settings.sqlite_busy_timeout_ms
     if migrate:
         await upgrade(settings.database_url, busy_timeout_ms=timeout)
-    return await SqlStore.open(settings.database_url, busy_timeout_ms=timeout)
+    return await SqlStore.open(
+        settings.database_url, busy_timeout_ms=timeout, pool=pool_options(settings)
+    )

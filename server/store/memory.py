@@ -16,6 +16,7 @@ from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    PurgeReport,
     RefreshOutcome,
     SessionRecord,
     SessionUpdate,
@@ -29,6 +30,7 @@ from server.store.records import (
 from server.store.sql import (
     ACTIVE_KEY_RETIRE,
     IDENTIFIER_EXISTS,
+    check_purge_batch,
     client_exists,
     customer_exists,
     key_exists,
@@ -112,6 +114,18 @@ class MemoryStore:
             self._keys[new_key.kid] = dataclasses.replace(
                 new_key, status=KeyStatus.ACTIVE, retired_at=None
             )
+
+    async def add_first_signing_key(self, new_key: SigningKeyRecord) -> bool:
+        async with self._lock:
+            if new_key.kid in self._keys:
+                raise AlreadyExists(key_exists(new_key.kid))
+            published = (KeyStatus.ACTIVE, KeyStatus.VERIFYING)
+            if any(key.status in published for key in self._keys.values()):
+                return False
+            self._keys[new_key.kid] = dataclasses.replace(
+                new_key, status=KeyStatus.ACTIVE, retired_at=None
+            )
+            return True
 
     async def list_signing_keys(self) -> list[SigningKeyRecord]:
         by_kid = sorted(self._keys.values(), key=lambda k: k.kid)
@@ -246,6 +260,32 @@ class MemoryStore:
     async def revoke_session(self, session_id: str, now: int) -> int:
         async with self._lock:
             return self._revoke_session(session_id, now)
+
+    # --- cleanup ----------------------------------------------------------------------------
+    async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
+        """All at once, under the lock (batches are a SQL concern; the size is checked alike)."""
+        check_purge_batch(batch_size)
+        async with self._lock:
+            live = {
+                t.session_id
+                for t in self._tokens.values()
+                if t.session_id is not None and t.expires_at > now
+            }
+            dead = {
+                sid
+                for sid, s in self._sessions.items()
+                if s.revoked_at is not None or sid not in live
+            }
+            doomed = [
+                digest
+                for digest, t in self._tokens.items()
+                if (t.session_id is None and t.expires_at <= now) or t.session_id in dead
+            ]
+            for digest in doomed:
+                del self._tokens[digest]
+            for sid in dead:
+                del self._sessions[sid]
+            return PurgeReport(tokens_removed=len(doomed), sessions_removed=len(dead))
 
     # --- helpers (caller holds the lock) ----------------------------------------------------
     def _session_tokens(self, session_id: str) -> list[TokenRecord]:

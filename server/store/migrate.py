@@ -35,8 +35,19 @@ def alembic_config(
     return cfg
 
 
+# pg_advisory_xact_lock key for migrations: any constant no other code uses ("tokn").
+MIGRATION_LOCK_KEY = 0x746F6B6E
+
+
 def upgrade_connection(connection: Connection, revision: str = "head") -> None:
-    """Upgrades through an open (sync-facing) connection, inside the caller's transaction."""
+    """Upgrades through an open (sync-facing) connection, inside the caller's transaction.
+
+    Replicas starting together on PostgreSQL would otherwise race to create the same tables:
+    there, a transaction-scoped advisory lock makes them migrate one after the other (the later
+    ones find the schema current). SQLite's BEGIN IMMEDIATE does the same; other engines go
+    without, so run `tokenservice db upgrade` once before starting them."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
     command.upgrade(alembic_config(connection=connection), revision)
 
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from server.store.records import (
     ClientRecord,
     CustomerRecord,
+    PurgeReport,
     RefreshOutcome,
     SessionRecord,
     SessionUpdate,
@@ -56,6 +57,11 @@ class TokenStore(Protocol):
     # --- signing keys -------------------------------------------------------------------------
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
         """Adds `new_key` as the active key; the previously active key becomes verifying."""
+        ...
+
+    async def add_first_signing_key(self, new_key: SigningKeyRecord) -> bool:
+        """Adds `new_key` as the active key unless an active or verifying key exists, atomically
+        (replicas starting together on a fresh database create one key); True if added."""
         ...
 
     async def list_signing_keys(self) -> list[SigningKeyRecord]:
@@ -133,4 +139,23 @@ class TokenStore(Protocol):
 
     async def revoke_session(self, session_id: str, now: int) -> int:
         """Revokes the session and every token of it; returns how many tokens changed."""
+        ...
+
+    # --- cleanup ------------------------------------------------------------------------------
+    async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
+        """Deletes what no caller can use any more, and returns how much it deleted:
+        - a token without a session (a service token) once `expires_at <= now`;
+        - a dead session, every token of it, then its row. A session is dead when it is revoked
+          or none of its tokens has `expires_at > now`.
+        Every token of a live session stays: a rotated refresh token for reuse detection while
+        it has not expired, an expired access token as the bearer of a customer refresh.
+
+        Not one transaction: many short ones, each touching at most `batch_size` sessions or
+        tokens (1 to MAX_PURGE_BATCH), until nothing is left; each holds the write lock
+        (SQLite) or its row locks (PostgreSQL) only briefly, and rows other transactions hold
+        are skipped until the next call. A session whose tokens have all expired is first
+        closed (marked revoked at `now`, in a transaction that checks again that it is dead),
+        so that nothing can revive it while its tokens are deleted. Safe to run beside the
+        service and beside another purge; a call that fails part-way leaves only whole
+        batches done, and the next call finishes the work."""
         ...

@@ -140,3 +140,17 @@ class SigningKeyRecord:
     status: KeyStatus
     created_at: int
     retired_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What one cleanup of expired rows removed (TokenStore.purge_expired)."""
+
+    tokens_removed: int = 0
+    sessions_removed: int = 0
+
+    def __add__(self, other: PurgeReport) -> PurgeReport:
+        return PurgeReport(
+            self.tokens_removed + other.tokens_removed,
+            self.sessions_removed + other.sessions_removed,
+        )

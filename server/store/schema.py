@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -82,7 +83,8 @@ sessions = Table(
     Column("target_location", String(128), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
-    Column("revoked_at", BigInteger, nullable=True),
+    # Indexed for the janitor, which deletes revoked sessions (migration 0002).
+    Column("revoked_at", BigInteger, nullable=True, index=True),
 )
 
 tokens = Table(
@@ -93,7 +95,7 @@ tokens = Table(
     Column("use", String(16), nullable=False),
     Column("tenant", String(64), nullable=False),
     Column("client_id", String(128), nullable=False),
-    Column("session_id", String(128), nullable=True, index=True),
+    Column("session_id", String(128), nullable=True),
     Column("customer_id", String(64), nullable=True),
     Column("scope", Text, nullable=False),
     Column("legal_entity_id", String(128), nullable=True),
@@ -101,6 +103,9 @@ tokens = Table(
     Column("expires_at", BigInteger, nullable=False, index=True),
     Column("revoked_at", BigInteger, nullable=True),
     Column("rotated_at", BigInteger, nullable=True),
+    # A session's tokens, and whether any is live, from the index alone; also the expired
+    # service tokens (session_id IS NULL) the janitor deletes (migration 0002).
+    Index("ix_tokens_session_id_expires_at", "session_id", "expires_at"),
 )
 
 signing_keys = Table(

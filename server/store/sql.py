@@ -4,7 +4,9 @@ SQLite lets one connection write at a time. A transaction that starts reading an
 can fail half-way with "database is locked", so on SQLite every write goes through one dedicated
 connection whose transactions begin with BEGIN IMMEDIATE (taking the write lock up front, waiting
 up to busy_timeout), serialised in-process by an asyncio.Lock; reads use a separate pool, which
-WAL lets run beside the writer. PostgreSQL needs none of this: one pool, row locks.
+WAL lets run beside the writer. PostgreSQL needs none of this: one pool, row locks; a write
+transaction that loses a serialization conflict or a deadlock is run again, a bounded number of
+times, and then reported as unavailable (never as a wrong answer).
 """
 
 from __future__ import annotations
@@ -12,14 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import random
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Row, bindparam, event, insert, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    bindparam,
+    delete,
+    event,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -37,6 +53,7 @@ from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    PurgeReport,
     RefreshOutcome,
     SessionContext,
     SessionRecord,
@@ -56,6 +73,13 @@ log = logging.getLogger(__name__)
 UNAVAILABLE = "the token store is unavailable; retry later"
 ACTIVE_KEY_RETIRE = "the active signing key cannot be retired; rotate first"
 IDENTIFIER_EXISTS = "a token or session with this identifier already exists"
+# purge_expired: at most this many sessions or tokens per transaction (and per IN list).
+MAX_PURGE_BATCH = 10_000
+
+
+def check_purge_batch(batch_size: int) -> None:
+    if not 1 <= batch_size <= MAX_PURGE_BATCH:
+        raise InvalidRequest(f"batch_size must be between 1 and {MAX_PURGE_BATCH}")
 
 
 def tenant_exists(name: str) -> str:
@@ -79,6 +103,23 @@ def key_exists(kid: str) -> str:
 
 
 # --- error mapping: the one place driver errors become service errors ---------------------------
+# SQLSTATEs after which the same transaction, run again, may well succeed.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+# SQLSTATE class 22, data exception: a value too long, out of range, or badly encoded.
+_DATA_EXCEPTION_CLASS = "22"
+VALUE_REFUSED = "a value in the request is too long or not acceptable to the store"
+# SQLSTATE classes of a database that cannot serve now but will again: connection exception
+# (08), insufficient resources (53), and operator intervention (57P: shutting down, starting
+# up, "cannot connect now").
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+
+
+class Conflict(Exception):
+    """A write transaction lost a serialization conflict or a deadlock: run it again."""
+
+
 _UNAVAILABLE_ERRORS = (
     OperationalError,
     InterfaceError,
@@ -93,7 +134,8 @@ _UNAVAILABLE_ERRORS = (
 @contextlib.contextmanager
 def store_errors(*, duplicate: str | None = None, missing: str | None = None) -> Iterator[None]:
     """Maps driver errors: a unique violation to AlreadyExists(duplicate), a foreign-key
-    violation to NotFound(missing), an unreachable or locked database to StoreUnavailable."""
+    violation to NotFound(missing), a serialization conflict or deadlock to Conflict (run the
+    transaction again), an unreachable or locked database to StoreUnavailable."""
     try:
         yield
     except IntegrityError as exc:
@@ -103,14 +145,33 @@ def store_errors(*, duplicate: str | None = None, missing: str | None = None) ->
         elif missing is not None:
             raise NotFound(missing) from None
         raise
-    except _UNAVAILABLE_ERRORS as exc:
-        _log_unavailable(exc)
-        raise StoreUnavailable(UNAVAILABLE) from exc
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        state = _sqlstate(exc) or ""
+        if state in _RETRYABLE_SQLSTATES:
+            raise Conflict from None
+        if state.startswith(_DATA_EXCEPTION_CLASS):
+            # Input that validation let through but the database refuses (too long, bad
+            # encoding): the caller's mistake, so a 400, never a 500. Validation should catch
+            # it first; the warning says where it did not.
+            log.warning("token store refused a value: SQLSTATE %s", state)
+            raise InvalidRequest(VALUE_REFUSED) from None
+        unavailable = (
+            isinstance(exc, _UNAVAILABLE_ERRORS)
+            or exc.connection_invalidated
+            or state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+        )
+        if not unavailable:
             raise
         _log_unavailable(exc)
         raise StoreUnavailable(UNAVAILABLE) from exc
+    except _UNAVAILABLE_ERRORS as exc:
+        _log_unavailable(exc)
+        raise StoreUnavailable(UNAVAILABLE) from exc
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(code) if code else None
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -135,6 +196,40 @@ def _log_unavailable(exc: BaseException) -> None:
 
 
 # --- engines ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PoolOptions:
+    """The connection pool of a server database (PostgreSQL); SQLite has its own scheme."""
+
+    size: int = 10
+    max_overflow: int = 10
+    # How long a call waits for a free connection before it is told to retry (503).
+    timeout_seconds: float = 5.0
+    connect_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 10.0
+    # How often a write transaction that lost a serialization conflict or deadlock runs again.
+    conflict_retries: int = 5
+
+
+def create_server_engine(database_url: str, pool: PoolOptions) -> AsyncEngine:
+    """PostgreSQL (or another server database): a pool that checks each connection before use,
+    so connections broken while the database was away are replaced, not handed out."""
+    connect_args: dict[str, Any] = {}
+    if make_url(database_url).get_driver_name() == "asyncpg":
+        connect_args = {
+            "timeout": pool.connect_timeout_seconds,
+            "command_timeout": pool.statement_timeout_seconds,
+        }
+    return create_async_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout_seconds,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
+
+
 def is_sqlite_memory(database_url: str) -> bool:
     url = make_url(database_url)
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
@@ -215,6 +310,11 @@ _DEMOTE_ACTIVE_KEY = (
     .where(signing_keys.c.status == KeyStatus.ACTIVE.value)
     .values(status=KeyStatus.VERIFYING.value)
 )
+_ANY_PUBLISHED_KEY = (
+    select(signing_keys.c.kid)
+    .where(signing_keys.c.status.in_([KeyStatus.ACTIVE.value, KeyStatus.VERIFYING.value]))
+    .limit(1)
+)
 _RETIRE_KEY = (
     update(signing_keys)
     .where(signing_keys.c.kid == bindparam("key_id"))
@@ -281,6 +381,92 @@ _BIND_CUSTOMER = (
     )
 )
 
+# --- purge_expired: see TokenStore.purge_expired -----------------------------------------------
+# Subqueries name their tables by alias, so that none correlates with the statement around it.
+# FOR UPDATE ... SKIP LOCKED (PostgreSQL; SQLite, whose writer is alone, renders nothing): rows
+# another transaction holds are left for the next batch, so the janitor never waits on a grant
+# or on another janitor.
+_t = tokens.alias("t")
+_s = sessions.alias("s")
+_BATCH = bindparam("batch", type_=Integer)
+
+
+def _revoked(table: Any) -> Any:
+    """A range, not IS NOT NULL: SQLite uses ix_sessions_revoked_at only for a range (revocation
+    times are epoch seconds, never negative)."""
+    return table.c.revoked_at >= 0
+
+
+def _has_live_token(table: Any) -> Any:
+    return exists().where(_t.c.session_id == table.c.session_id, _t.c.expires_at > bindparam("now"))
+
+
+# Service tokens (no session) that have expired. The ORDER BY is the order of
+# ix_tokens_session_id_expires_at, which keeps the planners on that index (the matching rows
+# are one range of it): a scan of the table, or of ix_tokens_expires_at, would walk over rows
+# earlier batches deleted, or over the expired tokens of live sessions, in every batch.
+_PURGE_SESSIONLESS = delete(tokens).where(
+    tokens.c.digest.in_(
+        select(_t.c.digest)
+        .where(_t.c.session_id.is_(None), _t.c.expires_at <= bindparam("now"))
+        .order_by(_t.c.session_id, _t.c.expires_at)
+        .limit(_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+)
+# One page of sessions in key order (a read): whether each is open and has a live token.
+_page = (
+    select(sessions.c.session_id, sessions.c.revoked_at)
+    .where(sessions.c.session_id > bindparam("after"))
+    .order_by(sessions.c.session_id)
+    .limit(_BATCH)
+    .subquery("page")
+)
+_SESSION_PAGE = select(
+    _page.c.session_id, _page.c.revoked_at, _has_live_token(_page).label("live")
+).order_by(_page.c.session_id)
+# Closing dead sessions: lock the open ones named, then (a new statement, so a new snapshot on
+# PostgreSQL: it sees the tokens of every refresh that committed before the lock) revoke those
+# that still have no live token. Every write that adds tokens to a session updates its row
+# first, so none can add any between the two statements.
+_LOCK_OPEN_SESSIONS = (
+    select(sessions.c.session_id)
+    .where(sessions.c.session_id.in_(bindparam("ids", expanding=True)))
+    .where(sessions.c.revoked_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+_CLOSE_DEAD_SESSIONS = (
+    update(sessions)
+    .where(
+        sessions.c.session_id.in_(bindparam("ids", expanding=True)),
+        sessions.c.revoked_at.is_(None),
+        ~_has_live_token(sessions),
+    )
+    .values(revoked_at=bindparam("now"))
+)
+# Revoked sessions, a batch of them in revocation order (ix_sessions_revoked_at): up to a batch
+# of their tokens, then those of them left without tokens. Each by its key or index: no
+# statement scans a table.
+_CLOSED_SESSIONS = (
+    select(sessions.c.session_id)
+    .where(_revoked(sessions))
+    .order_by(sessions.c.revoked_at)
+    .limit(_BATCH)
+    .with_for_update(skip_locked=True)
+)
+_PURGE_TOKENS_OF_SESSIONS = delete(tokens).where(
+    tokens.c.digest.in_(
+        select(_t.c.digest)
+        .where(_t.c.session_id.in_(bindparam("ids", expanding=True)))
+        .limit(_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+)
+_PURGE_SESSIONS_WITHOUT_TOKENS = delete(sessions).where(
+    sessions.c.session_id.in_(bindparam("ids", expanding=True)),
+    ~exists().where(_t.c.session_id == sessions.c.session_id),
+)
+
 
 def _update_session(session_id: str, change: SessionUpdate) -> Any:
     """The refresh's session UPDATE: only the fields the caller set."""
@@ -304,6 +490,38 @@ class _RollBack(Exception):
         self.outcome = outcome
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retried(
+    method: Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, R]]:
+    """Runs a write unit of work again when it lost a serialization conflict or a deadlock
+    (PostgreSQL), with a short random back-off; after the last try the store is unavailable."""
+
+    @functools.wraps(method)
+    async def call(self: SqlStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(self.conflict_retries + 1):
+            try:
+                return await method(self, *args, **kwargs)
+            except Conflict:
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        log.warning("token store: %s kept conflicting; giving up", method.__name__)
+        raise StoreUnavailable(UNAVAILABLE)
+
+    return call
+
+
+async def _lock_signing_keys(conn: AsyncConnection) -> None:
+    """Makes check-then-write on signing keys atomic across processes. SQLite needs nothing
+    (BEGIN IMMEDIATE already holds the database's one write lock); on PostgreSQL a self-exclusive
+    table lock, which readers do not wait for. Other engines go without: there, replicas
+    starting together may at worst each publish a first key, which verifies but is not needed."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+
+
 class SqlStore:
     """TokenStore over SQLAlchemy Core; see the module docstring for the locking scheme."""
 
@@ -314,21 +532,32 @@ class SqlStore:
         *,
         write_guard: contextlib.AbstractAsyncContextManager[Any],
         read_guard: contextlib.AbstractAsyncContextManager[Any],
+        conflict_retries: int = PoolOptions.conflict_retries,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._write_guard = write_guard
         self._read_guard = read_guard
+        self.conflict_retries = conflict_retries
 
     @classmethod
-    async def open(cls, database_url: str, *, busy_timeout_ms: int = 5000) -> SqlStore:
+    async def open(
+        cls, database_url: str, *, busy_timeout_ms: int = 5000, pool: PoolOptions | None = None
+    ) -> SqlStore:
         """Engines for the URL. An in-memory SQLite database lives and dies with its one shared
         connection, so it gets its schema here; file and server databases are migrated first
         (`migrate.upgrade`)."""
+        pool = pool or PoolOptions()
         if make_url(database_url).get_backend_name() != "sqlite":
-            engine = create_async_engine(database_url, pool_pre_ping=True, hide_parameters=True)
+            engine = create_server_engine(database_url, pool)
             none = contextlib.nullcontext()
-            return cls(engine, engine, write_guard=none, read_guard=none)
+            return cls(
+                engine,
+                engine,
+                write_guard=none,
+                read_guard=none,
+                conflict_retries=pool.conflict_retries,
+            )
         if is_sqlite_memory(database_url):
             engine = create_sqlite_engine(
                 database_url, busy_timeout_ms, immediate=True, poolclass=StaticPool
@@ -383,6 +612,7 @@ class SqlStore:
             return list((await conn.execute(statement, params or {})).all())
 
     # --- provisioning -----------------------------------------------------------------------
+    @retried
     async def create_tenant(self, tenant: TenantRecord) -> None:
         async with self._write(duplicate=tenant_exists(tenant.name)) as conn:
             await conn.execute(_INSERT_TENANT, dataclasses.asdict(tenant))
@@ -394,6 +624,7 @@ class SqlStore:
     async def list_tenants(self) -> list[TenantRecord]:
         return [TenantRecord(r.name, r.created_at) for r in await self._all(_TENANTS)]
 
+    @retried
     async def create_client(self, client: ClientRecord) -> None:
         async with self._write(
             duplicate=client_exists(client.client_id), missing=tenant_missing(client.tenant)
@@ -407,6 +638,7 @@ class SqlStore:
     async def list_clients(self, tenant: str) -> list[ClientRecord]:
         return [_client(r) for r in await self._all(_CLIENTS, {"tenant": tenant})]
 
+    @retried
     async def create_customer(self, customer: CustomerRecord) -> None:
         async with self._write(
             duplicate=customer_exists(customer.tenant), missing=tenant_missing(customer.tenant)
@@ -422,15 +654,28 @@ class SqlStore:
         return None if row is None else _customer(row)
 
     # --- signing keys -----------------------------------------------------------------------
+    @retried
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
         active = dataclasses.replace(new_key, status=KeyStatus.ACTIVE, retired_at=None)
         async with self._write(duplicate=key_exists(new_key.kid)) as conn:
+            await _lock_signing_keys(conn)
             await conn.execute(_DEMOTE_ACTIVE_KEY)
             await conn.execute(_INSERT_KEY, _key_row(active))
+
+    @retried
+    async def add_first_signing_key(self, new_key: SigningKeyRecord) -> bool:
+        active = dataclasses.replace(new_key, status=KeyStatus.ACTIVE, retired_at=None)
+        async with self._write(duplicate=key_exists(new_key.kid)) as conn:
+            await _lock_signing_keys(conn)
+            if (await conn.execute(_ANY_PUBLISHED_KEY)).first() is not None:
+                return False
+            await conn.execute(_INSERT_KEY, _key_row(active))
+            return True
 
     async def list_signing_keys(self) -> list[SigningKeyRecord]:
         return [_key(r) for r in await self._all(_KEYS)]
 
+    @retried
     async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
         async with self._write() as conn:
             row = (await conn.execute(_KEY, {"key_id": kid})).first()
@@ -445,6 +690,7 @@ class SqlStore:
             return dataclasses.replace(key, status=KeyStatus.RETIRED, retired_at=now)
 
     # --- tokens and sessions ----------------------------------------------------------------
+    @retried
     async def save_tokens(
         self, tokens: Sequence[TokenRecord], new_session: SessionRecord | None = None
     ) -> None:
@@ -461,6 +707,7 @@ class SqlStore:
         row = await self._first(_SESSION, {"sid": session_id})
         return None if row is None else _session(row)
 
+    @retried
     async def start_customer_session(
         self,
         session_id: str,
@@ -477,6 +724,7 @@ class SqlStore:
             await _insert_tokens(conn, tokens)
         return True
 
+    @retried
     async def refresh(
         self,
         presented_digest: str,
@@ -504,6 +752,7 @@ class SqlStore:
         except _RollBack as rollback:
             return rollback.outcome
 
+    @retried
     async def continue_anonymous_session(
         self,
         access_digest: str,
@@ -526,15 +775,78 @@ class SqlStore:
         except _RollBack:
             return False
 
+    @retried
     async def revoke_token(self, digest: str, now: int) -> int:
         async with self._write() as conn:
             return int(
                 (await conn.execute(_REVOKE_TOKEN, {"token_digest": digest, "now": now})).rowcount
             )
 
+    @retried
     async def revoke_session(self, session_id: str, now: int) -> int:
         async with self._write() as conn:
             return await _revoke_session(conn, session_id, now)
+
+    # --- cleanup ----------------------------------------------------------------------------
+    async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
+        """Three passes, each a loop of short transactions: expired service tokens; closing
+        sessions whose tokens have all expired (a read finds them a page at a time, in key
+        order, so one call looks at every session once); deleting revoked sessions, their
+        tokens first."""
+        check_purge_batch(batch_size)
+        tokens_removed = sessions_removed = 0
+        while True:
+            removed = await self._purge_sessionless(now, batch_size)
+            tokens_removed += removed
+            if removed < batch_size:
+                break
+        after = ""
+        while True:
+            page = await self._all(_SESSION_PAGE, {"after": after, "now": now, "batch": batch_size})
+            dead = [row.session_id for row in page if row.revoked_at is None and not row.live]
+            if dead:
+                await self._close_sessions(dead, now)
+            if len(page) < batch_size:
+                break
+            after = page[-1].session_id
+        while True:
+            picked, removed_tokens, removed_sessions = await self._purge_closed(batch_size)
+            tokens_removed += removed_tokens
+            sessions_removed += removed_sessions
+            if picked < batch_size and removed_tokens < batch_size:
+                break  # every revoked session was in this batch, and all its tokens
+            if removed_tokens == removed_sessions == 0:
+                break  # what is left is held by other transactions: the next call
+        return PurgeReport(tokens_removed=tokens_removed, sessions_removed=sessions_removed)
+
+    @retried
+    async def _purge_sessionless(self, now: int, batch_size: int) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(_PURGE_SESSIONLESS, {"now": now, "batch": batch_size})
+            return int(result.rowcount)
+
+    @retried
+    async def _close_sessions(self, session_ids: list[str], now: int) -> int:
+        async with self._write() as conn:
+            locked = (await conn.execute(_LOCK_OPEN_SESSIONS, {"ids": session_ids})).scalars()
+            ids = list(locked)
+            if not ids:
+                return 0
+            result = await conn.execute(_CLOSE_DEAD_SESSIONS, {"ids": ids, "now": now})
+            return int(result.rowcount)
+
+    @retried
+    async def _purge_closed(self, batch_size: int) -> tuple[int, int, int]:
+        """Returns how many revoked sessions it picked, and how many tokens and sessions it
+        deleted."""
+        async with self._write() as conn:
+            ids = list((await conn.execute(_CLOSED_SESSIONS, {"batch": batch_size})).scalars())
+            if not ids:
+                return 0, 0, 0
+            params = {"ids": ids, "batch": batch_size}
+            removed_tokens = (await conn.execute(_PURGE_TOKENS_OF_SESSIONS, params)).rowcount
+            removed_sessions = (await conn.execute(_PURGE_SESSIONS_WITHOUT_TOKENS, params)).rowcount
+        return len(ids), int(removed_tokens), int(removed_sessions)
 
 
 # --- helpers used inside a write transaction ----------------------------------------------------

@@ -1,4 +1,8 @@
-"""A real server on port 0 over a real SQLite file, called through real grpcio stubs.
+"""A real server on port 0 over a real database, called through real grpcio stubs.
+
+Every test that uses the harness runs twice: on a real SQLite file and on a fresh PostgreSQL
+database (skipped, with a notice, where no PostgreSQL server is reachable). A test that is about
+SQLite itself says so by parametrizing `database_kind` with "sqlite" alone.
 
 The server runs in the test's event loop with a ManualClock, so expiry and grace windows are
 tested by moving time, not by sleeping.
@@ -9,9 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from server import admin
 from server.app import RunningServer, start_server
@@ -20,7 +28,8 @@ from server.core import Core, build_core
 from server.settings import Settings
 from server.store import open_store
 from server.store.records import ClientKind
-from tests.conftest import FAST_ARGON2
+from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.postgres import PostgresServer
 from tokenservice.v1 import admin_service_pb2_grpc
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -50,7 +59,10 @@ class Harness:
     channel: grpc.aio.Channel
     stub: pb_grpc.TokenServiceStub
     admin_stub: admin_service_pb2_grpc.AdminServiceStub
+    # The SQLite file (for a PostgreSQL database: where it would be; nothing is there).
     db_path: Path
+    database_url: str
+    database_kind: str
 
     @property
     def target(self) -> str:
@@ -124,14 +136,52 @@ class Harness:
             pb.IntrospectTokenRequest(token=token, tenant=tenant)
         )
 
+    async def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of `sql`, read on a connection of its own (as another process would see them)."""
+        engine = create_async_engine(self.database_url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                return [tuple(row) for row in (await conn.execute(text(sql))).all()]
+        finally:
+            await engine.dispose()
 
-def harness_settings(db_path: Path, **overrides: object) -> Settings:
+    async def row_counts(self) -> dict[str, int]:
+        counts = {}
+        for table in ("sessions", "tokens", "tenants", "clients", "customers"):
+            counts[table] = (await self.query(f"SELECT count(*) FROM {table}"))[0][0]  # noqa: S608
+        return counts
+
+
+def harness_settings(database_url: str, **overrides: object) -> Settings:
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{db_path}",
+        database_url=database_url,
         grpc_addr="127.0.0.1:0",
         provision_demo=False,
+        secret_key="" if database_url.startswith("sqlite") else TEST_SECRET.decode(),
         **{**FAST_ARGON2, **overrides},  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+async def database_url(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A real SQLite file, or a fresh PostgreSQL database dropped after the test."""
+    if database_kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'tokens.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.create()
+    try:
+        yield url
+    finally:
+        await server.drop(url)
 
 
 @pytest.fixture
@@ -141,9 +191,14 @@ def settings_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, settings_overrides: dict[str, object]) -> AsyncIterator[Harness]:
+async def harness(
+    tmp_path: Path,
+    database_kind: str,
+    database_url: str,
+    settings_overrides: dict[str, object],
+) -> AsyncIterator[Harness]:
     db_path = tmp_path / "tokens.db"
-    settings = harness_settings(db_path, **settings_overrides)
+    settings = harness_settings(database_url, **settings_overrides)
     store = await open_store(settings)
     clock = ManualClock()
     core = build_core(settings, store, clock=clock)
@@ -159,6 +214,8 @@ async def harness(tmp_path: Path, settings_overrides: dict[str, object]) -> Asyn
             stub=pb_grpc.TokenServiceStub(channel),
             admin_stub=admin_service_pb2_grpc.AdminServiceStub(channel),
             db_path=db_path,
+            database_url=database_url,
+            database_kind=database_kind,
         )
     finally:
         await channel.close()

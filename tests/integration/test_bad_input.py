@@ -3,8 +3,6 @@ what is stored."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import grpc
 import pytest
 
@@ -12,12 +10,8 @@ from tests.integration.conftest import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 
-def row_counts(harness: Harness) -> dict[str, int]:
-    with sqlite3.connect(harness.db_path) as db:
-        return {
-            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in ("sessions", "tokens", "tenants", "clients", "customers")
-        }
+async def row_counts(harness: Harness) -> dict[str, int]:
+    return await harness.row_counts()
 
 
 async def test_no_grant_is_unsupported_grant_type(harness: Harness) -> None:
@@ -156,7 +150,7 @@ async def test_every_malformed_field_is_invalid_argument_and_changes_nothing(
 ) -> None:
     shop = await harness.shop("acme")
     issued = await harness.anonymous(shop)
-    before = row_counts(harness)
+    before = await row_counts(harness)
     methods = {
         pb.IssueTokenRequest: harness.stub.IssueToken,
         pb.RefreshTokenRequest: harness.stub.RefreshToken,
@@ -172,5 +166,5 @@ async def test_every_malformed_field_is_invalid_argument_and_changes_nothing(
         message = error.details() or ""
         field_names = {field, "siteCode" if field == "site_code" else field}
         assert any(name in message for name in field_names), (field, message)
-    assert row_counts(harness) == before
+    assert await row_counts(harness) == before
     assert (await harness.introspect(issued.refresh_token)).active

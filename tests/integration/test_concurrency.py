@@ -1,9 +1,9 @@
-"""Races on the embedded SQLite store: concurrent refreshes of one token and a burst of logins."""
+"""Races on the store (SQLite and PostgreSQL): concurrent refreshes of one token and a burst of
+logins."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import grpc
 
@@ -11,9 +11,8 @@ from tests.integration.conftest import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 
-def live_sessions(harness: Harness) -> list[tuple[str, int | None]]:
-    with sqlite3.connect(harness.db_path) as db:
-        return db.execute("SELECT session_id, revoked_at FROM sessions").fetchall()
+async def live_sessions(harness: Harness) -> list[tuple[str, int | None]]:
+    return await harness.query("SELECT session_id, revoked_at FROM sessions")
 
 
 async def test_fifty_simultaneous_refreshes_of_one_token(harness: Harness) -> None:
@@ -31,7 +30,7 @@ async def test_fifty_simultaneous_refreshes_of_one_token(harness: Harness) -> No
     assert {t.session_id for t in tokens} == {first.session_id}
     assert len({t.refresh_token for t in tokens}) == 50
     # exactly one session (the one family), still live, and the presented token rotated once
-    assert live_sessions(harness) == [(first.session_id, None)]
+    assert await live_sessions(harness) == [(first.session_id, None)]
     view = await harness.core.store.find_token(harness.core.digests.token(first.refresh_token))
     assert view is not None and view.token.rotated_at is not None
     # every successor belongs to that family and works
@@ -58,7 +57,7 @@ async def test_fifty_simultaneous_reuses_after_the_grace_window(harness: Harness
     assert {error_reason(r) for r in results if isinstance(r, grpc.aio.AioRpcError)} == {
         "invalid_grant"
     }
-    [(session_id, revoked_at)] = live_sessions(harness)
+    [(session_id, revoked_at)] = await live_sessions(harness)
     assert session_id == first.session_id and revoked_at is not None
 
 
@@ -70,4 +69,4 @@ async def test_two_hundred_simultaneous_anonymous_logins(harness: Harness) -> No
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, [repr(e) for e in errors[:3]]
     assert len({r.session_id for r in results if isinstance(r, pb.TokenResponse)}) == 200
-    assert len(live_sessions(harness)) == 200
+    assert len(await live_sessions(harness)) == 200

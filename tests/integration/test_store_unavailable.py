@@ -10,6 +10,7 @@ import pytest
 from tests.integration.conftest import Harness, error_reason
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # locks the SQLite file itself
 @pytest.mark.parametrize("settings_overrides", [{"sqlite_busy_timeout_ms": 200}])
 async def test_locked_database_is_unavailable_then_recovers(harness: Harness) -> None:
     shop = await harness.shop("acme")

@@ -1,6 +1,7 @@
 """One contract suite for every TokenStore: MemoryStore, SqlStore on a SQLite file (migrated by
-alembic) and SqlStore on in-memory SQLite. Then SQLite-only tests: concurrency, WAL, migrations,
-and a locked database reported as StoreUnavailable."""
+alembic), SqlStore on in-memory SQLite and SqlStore on a fresh PostgreSQL database (marked
+postgres). Then SQLite-only tests: concurrency, WAL, migrations, and a locked database reported as
+StoreUnavailable. Last, the janitor's purge of expired rows, on every store."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, insert, update
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
 from server.settings import Settings
@@ -28,6 +31,7 @@ from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    PurgeReport,
     RefreshOutcome,
     SessionContext,
     SessionRecord,
@@ -39,8 +43,9 @@ from server.store.records import (
     TokenUse,
     TokenView,
 )
-from server.store.schema import metadata
-from server.store.sql import SqlStore
+from server.store.schema import metadata, sessions, tokens
+from server.store.sql import MAX_PURGE_BATCH, SqlStore
+from tests.postgres import PostgresServer
 
 NOW = 1_700_000_000
 GRACE = 10
@@ -52,19 +57,35 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory"])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite-file",
+        "sqlite-memory",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TokenStore]:
     s: TokenStore
+    postgres_url = None
     if request.param == "memory":
         s = MemoryStore()
     elif request.param == "sqlite-file":
         url = sqlite_url(tmp_path / "store.db")
         await upgrade(url)
         s = await SqlStore.open(url)
+    elif request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        postgres_url = await server.create()
+        s = await SqlStore.open(postgres_url)
     else:
         s = await SqlStore.open("sqlite+aiosqlite:///:memory:")
-    yield s
-    await s.close()
+    try:
+        yield s
+    finally:
+        await s.close()
+        if postgres_url is not None:
+            await server.drop(postgres_url)
 
 
 def token(
@@ -514,10 +535,36 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
+
+
+@pytest.mark.postgres
+async def test_replicas_migrating_an_empty_postgres_database_together_all_succeed(
+    postgres_server: PostgresServer,
+) -> None:
+    """Replicas that start together each run the migrations: one creates the schema, the others
+    wait for it and find it current (without the advisory lock, all but one fail with
+    duplicate tables)."""
+    url = await postgres_server.create(empty=True)
+    try:
+        results = await asyncio.gather(*(upgrade(url) for _ in range(4)), return_exceptions=True)
+        assert results == [None] * 4
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+                assert version.all() == [("0002",)]
+                diff = await conn.run_sync(
+                    lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+                )
+        finally:
+            await engine.dispose()
+        assert diff == []
+    finally:
+        await postgres_server.drop(url)
 
 
 async def test_migrations_match_the_metadata(tmp_path: Path) -> None:
@@ -566,3 +613,223 @@ async def test_locked_database_is_unavailable_then_recovers(
         assert [t.name for t in await store.list_tenants()] == ["first", "second"]
     finally:
         await store.close()
+
+
+# --- the janitor: purge_expired, on every store -------------------------------------------------
+def svc(digest: str, expires_at: int) -> TokenRecord:
+    return token(digest, session=None, kind=TokenKind.SERVICE, use=ACCESS, expires_at=expires_at)
+
+
+async def build_purge_mix(store: TokenStore) -> tuple[set[str], set[str], set[str], set[str]]:
+    """Rows the janitor must remove and rows it must keep, session ids chosen so that the dead
+    and the live interleave in key order. Returns (kept digests, removed digests, kept sessions,
+    removed sessions)."""
+    kept: set[str] = set()
+    removed: set[str] = set()
+    # Service tokens: expired (expires_at <= now) and live.
+    for i in range(5):
+        await store.save_tokens([svc(f"svc-old-{i}", NOW - 100 + i)])
+        removed.add(f"svc-old-{i}")
+    await store.save_tokens([svc("svc-now", NOW), svc("svc-live", NOW + 1)])
+    removed.add("svc-now")
+    kept.add("svc-live")
+    # A live customer session: its first refresh token rotated 100 s ago (outside the grace
+    # window, not expired), its first access token expired, its current refresh token live.
+    sid = "s3-live"
+    first = [
+        token("live-a0", session=sid, kind=CUST, use=ACCESS, expires_at=NOW - 10),
+        token("live-r0", session=sid, kind=CUST),
+        token("live-r-expired", session=sid, kind=CUST, expires_at=NOW - 5),
+    ]
+    await store.save_tokens(first, session(sid))
+    current = [
+        token("live-a1", session=sid, kind=CUST, use=ACCESS, expires_at=NOW - 1),
+        token("live-r1", session=sid, kind=CUST),
+    ]
+    rotated = await store.refresh(
+        "live-r0",
+        sid,
+        current,
+        SessionUpdate(NOW - 100),
+        now=NOW - 100,
+        grace_seconds=GRACE,
+        rotate=True,
+    )
+    assert rotated is RefreshOutcome.ROTATED
+    kept |= {"live-a0", "live-r0", "live-r-expired", "live-a1", "live-r1"}
+    # A session alive only through an access token that expires one second after now.
+    sid = "s5-access"
+    await store.save_tokens(
+        [
+            token("acc-a", session=sid, use=ACCESS, expires_at=NOW + 1),
+            token("acc-r", session=sid, expires_at=NOW - 1),
+        ],
+        session(sid),
+    )
+    kept |= {"acc-a", "acc-r"}
+    # Sessions whose tokens have all expired (the last exactly at now).
+    for i in (0, 2, 4, 6):
+        sid = f"s{i}-gone"
+        digests = [f"gone-{i}-{n}" for n in range(3)]
+        await store.save_tokens(
+            [token(d, session=sid, expires_at=NOW - n) for n, d in enumerate(digests)], session(sid)
+        )
+        removed |= set(digests)
+    # Revoked sessions whose tokens have not expired.
+    for i in (1, 7):
+        sid = f"s{i}-revoked"
+        digests = [f"rev-{i}-{n}" for n in range(3)]
+        await store.save_tokens([token(d, session=sid) for d in digests], session(sid))
+        await store.revoke_session(sid, NOW - 50)
+        removed |= set(digests)
+    # A session without any token.
+    await store.save_tokens([], session("s8-empty"))
+    kept_sessions = {"s3-live", "s5-access"}
+    removed_sessions = {"s0-gone", "s2-gone", "s4-gone", "s6-gone", "s1-revoked", "s7-revoked"}
+    removed_sessions.add("s8-empty")
+    return kept, removed, kept_sessions, removed_sessions
+
+
+async def present(store: TokenStore, digests: set[str]) -> set[str]:
+    return {d for d in digests if await store.find_token(d) is not None}
+
+
+async def sessions_present(store: TokenStore, session_ids: set[str]) -> set[str]:
+    return {s for s in session_ids if await store.get_session(s) is not None}
+
+
+@pytest.mark.parametrize("batch_size", [500, 2, 1])
+async def test_purge_removes_exactly_the_expired_rows_and_nothing_a_live_token_needs(
+    store: TokenStore, batch_size: int
+) -> None:
+    kept, removed, kept_sessions, removed_sessions = await build_purge_mix(store)
+    before = {d: await store.find_token(d) for d in kept}
+    sessions_before = {s: await store.get_session(s) for s in kept_sessions}
+
+    report = await store.purge_expired(NOW, batch_size=batch_size)
+
+    assert await present(store, kept | removed) == kept
+    assert await sessions_present(store, kept_sessions | removed_sessions) == kept_sessions
+    assert report == PurgeReport(tokens_removed=len(removed), sessions_removed=7)
+    # What stays is untouched: no live session is left revoked, no token changed.
+    assert {d: await store.find_token(d) for d in kept} == before
+    assert {s: await store.get_session(s) for s in kept_sessions} == sessions_before
+    # A second purge finds nothing.
+    assert await store.purge_expired(NOW, batch_size=batch_size) == PurgeReport(0, 0)
+    assert await present(store, kept) == kept
+
+
+async def test_reuse_detection_still_fires_after_the_purge(store: TokenStore) -> None:
+    await build_purge_mix(store)
+    await store.purge_expired(NOW, batch_size=2)
+    # live-r0 was rotated at NOW - 100: presenting it again is reuse, and ends the session.
+    outcome = await store.refresh(
+        "live-r0",
+        "s3-live",
+        [token("x-a", session="s3-live", use=ACCESS), token("x-r", session="s3-live")],
+        SessionUpdate(NOW),
+        now=NOW,
+        grace_seconds=GRACE,
+        rotate=True,
+    )
+    assert outcome is RefreshOutcome.REUSED
+    assert (await store.get_session("s3-live")).revoked_at == NOW  # type: ignore[union-attr]
+    assert (await store.find_token("live-r1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    # The next sweep removes the session it revoked, with all its tokens.
+    report = await store.purge_expired(NOW, batch_size=2)
+    assert report == PurgeReport(tokens_removed=5, sessions_removed=1)
+    assert await store.get_session("s3-live") is None
+    assert await store.find_token("live-r1") is None
+
+
+async def test_the_live_session_keeps_refreshing_after_the_purge(store: TokenStore) -> None:
+    await build_purge_mix(store)
+    await store.purge_expired(NOW, batch_size=2)
+    new = [token("y-a", session="s3-live", use=ACCESS), token("y-r", session="s3-live")]
+    outcome = await store.refresh(
+        "live-r1", "s3-live", new, SessionUpdate(NOW), now=NOW, grace_seconds=GRACE, rotate=True
+    )
+    assert outcome is RefreshOutcome.ROTATED
+    assert await present(store, {"y-a", "y-r"}) == {"y-a", "y-r"}
+
+
+async def test_purge_later_removes_what_has_expired_since(store: TokenStore) -> None:
+    kept, _, kept_sessions, _ = await build_purge_mix(store)
+    await store.purge_expired(NOW, batch_size=3)
+    # One second later acc-a and svc-live have expired; an hour later everything has.
+    assert await store.purge_expired(NOW + 1, batch_size=3) == PurgeReport(3, 1)
+    assert await sessions_present(store, kept_sessions) == {"s3-live"}
+    assert await store.purge_expired(NOW + 3600, batch_size=3) == PurgeReport(5, 1)
+    assert await present(store, kept) == set()
+
+
+async def test_two_purges_at_once_remove_everything_exactly_once(store: TokenStore) -> None:
+    kept, removed, kept_sessions, removed_sessions = await build_purge_mix(store)
+    reports = await asyncio.gather(
+        store.purge_expired(NOW, batch_size=2), store.purge_expired(NOW, batch_size=3)
+    )
+    assert reports[0] + reports[1] == PurgeReport(len(removed), len(removed_sessions))
+    assert await present(store, kept | removed) == kept
+    assert await sessions_present(store, kept_sessions | removed_sessions) == kept_sessions
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, MAX_PURGE_BATCH + 1])
+async def test_purge_refuses_a_batch_size_out_of_range(store: TokenStore, batch_size: int) -> None:
+    await store.save_tokens([svc("svc-old", NOW - 1)])
+    with pytest.raises(InvalidRequest, match="batch_size must be between 1 and"):
+        await store.purge_expired(NOW, batch_size=batch_size)
+    assert await store.find_token("svc-old") is not None
+
+
+async def test_closing_checks_again_that_the_session_is_dead(store: TokenStore) -> None:
+    """SqlStore closes the dead sessions a read found in a transaction that checks again: a
+    session that got a live token since (a refresh racing the sweep) stays open."""
+    if not isinstance(store, SqlStore):
+        pytest.skip("SqlStore's closing step")
+    await store.save_tokens([token("old", expires_at=NOW - 1)], session("s1"))
+    await store.save_tokens([token("dead", session="s2", expires_at=NOW)], session("s2"))
+    await store.save_tokens([token("fresh", expires_at=NOW + 60)])  # s1 came back to life
+    assert await store._close_sessions(["s1", "s2"], NOW) == 1
+    assert (await store.get_session("s1")).revoked_at is None  # type: ignore[union-attr]
+    assert (await store.get_session("s2")).revoked_at == NOW  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+async def test_postgres_purge_skips_a_session_a_refresh_is_writing(
+    postgres_server: PostgresServer,
+) -> None:
+    """A refresh in flight holds its session's row: the purge neither waits for it nor closes
+    the session under it, although every token the purge can see has expired."""
+    url = await postgres_server.create()
+    store = await SqlStore.open(url)
+    other = create_async_engine(url, poolclass=NullPool)
+    try:
+        await store.save_tokens([token("old-r", expires_at=NOW)], session("s1"))
+        async with other.connect() as refresh:
+            await refresh.execute(
+                update(sessions).where(sessions.c.session_id == "s1").values(updated_at=NOW)
+            )
+            await refresh.execute(
+                insert(tokens).values(
+                    digest="new-r",
+                    kind="anonymous",
+                    use="refresh",
+                    tenant="demo",
+                    client_id="web",
+                    session_id="s1",
+                    scope="tenant=demo",
+                    issued_at=NOW,
+                    expires_at=NOW + 3600,
+                )
+            )
+            report = await asyncio.wait_for(store.purge_expired(NOW, batch_size=10), timeout=20)
+            await refresh.commit()
+        assert report == PurgeReport(0, 0)
+        assert (await store.get_session("s1")).revoked_at is None  # type: ignore[union-attr]
+        assert await present(store, {"old-r", "new-r"}) == {"old-r", "new-r"}
+        # Committed, the refresh made the session live: the next purge keeps it too.
+        assert await store.purge_expired(NOW, batch_size=10) == PurgeReport(0, 0)
+    finally:
+        await other.dispose()
+        await store.close()
+        await postgres_server.drop(url)

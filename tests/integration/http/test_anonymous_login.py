@@ -187,3 +187,13 @@ async def test_post_is_405(bridge: Bridge) -> None:
     response = await bridge.http.post(PATH, params=params_of(shop))
     assert_problem(response, 405, "method_not_allowed")
     assert "GET" in response.headers["allow"]
+
+
+async def test_currency_longer_than_16_characters_is_400(bridge: Bridge) -> None:
+    """The store keeps at most 16 characters of currency (ISO 4217 codes are 3); PostgreSQL
+    enforces the column length, so validation must refuse first."""
+    shop = await bridge.harness.shop("currency")
+    refused = await login(bridge, **params_of(shop, currency="C" * 17))
+    assert_problem(refused, 400, "invalid_request", "currency")
+    accepted = await login(bridge, **params_of(shop, currency="C" * 16))
+    assert accepted.status_code == 200, accepted.text

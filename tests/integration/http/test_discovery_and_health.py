@@ -250,6 +250,7 @@ async def test_readyz_is_503_while_draining_and_calls_still_succeed(
     assert (await served.http.get("/readyz")).json() == READY
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # replaces the SQLite file
 async def test_readyz_is_503_while_the_store_cannot_be_opened_then_recovers(
     harness: Harness,
 ) -> None:
@@ -265,6 +266,7 @@ async def test_readyz_is_503_while_the_store_cannot_be_opened_then_recovers(
         assert (ready.status_code, ready.json()) == (200, READY)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # replaces the SQLite file
 async def test_channel_readyz_is_503_while_the_remote_store_cannot_be_opened(
     harness: Harness,
 ) -> None:

@@ -445,6 +445,7 @@ async def test_readyz_while_draining_is_the_documented_503(
 
 
 @pytest.mark.parametrize("settings_overrides", [{"sqlite_busy_timeout_ms": 100}])
+@pytest.mark.parametrize("database_kind", ["sqlite"])  # locks the SQLite file itself
 async def test_a_locked_store_is_the_documented_503_with_retry_after(
     bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
 ) -> None:
