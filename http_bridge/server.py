@@ -51,8 +51,10 @@ class RunningHttp:
         await self.task
 
 
-def bind(address: str) -> socket.socket:
-    """A listening TCP socket on `host:port` (port 0 picks a free one)."""
+def bind(address: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0 picks a free one). `reuse_port` sets
+    SO_REUSEPORT, so the worker processes of `serve --workers N` share the port (the kernel
+    spreads new connections over them)."""
     host, _, port = address.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - the documented default
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -60,6 +62,8 @@ def bind(address: str) -> socket.socket:
     # without it every keep-alive response waits ~40 ms on Nagle and delayed ACKs.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, int(port)))
     except (OSError, ValueError) as error:
@@ -70,9 +74,11 @@ def bind(address: str) -> socket.socket:
     return sock
 
 
-async def start_http(app: AccessLog, address: str, *, grace_seconds: float) -> RunningHttp:
+async def start_http(
+    app: AccessLog, address: str, *, grace_seconds: float, reuse_port: bool = False
+) -> RunningHttp:
     silence_uvicorn_access_log()
-    sock = bind(address)
+    sock = bind(address, reuse_port=reuse_port)
     config = uvicorn.Config(
         app,
         lifespan="off",

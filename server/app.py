@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from http_bridge.app import build_app, context_of
 from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
+from server import janitor
 from server.admin_servicer import AdminServicer
 from server.core import Core, build_core
 from server.errors import TokenServiceError
@@ -79,14 +80,18 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_server(core: Core, address: str | None = None) -> RunningServer:
-    """Starts serving `core` on `address` (port 0 picks a free port)."""
+async def start_server(
+    core: Core, address: str | None = None, *, reuse_port: bool = False
+) -> RunningServer:
+    """Starts serving `core` on `address` (port 0 picks a free port). `reuse_port` shares the
+    port with the other worker processes of `serve --workers N` (SO_REUSEPORT); without it a
+    port someone else listens on is refused instead of silently shared."""
     settings = core.settings
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
@@ -118,34 +123,59 @@ async def serve(settings: Settings) -> None:
     store = await open_store(settings)
     try:
         core = build_core(settings, store)
-        await core.keys.ensure_active_key()
-        await _provision_demo(core)
-        running = await start_server(core)
-        log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
-        http: RunningHttp | None = None
-        bridge_app = build_app(InProcessBackend(core), settings)
-        if settings.http_addr:
-            http = await start_http(
-                bridge_app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds
-            )
-            log.info("tokenservice: HTTP on %s (port %d)", settings.http_addr, http.port)
-        await wait_for_shutdown_signal()
-        log.info(
-            "shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds
-        )
-        context_of(bridge_app).draining = True
-        await asyncio.gather(
-            running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds),
-            _stop_http_after(http, settings.shutdown_delay_seconds),
-        )
+        await prepare_store(core)
+        await serve_core(core)
     finally:
         await store.close()
     log.info("stopped")
 
 
-def configure_logging(settings: Settings) -> None:
+async def serve_core(
+    core: Core,
+    *,
+    reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
+    sweep: bool = True,
+) -> None:
+    """Serves gRPC and the HTTP bridge for `core` until SIGTERM, SIGINT or `stop`, then drains
+    both: what one process of `tokenservice serve` does, alone or as one of several workers.
+    Meanwhile, with `sweep`, the janitor sweeps every `janitor_interval_seconds` (one process
+    of several is enough); it is stopped when the signal comes, before the draining (and so
+    before the caller closes the store)."""
+    settings = core.settings
+    running = await start_server(core, reuse_port=reuse_port)
+    log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
+    http: RunningHttp | None = None
+    bridge_app = build_app(InProcessBackend(core), settings)
+    if settings.http_addr:
+        http = await start_http(
+            bridge_app,
+            settings.http_addr,
+            grace_seconds=settings.shutdown_grace_seconds,
+            reuse_port=reuse_port,
+        )
+        log.info("tokenservice: HTTP on %s (port %d)", settings.http_addr, http.port)
+    sweeper = janitor.start(core) if sweep else None
+    try:
+        await wait_for_shutdown_signal(stop)
+    finally:
+        await janitor.stop(sweeper)
+    log.info(
+        "shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds
+    )
+    context_of(bridge_app).draining = True
+    await asyncio.gather(
+        running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds),
+        _stop_http_after(http, settings.shutdown_delay_seconds),
+    )
+
+
+def configure_logging(settings: Settings, *, label: str = "") -> None:
+    """Log lines to stderr; `label` (e.g. "worker 2") tags every line of one worker process."""
+    tag = f"[{label}] " if label else ""
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s %(message)s",
     )
 
 
@@ -154,6 +184,13 @@ async def _stop_http_after(http: RunningHttp | None, delay: float) -> None:
         return
     await asyncio.sleep(delay)
     await http.stop()
+
+
+async def prepare_store(core: Core) -> None:
+    """What happens once per database at start, before serving: the first signing key and, on
+    an empty embedded store, the demo tenant."""
+    await core.keys.ensure_active_key()
+    await _provision_demo(core)
 
 
 async def _provision_demo(core: Core) -> None:
@@ -167,8 +204,10 @@ async def _provision_demo(core: Core) -> None:
         print(demo_banner(credentials, settings.grpc_addr, settings.http_addr), flush=True)
 
 
-async def wait_for_shutdown_signal() -> None:
-    stop = asyncio.Event()
+async def wait_for_shutdown_signal(stop: asyncio.Event | None = None) -> None:
+    """Returns on SIGTERM or SIGINT, or when `stop` is set."""
+    if stop is None:
+        stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -1,5 +1,5 @@
-"""The `tokenservice` command: serve, migrate, and provision tenants, clients, customers and
-signing keys.
+"""The `tokenservice` command: serve, migrate, provision tenants, clients, customers and
+signing keys, and delete expired tokens (janitor).
 
 Provisioning works directly on the database named by TOKENSERVICE_DATABASE_URL (migrating it
 first), so it works before any server runs and beside a running one. `--json` prints one JSON
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from server import admin, demo
+from server import admin, demo, janitor
 from server.core import Core, build_core
 from server.errors import TokenServiceError
 from server.secret_key import SecretKeyError
@@ -68,12 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
         "TOKENSERVICE_DATABASE_URL.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(
+    serve = _command(
         commands,
         "serve",
         "serve gRPC and the HTTP bridge until SIGTERM or SIGINT",
         cmd_serve,
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the same ports (default: TOKENSERVICE_WORKERS or 1); more "
+        "than one needs PostgreSQL",
+    )
+    # Internal: how `--workers N` starts its workers (no migrations, no demo, shared ports).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     bridge = _command(
         commands,
         "bridge",
@@ -90,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_customer(commands)
     _add_keys(commands)
     _add_demo(commands)
+    _add_janitor(commands)
     return parser
 
 
@@ -191,14 +201,43 @@ def _add_demo(commands: Any) -> None:
     )
 
 
+def _add_janitor(commands: Any) -> None:
+    sweep = _command(
+        commands,
+        "janitor",
+        "delete expired tokens and dead sessions once (`serve` also does it periodically)",
+        cmd_janitor,
+        json_output=True,
+    )
+    sweep.add_argument(
+        "--batch-size",
+        type=int,
+        default=janitor.DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"sessions or tokens per transaction (default {janitor.DEFAULT_BATCH_SIZE})",
+    )
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from server.app import serve
+    from server import workers
 
-    asyncio.run(serve(settings))
-    return 0
+    if args.worker_index is not None:
+        asyncio.run(workers.run_worker(settings, args.worker_index))
+        return 0
+    count = settings.workers if args.workers is None else args.workers
+    try:
+        workers.check_can_run(settings, count)
+    except workers.CannotRunWorkers as exc:
+        return _fail(str(exc))
+    if count == 1:
+        from server.app import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    return asyncio.run(workers.supervise(settings, count))
 
 
 def cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
@@ -299,6 +338,13 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
     key = _with_core(settings, lambda core: admin.retire_signing_key(core, args.kid))
     return _emit(args, signing_key_json(key), f"retired signing key {key.kid}")
+
+
+def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
+    report = _with_core(settings, lambda core: janitor.sweep(core, batch_size=args.batch_size))
+    result = {"tokens_removed": report.tokens_removed, "sessions_removed": report.sessions_removed}
+    line = f"removed {report.tokens_removed} tokens and {report.sessions_removed} sessions"
+    return _emit(args, result, line)
 
 
 def cmd_demo_env(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,70 @@
+"""The janitor: deletes expired tokens and dead sessions, so that the tables do not grow without
+bound. `tokenservice janitor` runs one sweep; `tokenservice serve` runs one every
+TOKENSERVICE_JANITOR_INTERVAL_SECONDS (0 turns that off).
+
+What a sweep deletes, and what it keeps, is `TokenStore.purge_expired`'s contract: expired
+service tokens, and revoked sessions and sessions whose tokens have all expired, with their
+tokens. Every token of a live session stays (reuse detection, customer-refresh bearers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from server.core import Core
+from server.errors import StoreUnavailable
+from server.store.records import PurgeReport
+
+log = logging.getLogger("tokenservice.janitor")
+
+# Sessions or tokens per transaction: small enough that each holds SQLite's write lock or
+# PostgreSQL's row locks for a few milliseconds.
+DEFAULT_BATCH_SIZE = 500
+
+
+async def sweep(core: Core, *, batch_size: int = DEFAULT_BATCH_SIZE) -> PurgeReport:
+    """Deletes what has expired as of `core.now()`; returns how much, and logs it (counts
+    only)."""
+    report = await core.store.purge_expired(core.now(), batch_size=batch_size)
+    log.info(
+        "janitor: removed %d tokens and %d sessions",
+        report.tokens_removed,
+        report.sessions_removed,
+    )
+    return report
+
+
+async def run_periodically(
+    core: Core, interval_seconds: float, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> None:
+    """Sweeps every `interval_seconds`, the first time one interval after the start, until
+    cancelled. A sweep that fails (the store unavailable, or anything else) is logged and the
+    next one tried an interval later: cleanup must never take the service down."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await sweep(core, batch_size=batch_size)
+        except StoreUnavailable:
+            log.warning(
+                "janitor: the token store is unavailable; next sweep in %ss", interval_seconds
+            )
+        except Exception:
+            log.exception("janitor: sweep failed; next sweep in %ss", interval_seconds)
+
+
+def start(core: Core) -> asyncio.Task[None] | None:
+    """The periodic sweep as a background task, or None when the interval setting is 0."""
+    interval = core.settings.janitor_interval_seconds
+    if interval <= 0:
+        return None
+    return asyncio.create_task(run_periodically(core, interval), name="janitor")
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Cancels the task and waits until it has ended (a sweep in progress rolls back its open
+    batch); the caller's own cancellation still propagates."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
