@@ -29,7 +29,7 @@ from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
 GRACE_SECONDS = 5
 DELAY_SECONDS = 1
-WORKERS = 50
+WORKERS = 400  # enough that group-committed writes are still running at SIGTERM
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -165,9 +165,9 @@ async def _drain_under_load(
     first = await asyncio.wait_for(watch.read(), timeout=5)
     assert first.status == SERVING
 
-    # 50 concurrent calls: their writes queue on SQLite's single writer, so most of them are
+    # 400 concurrent calls: their writes queue on SQLite's single writer, so many of them are
     # still running when SIGTERM arrives. Calls the server has not yet accepted (still queued
-    # inside gRPC) are not "in flight" for the application, so wait until all 50 are accepted:
+    # inside gRPC) are not "in flight" for the application, so wait until all are accepted:
     # the server takes the calls of one method in arrival order, so once a later IssueToken
     # (one with no grant, refused at once without touching the store) has been answered, the
     # 50 before it have all been handed to the service.

@@ -4,7 +4,6 @@ times and then reported as unavailable; values the database refuses are the call
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.errors import InvalidRequest, StoreUnavailable
 from server.store.records import SessionContext, SessionRecord
+from server.store.runners import ServerRunner
 from server.store.sql import Conflict, SqlStore, retried
 from tests.postgres import PostgresServer
 
@@ -21,13 +21,7 @@ class FlakyStore(SqlStore):
 
     def __init__(self, conflicts: int, retries: int) -> None:
         engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-        super().__init__(
-            engine,
-            engine,
-            write_guard=contextlib.nullcontext(),
-            read_guard=contextlib.nullcontext(),
-            conflict_retries=retries,
-        )
+        super().__init__(ServerRunner(engine), conflict_retries=retries)
         self.conflicts = conflicts
         self.calls = 0
 
