@@ -3,16 +3,20 @@ not serve (404 and 405 in the failing family's error shape)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from http_bridge.access_log import AccessLog
 from http_bridge.backend import TokenBackend
 from http_bridge.context import BridgeContext
 from http_bridge.errors import Problem
+from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
 from http_bridge.routes import discovery, health, oauth, storefront
 from server.settings import Settings
@@ -32,13 +36,22 @@ ROUTES = [
     Route("/openapi.json", discovery.openapi, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
 ]
 ERROR_NAMES = {404: "not_found", 405: "method_not_allowed"}
 
 
-def build_app(backend: TokenBackend, settings: Settings) -> AccessLog:
-    """The bridge over `backend`, wrapped in the masking access log."""
-    app = Starlette(routes=ROUTES, exception_handlers={HTTPException: _http_error})
+def build_app(
+    backend: TokenBackend, settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()
+) -> AccessLog:
+    """The bridge over `backend`, wrapped in the masking access log, with request metrics.
+    `extra_routes` are served beside the bridge's own on the same stack (the benchmark's no-op
+    ceiling; never used by `tokenservice serve` or `bridge`)."""
+    app = Starlette(
+        routes=[*ROUTES, *extra_routes],
+        middleware=[Middleware(HttpMetrics)],
+        exception_handlers={HTTPException: _http_error},
+    )
     app.state.bridge = BridgeContext(backend=backend, settings=settings)
     return AccessLog(app)
 

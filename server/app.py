@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -81,11 +82,17 @@ class RunningServer:
 
 
 async def start_server(
-    core: Core, address: str | None = None, *, reuse_port: bool = False
+    core: Core,
+    address: str | None = None,
+    *,
+    reuse_port: bool = False,
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
 ) -> RunningServer:
     """Starts serving `core` on `address` (port 0 picks a free port). `reuse_port` shares the
     port with the other worker processes of `serve --workers N` (SO_REUSEPORT); without it a
-    port someone else listens on is refused instead of silently shared."""
+    port someone else listens on is refused instead of silently shared. `extra_handlers` are
+    served beside the service, behind the same interceptors (the benchmark's no-op ceiling;
+    never used by `tokenservice serve`)."""
     settings = core.settings
     server = grpc.aio.server(
         interceptors=[ErrorInterceptor()],
@@ -96,6 +103,8 @@ async def start_server(
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), server)
+    if extra_handlers:
+        server.add_generic_rpc_handlers(tuple(extra_handlers))
     health_servicer = StoreAwareHealth(core.store)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

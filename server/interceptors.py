@@ -8,6 +8,7 @@ so no token, secret or password can reach it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from server import metrics
 from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
 
 log = logging.getLogger("tokenservice.rpc")
@@ -28,6 +30,13 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every unary method's handler once (the wrapped handler is kept per method, so a
+    call pays for no new closures), mapping errors, writing the access log and recording the
+    call's metrics."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -36,11 +45,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        return grpc.unary_unary_rpc_method_handler(
-            guarded(handler.unary_unary, handler_call_details.method),
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            guarded(handler.unary_unary, method),
             request_deserializer=tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 class MalformedRequest:
@@ -61,22 +76,47 @@ def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+_OK = grpc.StatusCode.OK
+_CODE_NAMES = {code: code.name for code in grpc.StatusCode}
+_CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """The code a handler aborted with (grpcio gives a StatusCode or its number)."""
+    value: Any = context.code()
+    if isinstance(value, grpc.StatusCode):
+        return value
+    return _CODES_BY_NUMBER.get(value, grpc.StatusCode.UNKNOWN)
+
+
 def guarded(inner: Handler, method: str) -> Handler:
+    series = metrics.grpc_series(method)
+
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        code = _OK
         try:
             if isinstance(request, MalformedRequest):
                 raise InvalidRequest("the request is not a valid protobuf message of its type")
             response = await inner(request, context)
         except TokenServiceError as error:
-            _log(method, error.grpc_code, started, error.error)
+            code = error.grpc_code
+            _log(method, code, started, error.error)
             await context.abort(*status_of(error))
         except grpc.aio.AbortError:
+            code = _code_of(context)  # aborted by the handler itself
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as error:
+            code = grpc.StatusCode.INTERNAL
             log.error("rpc=%s failed with %s", method, type(error).__name__, exc_info=True)
             await context.abort(*status_of(ServerError("internal error")))
-        _log(method, grpc.StatusCode.OK, started)
+        finally:
+            series.record(_CODE_NAMES[code], time.perf_counter() - started)
+        if log.isEnabledFor(logging.DEBUG):
+            _log(method, code, started)
         return response
 
     return call

@@ -1,0 +1,113 @@
+"""`GET /metrics`: Prometheus text that a real parser reads, with per-route and per-RPC request
+counts and latency histograms that move by exactly the calls made, the introspection cache's
+hits and misses, and labels that hold route templates only, never a value from a request.
+
+The figures are per process and the suite shares one process, so every check compares two
+scrapes taken around the calls it makes."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.http.conftest import Bridge
+
+VALIDATE_ROUTE = "/customer/{tenant}/validateauthtoken"
+INTROSPECT_METHOD = "/tokenservice.v1.TokenService/IntrospectToken"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(bridge: Bridge) -> Samples:
+    response = await bridge.http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_http_counts_and_histograms_move_by_the_calls_made(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("metricshttp")
+    token = (await bridge.anonymous_login(shop))["access_token"]
+    before = await scrape(bridge)
+
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        ok = await bridge.http.get(f"/customer/{shop.tenant}/validateauthtoken", headers=headers)
+        assert ok.status_code == 200
+    refused = await bridge.http.get(
+        f"/customer/{shop.tenant}/validateauthtoken", headers={"Authorization": "Bearer nope"}
+    )
+    assert refused.status_code == 401
+
+    after = await scrape(bridge)
+    counts = "tokenservice_http_requests_total"
+    labels = {"route": VALIDATE_ROUTE, "method": "GET"}
+    assert (
+        value(after, counts, **labels, status="200") - value(before, counts, **labels, status="200")
+        == 3
+    )
+    assert (
+        value(after, counts, **labels, status="401") - value(before, counts, **labels, status="401")
+        == 1
+    )
+    observed = "tokenservice_http_request_seconds_count"
+    assert (
+        value(after, observed, route=VALIDATE_ROUTE) - value(before, observed, route=VALIDATE_ROUTE)
+        == 4
+    )
+    infinite = value(
+        after, "tokenservice_http_request_seconds_bucket", route=VALIDATE_ROUTE, le="+Inf"
+    )
+    assert infinite == value(after, observed, route=VALIDATE_ROUTE)
+
+
+async def test_grpc_calls_and_cache_hits_are_counted(bridge: Bridge) -> None:
+    harness = bridge.harness
+    shop = await harness.shop("metricsgrpc")
+    token = (await harness.anonymous(shop)).access_token
+    before = await scrape(bridge)
+
+    for _ in range(3):
+        assert (await harness.introspect(token, shop.tenant)).active
+    assert not (await harness.introspect("never-issued", shop.tenant)).active
+
+    after = await scrape(bridge)
+    counts = "tokenservice_grpc_requests_total"
+    delta = value(after, counts, method=INTROSPECT_METHOD, code="OK") - value(
+        before, counts, method=INTROSPECT_METHOD, code="OK"
+    )
+    assert delta == 4
+    cache = "tokenservice_introspection_cache_total"
+    hits = value(after, cache, result="hit") - value(before, cache, result="hit")
+    misses = value(after, cache, result="miss") - value(before, cache, result="miss")
+    # Issuing does not fill the cache, so the first look misses and the next two hit; a token
+    # never issued is a miss and is never cached.
+    assert (hits, misses) == (2, 2)
+
+
+async def test_no_request_value_becomes_a_label(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("metricslabels")
+    token = (await bridge.anonymous_login(shop))["access_token"]
+    missing = await bridge.http.get(f"/no-such-route/{token}", params={"access_token": token})
+    assert missing.status_code == 404
+    odd = await bridge.http.request("BREW", f"/customer/{token}/validateauthtoken")
+    assert odd.status_code in (400, 405)
+
+    response = await bridge.http.get("/metrics")
+    assert token not in response.text
+    assert shop.tenant not in response.text
+    routes = {
+        dict(labels).get("route")
+        for (name, labels) in (await scrape(bridge))
+        if name == "tokenservice_http_requests_total"
+    }
+    assert "unmatched" in routes
+    assert all(route == "unmatched" or route.startswith("/") for route in routes)
+    assert not any(token in str(route) for route in routes)
