@@ -48,6 +48,11 @@ class Settings:
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_seconds: float = 10.0
     db_conflict_retries: int = 5
+    # In-process caches (server/store/cached.py). A token revoked or rotated by another replica
+    # stays cached here at most token_cache_seconds; 0 entries turns a cache off.
+    token_cache_size: int = 50_000
+    token_cache_seconds: float = 2.0
+    client_cache_size: int = 10_000
     # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
     janitor_interval_seconds: float = 600.0
     argon2_time_cost: int = 3

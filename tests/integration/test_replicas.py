@@ -20,7 +20,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,10 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+# How long a replica may keep serving a token another replica revoked (its token cache).
+CACHE_SECONDS = 1.0
+
+
 def postgres_env(tmp_path: Path, url: str, grpc_port: int, http_port: int) -> dict[str, str]:
     return service_env(
         tmp_path / "unused.db",
@@ -94,7 +98,17 @@ def postgres_env(tmp_path: Path, url: str, grpc_port: int, http_port: int) -> di
         TOKENSERVICE_DATABASE_URL=url,
         TOKENSERVICE_SECRET_KEY=TEST_SECRET.decode(),
         TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
+        TOKENSERVICE_TOKEN_CACHE_SECONDS=str(CACHE_SECONDS),
     )
+
+
+async def within_cache_bound(inactive: Callable[[], Awaitable[bool]], what: str) -> None:
+    """`inactive()` holds now or within CACHE_SECONDS (plus a scheduling margin)."""
+    started = time.monotonic()
+    while not await inactive():
+        late = time.monotonic() - started
+        assert late <= CACHE_SECONDS + 0.5, f"{what}: still active {late:.2f}s after revocation"
+        await asyncio.sleep(0.05)
 
 
 async def cli_with_input(env: dict[str, str], stdin: str, *args: str) -> str:
@@ -267,6 +281,10 @@ async def replicas(tmp_path: Path, database_url: str) -> AsyncIterator[Replicas]
         assert "Traceback" not in stderr, stderr
 
 
+async def _inactive_on(replica: Replica, token: str) -> bool:
+    return not (await replica.introspect(token)).active
+
+
 def anonymous_grant(clients: Provisioned) -> pb.IssueTokenRequest:
     return pb.IssueTokenRequest(
         anonymous=pb.AnonymousGrant(tenant=TENANT, client_id=clients.storefront_id)
@@ -330,9 +348,13 @@ async def test_grpc_tokens_of_one_replica_are_introspected_refreshed_and_revoked
     assert ended.revoked
     assert (await b.stub.RevokeToken(pb.RevokeTokenRequest(token=service.access_token))).revoked
     revoked = [customer.access_token, switched.access_token, switched.refresh_token]
-    for replica in (a, b):
-        for token in (*revoked, service.access_token):
-            assert not (await replica.introspect(token)).active, (replica.name, token[:6])
+    for token in (*revoked, service.access_token):
+        # At once on B, which revoked; on A (which had introspected some of them, and caches
+        # what it introspects) within the cache bound.
+        assert not (await b.introspect(token)).active, token[:6]
+        await within_cache_bound(
+            lambda token=token: _inactive_on(a, token), f"A, token {token[:6]}"
+        )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await a.stub.RefreshToken(
             pb.RefreshTokenRequest(tenant=TENANT, refresh_token=switched.refresh_token)
@@ -404,13 +426,23 @@ async def test_http_tokens_of_one_replica_are_validated_refreshed_and_revoked_by
     assert logout.status_code == 204, logout.text
     revoked = await a.http.post("/oauth/revoke", data={"token": service_token, **service_auth})
     assert revoked.status_code == 200, revoked.text
-    for replica in (a, b):
-        for token in (customer["access_token"], switched["access_token"]):
-            assert (await replica.validate(token)).status_code == 401, replica.name
+
+    async def refused_by(replica: Replica, token: str) -> bool:
+        return (await replica.validate(token)).status_code == 401
+
+    async def service_inactive_on(replica: Replica) -> bool:
         answer = await replica.http.post(
             "/oauth/introspect", data={"token": service_token, **service_auth}
         )
-        assert answer.json() == {"active": False}, replica.name
+        return bool(answer.json() == {"active": False})
+
+    # At once where revoked (the customer's tokens on B, the service token on A), on the other
+    # replica within the cache bound.
+    for token in (customer["access_token"], switched["access_token"]):
+        assert await refused_by(b, token)
+        await within_cache_bound(lambda token=token: refused_by(a, token), "A, customer token")
+    assert await service_inactive_on(a)
+    await within_cache_bound(lambda: service_inactive_on(b), "B, service token")
     refused = await a.http.get(
         f"/customer/{TENANT}/refreshauthtoken",
         params={"refreshToken": switched["refresh_token"]},

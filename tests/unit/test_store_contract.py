@@ -1,5 +1,6 @@
 """One contract suite for every TokenStore: MemoryStore, SqlStore on a SQLite file (migrated by
-alembic), SqlStore on in-memory SQLite and SqlStore on a fresh PostgreSQL database (marked
+alembic), SqlStore on in-memory SQLite, SqlStore on a SQLite file behind the in-process caches, and
+SqlStore on a fresh PostgreSQL database (marked
 postgres). Then SQLite-only tests: concurrency, WAL, migrations, and a locked database reported as
 StoreUnavailable. Last, the janitor's purge of expired rows, on every store."""
 
@@ -23,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
 from server.settings import Settings
 from server.store import open_store
+from server.store.cached import cached
 from server.store.memory import MemoryStore
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
@@ -62,6 +64,7 @@ def sqlite_url(path: Path) -> str:
         "memory",
         "sqlite-file",
         "sqlite-memory",
+        "cached-sqlite-file",
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
 )
@@ -70,10 +73,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     postgres_url = None
     if request.param == "memory":
         s = MemoryStore()
-    elif request.param == "sqlite-file":
+    elif request.param in ("sqlite-file", "cached-sqlite-file"):
         url = sqlite_url(tmp_path / "store.db")
         await upgrade(url)
         s = await SqlStore.open(url)
+        if request.param == "cached-sqlite-file":  # the caches must keep the whole contract
+            s = cached(s, token_capacity=1000, max_age=60, client_capacity=100)
     elif request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
         postgres_url = await server.create()

@@ -1,0 +1,204 @@
+"""The in-process caches (server/store/cached.py): bounded, never past their deadline, dropped at
+once by this replica's own changes, never re-filled by a read that raced with a change, and a
+change made by another replica seen within `max_age` (two stores on one SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.store.cached import CachedStore, TokenCache, cached
+from server.store.memory import MemoryStore
+from server.store.migrate import upgrade
+from server.store.protocol import TokenStore
+from server.store.records import (
+    ClientKind,
+    ClientRecord,
+    RefreshOutcome,
+    SessionUpdate,
+    TenantRecord,
+    TokenUse,
+    TokenView,
+)
+from server.store.sql import SqlStore
+from tests.unit.test_store_contract import NOW, session, token
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def view(digest: str, session_id: str | None = "s1") -> TokenView:
+    return TokenView(token(digest, session=session_id))
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts the reads reaching it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_reads = 0
+        self.client_reads = 0
+
+    async def find_token(self, digest: str) -> TokenView | None:
+        self.token_reads += 1
+        return await super().find_token(digest)
+
+    async def get_client(self, client_id: str):  # type: ignore[no-untyped-def]
+        self.client_reads += 1
+        return await super().get_client(client_id)
+
+
+# --- TokenCache -----------------------------------------------------------------------------
+
+
+def test_capacity_evicts_the_least_recently_used() -> None:
+    cache = TokenCache(capacity=2, max_age=60)
+    cache.put(view("a", "s-a"), cache.generation)
+    cache.put(view("b", "s-b"), cache.generation)
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put(view("c", "s-c"), cache.generation)
+    assert len(cache) == 2
+    assert cache.get("b") is None
+    assert cache.get("a") is not None and cache.get("c") is not None
+    cache.drop_session("s-b")  # the evicted entry left the session index too
+    assert len(cache) == 2
+
+
+def test_an_entry_is_not_served_after_its_deadline() -> None:
+    clock = FakeMonotonic()
+    cache = TokenCache(capacity=10, max_age=2.0, clock=clock)
+    cache.put(view("a"), cache.generation)
+    clock.now += 1.999
+    assert cache.get("a") is not None
+    clock.now += 0.002
+    assert cache.get("a") is None
+    assert len(cache) == 0
+
+
+def test_dropping_a_session_drops_every_token_of_it_and_only_those() -> None:
+    cache = TokenCache(capacity=10, max_age=60)
+    for digest, sid in (("a1", "s1"), ("r1", "s1"), ("a2", "s2"), ("svc", None)):
+        cache.put(view(digest, sid), cache.generation)
+    cache.drop_session("s1")
+    assert cache.get("a1") is None and cache.get("r1") is None
+    assert cache.get("a2") is not None and cache.get("svc") is not None
+
+
+def test_a_read_that_raced_with_a_change_is_not_cached() -> None:
+    cache = TokenCache(capacity=10, max_age=60)
+    generation = cache.generation  # the read starts ...
+    cache.drop_token("a")  # ... a revocation commits and drops ...
+    cache.put(view("a"), generation)  # ... and the read, with the old row, answers
+    assert cache.get("a") is None
+
+
+def test_hits_and_misses_are_reported() -> None:
+    seen: list[bool] = []
+    cache = TokenCache(capacity=10, max_age=60, on_lookup=seen.append)
+    cache.get("a")
+    cache.put(view("a"), cache.generation)
+    cache.get("a")
+    assert seen == [False, True]
+
+
+# --- CachedStore over a store ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[tuple[CountingStore, TokenStore]]:
+    inner = CountingStore()
+    await inner.save_tokens(
+        [token("a1", use=TokenUse.ACCESS), token("r1"), token("a2", use=TokenUse.ACCESS)],
+        session(),
+    )
+    yield inner, cached(inner, token_capacity=100, max_age=60, client_capacity=10)
+
+
+async def test_known_tokens_are_read_once_unknown_ones_every_time(
+    counting: tuple[CountingStore, TokenStore],
+) -> None:
+    inner, store = counting
+    for _ in range(5):
+        assert await store.find_token("a1") is not None
+        assert await store.find_token("never-issued") is None
+    assert inner.token_reads == 1 + 5
+
+
+async def test_own_revocations_are_seen_at_once(
+    counting: tuple[CountingStore, TokenStore],
+) -> None:
+    _, store = counting
+    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    await store.revoke_token("a1", NOW)
+    assert (await store.find_token("a1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert (await store.find_token("a2")).token.revoked_at is None  # type: ignore[union-attr]
+    await store.revoke_session("s1", NOW)
+    assert (await store.find_token("a2")).token.revoked_at == NOW  # type: ignore[union-attr]
+
+
+async def test_a_refresh_drops_the_presented_token_and_its_session(
+    counting: tuple[CountingStore, TokenStore],
+) -> None:
+    _, store = counting
+    await store.find_token("r1")
+    await store.find_token("a1")
+    outcome = await store.refresh(
+        "r1",
+        "s1",
+        [token("a3", use=TokenUse.ACCESS), token("r3")],
+        SessionUpdate(updated_at=NOW),
+        now=NOW,
+        grace_seconds=10,
+        rotate=True,
+    )
+    assert outcome is RefreshOutcome.ROTATED
+    assert (await store.find_token("r1")).token.rotated_at == NOW  # type: ignore[union-attr]
+
+
+async def test_clients_are_read_once(counting: tuple[CountingStore, TokenStore]) -> None:
+    inner, store = counting
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_client(
+        ClientRecord("web", "demo", ClientKind.STOREFRONT, "Shop", (), None, NOW)
+    )
+    for _ in range(3):
+        assert (await store.get_client("web")) is not None
+        assert (await store.get_client("nobody")) is None
+    assert inner.client_reads == 1 + 3
+
+
+async def test_another_replicas_revocation_is_seen_within_max_age(tmp_path: Path) -> None:
+    """Two caching stores on one database, as two replicas: B serves its cached row until the
+    entry ages out, and the truth right after."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    await upgrade(url)
+    max_age = 0.5
+    a, b = [
+        cached(await SqlStore.open(url), token_capacity=100, max_age=max_age, client_capacity=10)
+        for _ in range(2)
+    ]
+    try:
+        await a.save_tokens([token("a1", use=TokenUse.ACCESS)], session())
+        assert (await b.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+        revoked = time.monotonic()
+        await a.revoke_token("a1", NOW)
+        stale = await b.find_token("a1")
+        while stale is not None and stale.token.revoked_at is None:
+            assert time.monotonic() - revoked <= max_age + 0.05, "stale past the bound"
+            await asyncio.sleep(0.01)
+            stale = await b.find_token("a1")
+        assert stale is not None and stale.token.revoked_at == NOW
+        assert time.monotonic() - revoked >= max_age - 0.1  # it was cached, not re-read
+    finally:
+        for store in (a, b):
+            assert isinstance(store, CachedStore)
+            await store.close()
