@@ -1,0 +1,65 @@
+"""The reliability suite: bounded in `make test`, full-size in `make soak` (TOKENSERVICE_SOAK=1).
+
+Every test writes to one ledger (tests/reliability/support.py): the secrets it saw, the log
+files of the servers it started, the error messages it received and the numbers it measured.
+The leak test (test_zz_nothing_leaks.py) runs last and reads all of it; the numbers are printed
+at the end of the run and, with TOKENSERVICE_RELIABILITY_REPORT=path, written there as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresServer
+from tests.reliability.support import LEDGER, SOAK, sqlite_url
+
+LAST_MODULE = "test_zz_nothing_leaks"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+async def database_url(
+    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A SQLite file path's URL, or a fresh migrated PostgreSQL database dropped afterwards."""
+    if database_kind == "sqlite":
+        yield sqlite_url(tmp_path / "tokens.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = await server.create()
+    try:
+        yield url
+    finally:
+        await server.drop(url)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The leak test reads what every other test left: it goes last."""
+    last = [item for item in items if LAST_MODULE in item.nodeid]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not LEDGER.numbers:
+        return
+    mode = "soak (full sizes)" if SOAK else "bounded"
+    terminalreporter.write_sep("=", f"reliability numbers, {mode}", bold=True)
+    for name, numbers in LEDGER.numbers:
+        shown = ", ".join(f"{key}={value}" for key, value in numbers.items())
+        terminalreporter.write_line(f"{name}: {shown}")
+    path = os.environ.get("TOKENSERVICE_RELIABILITY_REPORT")
+    if path:
+        report = {"mode": mode, "results": [{"test": n, **v} for n, v in LEDGER.numbers]}
+        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"written to {path}")

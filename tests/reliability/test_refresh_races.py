@@ -1,0 +1,299 @@
+"""Item 3, refresh races: 16 and 100 simultaneous refreshes of one refresh token, round after
+round, against a real `tokenservice serve` on SQLite and on PostgreSQL, then a replay of rotated
+refresh tokens after a restart.
+
+What the contract (and README, "Refresh tokens rotate") defines, checked exactly every round:
+
+- every one of the N calls succeeds (the grace window: parallel tabs do not log each other
+  out), none with INTERNAL or UNKNOWN or anything else;
+- all N answers are on the presented token's session, with N distinct new refresh tokens and N
+  distinct access tokens;
+- the store shows exactly one rotation (one conditional UPDATE won: the presented token is the
+  only rotated refresh token of the session), N live successors (one rotation and N - 1 grace
+  siblings, all members of the one session family), and the session is not revoked;
+- any sibling refreshes on: one of them, picked at random, rotates in turn (two rotations).
+
+Rounds alternate anonymous and customer sessions. After the rounds the server is stopped and
+started again with a 1 s grace window (TOKENSERVICE_REFRESH_GRACE_SECONDS=1); once that window
+has passed, rotated refresh tokens of some sessions are presented again: each is rejected
+(invalid_grant), and per the contract (reuse detection) its whole session is revoked: its newest
+refresh token no longer refreshes, its access tokens are inactive, the session row is revoked;
+the other sessions are untouched and refresh on.
+
+Bounded: 8 rounds of 16 and 3 rounds of 100; soak: 200 rounds of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.reliability.support import (
+    LEDGER,
+    TIMEOUT,
+    Database,
+    Provisioned,
+    Service,
+    grpc_code,
+    provision,
+    reliability_env,
+    size,
+    sqlite_url,
+    tally,
+)
+from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
+
+ROUNDS = {16: size(8, 200), 100: size(3, 200)}
+CHANNELS = 4  # the calls of a round spread over several HTTP/2 connections
+CALL_TIMEOUT = 30.0
+REPLAY_GRACE_SECONDS = 1
+REPLAYED_SESSIONS = 6
+
+pytestmark = pytest.mark.timeout(TIMEOUT)
+
+
+@dataclasses.dataclass
+class Family:
+    """One session after its round: the rotated tokens and the newest pair."""
+
+    kind: str
+    session_id: str
+    rotated: list[str]  # refresh tokens that were rotated, oldest first
+    refresh_token: str  # the newest
+    access_tokens: list[str]
+    rotated_at: float  # monotonic time of the last rotation
+
+
+@dataclasses.dataclass
+class Races:
+    stubs: list[pb_grpc.TokenServiceStub]
+    shop: Provisioned
+    database: Database
+    rng: random.Random
+    calls: int = 0
+    outcomes: Counter[str] = dataclasses.field(default_factory=Counter)
+    wrong: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def stub(self) -> pb_grpc.TokenServiceStub:
+        return self.stubs[0]
+
+    async def session(self, kind: str) -> tuple[str, str, str]:
+        """A new session of `kind`: (session id, refresh token, access token)."""
+        shop = self.shop
+        anonymous = await self.stub.IssueToken(
+            pb.IssueTokenRequest(
+                anonymous=pb.AnonymousGrant(tenant=shop.tenant, client_id=shop.storefront_id)
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        self.calls += 1
+        LEDGER.secret(anonymous.access_token, anonymous.refresh_token)
+        if kind == "anonymous":
+            return anonymous.session_id, anonymous.refresh_token, anonymous.access_token
+        customer = await self.stub.IssueToken(
+            pb.IssueTokenRequest(
+                customer_password=pb.CustomerPasswordGrant(
+                    tenant=shop.tenant,
+                    email=shop.email,
+                    password=shop.password,
+                    anonymous_token=anonymous.access_token,
+                )
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        self.calls += 1
+        LEDGER.secret(customer.access_token, customer.refresh_token, customer.saas_token)
+        return customer.session_id, customer.refresh_token, customer.access_token
+
+    def request(self, kind: str, refresh_token: str) -> pb.RefreshTokenRequest:
+        client_id = self.shop.storefront_id if kind == "anonymous" else ""
+        return pb.RefreshTokenRequest(
+            tenant=self.shop.tenant, client_id=client_id, refresh_token=refresh_token
+        )
+
+    async def refresh(
+        self, stub: pb_grpc.TokenServiceStub, request: pb.RefreshTokenRequest
+    ) -> pb.TokenResponse | str:
+        self.calls += 1
+        try:
+            answer = await stub.RefreshToken(request, timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as error:
+            return grpc_code(error)
+        LEDGER.secret(answer.access_token, answer.refresh_token, answer.saas_token)
+        return answer
+
+    async def round(self, fanout: int, kind: str) -> Family:
+        session_id, presented, first_access = await self.session(kind)
+        request = self.request(kind, presented)
+        results = await asyncio.gather(
+            *(self.refresh(self.stubs[i % len(self.stubs)], request) for i in range(fanout))
+        )
+        answers = [r for r in results if isinstance(r, pb.TokenResponse)]
+        self.outcomes.update("OK" if isinstance(r, pb.TokenResponse) else r for r in results)
+        label = f"{kind} round of {fanout}"
+        failures = [r for r in results if isinstance(r, str)]
+        self.check(not failures, f"{label}: failures {tally(failures)}")
+        self.check(
+            {a.session_id for a in answers} <= {session_id}, f"{label}: another session answered"
+        )
+        refresh_tokens = {a.refresh_token for a in answers}
+        self.check(
+            len(refresh_tokens) == len(answers) and presented not in refresh_tokens,
+            f"{label}: refresh tokens not distinct and new",
+        )
+        self.check(
+            len({a.access_token for a in answers}) == len(answers),
+            f"{label}: access tokens not distinct",
+        )
+        await self.check_store(session_id, label, rotated=1, live=len(answers))
+        rotated_at = time.monotonic()
+        if not answers:
+            return Family(kind, session_id, [presented], presented, [first_access], rotated_at)
+
+        # Any sibling is a full member of the family: it refreshes, and rotates in its turn.
+        sibling = self.rng.choice(answers)
+        follow = await self.refresh(self.stub, self.request(kind, sibling.refresh_token))
+        self.outcomes["OK" if isinstance(follow, pb.TokenResponse) else follow] += 1
+        if not isinstance(follow, pb.TokenResponse):
+            self.check(False, f"{label}: a sibling did not refresh: {follow}")
+            return Family(kind, session_id, [presented], presented, [first_access], rotated_at)
+        self.check(follow.session_id == session_id, f"{label}: the sibling left the session")
+        await self.check_store(session_id, f"{label}, follow-up", rotated=2, live=len(answers))
+        return Family(
+            kind=kind,
+            session_id=session_id,
+            rotated=[presented, sibling.refresh_token],
+            refresh_token=follow.refresh_token,
+            access_tokens=[first_access, *(a.access_token for a in answers), follow.access_token],
+            rotated_at=time.monotonic(),
+        )
+
+    async def check_store(self, session_id: str, label: str, *, rotated: int, live: int) -> None:
+        rows = await self.database.rows(
+            "SELECT"
+            " sum(CASE WHEN rotated_at IS NOT NULL THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN rotated_at IS NULL AND revoked_at IS NULL THEN 1 ELSE 0 END)"
+            " FROM tokens WHERE session_id = :sid AND use = 'refresh'",
+            sid=session_id,
+        )
+        [(rotated_rows, live_rows)] = rows
+        self.check(
+            (rotated_rows, live_rows) == (rotated, live),
+            f"{label}: store has {rotated_rows} rotated and {live_rows} live refresh tokens, "
+            f"the contract says {rotated} and {live}",
+        )
+        revoked = await self.database.scalar(
+            "SELECT revoked_at FROM sessions WHERE session_id = :sid", sid=session_id
+        )
+        self.check(revoked is None, f"{label}: the session was revoked")
+
+    def check(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.wrong.append(message)
+
+
+async def test_simultaneous_refreshes_rotate_once_and_replays_after_a_restart_are_refused(
+    database_kind: str, database_url: str, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "tokens.db"
+    url = sqlite_url(db_path) if database_kind == "sqlite" else database_url
+    env = reliability_env(db_path, "" if database_kind == "sqlite" else url)
+    shop = await provision(env, "races")
+    database = Database(url)
+    service = Service(env, tmp_path / "logs")
+    # The same database, restarted with a short grace window for the replays.
+    restarted = Service(
+        {**env, "TOKENSERVICE_REFRESH_GRACE_SECONDS": str(REPLAY_GRACE_SECONDS)},
+        tmp_path / "logs-restarted",
+    )
+    started = time.monotonic()
+    families: list[Family] = []
+    try:
+        await service.start()
+        async with contextlib.AsyncExitStack() as stack:
+            channels = [
+                await stack.enter_async_context(grpc.aio.insecure_channel(service.grpc_target))
+                for _ in range(CHANNELS)
+            ]
+            races = Races(
+                [pb_grpc.TokenServiceStub(c) for c in channels], shop, database, random.Random(7)
+            )
+            for fanout, rounds in ROUNDS.items():
+                for number in range(rounds):
+                    kind = "anonymous" if number % 2 == 0 else "customer"
+                    families.append(await races.round(fanout, kind))
+        race_seconds = time.monotonic() - started
+        await service.stop()
+
+        await restarted.start()
+        async with grpc.aio.insecure_channel(restarted.grpc_target) as channel:
+            stub = pb_grpc.TokenServiceStub(channel)
+            replays = await _replay(stub, races, families)
+        await restarted.stop()
+    finally:
+        await service.close()
+        await restarted.close()
+        await database.close()
+
+    LEDGER.record(
+        f"3 refresh races ({database_kind})",
+        rounds={str(fanout): rounds for fanout, rounds in ROUNDS.items()},
+        simultaneous_refreshes=sum(f * r for f, r in ROUNDS.items()),
+        outcomes=dict(races.outcomes),
+        requests_sent=races.calls,
+        replays=replays,
+        faults_injected=1,  # the restart
+        race_seconds=round(race_seconds, 1),
+        contract_violations=len(races.wrong),
+    )
+    assert not races.wrong, "\n".join(races.wrong[:20])
+    assert set(races.outcomes) == {"OK"}, dict(races.outcomes)
+
+
+async def _replay(
+    stub: pb_grpc.TokenServiceStub, races: Races, families: list[Family]
+) -> dict[str, int]:
+    """Rotated tokens of the first sessions presented again after the grace window: refused,
+    and their sessions revoked; the other sessions refresh on."""
+    replayed, controls = families[:REPLAYED_SESSIONS], families[REPLAYED_SESSIONS:]
+    wait = max(f.rotated_at for f in families) + REPLAY_GRACE_SECONDS + 1.1 - time.monotonic()
+    await asyncio.sleep(max(wait, 0))
+    refused = 0
+    for family in replayed:
+        label = f"replay of a rotated {family.kind} refresh token after the restart"
+        for token in (family.rotated[0], family.rotated[-1]):
+            outcome = await races.refresh(stub, races.request(family.kind, token))
+            races.check(outcome == "INVALID_ARGUMENT/invalid_grant", f"{label}: {outcome}")
+            refused += outcome == "INVALID_ARGUMENT/invalid_grant"
+        # Reuse detection: the whole session is gone, its newest tokens too.
+        newest = await races.refresh(stub, races.request(family.kind, family.refresh_token))
+        races.check(
+            newest == "INVALID_ARGUMENT/invalid_grant",
+            f"{label}: the session's newest refresh token still works ({newest})",
+        )
+        for access in family.access_tokens[:3] + family.access_tokens[-3:]:
+            answer = await stub.IntrospectToken(
+                pb.IntrospectTokenRequest(token=access), timeout=CALL_TIMEOUT
+            )
+            races.calls += 1
+            races.check(not answer.active, f"{label}: an access token is still active")
+        revoked = await races.database.scalar(
+            "SELECT revoked_at FROM sessions WHERE session_id = :sid", sid=family.session_id
+        )
+        races.check(revoked is not None, f"{label}: the session row is not revoked")
+    untouched = 0
+    for family in controls[:REPLAYED_SESSIONS]:
+        outcome = await races.refresh(stub, races.request(family.kind, family.refresh_token))
+        races.check(isinstance(outcome, pb.TokenResponse), f"a session nobody replayed: {outcome}")
+        untouched += isinstance(outcome, pb.TokenResponse)
+    return {"replays_refused": refused, "sessions_revoked": len(replayed), "controls_ok": untouched}

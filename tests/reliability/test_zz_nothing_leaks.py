@@ -1,0 +1,79 @@
+"""Item 8, nothing leaks: runs after every other reliability test (tests/reliability/conftest.py
+puts it last) and reads what they left in the ledger: every line the servers they started wrote
+to stdout and stderr (SIGKILLed, drained, fuzzed at DEBUG level, through PostgreSQL outages),
+every error message and error body their clients received, and every /metrics snapshot taken
+before a server stopped. None may hold an issued token (access, refresh, SaaS), a client secret
+or a customer password.
+
+Token-like values are found by scanning every run of URL-safe characters for each secret length
+(so a token glued to other characters is found too); other secrets by plain substring search.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.support import LEDGER, TOKEN_LIKE
+
+URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class Finder:
+    """Finds any of `secrets` in a text."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        self.secrets = secrets
+        self.lengths = sorted({len(s) for s in secrets if set(s) <= URL_SAFE})
+        self.others = [s for s in secrets if not set(s) <= URL_SAFE]
+
+    def leaks(self, text: str) -> Iterator[str]:
+        secrets = self.secrets
+        for run in TOKEN_LIKE.finditer(text):
+            value = run.group()
+            for length in self.lengths:
+                if length > len(value):
+                    break
+                for start in range(len(value) - length + 1):
+                    if value[start : start + length] in secrets:
+                        yield value[start : start + length]
+        for secret in self.others:
+            if secret in text:
+                yield secret
+
+
+def test_no_token_secret_or_password_in_any_log_error_or_metric() -> None:
+    files = sorted(
+        path
+        for directory in LEDGER.log_dirs
+        for path in (directory / "stdout.txt", directory / "stderr.txt")
+        if path.exists()
+    )
+    if not files:
+        pytest.skip("no reliability test ran before this one: nothing to read")
+    secrets = {s for s in LEDGER.secrets if len(s) >= 8}
+    finder = Finder(secrets)
+    found: collections.Counter[str] = collections.Counter()
+    lines = 0
+    for path in files:
+        text = path.read_text(errors="replace")
+        lines += text.count("\n")
+        for _ in finder.leaks(text):
+            found[str(Path(path.parent.parent.name) / path.parent.name / path.name)] += 1
+    for where, text in LEDGER.texts:
+        for _ in finder.leaks(text):
+            found[where] += 1
+    LEDGER.record(
+        "8 nothing leaks",
+        secrets_tracked=len(secrets),
+        log_files=len(files),
+        log_lines=lines,
+        error_texts=sum(not w.startswith("/metrics") for w, _ in LEDGER.texts),
+        metrics_snapshots=LEDGER.metrics_snapshots,
+        leaks=sum(found.values()),
+    )
+    assert not found, f"secrets found in: {dict(found)}"
+    assert lines > 0, "the servers logged nothing: the check would pass vacuously"
