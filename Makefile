@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto run test soak lint typecheck check clean
+.PHONY: help install proto run test soak bench lint typecheck check clean
 
 help:
 	@echo "make run    start the service on the embedded SQLite store (installs first)"
 	@echo "make test   install and run the whole test suite"
 	@echo "make soak   the reliability suite at full size (minutes; prints its numbers)"
+	@echo "make bench  throughput and latency against no-op ceilings (h2load; writes bench/results.md)"
 	@echo "make proto  regenerate gen/ from protos/"
 	@echo "make lint   ruff (lint + format check)"
 	@echo "make check  lint, types and tests"
@@ -47,6 +48,11 @@ soak: $(STAMP)
 	TOKENSERVICE_SOAK=1 TOKENSERVICE_TEST_REQUIRE_POSTGRES=$${TOKENSERVICE_TEST_REQUIRE_POSTGRES:-1} \
 	TOKENSERVICE_RELIABILITY_REPORT=$(SOAK_REPORT) \
 		$(BIN)/python -m pytest tests/reliability -p no:cacheprovider -rA $(PYTEST_ARGS)
+
+# Loopback only; h2load is installed from Debian's nghttp2-client when missing and run as root.
+# Quicker: make bench BENCH_ARGS="--runs 1 --requests 1000 --memory-tokens 0 --no-workers"
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

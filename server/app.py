@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from starlette.routing import BaseRoute
 
 from http_bridge.app import build_app, context_of
 from http_bridge.in_process import InProcessBackend
@@ -145,17 +146,22 @@ async def serve_core(
     reuse_port: bool = False,
     stop: asyncio.Event | None = None,
     sweep: bool = True,
+    extra_grpc_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    extra_http_routes: Sequence[BaseRoute] = (),
 ) -> None:
     """Serves gRPC and the HTTP bridge for `core` until SIGTERM, SIGINT or `stop`, then drains
     both: what one process of `tokenservice serve` does, alone or as one of several workers.
     Meanwhile, with `sweep`, the janitor sweeps every `janitor_interval_seconds` (one process
     of several is enough); it is stopped when the signal comes, before the draining (and so
-    before the caller closes the store)."""
+    before the caller closes the store). The `extra_` handlers and routes are the benchmark's
+    no-op ceilings, served on the same stacks (`tokenservice serve` passes none)."""
     settings = core.settings
-    running = await start_server(core, reuse_port=reuse_port)
+    running = await start_server(
+        core, reuse_port=reuse_port, extra_handlers=extra_grpc_handlers
+    )
     log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
     http: RunningHttp | None = None
-    bridge_app = build_app(InProcessBackend(core), settings)
+    bridge_app = build_app(InProcessBackend(core), settings, extra_routes=extra_http_routes)
     if settings.http_addr:
         http = await start_http(
             bridge_app,

@@ -1,0 +1,156 @@
+"""One measurement: h2load sends a fixed number of requests to the running service at a fixed
+number in flight, after a warm-up; we read requests/s from h2load, p50/p99 from its per-request
+log, CPU time from the service process's /proc entry, and success from the service itself (gRPC
+answers always carry HTTP 200, so a gRPC call counts as a success only if the service's own
+/metrics counted it with code OK)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import statistics
+import struct
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What one kind of request is: where it goes, what it carries, what it is compared to."""
+
+    name: str
+    label: str
+    protocol: str  # "grpc" or "http"
+    path: str
+    body: bytes = b""
+    headers: tuple[str, ...] = ()
+    ceiling: str = ""  # the scenario this one's ratio is taken against ("" for a ceiling)
+    requests_factor: float = 1.0  # customer login is slow: fewer requests
+
+    @property
+    def grpc_method(self) -> str:
+        return self.path if self.protocol == "grpc" else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    requests: int
+    in_flight: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: float  # service CPU time (all threads) per request
+    failed: int
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC message on the wire: not compressed (0), 4-byte big-endian length, the bytes."""
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def resident_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def grpc_codes(metrics_url: str, method: str) -> dict[str, float]:
+    """The service's count of calls to `method` per status code name."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
+    codes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "tokenservice_grpc_requests_total"
+                and sample.labels.get("method") == method
+            ):
+                codes[sample.labels["code"]] = sample.value
+    return codes
+
+
+def h2load(
+    scenario: Scenario, base_url: str, requests: int, in_flight: int, log: Path | None = None
+) -> str:
+    with tempfile.NamedTemporaryFile(prefix="bench-body-", delete=False) as body_file:
+        body_file.write(scenario.body)
+    try:
+        command = ["h2load", "-n", str(requests), "-t", "1"]
+        if scenario.protocol == "grpc":
+            connections = min(in_flight, 10)
+            command += ["-c", str(connections), "-m", str(max(1, in_flight // connections))]
+            command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+        else:
+            command += ["--h1", "-c", str(in_flight), "-m", "1"]
+        for header in scenario.headers:
+            command += ["-H", header]
+        if scenario.body:
+            command += ["-d", body_file.name]
+        if log is not None:
+            command.append(f"--log-file={log}")
+        command.append(base_url + scenario.path)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"h2load failed: {result.stderr.strip() or result.stdout[-500:]}")
+        return result.stdout
+    finally:
+        os.unlink(body_file.name)
+
+
+def measure(
+    scenario: Scenario,
+    *,
+    base_url: str,
+    metrics_url: str,
+    pid: int,
+    requests: int,
+    in_flight: int,
+) -> Measurement:
+    requests = max(in_flight * 2, int(requests * scenario.requests_factor))
+    h2load(scenario, base_url, max(in_flight, requests // 10), in_flight)  # warm-up
+    before_codes = grpc_codes(metrics_url, scenario.grpc_method) if scenario.grpc_method else {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        log = Path(tmp) / "requests.log"
+        cpu_before = process_cpu_seconds(pid)
+        output = h2load(scenario, base_url, requests, in_flight, log)
+        cpu_after = process_cpu_seconds(pid)
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    durations_ms = sorted(int(row[2]) / 1000 for row in rows)
+    finished = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)
+    if finished is None:
+        raise RuntimeError(f"unexpected h2load output:\n{output}")
+    if scenario.grpc_method:
+        after_codes = grpc_codes(metrics_url, scenario.grpc_method)
+        ok = after_codes.get("OK", 0) - before_codes.get("OK", 0)
+        failed = requests - int(ok)
+    else:
+        statuses = re.search(r"status codes: (\d+) 2xx", output)
+        failed = requests - (int(statuses.group(1)) if statuses else 0)
+    quantiles = statistics.quantiles(durations_ms, n=100, method="inclusive")
+    return Measurement(
+        requests=requests,
+        in_flight=in_flight,
+        per_second=float(finished.group(1)),
+        p50_ms=quantiles[49],
+        p99_ms=quantiles[98],
+        cpu_us=(cpu_after - cpu_before) * 1e6 / requests,
+        failed=failed,
+    )
+
+
+def h2load_version() -> str:
+    result = subprocess.run(["h2load", "--version"], capture_output=True, text=True, check=False)
+    return result.stdout.strip().splitlines()[0] if result.stdout else "unknown"

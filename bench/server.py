@@ -1,0 +1,117 @@
+"""The service as the benchmark runs it: exactly what `tokenservice serve` runs (same store,
+caches, interceptors, HTTP stack), plus the two ceilings on the same stacks: a no-op gRPC method
+`/bench.Noop/Call` (IntrospectToken's request and response types, answered with a fixed
+response of a real introspection's size) and a no-op HTTP route `GET|POST /bench/noop`.
+
+    python bench/server.py FIXTURES.json     (settings from TOKENSERVICE_* as for `serve`)
+
+Before serving it provisions the tenant `bench` (two storefront clients, one with refresh-token
+rotation off, a service client and a customer) and writes their names and secrets to
+FIXTURES.json for the load generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server import admin
+from server.app import prepare_store, serve_core
+from server.core import build_core
+from server.settings import Settings
+from server.store import open_store
+from server.store.records import ClientKind
+from tokenservice.v1 import token_service_pb2 as pb
+
+TENANT = "bench"
+EMAIL = "shopper@bench.example"
+PASSWORD = "correct horse battery staple"  # a benchmark fixture, not a secret
+NOOP_RESPONSE = pb.IntrospectTokenResponse(
+    active=True,
+    tenant=TENANT,
+    client_id="cl_" + "x" * 22,
+    scope="customer.read order.write",
+    expires_in=3600,
+    exp=1_900_000_000,
+    iat=1_899_996_400,
+    session_id="x" * 32,
+    token_type="Bearer",
+)
+NOOP_BODY = json.dumps(
+    {"tenant": TENANT, "sessionId": "x" * 32, "scope": "customer.read", "expires_in": 3600}
+).encode()
+
+
+async def _noop_call(
+    request: pb.IntrospectTokenRequest, context: Any
+) -> pb.IntrospectTokenResponse:
+    return NOOP_RESPONSE
+
+
+async def _noop_route(request: Request) -> Response:
+    await request.body()
+    return Response(NOOP_BODY, media_type="application/json")
+
+
+NOOP_GRPC = grpc.method_handlers_generic_handler(
+    "bench.Noop",
+    {
+        "Call": grpc.unary_unary_rpc_method_handler(
+            _noop_call,
+            request_deserializer=pb.IntrospectTokenRequest.FromString,
+            response_serializer=pb.IntrospectTokenResponse.SerializeToString,
+        )
+    },
+)
+NOOP_HTTP = Route("/bench/noop", _noop_route, methods=["GET", "POST"])
+
+
+async def provision(core: Any) -> dict[str, str]:
+    await admin.create_tenant(core, TENANT)
+    rotating, _ = await admin.create_client(core, TENANT, ClientKind.STOREFRONT, ())
+    steady, _ = await admin.create_client(
+        core, TENANT, ClientKind.STOREFRONT, (), refresh_rotation_disabled=True
+    )
+    service, secret = await admin.create_client(core, TENANT, ClientKind.SERVICE, ("bench.read",))
+    assert secret is not None
+    await admin.create_customer(core, TENANT, EMAIL, PASSWORD, ("customer.read",), ("le-1",))
+    return {
+        "tenant": TENANT,
+        "storefront_id": rotating.client_id,
+        "steady_storefront_id": steady.client_id,
+        "service_id": service.client_id,
+        "service_secret": secret,
+        "email": EMAIL,
+        "password": PASSWORD,
+        "argon2_time_cost": str(core.settings.argon2_time_cost),
+        "argon2_memory_kib": str(core.settings.argon2_memory_kib),
+        "argon2_parallelism": str(core.settings.argon2_parallelism),
+    }
+
+
+async def main(fixtures: Path) -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.WARNING)
+    store = await open_store(settings)
+    try:
+        core = build_core(settings, store)
+        await prepare_store(core)
+        await asyncio.to_thread(fixtures.write_text, json.dumps(await provision(core)))
+        await serve_core(
+            core, sweep=False, extra_grpc_handlers=[NOOP_GRPC], extra_http_routes=[NOOP_HTTP]
+        )
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))
