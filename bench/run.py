@@ -262,7 +262,7 @@ def scenarios(service: Service) -> list[Scenario]:
                 )
             ),
             ceiling="argon2",
-            requests_factor=0.04,
+            requests_factor=0.01,
         ),
         Scenario("http_noop", "HTTP no-op route (ceiling)", "http", "/bench/noop"),
         Scenario(
@@ -531,7 +531,7 @@ def write_report(
         f"Machine: {machine()}.",
         "",
         f"Method: h2load sends {args.requests:,} requests per scenario (customer login: "
-        f"{max(20, int(args.requests * 0.04))}) after a warm-up of a tenth as many, at 10 and at "
+        f"{max(20, int(args.requests * 0.01))}) after a warm-up of a tenth as many, at 10 and at "
         f"100 in flight (gRPC: up to 10 HTTP/2 connections, streams shared among them; HTTP: "
         f"one HTTP/1.1 connection per request in flight). {args.runs} runs; every figure is the "
         "median over the runs, and a ratio is the median of per-run ratios of a scenario's "
