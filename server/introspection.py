@@ -3,16 +3,23 @@
 
 An unknown, expired, revoked, rotated or other-tenant token is simply inactive: never an error,
 and never a hint about which of those it was.
+
+Opaque tokens are found by their keyed digest. A SaaS token (a JWT, which the store does not
+keep) is verified by its signature and claims (server.saas_verifier) and is then active only
+while its session is: not revoked (logout, refresh-token reuse), not purged, and still the
+customer's and the tenant's the token names. Revoking one access token does not end the session
+and so leaves the session's SaaS tokens active; ending the session does not.
 """
 
 from __future__ import annotations
 
-from server import client_auth, validation
+from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied
 from server.grants.common import is_live
 from server.model import INACTIVE, ClientCredentials, Introspection
 from server.scopes import PLATFORM_ADMIN_SCOPE
+from server.store.records import TokenKind, TokenUse
 
 
 async def introspect(
@@ -20,11 +27,16 @@ async def introspect(
 ) -> Introspection:
     """`caller`, when given, must authenticate; it then sees only its own tenant's tokens (a
     service client with the platform-admin scope sees every tenant's)."""
-    validation.token(token)
+    is_jwt = saas_verifier.looks_like_jwt(token)
+    validation.token(
+        token, max_length=saas_verifier.MAX_SAAS_TOKEN if is_jwt else validation.MAX_TOKEN
+    )
     if tenant:
         validation.tenant(tenant)
     if caller is not None:
         tenant = await caller_tenant(core, caller, tenant)
+    if is_jwt:
+        return await introspect_saas_token(core, token, tenant)
     view = await core.store.find_token(core.digests.token(token))
     now = core.now()
     if view is None:
@@ -46,6 +58,50 @@ async def introspect(
         customer_id=record.customer_id or "",
         email=view.email or "",
         legal_entity_id=record.legal_entity_id or "",
+    )
+
+
+async def introspect_saas_token(core: Core, token: str, tenant: str = "") -> Introspection:
+    """A SaaS token: active with its claims while it verifies and its session is live. It
+    carries no scope, so none is reported; client_id is the session's storefront client."""
+    now = core.now()
+    settings = core.settings
+    try:
+        claims = saas_verifier.verify(
+            token,
+            await core.keys.verification_keys(),
+            issuer=settings.issuer,
+            audience=settings.saas_audience,
+            now=now,
+        )
+    except saas_verifier.SaasTokenRejected:
+        return INACTIVE
+    if tenant and claims.tenant != tenant:
+        return INACTIVE
+    session = await core.store.get_session(claims.session_id)
+    if (
+        session is None
+        or session.revoked_at is not None
+        or session.tenant != claims.tenant
+        or session.customer_id != claims.customer_id
+    ):
+        return INACTIVE
+    customer = await core.store.get_customer(claims.customer_id)
+    if customer is None or customer.tenant != claims.tenant:
+        return INACTIVE
+    return Introspection(
+        active=True,
+        kind=TokenKind.CUSTOMER,
+        use=TokenUse.SAAS,
+        tenant=claims.tenant,
+        client_id=session.client_id,
+        expires_in=claims.expires_at - now,
+        exp=claims.expires_at,
+        iat=claims.issued_at,
+        session_id=claims.session_id,
+        customer_id=claims.customer_id,
+        email=customer.email,
+        legal_entity_id=session.legal_entity_id or "",
     )
 
 

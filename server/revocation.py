@@ -6,11 +6,15 @@ tokens change nothing and are not an error. An authenticated client caller may r
 is its own (RFC 7009 section 2.1): a storefront client the tokens issued to it, a service client
 its tenant's; anything else is left alone exactly as an unknown token would be. A logout is
 authorised by a bearer token of the same session.
+
+A SaaS token (a JWT) is not stored, so it cannot be revoked by itself: it is answered like an
+unknown token, and it stops introspecting as active when its session ends (logout, or revoking
+the session's refresh token).
 """
 
 from __future__ import annotations
 
-from server import client_auth, validation
+from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
 from server.grants.common import is_live
@@ -30,12 +34,17 @@ async def revoke(
     caller: ClientCredentials | None = None,
     bearer_token: str = "",
 ) -> Revocation:
-    validation.token(token)
+    is_jwt = saas_verifier.looks_like_jwt(token)
+    validation.token(
+        token, max_length=saas_verifier.MAX_SAAS_TOKEN if is_jwt else validation.MAX_TOKEN
+    )
     if tenant:
         validation.tenant(tenant)
     now = core.now()
     client = await client_auth.authenticate(core, caller) if caller is not None else None
     bearer = await _bearer(core, bearer_token, tenant, now) if bearer_token else None
+    if is_jwt and bearer is None:
+        return NOTHING
     view = await core.store.find_token(core.digests.token(token))
     if bearer is not None and (view is None or view.token.session_id != bearer.session_id):
         # A logout names a token of the bearer's own session; answering "done" for anything

@@ -28,7 +28,11 @@ KIND_TO_PROTO = {
     TokenKind.CUSTOMER: pb.TOKEN_KIND_CUSTOMER,
     TokenKind.SERVICE: pb.TOKEN_KIND_SERVICE,
 }
-USE_TO_PROTO = {TokenUse.ACCESS: pb.TOKEN_USE_ACCESS, TokenUse.REFRESH: pb.TOKEN_USE_REFRESH}
+USE_TO_PROTO = {
+    TokenUse.ACCESS: pb.TOKEN_USE_ACCESS,
+    TokenUse.REFRESH: pb.TOKEN_USE_REFRESH,
+    TokenUse.SAAS: pb.TOKEN_USE_SAAS,
+}
 GRANTS = "client_credentials, anonymous or customer_password"
 JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 

@@ -102,6 +102,7 @@ class KeyRing:
         self._loaded_at = float("-inf")
         self._records: list[SigningKeyRecord] = []
         self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self._public: dict[str, jwt.PyJWK] = {}
         self._lock = asyncio.Lock()
 
     async def ensure_active_key(self) -> None:
@@ -117,6 +118,7 @@ class KeyRing:
     async def reload(self) -> None:
         async with self._lock:
             self._records = await self._store.list_signing_keys()
+            self._public = {record.kid: self._public_key(record) for record in self._published()}
             self._loaded_at = self._clock.now()
 
     async def sign(self, claims: dict[str, Any]) -> str:
@@ -142,6 +144,12 @@ class KeyRing:
         await self._refresh_if_stale()
         return jwks_of(self._records)
 
+    async def verification_keys(self) -> dict[str, jwt.PyJWK]:
+        """The published public keys by kid, as the JWKS has them (server.saas_verifier): the
+        active key, even before it signs, and the verifying ones; never a retired key."""
+        await self._refresh_if_stale()
+        return self._public
+
     async def _refresh_if_stale(self) -> None:
         if self._clock.now() - self._loaded_at >= self._refresh_seconds:
             await self.reload()
@@ -154,6 +162,12 @@ class KeyRing:
         return sorted(
             published, key=lambda r: (r.status is KeyStatus.ACTIVE, r.created_at), reverse=True
         )
+
+    def _public_key(self, record: SigningKeyRecord) -> jwt.PyJWK:
+        key = self._public.get(record.kid)
+        if key is None:
+            key = jwt.PyJWK(json.loads(record.public_jwk), algorithm=ALGORITHM)
+        return key
 
     def _private_key(self, record: SigningKeyRecord) -> ec.EllipticCurvePrivateKey:
         key = self._private.get(record.kid)

@@ -57,8 +57,8 @@ def identifier(value: str, field: str, *, required: bool = True) -> str:
     return value
 
 
-def token(value: str, field: str = "token") -> str:
-    return bounded(present(value, field), field, MAX_TOKEN)
+def token(value: str, field: str = "token", *, max_length: int = MAX_TOKEN) -> str:
+    return bounded(present(value, field), field, max_length)
 
 
 def secret(value: str, field: str = "client_secret") -> str:

@@ -22,7 +22,11 @@ KIND_NAMES = {
     pb.TOKEN_KIND_CUSTOMER: "customer",
     pb.TOKEN_KIND_SERVICE: "service",
 }
-USE_NAMES = {pb.TOKEN_USE_ACCESS: "access", pb.TOKEN_USE_REFRESH: "refresh"}
+USE_NAMES = {
+    pb.TOKEN_USE_ACCESS: "access",
+    pb.TOKEN_USE_REFRESH: "refresh",
+    pb.TOKEN_USE_SAAS: "saas",
+}
 
 
 @answers_errors

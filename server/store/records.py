@@ -19,6 +19,8 @@ class TokenKind(enum.StrEnum):
 class TokenUse(enum.StrEnum):
     ACCESS = "access"
     REFRESH = "refresh"
+    # The customer's SaaS token: a JWT, never stored; introspection reports it with this use.
+    SAAS = "saas"
 
 
 class ClientKind(enum.StrEnum):

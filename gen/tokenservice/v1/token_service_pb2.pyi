@@ -20,6 +20,7 @@ class TokenUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOKEN_USE_UNSPECIFIED: _ClassVar[TokenUse]
     TOKEN_USE_ACCESS: _ClassVar[TokenUse]
     TOKEN_USE_REFRESH: _ClassVar[TokenUse]
+    TOKEN_USE_SAAS: _ClassVar[TokenUse]
 TOKEN_KIND_UNSPECIFIED: TokenKind
 TOKEN_KIND_ANONYMOUS: TokenKind
 TOKEN_KIND_CUSTOMER: TokenKind
@@ -27,6 +28,7 @@ TOKEN_KIND_SERVICE: TokenKind
 TOKEN_USE_UNSPECIFIED: TokenUse
 TOKEN_USE_ACCESS: TokenUse
 TOKEN_USE_REFRESH: TokenUse
+TOKEN_USE_SAAS: TokenUse
 
 class ClientAuthentication(_message.Message):
     __slots__ = ("client_id", "client_secret")
