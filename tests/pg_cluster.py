@@ -1,6 +1,6 @@
 """A private, throw-away PostgreSQL cluster for fault tests: `initdb` + `pg_ctl` from the
 machine's PostgreSQL binaries, in a temp directory, on a free port, on 127.0.0.1 only, trust
-auth, no fsync. A test may stop and start it at will; `destroy` stops it and removes it.
+auth, no fsync (but synchronous commits). A test may stop and start it at will; `destroy` stops it and removes it.
 
 initdb and postgres refuse to run as root: as root (this sandbox, CI), every PostgreSQL program
 runs as the `postgres` OS user (`runuser`), and the directory belongs to that user.
@@ -22,11 +22,16 @@ from pathlib import Path
 
 PROGRAMS = ("initdb", "pg_ctl", "postgres")
 OS_USER = "postgres"
-# Fast and private: nobody else connects, nothing needs to survive a crash.
+# Fast and private, but durable against what the fault tests do: they stop PostgreSQL (even with
+# `-m immediate`, a crash of its processes), never the machine. fsync and full page writes guard
+# against a crash of the operating system, so they stay off. synchronous_commit stays on: with it
+# off, PostgreSQL acknowledges a commit before writing its WAL, and an immediate stop then loses
+# commits the service already answered for; a client holding the tokens of such a refresh is
+# refused forever (the soak of tests/reliability/test_database_faults.py found exactly that).
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "fsync": "off",
-    "synchronous_commit": "off",
+    "synchronous_commit": "on",
     "full_page_writes": "off",
     "max_connections": "100",
     "shared_buffers": "16MB",
