@@ -132,15 +132,15 @@ async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int)
 async def _failed(
     core: Core, tenant: str, subject: str, client_address: str, now: int, *, locked: bool
 ) -> None:
-    """Counts a refused password attempt: against the address always, against the account
-    unless it is locked already (a failure while locked changes nothing)."""
+    """Counts a refused password attempt against the address and the account. While the
+    account is locked its counter stays as it is (LockPolicy.after_failure), but it is still
+    written, so that a locked account answers in the time a wrong password takes."""
     policy = core.abuse.account
     address = core.abuse.addresses.failed(client_address, now)
     if address is not None and address.locked_until > now and address.last_failure_at == now:
         metrics.record_abuse("login_address_locked")
     if locked:
         metrics.record_abuse("login_account_refused")
-        return
     if not policy.enabled:
         return
 
@@ -148,5 +148,5 @@ async def _failed(
         return policy.after_failure(current, now)
 
     state = await core.store.record_login_failure(tenant, subject, next_state)
-    if state.locked_until > now and state.last_failure_at == now:
+    if not locked and state.locked_until > now and state.last_failure_at == now:
         metrics.record_abuse("login_account_locked")

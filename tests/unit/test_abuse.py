@@ -3,8 +3,11 @@ token bucket, client address resolution. Pure functions of a `now` the test choo
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from server import admin
 from server.abuse import (
     AbuseControls,
     AddressThrottle,
@@ -14,9 +17,14 @@ from server.abuse import (
     grpc_peer_host,
     parse_networks,
 )
-from server.errors import InvalidRequest
+from server.clock import ManualClock
+from server.core import Core, build_core
+from server.errors import InvalidCredentials, InvalidRequest
+from server.grants import anonymous, customer_password
 from server.settings import Settings
-from server.store.records import LoginFailures
+from server.store.memory import MemoryStore
+from server.store.records import ClientKind, LoginFailures
+from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 POLICY = LockPolicy(max_failures=3, wait_increment=60, max_wait=150, reset_after=3600)
 
@@ -156,3 +164,66 @@ def test_controls_from_settings() -> None:
     assert not controls.account.enabled
     assert controls.anonymous.rate == 2.5
     assert len(controls.trusted_proxies) == 1
+
+
+# --- the customer grant against the in-memory store: what a locked login does -------------------
+@pytest.fixture
+async def core() -> Core:
+    core = build_core(
+        Settings(login_max_failures_per_account=2, **FAST_ARGON2),  # type: ignore[arg-type]
+        MemoryStore(),
+        clock=ManualClock(1_800_000_000),
+        secret=TEST_SECRET,
+    )
+    await core.keys.ensure_active_key()
+    await admin.create_tenant(core, "shop")
+    await admin.create_client(core, "shop", ClientKind.STOREFRONT, (), client_id="front")
+    await admin.create_customer(core, "shop", "ann@shop.example", "pw-123456", (), ())
+    return core
+
+
+async def attempt(core: Core, password: str) -> str:
+    token = (await anonymous.issue(core, "shop", "front")).access_token
+    try:
+        await customer_password.issue(
+            core, "shop", "Ann@Shop.example", password, token, client_address="192.0.2.1"
+        )
+    except InvalidCredentials as error:
+        return f"{type(error).__name__}: {error.description}"
+    return "ok"
+
+
+async def test_a_locked_login_verifies_and_writes_as_a_wrong_one_does(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[bool] = []
+    written: list[int] = []
+    verify, record = core.passwords.verify, core.store.record_login_failure
+
+    async def counting_verify(stored_hash: str | None, password: str) -> bool:
+        verified.append(await verify(stored_hash, password))
+        return verified[-1]
+
+    async def counting_record(*args: Any) -> LoginFailures:
+        state = await record(*args)
+        written.append(state.failures)
+        return state
+
+    monkeypatch.setattr(core.passwords, "verify", counting_verify)
+    monkeypatch.setattr(core.store, "record_login_failure", counting_record)
+    wrong = [await attempt(core, "wrong-password") for _ in range(2)]
+    assert wrong == ["InvalidCredentials: wrong email or password"] * 2
+    assert await attempt(core, "pw-123456") == wrong[0]  # locked: the right password too
+    assert await attempt(core, "wrong-password") == wrong[0]
+    # Every attempt ran argon2 (the right password was right), and every refusal wrote its
+    # counter, the two while locked without counting them.
+    assert verified == [False, False, True, False]
+    assert written == [1, 2, 2, 2]
+    core.clock.advance(60)  # type: ignore[attr-defined]
+    assert await attempt(core, "pw-123456") == "ok"  # the email's case does not matter
+    assert (
+        await core.store.get_login_failures(
+            "shop", core.digests.login_subject("shop", "ann@shop.example")
+        )
+        is None
+    )
