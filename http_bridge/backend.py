@@ -32,7 +32,11 @@ class RpcFailure(Exception):
 
 
 class TokenBackend(Protocol):
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse: ...
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, client_address: str = ""
+    ) -> pb.TokenResponse:
+        """`client_address`: the HTTP client's, for the login throttle (server/abuse.py)."""
+        ...
 
     async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse: ...
 

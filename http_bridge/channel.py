@@ -28,8 +28,14 @@ class ChannelBackend:
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout_seconds
 
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse:
-        return await self._call(self._stub.IssueToken, request)
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, client_address: str = ""
+    ) -> pb.TokenResponse:
+        """The HTTP client's address travels as x-forwarded-for metadata; the server believes
+        it only when this bridge's address is in its TOKENSERVICE_TRUSTED_PROXIES, and
+        otherwise throttles this bridge's own address."""
+        metadata = (("x-forwarded-for", client_address),) if client_address else None
+        return await self._call(self._stub.IssueToken, request, metadata=metadata)
 
     async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
         return await self._call(self._stub.RefreshToken, request)
@@ -58,9 +64,14 @@ class ChannelBackend:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: Callable[..., Awaitable[Response]], request: Any) -> Response:
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[Response]],
+        request: Any,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+    ) -> Response:
         try:
-            return await method(request, timeout=self._timeout)
+            return await method(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             raise failure_of_call(error) from None
 

@@ -7,6 +7,7 @@ import dataclasses
 from starlette.requests import Request
 
 from http_bridge.backend import TokenBackend
+from server.abuse import Networks, client_address, parse_networks
 from server.settings import Settings
 
 
@@ -16,8 +17,24 @@ class BridgeContext:
     settings: Settings
     # Set on SIGTERM: /readyz answers 503 so balancers stop sending before the server stops.
     draining: bool = False
+    # TOKENSERVICE_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client.
+    trusted_proxies: Networks = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
 
 
 def bridge(request: Request) -> BridgeContext:
     context: BridgeContext = request.app.state.bridge
     return context
+
+
+def client_address_of(request: Request) -> str:
+    """The HTTP client's address, for the login throttle: the socket's peer, or, when that peer
+    is a trusted proxy, the client its X-Forwarded-For names (server.abuse.client_address)."""
+    peer = request.client.host if request.client is not None else ""
+    context = bridge(request)
+    if not context.trusted_proxies:
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return client_address(peer, forwarded, context.trusted_proxies)

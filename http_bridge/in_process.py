@@ -18,8 +18,29 @@ from tokenservice.v1 import token_service_pb2 as pb
 
 log = logging.getLogger("tokenservice.http")
 Response = TypeVar("Response")
-# The servicer's methods never touch their context; the in-process call has none.
-NO_CONTEXT = cast(grpc.aio.ServicerContext, None)
+
+
+class CallerContext:
+    """What the servicer reads of its context in-process: peer(), answered with the HTTP
+    client's address in grpc's own format, so that the login throttle counts the client, not
+    the bridge's loopback address. Nothing else of a ServicerContext is used."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+
+    def peer(self) -> str:
+        if not self._address:
+            return ""
+        if ":" in self._address:
+            return f"ipv6:[{self._address}]:0"
+        return f"ipv4:{self._address}:0"
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
+def caller_context(client_address: str) -> grpc.aio.ServicerContext:
+    return cast(grpc.aio.ServicerContext, CallerContext(client_address))
 
 
 def failure_of(error: TokenServiceError) -> RpcFailure:
@@ -38,8 +59,10 @@ class InProcessBackend:
         self._core = core
         self._servicer = TokenServicer(core)
 
-    async def issue_token(self, request: pb.IssueTokenRequest) -> pb.TokenResponse:
-        return await _call(self._servicer.IssueToken, request)
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, client_address: str = ""
+    ) -> pb.TokenResponse:
+        return await _call(self._servicer.IssueToken, request, client_address)
 
     async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
         return await _call(self._servicer.RefreshToken, request)
@@ -67,10 +90,12 @@ class InProcessBackend:
 
 
 async def _call(
-    method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Response]], request: Any
+    method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Response]],
+    request: Any,
+    client_address: str = "",
 ) -> Response:
     try:
-        return await method(request, NO_CONTEXT)
+        return await method(request, caller_context(client_address))
     except TokenServiceError as error:
         raise failure_of(error) from None
     except Exception as error:

@@ -85,6 +85,10 @@ async def start_http(
         access_log=False,  # AccessLog writes a masked one
         log_config=None,  # leave logging to the process
         server_header=False,
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For sent by
+        # 127.0.0.1 (its FORWARDED_ALLOW_IPS default); the login throttle believes that header
+        # only from TOKENSERVICE_TRUSTED_PROXIES (http_bridge/context.py).
+        proxy_headers=False,
         timeout_graceful_shutdown=max(int(grace_seconds), 1),
     )
     server = EmbeddedUvicorn(config)

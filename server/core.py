@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
 from server.passwords import Passwords
 from server.secret_key import load_secret_key
@@ -22,6 +23,8 @@ class Core:
     passwords: Passwords
     cipher: KeyCipher
     keys: KeyRing
+    # Per-process state of the abuse controls (address throttle, anonymous quota).
+    abuse: AbuseControls
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -48,4 +51,5 @@ def build_core(
         keys=KeyRing(
             store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds
         ),
+        abuse=AbuseControls.from_settings(settings),
     )

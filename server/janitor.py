@@ -5,6 +5,8 @@ TOKENSERVICE_JANITOR_INTERVAL_SECONDS (0 turns that off).
 What a sweep deletes, and what it keeps, is `TokenStore.purge_expired`'s contract: expired
 service tokens, and revoked sessions and sessions whose tokens have all expired, with their
 tokens. Every token of a live session stays (reuse detection, customer-refresh bearers).
+It also forgets failed-login counters that have gone quiet for
+TOKENSERVICE_LOGIN_FAILURE_RESET_SECONDS (they would count from zero anyway).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ DEFAULT_BATCH_SIZE = 500
 async def sweep(core: Core, *, batch_size: int = DEFAULT_BATCH_SIZE) -> PurgeReport:
     """Deletes what has expired as of `core.now()`; returns how much, and logs it (counts
     only)."""
-    report = await core.store.purge_expired(core.now(), batch_size=batch_size)
+    now = core.now()
+    report = await core.store.purge_expired(now, batch_size=batch_size)
     log.info(
         "janitor: removed %d tokens and %d sessions",
         report.tokens_removed,
         report.sessions_removed,
     )
+    reset = core.settings.login_failure_reset_seconds
+    if reset > 0:
+        forgotten = await core.store.purge_login_failures(now - reset)
+        if forgotten:
+            log.info("janitor: forgot %d quiet failed-login counters", forgotten)
     return report
 
 

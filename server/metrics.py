@@ -53,6 +53,7 @@ __all__ = [
     "GrpcSeries",
     "exposition",
     "grpc_series",
+    "record_abuse",
     "record_cache_hit",
     "record_cache_miss",
     "record_http",
@@ -101,6 +102,15 @@ _grpc: dict[str, GrpcSeries] = {}
 _http_latency: dict[str, Series] = {}
 _http_counts: dict[tuple[str, str, str], int] = {}
 _cache = {"hit": 0, "miss": 0}
+# Abuse controls (server/abuse.py), by event: fixed names only, never an email or an address.
+ABUSE_EVENTS = (
+    "login_account_locked",  # a failed login locked an account (or made its lock longer)
+    "login_account_refused",  # a login refused because its account was locked
+    "login_address_locked",  # a failed login locked a client address
+    "login_address_refused",  # a login refused because its client address was locked
+    "anonymous_refused",  # an anonymous token refused by its client's quota
+)
+_abuse = dict.fromkeys(ABUSE_EVENTS, 0)
 
 
 def grpc_series(method: str) -> GrpcSeries:
@@ -133,6 +143,11 @@ def record_cache_hit() -> None:
 def record_cache_miss() -> None:
     """An introspection that had to ask the store."""
     _cache["miss"] += 1
+
+
+def record_abuse(event: str) -> None:
+    """One abuse-control event; `event` is one of ABUSE_EVENTS."""
+    _abuse[event] += 1
 
 
 class ServiceCollector(Collector):
@@ -180,6 +195,16 @@ class ServiceCollector(Collector):
         for result in ("hit", "miss"):
             cache.add_metric([result], _cache[result])
         yield cache
+
+        abuse = CounterMetricFamily(
+            "tokenservice_abuse_events",
+            "Abuse controls: accounts and client addresses locked by failed customer logins, "
+            "logins refused while locked, anonymous tokens refused by a client's quota.",
+            labels=["event"],
+        )
+        for event in ABUSE_EVENTS:
+            abuse.add_metric([event], _abuse[event])
+        yield abuse
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import grpc
 
 from server import introspection, revocation, validation
+from server.abuse import grpc_peer_host
 from server.core import Core
 from server.errors import InvalidRequest, UnsupportedGrantType
 from server.grants import (
@@ -35,6 +36,9 @@ USE_TO_PROTO = {
 }
 GRANTS = "client_credentials, anonymous or customer_password"
 JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
+# The HTTP client's address, sent by a standalone bridge (http_bridge/channel.py); believed only
+# from a peer listed in TOKENSERVICE_TRUSTED_PROXIES.
+FORWARDED_FOR = "x-forwarded-for"
 
 
 class TokenServicer(pb_grpc.TokenServiceServicer):
@@ -56,7 +60,12 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         elif grant == "customer_password":
             cp = request.customer_password
             issued = await customer_password.issue(
-                core, cp.tenant, cp.email, cp.password, cp.anonymous_token
+                core,
+                cp.tenant,
+                cp.email,
+                cp.password,
+                cp.anonymous_token,
+                client_address=client_address(core, context),
             )
         else:
             raise UnsupportedGrantType(f"a grant is required: {GRANTS}", field="grant")
@@ -118,6 +127,21 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         return pb.GetJwksResponse(
             keys=[pb.JsonWebKey(**{f: key.get(f, "") for f in JWK_FIELDS}) for key in jwks["keys"]]
         )
+
+
+def client_address(core: Core, context: grpc.aio.ServicerContext | None) -> str:
+    """The caller's address for the login throttle: the gRPC peer's host (the in-process bridge
+    answers peer() with its HTTP client's), or the x-forwarded-for metadata a trusted proxy
+    sent."""
+    if context is None:
+        return ""
+    peer = grpc_peer_host(context.peer() or "")
+    forwarded = ""
+    if core.abuse.trusted_proxies:
+        for key, value in context.invocation_metadata() or ():
+            if key == FORWARDED_FOR and isinstance(value, str):
+                forwarded = value
+    return core.abuse.client_address(peer, forwarded)
 
 
 def caller_of(

@@ -58,6 +58,24 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Abuse controls (server/abuse.py; README "Abuse controls"). Customer login: the
+    # max_failures-th failed login in a row locks the account (or the client address) for
+    # wait_increment seconds, each further failure for one increment more, up to max_wait; a
+    # quiet period of reset seconds forgets the count. 0 failures turns a lock off.
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 100
+    login_lock_wait_increment_seconds: int = 60
+    login_lock_max_wait_seconds: int = 900
+    login_failure_reset_seconds: int = 43200
+    # Entries of the per-process tables (client addresses, anonymous quota buckets).
+    login_address_table_size: int = 100_000
+    # Anonymous tokens per storefront client and second, per process (a token bucket of
+    # `burst`); 0 turns the quota off.
+    anonymous_tokens_per_second: float = 0.0
+    anonymous_tokens_burst: int = 100
+    # Comma-separated addresses or CIDRs whose X-Forwarded-For (HTTP) or x-forwarded-for
+    # metadata (gRPC, from a standalone bridge) names the client to throttle.
+    trusted_proxies: str = ""
     provision_demo: bool = True
     log_level: str = "INFO"
 

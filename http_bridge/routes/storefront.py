@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from http_bridge.backend import RpcFailure
-from http_bridge.context import bridge
+from http_bridge.context import bridge, client_address_of
 from http_bridge.parsing import JSON, Params, bearer_token, body_params, query_params, required
 from http_bridge.responses import answers_errors, no_store_json
 from server.errors import InvalidRequest, InvalidToken
@@ -74,7 +74,9 @@ async def customer_login(request: Request) -> Response:
         password=required(body, "password"),
         anonymous_token=anonymous_token,
     )
-    issued = await context.backend.issue_token(pb.IssueTokenRequest(customer_password=grant))
+    issued = await context.backend.issue_token(
+        pb.IssueTokenRequest(customer_password=grant), client_address=client_address_of(request)
+    )
     return no_store_json(customer_body(issued))
 
 

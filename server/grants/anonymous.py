@@ -2,15 +2,20 @@
 
 A public storefront client of the tenant starts a session (a new sessionId plus the optional
 currency, siteCode, language and targetLocation) and gets an access and a refresh token.
+A per-client quota (a token bucket per process, server/abuse.py; off by default) answers
+429 / RESOURCE_EXHAUSTED with Retry-After when spent.
 """
 
 from __future__ import annotations
 
-from server import validation
+from server import metrics, validation
 from server.core import Core
+from server.errors import RateLimited
 from server.grants.common import minted_pair, new_session_id, storefront_client
 from server.model import IssuedTokens
 from server.store.records import SessionContext, SessionRecord, TokenKind
+
+QUOTA_EXCEEDED = "this client has asked for too many anonymous tokens; retry later"
 
 
 async def issue(
@@ -19,6 +24,10 @@ async def issue(
     validation.tenant(tenant)
     validation.identifier(client_id, "client_id")
     client = await storefront_client(core, tenant, client_id)
+    wait = core.abuse.anonymous.take(client_id, core.clock.now())
+    if wait > 0:
+        metrics.record_abuse("anonymous_refused")
+        raise RateLimited(QUOTA_EXCEEDED, field="client_id", retry_after=wait)
     settings = core.settings
     now = core.now()
     session_id = new_session_id()

@@ -3,31 +3,72 @@
 Authorised by an anonymous access token of the same tenant, whose session the customer's session
 continues (the storefront keeps its cart). Returns access and refresh tokens and the SaaS token.
 Passwords are argon2id; a wrong email and a wrong password get the same answer in the same time.
+
+Brute force (server/abuse.py): failures are counted per account (in the store, so every replica
+sees the lock; unknown emails too, by a keyed digest of the email) and per client address (in
+this process). A locked account answers exactly as a wrong password does, after the same
+argon2 verification, whether or not the password is right; a locked address is told to retry
+later (429 / RESOURCE_EXHAUSTED), which says nothing about any account, and costs no argon2.
 """
 
 from __future__ import annotations
 
-from server import validation
+from server import metrics, validation
 from server.core import Core
-from server.errors import AccessDenied, InvalidCredentials, InvalidGrant, InvalidToken
+from server.errors import (
+    AccessDenied,
+    InvalidCredentials,
+    InvalidGrant,
+    InvalidToken,
+    RateLimited,
+)
 from server.grants.common import is_live, minted_pair, saas_token, scope_string, session_client
 from server.model import IssuedTokens
-from server.store.records import TokenKind, TokenRecord, TokenUse
+from server.store.records import LoginFailures, TokenKind, TokenRecord, TokenUse
+
+WRONG_CREDENTIALS = "wrong email or password"
+ADDRESS_THROTTLED = "too many failed logins from this address; retry later"
 
 
 async def issue(
-    core: Core, tenant: str, email: str, password: str, anonymous_token: str
+    core: Core,
+    tenant: str,
+    email: str,
+    password: str,
+    anonymous_token: str,
+    *,
+    client_address: str = "",
 ) -> IssuedTokens:
+    """`client_address`: the caller's address for the per-address throttle ("" skips it)."""
     validation.tenant(tenant)
     email = validation.email(email)
     validation.password(password)
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
     anonymous = await _anonymous_access_token(core, anonymous_token, tenant, now)
+    addresses = core.abuse.addresses
+    wait = addresses.locked_for(client_address, now)
+    if wait > 0:
+        metrics.record_abuse("login_address_refused")
+        raise RateLimited(ADDRESS_THROTTLED, retry_after=wait)
+    policy = core.abuse.account
+    subject = core.digests.login_subject(tenant, email)
+    stored = await core.store.get_login_failures(tenant, subject) if policy.enabled else None
     customer = await core.store.find_customer(tenant, email)
     stored_hash = customer.password_hash if customer is not None else None
-    if not await core.passwords.verify(stored_hash, password) or customer is None:
-        raise InvalidCredentials("wrong email or password")
+    # Verified whatever the lock says, so that a locked account costs the same time.
+    verified = await core.passwords.verify(stored_hash, password) and customer is not None
+    locked = policy.locked_for(policy.current(stored, now), now) > 0
+    if verified and not locked and policy.enabled:
+        # Failures of concurrent attempts may have locked the account since the read above.
+        stored = await core.store.get_login_failures(tenant, subject)
+        locked = policy.locked_for(policy.current(stored, now), now) > 0
+    if not verified or locked:
+        await _failed(core, tenant, subject, client_address, now, locked=locked)
+        raise InvalidCredentials(WRONG_CREDENTIALS)
+    assert customer is not None
+    if stored is not None:
+        await core.store.clear_login_failures(tenant, subject)
     assert anonymous.session_id is not None
     client = await session_client(core, anonymous.client_id)
     settings = core.settings
@@ -86,3 +127,26 @@ async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int)
     if record.tenant != tenant:
         raise AccessDenied("anonymous_token belongs to another tenant")
     return record
+
+
+async def _failed(
+    core: Core, tenant: str, subject: str, client_address: str, now: int, *, locked: bool
+) -> None:
+    """Counts a refused password attempt against the address and the account. While the
+    account is locked its counter stays as it is (LockPolicy.after_failure), but it is still
+    written, so that a locked account answers in the time a wrong password takes."""
+    policy = core.abuse.account
+    address = core.abuse.addresses.failed(client_address, now)
+    if address is not None and address.locked_until > now and address.last_failure_at == now:
+        metrics.record_abuse("login_address_locked")
+    if locked:
+        metrics.record_abuse("login_account_refused")
+    if not policy.enabled:
+        return
+
+    def next_state(current: LoginFailures | None) -> LoginFailures:
+        return policy.after_failure(current, now)
+
+    state = await core.store.record_login_failure(tenant, subject, next_state)
+    if not locked and state.locked_until > now and state.last_failure_at == now:
+        metrics.record_abuse("login_account_locked")

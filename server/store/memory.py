@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    LoginFailures,
     PurgeReport,
     RefreshOutcome,
     SessionRecord,
@@ -48,6 +49,7 @@ class MemoryStore:
         self._sessions: dict[str, SessionRecord] = {}
         self._tokens: dict[str, TokenRecord] = {}
         self._keys: dict[str, SigningKeyRecord] = {}
+        self._login_failures: dict[tuple[str, str], LoginFailures] = {}
 
     async def close(self) -> None:
         return None
@@ -102,6 +104,36 @@ class MemoryStore:
     def _require_tenant(self, tenant: str) -> None:
         if tenant not in self._tenants:
             raise NotFound(tenant_missing(tenant))
+
+    # --- login failures ---------------------------------------------------------------------
+    async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:
+        return self._login_failures.get((tenant, subject))
+
+    async def record_login_failure(
+        self,
+        tenant: str,
+        subject: str,
+        next_state: Callable[[LoginFailures | None], LoginFailures],
+    ) -> LoginFailures:
+        async with self._lock:
+            state = next_state(self._login_failures.get((tenant, subject)))
+            self._login_failures[(tenant, subject)] = state
+            return state
+
+    async def clear_login_failures(self, tenant: str, subject: str) -> None:
+        async with self._lock:
+            self._login_failures.pop((tenant, subject), None)
+
+    async def purge_login_failures(self, before: int) -> int:
+        async with self._lock:
+            stale = [
+                key
+                for key, state in self._login_failures.items()
+                if state.last_failure_at < before and state.locked_until < before
+            ]
+            for key in stale:
+                del self._login_failures[key]
+            return len(stale)
 
     # --- signing keys -----------------------------------------------------------------------
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:

@@ -8,12 +8,13 @@ Failures to reach the store raise `errors.StoreUnavailable`; duplicates raise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from server.store.records import (
     ClientRecord,
     CustomerRecord,
+    LoginFailures,
     PurgeReport,
     RefreshOutcome,
     SessionRecord,
@@ -53,6 +54,30 @@ class TokenStore(Protocol):
         ...
 
     async def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    # --- login failures (server/abuse.py) ----------------------------------------------------
+    async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:
+        """The failed-login counter of one account (`subject`: a keyed digest of the email)."""
+        ...
+
+    async def record_login_failure(
+        self,
+        tenant: str,
+        subject: str,
+        next_state: Callable[[LoginFailures | None], LoginFailures],
+    ) -> LoginFailures:
+        """Replaces the counter by `next_state(current)`, atomically: concurrent failures on
+        any replica are all counted. Returns the new state."""
+        ...
+
+    async def clear_login_failures(self, tenant: str, subject: str) -> None:
+        """Forgets the counter (a successful login)."""
+        ...
+
+    async def purge_login_failures(self, before: int) -> int:
+        """Deletes counters whose last failure was before `before` and whose lock has run out
+        by then; returns how many."""
+        ...
 
     # --- signing keys -------------------------------------------------------------------------
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:

@@ -156,3 +156,15 @@ class PurgeReport:
             self.tokens_removed + other.tokens_removed,
             self.sessions_removed + other.sessions_removed,
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoginFailures:
+    """Failed customer logins of one account (TokenStore.record_login_failure): how many since
+    the counter last started, when the last one was, and until when the account is locked (0:
+    not locked). Keyed by tenant and a keyed digest of the email, never by anything derived
+    from a password."""
+
+    failures: int
+    last_failure_at: int
+    locked_until: int = 0

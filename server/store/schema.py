@@ -119,3 +119,15 @@ signing_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("retired_at", BigInteger, nullable=True),
 )
+
+# Failed customer logins per account (server/abuse.py, migration 0003). `subject` is a keyed
+# digest of the email, so unknown emails are counted too without storing what was typed.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("subject", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_at", BigInteger, nullable=False, index=True),
+    Column("locked_until", BigInteger, nullable=False),
+)

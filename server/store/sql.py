@@ -37,6 +37,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import (
     DBAPIError,
@@ -54,6 +56,7 @@ from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    LoginFailures,
     PurgeReport,
     RefreshOutcome,
     SessionContext,
@@ -67,7 +70,15 @@ from server.store.records import (
     TokenView,
 )
 from server.store.runners import READ_THREADS, ServerRunner, SqliteRunner
-from server.store.schema import clients, customers, sessions, signing_keys, tenants, tokens
+from server.store.schema import (
+    clients,
+    customers,
+    login_failures,
+    sessions,
+    signing_keys,
+    tenants,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -383,6 +394,48 @@ _BIND_CUSTOMER = (
     )
 )
 
+# --- login failures: see TokenStore.record_login_failure ---------------------------------------
+_login_key = (
+    login_failures.c.tenant == bindparam("lf_tenant"),
+    login_failures.c.subject == bindparam("lf_subject"),
+)
+_LOGIN_FAILURES = select(login_failures).where(*_login_key)
+# The row is created (as an empty counter) if missing and then locked, so that concurrent
+# failures on any replica queue up on it and each one is counted.
+_LOGIN_FAILURES_LOCKED = _LOGIN_FAILURES.with_for_update()
+_login_row = {
+    "tenant": bindparam("lf_tenant"),
+    "subject": bindparam("lf_subject"),
+    "failures": 0,
+    "last_failure_at": 0,
+    "locked_until": 0,
+}
+_ADD_LOGIN_FAILURES = {
+    "postgresql": pg_dialect.insert(login_failures).values(_login_row).on_conflict_do_nothing(),
+    "sqlite": sqlite_dialect.insert(login_failures).values(_login_row).on_conflict_do_nothing(),
+}
+_SET_LOGIN_FAILURES = (
+    update(login_failures)
+    .where(*_login_key)
+    .values(
+        failures=bindparam("new_failures"),
+        last_failure_at=bindparam("new_last_failure_at"),
+        locked_until=bindparam("new_locked_until"),
+    )
+)
+_CLEAR_LOGIN_FAILURES = delete(login_failures).where(*_login_key)
+_PURGE_LOGIN_FAILURES = delete(login_failures).where(
+    login_failures.c.last_failure_at < bindparam("before"),
+    login_failures.c.locked_until < bindparam("before"),
+)
+
+
+def _login_failures(row: Any) -> LoginFailures | None:
+    if row is None or row.failures <= 0:
+        return None
+    return LoginFailures(row.failures, row.last_failure_at, row.locked_until)
+
+
 # --- purge_expired: see TokenStore.purge_expired -----------------------------------------------
 # Subqueries name their tables by alias, so that none correlates with the statement around it.
 # FOR UPDATE ... SKIP LOCKED (PostgreSQL; SQLite, whose writer is alone, renders nothing): rows
@@ -666,6 +719,47 @@ class SqlStore:
     async def get_customer(self, customer_id: str) -> CustomerRecord | None:
         row = await self._first(_CUSTOMER, {"id": customer_id})
         return None if row is None else _customer(row)
+
+    # --- login failures ---------------------------------------------------------------------
+    async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:
+        return _login_failures(
+            await self._first(_LOGIN_FAILURES, {"lf_tenant": tenant, "lf_subject": subject})
+        )
+
+    @retried
+    async def record_login_failure(
+        self,
+        tenant: str,
+        subject: str,
+        next_state: Callable[[LoginFailures | None], LoginFailures],
+    ) -> LoginFailures:
+        def unit(conn: Connection) -> LoginFailures:
+            key = {"lf_tenant": tenant, "lf_subject": subject}
+            # SQLite and PostgreSQL, the two stores this service supports.
+            conn.execute(_ADD_LOGIN_FAILURES[conn.dialect.name], key)
+            row = conn.execute(_LOGIN_FAILURES_LOCKED, key).first()
+            state = next_state(_login_failures(row))
+            values = {
+                "new_failures": state.failures,
+                "new_last_failure_at": state.last_failure_at,
+                "new_locked_until": state.locked_until,
+            }
+            conn.execute(_SET_LOGIN_FAILURES, {**key, **values})
+            return state
+
+        return await self._tx(unit)
+
+    @retried
+    async def clear_login_failures(self, tenant: str, subject: str) -> None:
+        key = {"lf_tenant": tenant, "lf_subject": subject}
+        await self._tx(lambda conn: conn.execute(_CLEAR_LOGIN_FAILURES, key))
+
+    @retried
+    async def purge_login_failures(self, before: int) -> int:
+        params = {"before": before}
+        return await self._tx(
+            lambda conn: int(conn.execute(_PURGE_LOGIN_FAILURES, params).rowcount)
+        )
 
     # --- signing keys -----------------------------------------------------------------------
     @retried

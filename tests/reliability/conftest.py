@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# The integration suite's in-process server (real gRPC on port 0, ManualClock), for the
+# reliability tests that need to move time (test_abuse_controls.py); it runs on the
+# database_kind / database_url fixtures below.
+from tests.integration.conftest import harness, settings_overrides  # noqa: F401
 from tests.postgres import PostgresServer
 from tests.reliability.support import LEDGER, SOAK, sqlite_url
 

@@ -33,6 +33,7 @@ from server.store.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    LoginFailures,
     PurgeReport,
     RefreshOutcome,
     SessionContext,
@@ -438,6 +439,40 @@ def key(kid: str, created_at: int) -> SigningKeyRecord:
     )
 
 
+def _one_more(now: int):  # type: ignore[no-untyped-def]
+    def next_state(current: LoginFailures | None) -> LoginFailures:
+        failures = 1 if current is None else current.failures + 1
+        return LoginFailures(failures, now, now + 60 if failures >= 3 else 0)
+
+    return next_state
+
+
+async def test_login_failures_count_clear_and_purge(store: TokenStore) -> None:
+    assert await store.get_login_failures("acme", "a" * 64) is None
+    for i in range(3):
+        state = await store.record_login_failure("acme", "a" * 64, _one_more(NOW + i))
+    assert state == LoginFailures(3, NOW + 2, NOW + 62)
+    assert await store.get_login_failures("acme", "a" * 64) == state
+    assert await store.get_login_failures("globex", "a" * 64) is None  # per tenant
+    await store.record_login_failure("acme", "b" * 64, _one_more(NOW))
+    await store.clear_login_failures("acme", "b" * 64)
+    assert await store.get_login_failures("acme", "b" * 64) is None
+    await store.record_login_failure("acme", "c" * 64, _one_more(NOW))
+    # Quiet since before NOW + 1 and not locked then: forgotten; the locked one stays.
+    assert await store.purge_login_failures(NOW + 1) == 1
+    assert await store.get_login_failures("acme", "c" * 64) is None
+    assert await store.purge_login_failures(NOW + 62) == 0
+    assert await store.purge_login_failures(NOW + 63) == 1
+
+
+async def test_concurrent_login_failures_are_all_counted(store: TokenStore) -> None:
+    await asyncio.gather(
+        *(store.record_login_failure("acme", "d" * 64, _one_more(NOW)) for _ in range(20))
+    )
+    state = await store.get_login_failures("acme", "d" * 64)
+    assert state is not None and state.failures == 20
+
+
 async def test_signing_keys(store: TokenStore) -> None:
     assert await store.list_signing_keys() == []
     await store.rotate_signing_key(key("k1", NOW))
@@ -540,7 +575,7 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
@@ -561,7 +596,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0002",)]
+                assert version.all() == [("0003",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )
