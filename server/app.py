@@ -156,9 +156,7 @@ async def serve_core(
     before the caller closes the store). The `extra_` handlers and routes are the benchmark's
     no-op ceilings, served on the same stacks (`tokenservice serve` passes none)."""
     settings = core.settings
-    running = await start_server(
-        core, reuse_port=reuse_port, extra_handlers=extra_grpc_handlers
-    )
+    running = await start_server(core, reuse_port=reuse_port, extra_handlers=extra_grpc_handlers)
     log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
     http: RunningHttp | None = None
     bridge_app = build_app(InProcessBackend(core), settings, extra_routes=extra_http_routes)

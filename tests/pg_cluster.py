@@ -1,6 +1,7 @@
 """A private, throw-away PostgreSQL cluster for fault tests: `initdb` + `pg_ctl` from the
 machine's PostgreSQL binaries, in a temp directory, on a free port, on 127.0.0.1 only, trust
-auth, no fsync (but synchronous commits). A test may stop and start it at will; `destroy` stops it and removes it.
+auth, no fsync (but synchronous commits). A test may stop and start it at will; `destroy` stops
+it and removes it.
 
 initdb and postgres refuse to run as root: as root (this sandbox, CI), every PostgreSQL program
 runs as the `postgres` OS user (`runuser`), and the directory belongs to that user.
