@@ -577,11 +577,11 @@ def check_tools() -> None:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("h2load is missing: installing Debian's nghttp2-client", flush=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "nghttp2-client"],
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "nghttp2-client"]
+        if subprocess.run(install, check=False, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+            subprocess.run(install, check=False, env=env)
     if not shutil.which("h2load"):
         sys.exit(
             "make bench needs h2load (Debian/Ubuntu: apt-get install nghttp2-client; "
