@@ -11,7 +11,9 @@ import logging
 import time
 from urllib.parse import parse_qsl, quote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from http_bridge.response_status import ResponseStatus
 
 log = logging.getLogger("tokenservice.http.access")
 MASK = "***"
@@ -89,16 +91,9 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, status)
         finally:
             client = scope.get("client")
             log.info(
@@ -106,7 +101,7 @@ class AccessLog:
                 client[0] if client else "-",
                 scope["method"],
                 masked_target(scope["path"], scope.get("query_string", b"")),
-                status,
+                status.code,
                 masked_authorization(scope.get("headers", [])),
                 (time.perf_counter() - started) * 1000,
             )

@@ -13,8 +13,9 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from http_bridge.response_status import ResponseStatus
 from server import metrics
 
 
@@ -27,23 +28,16 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, status)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) if route is not None else None
             metrics.record_http(
                 template if isinstance(template, str) else metrics.UNMATCHED,
                 scope["method"],
-                status,
+                status.code,
                 time.perf_counter() - started,
             )
 
