@@ -3,23 +3,26 @@ it), calls already accepted finish, new ones are refused with UNAVAILABLE (never
 UNKNOWN), and the process exits 0 within the shutdown grace period.
 
 The service runs as `tokenservice serve` in a subprocess, provisioned beforehand with the CLI on
-the same SQLite file.
+the same SQLite file. The test holds that file's write lock while it signals, so the calls it
+counts as in flight are in flight on any machine, however fast or loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import FAST_ARGON2_ENV
@@ -29,7 +32,11 @@ from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
 GRACE_SECONDS = 5
 DELAY_SECONDS = 1
-WORKERS = 400  # enough that group-committed writes are still running at SIGTERM
+WORKERS = 400  # calls in flight at SIGTERM (held on the write lock until the checks are done)
+# The drain test: long enough that a loaded machine takes a call within the delay, and that the
+# held calls are never cut off by the grace period before the test releases them.
+HELD_DELAY_SECONDS = 5
+HELD_GRACE_SECONDS = 60
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -118,9 +125,37 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
 # --- the test -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def writes_held(db_path: Path) -> Iterator[Callable[[], None]]:
+    """Holds the SQLite file's write lock from this process (BEGIN IMMEDIATE on a connection of
+    its own), so that every call of the server that writes waits on it, provably in flight, for
+    as long as the test likes (the server's busy timeout is set far longer). Yields the release;
+    leaving the block releases too."""
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+    conn.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    try:
+        yield release
+    finally:
+        release()
+        conn.close()
+
+
 async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = service_env(tmp_path / "t.db", port)
+    db_path = tmp_path / "t.db"
+    env = service_env(
+        db_path,
+        port,
+        # The writes wait on the test's lock, not on a timeout: the lock decides when they run.
+        TOKENSERVICE_SQLITE_BUSY_TIMEOUT_MS="600000",
+        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS=str(HELD_DELAY_SECONDS),
+        TOKENSERVICE_SHUTDOWN_GRACE_SECONDS=str(HELD_GRACE_SECONDS),
+    )
     target = f"127.0.0.1:{port}"
     await cli(env, "tenant", "create", "shop")
     created = json.loads(
@@ -132,9 +167,9 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) 
     try:
         await wait_until_serving(target, process, tmp_path / "stderr.txt")
         async with grpc.aio.insecure_channel(target) as channel:
-            signalled_at = await _drain_under_load(channel, process, client_id)
-        deadline = GRACE_SECONDS + 5 - (time.monotonic() - signalled_at)
-        code = await asyncio.wait_for(process.wait(), timeout=max(deadline, 0.1))
+            with writes_held(db_path) as release:
+                await _drain_with_writes_held(channel, process, client_id, release)
+        code = await asyncio.wait_for(process.wait(), timeout=HELD_GRACE_SECONDS + 10)
     finally:
         await stop_process(process)
 
@@ -143,61 +178,75 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) 
     assert "Traceback" not in stderr, stderr
 
 
-async def _drain_under_load(
-    channel: grpc.aio.Channel, process: asyncio.subprocess.Process, client_id: str
-) -> float:
-    """Sends SIGTERM under load and checks what callers see; returns when it was sent."""
+async def _drain_with_writes_held(
+    channel: grpc.aio.Channel,
+    process: asyncio.subprocess.Process,
+    client_id: str,
+    release: Callable[[], None],
+) -> None:
+    """SIGTERM while WORKERS calls wait on the held write lock, then what callers see."""
     stub = pb_grpc.TokenServiceStub(channel)
     health = health_pb2_grpc.HealthStub(channel)
     request = pb.IssueTokenRequest(anonymous=pb.AnonymousGrant(tenant="shop", client_id=client_id))
 
     async def issue() -> grpc.StatusCode:
         try:
-            response = await stub.IssueToken(request, timeout=GRACE_SECONDS + 5)
+            response = await stub.IssueToken(request, timeout=HELD_GRACE_SECONDS + 10)
         except grpc.aio.AioRpcError as error:
             return error.code()
         assert response.access_token and response.session_id
         return grpc.StatusCode.OK
 
-    # The Watch stream is opened, and reports SERVING, before the signal. It also stays open
-    # (an in-flight call the server must wait for) until the checks below are done.
+    async def accepted_so_far() -> grpc.StatusCode:
+        """An IssueToken with no grant, refused at once without touching the store. The server
+        hands the calls of one channel to the service in arrival order, so once this one is
+        answered INVALID_ARGUMENT, every call sent before it is in the service's hands;
+        UNAVAILABLE says the server no longer takes calls."""
+        try:
+            await stub.IssueToken(pb.IssueTokenRequest(), timeout=10)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        raise AssertionError("an IssueToken without a grant succeeded")
+
     watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
-    first = await asyncio.wait_for(watch.read(), timeout=5)
+    first = await asyncio.wait_for(watch.read(), timeout=10)
     assert first.status == SERVING
 
-    # 400 concurrent calls: their writes queue on SQLite's single writer, so many of them are
-    # still running when SIGTERM arrives. Calls the server has not yet accepted (still queued
-    # inside gRPC) are not "in flight" for the application, so wait until all are accepted:
-    # the server takes the calls of one method in arrival order, so once a later IssueToken
-    # (one with no grant, refused at once without touching the store) has been answered, the
-    # 50 before it have all been handed to the service.
+    # Every call of the burst needs a write, so none can finish while the lock is held: once
+    # the probe after them is answered, all WORKERS are in flight, whatever the machine's speed.
     burst = [asyncio.create_task(issue()) for _ in range(WORKERS)]
-    await asyncio.sleep(0.01)
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.IssueToken(pb.IssueTokenRequest(), timeout=5)
-    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, refused.value
-    in_flight = sum(not call.done() for call in burst)
+    assert await accepted_so_far() is grpc.StatusCode.INVALID_ARGUMENT
+    assert not any(call.done() for call in burst), [c.result() for c in burst if c.done()]
     process.send_signal(signal.SIGTERM)
     signalled_at = time.monotonic()
 
-    update = await asyncio.wait_for(watch.read(), timeout=GRACE_SECONDS)
+    update = await asyncio.wait_for(watch.read(), timeout=10)
     assert update is not grpc.aio.EOF, "the Watch stream ended without saying NOT_SERVING"
     assert update.status == NOT_SERVING
 
-    outcomes = await asyncio.wait_for(asyncio.gather(*burst), timeout=GRACE_SECONDS + 5)
-    assert in_flight >= 10, f"only {in_flight} calls were in flight at SIGTERM: inconclusive"
-    # Drained, not dropped: every call the server had accepted completed successfully.
-    assert outcomes == [grpc.StatusCode.OK] * WORKERS, Counter(outcomes)
+    # During the shutdown delay the server is NOT_SERVING but still takes calls, so callers
+    # whose balancer has not yet noticed lose nothing. (The delay is long enough here that the
+    # probe is answered within it on any machine; should it not be, the assertion says so.)
+    during_delay = [asyncio.create_task(issue()) for _ in range(5)]
+    assert await accepted_so_far() is grpc.StatusCode.INVALID_ARGUMENT, (
+        f"not taken within the {HELD_DELAY_SECONDS}s delay "
+        f"({time.monotonic() - signalled_at:.1f}s after SIGTERM)"
+    )
 
-    # During the shutdown delay the server is NOT_SERVING but still answers, so that callers
-    # whose balancer has not yet noticed lose nothing ...
-    during_delay = await asyncio.gather(*(issue() for _ in range(5)))
-    assert during_delay == [grpc.StatusCode.OK] * 5, during_delay
-    # ... after it, while the server still drains (the Watch stream holds it open), new calls
-    # are refused, and refused with UNAVAILABLE, the status a client retries elsewhere.
-    await asyncio.sleep(max(0.0, signalled_at + DELAY_SECONDS + 0.3 - time.monotonic()))
-    assert process.returncode is None, "the server did not wait for the open Watch stream"
+    # After the delay new calls are refused with UNAVAILABLE, the status a client retries
+    # elsewhere, while the held calls keep the server draining.
+    deadline = signalled_at + HELD_DELAY_SECONDS + 30
+    while await accepted_so_far() is grpc.StatusCode.INVALID_ARGUMENT:
+        assert time.monotonic() < deadline, "the server still takes calls long after the delay"
+        await asyncio.sleep(0.05)
     late = await asyncio.gather(*(issue() for _ in range(5)))
     assert late == [grpc.StatusCode.UNAVAILABLE] * 5, late
+    assert process.returncode is None, "the server stopped with calls in flight"
+
+    # Drained, not dropped: once the writes may run, every accepted call completes.
+    release()
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(*burst, *during_delay), timeout=HELD_GRACE_SECONDS + 10
+    )
+    assert outcomes == [grpc.StatusCode.OK] * (WORKERS + 5), Counter(outcomes)
     watch.cancel()
-    return signalled_at
