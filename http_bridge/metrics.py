@@ -29,9 +29,12 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = ResponseStatus(send)
+        in_flight = metrics.HTTP_IN_FLIGHT
+        in_flight.value += 1
         try:
             await self.app(scope, receive, status)
         finally:
+            in_flight.value -= 1
             route = scope.get("route")
             template = getattr(route, "path", None) if route is not None else None
             metrics.record_http(

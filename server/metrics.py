@@ -24,7 +24,12 @@ import bisect
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 # Seconds: from 0.1 ms (a cached introspection) to 1 s (an argon2id login under load).
@@ -50,7 +55,9 @@ OTHER_METHOD = "other"
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "REGISTRY",
+    "HTTP_IN_FLIGHT",
     "GrpcSeries",
+    "InFlight",
     "exposition",
     "grpc_series",
     "record_abuse",
@@ -135,6 +142,18 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
     _http_counts[key] = _http_counts.get(key, 0) + 1
 
 
+class InFlight:
+    """Requests being served right now: `value` goes up when one starts, down when it ends."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+HTTP_IN_FLIGHT = InFlight()
+
+
 def record_cache_hit() -> None:
     """An introspection answered from the in-process cache."""
     _cache["hit"] += 1
@@ -185,6 +204,11 @@ class ServiceCollector(Collector):
             http_seconds.add_metric([route], route_series.cumulative(), route_series.total_seconds)
         yield http_total
         yield http_seconds
+        yield GaugeMetricFamily(
+            "tokenservice_http_requests_in_flight",
+            "HTTP bridge requests being served now (their head read, their answer not yet sent).",
+            value=HTTP_IN_FLIGHT.value,
+        )
 
         cache = CounterMetricFamily(
             "tokenservice_introspection_cache",
