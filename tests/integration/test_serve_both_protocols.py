@@ -1,7 +1,7 @@
 """`tokenservice serve` (what `make run` starts) serves gRPC and the HTTP bridge from one process
 over one store: a token issued over HTTP introspects over gRPC and the other way round. On
-SIGTERM /readyz turns 503 at once, HTTP requests already sent complete, and the process exits 0
-within the grace period."""
+SIGTERM /readyz turns 503 at once, HTTP requests already being served complete, and the process
+exits 0 within the grace period."""
 
 from __future__ import annotations
 
@@ -25,16 +25,37 @@ from tests.integration.test_shutdown import (
     stop_process,
     text_of,
     wait_until_serving,
+    writes_held,
 )
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
 BURST = 40
+IN_FLIGHT_GAUGE = "tokenservice_http_requests_in_flight"
+
+
+async def until_in_flight(http: httpx.AsyncClient, count: int, within: float = 30) -> None:
+    """Waits until the bridge serves `count` requests besides the /metrics scrape asking."""
+    deadline = time.monotonic() + within
+    while True:
+        text = (await http.get("/metrics")).text
+        line = next(line for line in text.splitlines() if line.startswith(IN_FLIGHT_GAUGE))
+        serving = float(line.split()[-1]) - 1
+        if serving >= count:
+            return
+        assert time.monotonic() < deadline, f"only {serving:.0f} of {count} requests arrived"
+        await asyncio.sleep(0.02)
 
 
 async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
-    env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}")
+    db_path = tmp_path / "t.db"
+    env = service_env(
+        db_path,
+        grpc_port,
+        TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
+        TOKENSERVICE_SQLITE_BUSY_TIMEOUT_MS="600000",  # writes wait for the test's lock
+    )
     await cli(env, "tenant", "create", "shop")
     created = json.loads(
         await cli(env, "client", "create", "--tenant", "shop", "--kind", "storefront", "--json")
@@ -69,22 +90,25 @@ async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path)
             assert validated.status_code == 200
             assert validated.json()["sessionId"] == over_grpc.session_id
 
-            # A burst of HTTP logins, SIGTERM while they run: every one completes.
+            # A burst of HTTP logins, SIGTERM while they run: every one completes. The test
+            # holds the database's write lock, so none can finish before it lets them; the
+            # signal waits until the bridge reports every one of them being served.
             async def login() -> int:
                 response = await http.get(
                     "/customerlogin/auth/anonymous/login", params=login_params
                 )
                 return response.status_code
 
-            burst = [asyncio.create_task(login()) for _ in range(BURST)]
-            await asyncio.sleep(0.05)
-            in_flight = sum(not call.done() for call in burst)
-            process.send_signal(signal.SIGTERM)
-            signalled_at = time.monotonic()
-            ready = await http.get("/readyz")
-            assert ready.status_code == 503, ready.text
-            outcomes = await asyncio.wait_for(asyncio.gather(*burst), GRACE_SECONDS + 5)
-            assert in_flight >= 5, f"only {in_flight} requests in flight at SIGTERM"
+            with writes_held(db_path) as release:
+                burst = [asyncio.create_task(login()) for _ in range(BURST)]
+                await until_in_flight(http, BURST)
+                process.send_signal(signal.SIGTERM)
+                signalled_at = time.monotonic()
+                ready = await http.get("/readyz")
+                assert ready.status_code == 503, ready.text
+                assert not any(call.done() for call in burst)
+                release()
+                outcomes = await asyncio.wait_for(asyncio.gather(*burst), GRACE_SECONDS + 5)
             assert outcomes == [200] * BURST, Counter(outcomes)
             assert time.monotonic() - signalled_at < DELAY_SECONDS + GRACE_SECONDS
         code = await asyncio.wait_for(process.wait(), timeout=GRACE_SECONDS + 5)
