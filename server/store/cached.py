@@ -231,9 +231,11 @@ def cached(
     max_age: float,
     client_capacity: int,
     on_lookup: Callable[[bool], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TokenStore:
-    """`store` behind the caches; with no token capacity and no client capacity, `store`."""
+    """`store` behind the caches; with no token capacity and no client capacity, `store`.
+    `clock` (seconds, monotonic) ages the token entries; tests move it by hand."""
     if token_capacity <= 0 and client_capacity <= 0:
         return store
-    tokens = TokenCache(capacity=token_capacity, max_age=max_age, on_lookup=on_lookup)
+    tokens = TokenCache(capacity=token_capacity, max_age=max_age, on_lookup=on_lookup, clock=clock)
     return cast(TokenStore, CachedStore(store, tokens, client_capacity=client_capacity))
