@@ -58,6 +58,9 @@ class Load:
     stub: pb_grpc.TokenServiceStub
     shop: Provisioned
     target: int  # successes to reach
+    # Keep issuing past the target until `stop` (the kill must meet calls in flight); else the
+    # workers end at the target.
+    past_target: bool = False
     issued: list[Issued] = dataclasses.field(default_factory=list)
     failures: list[str] = dataclasses.field(default_factory=list)
     in_flight: int = 0
@@ -70,7 +73,7 @@ class Load:
         await asyncio.gather(*(self._worker(kinds) for _ in range(workers)))
 
     async def _worker(self, kinds: itertools.cycle[str]) -> None:
-        while not self.stop.is_set() and len(self.issued) < self.target:
+        while not self.stop.is_set() and (self.past_target or len(self.issued) < self.target):
             kind = next(kinds)
             self.in_flight += 1
             self.sent += 1
@@ -142,7 +145,7 @@ async def test_every_token_answered_before_a_sigkill_survives_it(
     try:
         await service.start()
         async with grpc.aio.insecure_channel(service.grpc_target) as channel:
-            before = Load(pb_grpc.TokenServiceStub(channel), shop, TOKENS // 2)
+            before = Load(pb_grpc.TokenServiceStub(channel), shop, TOKENS // 2, past_target=True)
             running = asyncio.create_task(before.run(IN_FLIGHT))
             await asyncio.wait_for(before.reached.wait(), timeout=TIMEOUT / 2)
             in_flight_at_kill = before.in_flight
