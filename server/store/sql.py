@@ -631,6 +631,8 @@ class SqlStore:
         self.conflict_retries = conflict_retries
         # Set when a write failed for want of the store (StoreUnavailable), cleared by a write
         # probe that succeeds: while set, readiness (ping) probes a write instead of a read.
+        # A real write that commits does not clear it: many commit having changed nothing
+        # (revoking an unknown token, a refused refresh), and an empty commit needs no space.
         self._writes_failing = False
 
     @classmethod
