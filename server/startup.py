@@ -88,8 +88,9 @@ async def _create_key_over_empty(
             "TOKENSERVICE_SECRET_KEY_FILE or TOKENSERVICE_SECRET_KEY to the original secret, "
             "or point TOKENSERVICE_DATABASE_URL at a new database to start afresh"
         )
+    secret = create_key_file(missing.path)
     log.info("created the secret key file %s for a new database", missing.path)
-    return create_key_file(missing.path)
+    return secret
 
 
 async def check_canary(core: Core, source: SecretSource) -> None:
