@@ -26,9 +26,8 @@ from starlette.routing import Route
 
 from server import admin
 from server.app import prepare_store, serve_core
-from server.core import build_core
 from server.settings import Settings
-from server.store import open_store
+from server.startup import open_core
 from server.store.records import ClientKind
 from tokenservice.v1 import token_service_pb2 as pb
 
@@ -101,16 +100,15 @@ async def provision(core: Any) -> dict[str, str]:
 async def main(fixtures: Path) -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
-    store = await open_store(settings)
+    core = await open_core(settings)
     try:
-        core = build_core(settings, store)
         await prepare_store(core)
         await asyncio.to_thread(fixtures.write_text, json.dumps(await provision(core)))
         await serve_core(
             core, sweep=False, extra_grpc_handlers=[NOOP_GRPC], extra_http_routes=[NOOP_HTTP]
         )
     finally:
-        await store.close()
+        await core.store.close()
 
 
 if __name__ == "__main__":

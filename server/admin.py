@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from server import validation
 from server.core import Core
 from server.errors import AlreadyExists, InvalidRequest, NotFound
-from server.signing import new_signing_key
+from server.signing import new_signing_key, refuse_retiring_the_signer
 from server.store.records import (
     ClientKind,
     ClientRecord,
@@ -145,9 +145,17 @@ async def list_signing_keys(core: Core) -> list[SigningKeyRecord]:
 
 
 async def retire_signing_key(core: Core, kid: str) -> SigningKeyRecord:
-    """Retires a verifying key: SaaS tokens it signed stop verifying (the active key cannot)."""
+    """Retires a verifying key: SaaS tokens it signed stop verifying. Neither the active key
+    nor a key that still signs (the newer key is not yet published long enough:
+    signing.refuse_retiring_the_signer, decided inside the store's transaction) can be."""
     validation.identifier(kid, "kid")
-    record = await core.store.retire_signing_key(kid, core.now())
+    now = core.now()
+    activation = core.settings.signing_key_activation_seconds
+
+    def check(keys: Sequence[SigningKeyRecord]) -> None:
+        refuse_retiring_the_signer(keys, kid, now, activation)
+
+    record = await core.store.retire_signing_key(kid, now, check=check)
     if record is None:
         raise NotFound(f"no signing key with kid '{kid}'", field="kid")
     await core.keys.reload()

@@ -19,12 +19,12 @@ from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
 from server import janitor
 from server.admin_servicer import AdminServicer
-from server.core import Core, build_core
+from server.core import Core
 from server.errors import TokenServiceError
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.settings import Settings
-from server.store import open_store
+from server.startup import open_core
 from server.store.protocol import TokenStore
 from tokenservice.v1 import (
     admin_service_pb2,
@@ -126,17 +126,17 @@ async def start_server(
 
 
 async def serve(settings: Settings) -> None:
-    """`tokenservice serve`: migrate, provision the demo tenant on an empty embedded store,
+    """`tokenservice serve`: migrate and check the secret (server/startup.py), provision the
+    demo tenant on an empty embedded store,
     serve gRPC and the HTTP bridge (calling the same handlers in-process) until SIGTERM or
     SIGINT, then drain both."""
     configure_logging(settings)
-    store = await open_store(settings)
+    core = await open_core(settings)
     try:
-        core = build_core(settings, store)
         await prepare_store(core)
         await serve_core(core)
     finally:
-        await store.close()
+        await core.store.close()
     log.info("stopped")
 
 

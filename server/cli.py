@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from server import admin, demo, janitor
-from server.core import Core, build_core
+from server.core import Core
 from server.errors import TokenServiceError
 from server.secret_key import SecretKeyError
 from server.settings import Settings
@@ -356,19 +356,20 @@ def cmd_demo_env(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_core(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
-    """Opens (and migrates) the store, runs `operation` on a core over it, closes the store."""
+    """Opens (and migrates) the store as `serve` does, refusing a secret that is not the
+    database's (server/startup.py), runs `operation` on a core over it, closes the store."""
     return asyncio.run(_run(settings, operation))
 
 
 async def _run(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
-    from server.store import open_store
+    from server.startup import open_core
 
     with _database_driver():
-        store = await open_store(settings)
+        core = await open_core(settings)
     try:
-        return await operation(build_core(settings, store))
+        return await operation(core)
     finally:
-        await store.close()
+        await core.store.close()
 
 
 @contextlib.contextmanager

@@ -37,7 +37,9 @@ def build_core(
     clock: Clock | None = None,
     secret: bytes | None = None,
 ) -> Core:
-    """Wires the collaborators; `secret` defaults to the configured server secret."""
+    """Wires the collaborators; `secret` defaults to the configured server secret (read, never
+    created: an entry point that starts the service uses server.startup.open_core, which also
+    proves that the secret is the database's)."""
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)

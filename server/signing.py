@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import hashlib
 import hmac
 import json
+import math
 import os
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import jwt
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server.clock import Clock
+from server.errors import InvalidRequest
 from server.store.protocol import TokenStore
 from server.store.records import KeyStatus, SigningKeyRecord
 
@@ -131,13 +135,21 @@ class KeyRing:
         )
 
     def signing_key(self) -> SigningKeyRecord:
-        """The newest key published long enough; while none is, the one published longest."""
-        published = self._published()  # newest first
-        ripe_before = self._clock.now() - self._activation_seconds
-        for record in published:
-            if record.created_at <= ripe_before:
-                return record
-        return published[-1]
+        """The key that signs now (`signing_key_of`)."""
+        record = signing_key_of(self._records, self._clock.now(), self._activation_seconds)
+        if record is None:
+            raise LookupError("no signing key is published")
+        return record
+
+    async def open_keys(self) -> None:
+        """Reads the keys and decrypts every published private key (start-up): a secret that
+        cannot open them is found here, not by a customer login. Raises KeyDoesNotOpen."""
+        await self.reload()
+        for record in self._published():
+            try:
+                self._private_key(record)
+            except InvalidTag:
+                raise KeyDoesNotOpen(record.kid) from None
 
     async def jwks(self) -> dict[str, Any]:
         """The public keys that verify SaaS tokens: the active one and those not yet retired."""
@@ -155,13 +167,7 @@ class KeyRing:
             await self.reload()
 
     def _published(self) -> list[SigningKeyRecord]:
-        """Newest first: the active key (the latest rotated in), then by creation time."""
-        published = [
-            r for r in self._records if r.status in (KeyStatus.ACTIVE, KeyStatus.VERIFYING)
-        ]
-        return sorted(
-            published, key=lambda r: (r.status is KeyStatus.ACTIVE, r.created_at), reverse=True
-        )
+        return published_keys(self._records)
 
     def _public_key(self, record: SigningKeyRecord) -> jwt.PyJWK:
         key = self._public.get(record.kid)
@@ -177,6 +183,63 @@ class KeyRing:
             assert isinstance(loaded, ec.EllipticCurvePrivateKey)
             key = self._private[record.kid] = loaded
         return key
+
+
+class KeyDoesNotOpen(Exception):
+    """A stored private key does not decrypt with this server secret."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"signing key {kid} does not decrypt with this secret")
+        self.kid = kid
+
+
+# --- which key signs: one rule for the key ring and for retiring ------------------------------
+def published_keys(records: Sequence[SigningKeyRecord]) -> list[SigningKeyRecord]:
+    """The keys in the JWKS, newest first: the active key (the latest rotated in), then by
+    creation time."""
+    published = [r for r in records if r.status in (KeyStatus.ACTIVE, KeyStatus.VERIFYING)]
+    return sorted(
+        published, key=lambda r: (r.status is KeyStatus.ACTIVE, r.created_at), reverse=True
+    )
+
+
+def signing_key_of(
+    records: Sequence[SigningKeyRecord], now: float, activation_seconds: float
+) -> SigningKeyRecord | None:
+    """The key that signs at `now`: the newest published for `activation_seconds` already;
+    while none is, the one published longest. None when no key is published."""
+    published = published_keys(records)
+    ripe_before = now - activation_seconds
+    for record in published:
+        if record.created_at <= ripe_before:
+            return record
+    return published[-1] if published else None
+
+
+def refuse_retiring_the_signer(
+    records: Sequence[SigningKeyRecord], kid: str, now: float, activation_seconds: float
+) -> None:
+    """Raises InvalidRequest when `kid` is the key that signs at `now` (`signing_key_of`):
+    the key rotated in after it has not been published long enough for verifiers with a cached
+    key set to know it, and retiring this one would make it sign at once. The message says
+    when it can be retired: once a newer key has been published for `activation_seconds`."""
+    signer = signing_key_of(records, now, activation_seconds)
+    if signer is None or signer.kid != kid:
+        return
+    published = published_keys(records)
+    newer = published[: published.index(signer)]
+    if not newer:
+        raise InvalidRequest("the signing key cannot be retired; rotate first", field="kid")
+    from_time = min(record.created_at for record in newer) + activation_seconds
+    wait = max(1, math.ceil(from_time - now))
+    when = datetime.datetime.fromtimestamp(from_time, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise InvalidRequest(
+        f"signing key '{kid}' still signs SaaS tokens: the key rotated in after it signs only "
+        f"from {when}, once it has been published for {activation_seconds:g} s "
+        "(TOKENSERVICE_SIGNING_KEY_ACTIVATION_SECONDS), so that verifiers know it first; "
+        f"retire this key from then on, in {wait} s",
+        field="kid",
+    )
 
 
 def jwks_of(records: Sequence[SigningKeyRecord]) -> dict[str, Any]:

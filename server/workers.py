@@ -35,9 +35,8 @@ import sys
 
 from http_bridge.server import bind
 from server.app import configure_logging, prepare_store, serve_core
-from server.core import build_core
 from server.settings import Settings
-from server.store import open_store
+from server.startup import open_core
 
 log = logging.getLogger("tokenservice.workers")
 
@@ -83,11 +82,11 @@ async def supervise(settings: Settings, count: int) -> int:
     """Prepares the database once, runs `count` workers until a signal or a worker's death,
     and returns the exit status: 0 when every worker stopped cleanly when asked to."""
     configure_logging(settings, label="supervisor")
-    store = await open_store(settings)  # migrates
+    core = await open_core(settings)  # migrates, and refuses a secret not the database's
     try:
-        await prepare_store(build_core(settings, store))
+        await prepare_store(core)
     finally:
-        await store.close()
+        await core.store.close()
     supervisor = Supervisor(settings)
     return await supervisor.run(count)
 
@@ -236,14 +235,13 @@ async def run_worker(settings: Settings, index: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     _watch_lifeline(stop)
-    store = await open_store(settings, migrate=False)
+    core = await open_core(settings, migrate=False)
     try:
-        core = build_core(settings, store)
         await core.keys.ensure_active_key()  # the parent made it: this only loads it
         # One sweeper per machine is plenty: the first worker runs the janitor.
         await serve_core(core, reuse_port=True, stop=stop, sweep=index == 1)
     finally:
-        await store.close()
+        await core.store.close()
     log.info("stopped")
 
 

@@ -50,6 +50,7 @@ class MemoryStore:
         self._tokens: dict[str, TokenRecord] = {}
         self._keys: dict[str, SigningKeyRecord] = {}
         self._login_failures: dict[tuple[str, str], LoginFailures] = {}
+        self._meta: dict[str, str] = {}
 
     async def close(self) -> None:
         return None
@@ -163,16 +164,34 @@ class MemoryStore:
         by_kid = sorted(self._keys.values(), key=lambda k: k.kid)
         return sorted(by_kid, key=lambda k: k.created_at, reverse=True)  # stable: kid within
 
-    async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
+    async def retire_signing_key(
+        self,
+        kid: str,
+        now: int,
+        *,
+        check: Callable[[Sequence[SigningKeyRecord]], None],
+    ) -> SigningKeyRecord | None:
         async with self._lock:
             key = self._keys.get(kid)
             if key is None or key.status == KeyStatus.RETIRED:
                 return key
             if key.status == KeyStatus.ACTIVE:
                 raise InvalidRequest(ACTIVE_KEY_RETIRE)
+            check(await self.list_signing_keys())
             key = dataclasses.replace(key, status=KeyStatus.RETIRED, retired_at=now)
             self._keys[kid] = key
             return key
+
+    # --- service metadata -------------------------------------------------------------------
+    async def get_meta(self, name: str) -> str | None:
+        return self._meta.get(name)
+
+    async def add_meta_if_absent(self, name: str, value: str) -> str:
+        async with self._lock:
+            return self._meta.setdefault(name, value)
+
+    async def holds_data(self) -> bool:
+        return bool(self._meta or self._tenants or self._keys or self._tokens)
 
     # --- tokens and sessions ----------------------------------------------------------------
     async def save_tokens(

@@ -31,7 +31,8 @@ class TokenStore(Protocol):
 
     async def ping(self) -> None:
         """Returns when the store answers a trivial query; raises StoreUnavailable otherwise
-        (readiness checks)."""
+        (readiness checks). After a write failed with StoreUnavailable, a store that can tell
+        (SqlStore) answers only once a real write succeeds again."""
         ...
 
     # --- provisioning -------------------------------------------------------------------------
@@ -93,9 +94,33 @@ class TokenStore(Protocol):
         """All keys, newest first."""
         ...
 
-    async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
-        """Marks a verifying key retired; returns it, or None when no such key exists. The
-        active key cannot be retired (rotate first): raises errors.InvalidRequest."""
+    async def retire_signing_key(
+        self,
+        kid: str,
+        now: int,
+        *,
+        check: Callable[[Sequence[SigningKeyRecord]], None],
+    ) -> SigningKeyRecord | None:
+        """Marks a verifying key retired; returns it, or None when no such key exists (a key
+        retired already is returned as it is). The active key cannot be retired (rotate
+        first): raises errors.InvalidRequest. Before retiring, `check(keys)` sees every key as
+        this transaction holds them, locked against a concurrent rotation, and raises to refuse
+        (admin.retire_signing_key: a key that still signs)."""
+        ...
+
+    # --- service metadata (server/startup.py) -------------------------------------------------
+    async def get_meta(self, name: str) -> str | None:
+        """The value stored under `name`, or None."""
+        ...
+
+    async def add_meta_if_absent(self, name: str, value: str) -> str:
+        """Stores `value` under `name` unless a value is there already, atomically (replicas
+        starting together agree on one); returns the value stored."""
+        ...
+
+    async def holds_data(self) -> bool:
+        """Whether anything made with a server secret was ever stored: service metadata (the
+        secret's canary), a tenant, a signing key or a token."""
         ...
 
     # --- tokens and sessions ------------------------------------------------------------------

@@ -131,3 +131,12 @@ login_failures = Table(
     Column("last_failure_at", BigInteger, nullable=False, index=True),
     Column("locked_until", BigInteger, nullable=False),
 )
+
+# Facts about the database itself (server/startup.py, migration 0004): the secret's canary,
+# and the row readiness rewrites to prove that writes succeed (SqlStore.ping).
+service_meta = Table(
+    "service_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

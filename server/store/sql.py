@@ -19,9 +19,9 @@ import functools
 import json
 import logging
 import random
+import secrets
 import sqlite3
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
@@ -74,11 +74,13 @@ from server.store.schema import (
     clients,
     customers,
     login_failures,
+    service_meta,
     sessions,
     signing_keys,
     tenants,
     tokens,
 )
+from server.store.sqlite_file import ensure_sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,9 @@ VALUE_REFUSED = "a value in the request is too long or not acceptable to the sto
 # (08), insufficient resources (53), and operator intervention (57P: shutting down, starting
 # up, "cannot connect now").
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# read_only_sql_transaction: a write reached a standby (a failover in progress) or a database
+# made read-only; reads still work, so readiness probes a write (SqlStore.ping).
+_UNAVAILABLE_SQLSTATES = frozenset({"25006"})
 
 
 class Conflict(Exception):
@@ -172,6 +177,7 @@ def store_errors(*, duplicate: str | None = None, missing: str | None = None) ->
             isinstance(exc, _UNAVAILABLE_ERRORS)
             or exc.connection_invalidated
             or state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+            or state in _UNAVAILABLE_SQLSTATES
         )
         if not unavailable:
             raise
@@ -246,16 +252,6 @@ def create_server_engine(database_url: str, pool: PoolOptions) -> AsyncEngine:
 def is_sqlite_memory(database_url: str) -> bool:
     url = make_url(database_url)
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
-def ensure_sqlite_directory(database_url: str) -> None:
-    """SQLite creates the file but not its directory."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or is_sqlite_memory(database_url):
-        return
-    if url.query.get("uri") or not url.database or url.database.startswith("file:"):
-        return
-    Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def install_sqlite_hooks(engine: Engine, busy_timeout_ms: int, *, immediate: bool) -> None:
@@ -436,6 +432,41 @@ def _login_failures(row: Any) -> LoginFailures | None:
     return LoginFailures(row.failures, row.last_failure_at, row.locked_until)
 
 
+# --- service metadata and the write probe: see TokenStore.add_meta_if_absent, SqlStore.ping ---
+_META = select(service_meta.c.value).where(service_meta.c.name == bindparam("meta_name"))
+_meta_row: dict[str, Any] = {"name": bindparam("meta_name"), "value": bindparam("meta_value")}
+_ADD_META = {
+    "postgresql": pg_dialect.insert(service_meta).values(_meta_row).on_conflict_do_nothing(),
+    "sqlite": sqlite_dialect.insert(service_meta).values(_meta_row).on_conflict_do_nothing(),
+}
+
+
+def _upsert_meta(dialect_insert: Any) -> Any:
+    statement = dialect_insert(service_meta).values(_meta_row)
+    return statement.on_conflict_do_update(
+        index_elements=[service_meta.c.name], set_={"value": statement.excluded.value}
+    )
+
+
+_SET_META = {
+    "postgresql": _upsert_meta(pg_dialect.insert),
+    "sqlite": _upsert_meta(sqlite_dialect.insert),
+}
+_HOLDS_DATA = select(
+    or_(
+        select(service_meta.c.name).exists(),
+        select(tenants.c.name).exists(),
+        select(signing_keys.c.kid).exists(),
+        select(tokens.c.digest).exists(),
+    )
+)
+# The row a readiness probe rewrites. Its value is new random bytes each time, larger than what
+# one grant writes, so that the write needs new space: in WAL mode SQLite appends every changed
+# page to the WAL file; PostgreSQL writes a new row version and its WAL.
+WRITE_PROBE = "write_probe"
+WRITE_PROBE_BYTES = 8192
+
+
 # --- purge_expired: see TokenStore.purge_expired -----------------------------------------------
 # Subqueries name their tables by alias, so that none correlates with the statement around it.
 # FOR UPDATE ... SKIP LOCKED (PostgreSQL; SQLite, whose writer is alone, renders nothing): rows
@@ -598,6 +629,11 @@ class SqlStore:
     ) -> None:
         self._runner = runner
         self.conflict_retries = conflict_retries
+        # Set when a write failed for want of the store (StoreUnavailable), cleared by a write
+        # probe that succeeds: while set, readiness (ping) probes a write instead of a read.
+        # A real write that commits does not clear it: many commit having changed nothing
+        # (revoking an unknown token, a refused refresh), and an empty commit needs no space.
+        self._writes_failing = False
 
     @classmethod
     async def open(
@@ -622,7 +658,7 @@ class SqlStore:
             store = cls(SqliteRunner(engine, None))
             await store._create_schema()
             return store
-        ensure_sqlite_directory(database_url)
+        ensure_sqlite_file(database_url)
         writer = create_engine(sync_url, hide_parameters=True, poolclass=StaticPool)
         install_sqlite_hooks(writer, busy_timeout_ms, immediate=True)
         reader = create_engine(
@@ -636,6 +672,12 @@ class SqlStore:
         return cls(SqliteRunner(writer, reader))
 
     async def ping(self) -> None:
+        """A trivial read; while the last write failed for want of the store (a full disk, a
+        database turned read-only), a real write (`_probe_write`) instead, so that readiness
+        says whether writes succeed, not only reads."""
+        if self._writes_failing:
+            await self._probe_write()
+            return
         await self._query(lambda conn: conn.execute(_PING).first())
 
     async def close(self) -> None:
@@ -655,9 +697,13 @@ class SqlStore:
         missing: str | None = None,
     ) -> R:
         """`unit` in one write transaction: committed when it returns, rolled back if it
-        raises."""
-        with store_errors(duplicate=duplicate, missing=missing):
-            return await self._runner.write(unit)
+        raises. A write the store could not take turns readiness to probing writes."""
+        try:
+            with store_errors(duplicate=duplicate, missing=missing):
+                return await self._runner.write(unit)
+        except StoreUnavailable:
+            self._note_write_failed()
+            raise
 
     async def _query(self, unit: Callable[[Connection], R]) -> R:
         with store_errors():
@@ -671,6 +717,41 @@ class SqlStore:
             return await self._runner.scan(
                 lambda conn: list(conn.execute(statement, params or {}).all())
             )
+
+    # --- service metadata and the write probe -------------------------------------------------
+    async def get_meta(self, name: str) -> str | None:
+        row = await self._first(_META, {"meta_name": name})
+        return None if row is None else str(row.value)
+
+    @retried
+    async def add_meta_if_absent(self, name: str, value: str) -> str:
+        params = {"meta_name": name, "meta_value": value}
+
+        def unit(conn: Connection) -> str:
+            conn.execute(_ADD_META[conn.dialect.name], params)
+            return str(conn.execute(_META, params).scalar_one())
+
+        return await self._tx(unit)
+
+    async def holds_data(self) -> bool:
+        return bool(await self._query(lambda conn: conn.execute(_HOLDS_DATA).scalar()))
+
+    def _note_write_failed(self) -> None:
+        if not self._writes_failing:
+            log.warning("token store: a write failed; not ready until a probe write succeeds")
+        self._writes_failing = True
+
+    @retried
+    async def _probe_write(self) -> None:
+        """Rewrites the probe row (WRITE_PROBE) in a committed transaction of its own."""
+        params = {"meta_name": WRITE_PROBE, "meta_value": secrets.token_hex(WRITE_PROBE_BYTES // 2)}
+        with store_errors():
+            await self._runner.write(
+                lambda conn: conn.execute(_SET_META[conn.dialect.name], params)
+            )
+        if self._writes_failing:
+            log.warning("token store: a probe write succeeded; ready again")
+        self._writes_failing = False
 
     # --- provisioning -----------------------------------------------------------------------
     @retried
@@ -790,8 +871,15 @@ class SqlStore:
         return [_key(r) for r in await self._all(_KEYS)]
 
     @retried
-    async def retire_signing_key(self, kid: str, now: int) -> SigningKeyRecord | None:
+    async def retire_signing_key(
+        self,
+        kid: str,
+        now: int,
+        *,
+        check: Callable[[Sequence[SigningKeyRecord]], None],
+    ) -> SigningKeyRecord | None:
         def unit(conn: Connection) -> SigningKeyRecord | None:
+            _lock_signing_keys(conn)
             row = conn.execute(_KEY, {"key_id": kid}).first()
             if row is None:
                 return None
@@ -800,6 +888,7 @@ class SqlStore:
                 raise InvalidRequest(ACTIVE_KEY_RETIRE)
             if key.status is KeyStatus.RETIRED:
                 return key
+            check([_key(r) for r in conn.execute(_KEYS).all()])
             conn.execute(_RETIRE_KEY, {"key_id": kid, "now": now})
             return dataclasses.replace(key, status=KeyStatus.RETIRED, retired_at=now)
 

@@ -24,9 +24,9 @@ from sqlalchemy.pool import NullPool
 from server import admin
 from server.app import RunningServer, start_server
 from server.clock import ManualClock
-from server.core import Core, build_core
+from server.core import Core
 from server.settings import Settings
-from server.store import open_store
+from server.startup import open_core
 from server.store.records import ClientKind
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 from tests.postgres import PostgresServer
@@ -199,9 +199,9 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     db_path = tmp_path / "tokens.db"
     settings = harness_settings(database_url, **settings_overrides)
-    store = await open_store(settings)
     clock = ManualClock()
-    core = build_core(settings, store, clock=clock)
+    core = await open_core(settings, clock=clock)  # as `tokenservice serve` starts
+    store = core.store
     await core.keys.ensure_active_key()
     running = await start_server(core, "127.0.0.1:0")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

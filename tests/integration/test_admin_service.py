@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import jwt
 import pytest
 
 from server import admin
@@ -90,6 +91,43 @@ async def test_platform_admin_creates_tenants_and_rotates_keys(harness: Harness)
             apb.CreateTenantRequest(name="newshop"), metadata=bearer(token)
         )
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_retiring_the_key_that_still_signs_is_refused_until_the_new_one_signs(
+    harness: Harness,
+) -> None:
+    """Rotate, then RetireSigningKey the previous key at once: refused (the new key is not yet
+    published long enough to sign) and SaaS tokens keep the old kid; after the activation
+    delay the same call retires it."""
+    shop = await harness.shop("acme")
+    token = await admin_token(harness, "acme", ("tokenservice.platform_admin",))
+    old_kid = kid_of((await harness.customer(shop)).saas_token)
+    rotated = await harness.admin_stub.RotateSigningKey(
+        apb.RotateSigningKeyRequest(), metadata=bearer(token)
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.admin_stub.RetireSigningKey(
+            apb.RetireSigningKeyRequest(kid=old_kid), metadata=bearer(token)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(caught.value) == "invalid_request"
+    delay = harness.core.settings.signing_key_activation_seconds
+    assert f"'{old_kid}' still signs" in (caught.value.details() or "")
+    assert f"in {delay} s" in (caught.value.details() or "")
+    assert kid_of((await harness.customer(shop)).saas_token) == old_kid
+
+    harness.clock.advance(delay)
+    assert kid_of((await harness.customer(shop)).saas_token) == rotated.kid
+    retired = await harness.admin_stub.RetireSigningKey(
+        apb.RetireSigningKeyRequest(kid=old_kid), metadata=bearer(token)
+    )
+    assert retired.status == "retired"
+    assert kid_of((await harness.customer(shop)).saas_token) == rotated.kid
+
+
+def kid_of(saas_token: str) -> str:
+    return str(jwt.get_unverified_header(saas_token)["kid"])
 
 
 async def test_admin_calls_need_an_admin_service_token(harness: Harness) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from argon2 import PasswordHasher
 from server.tokens import KeyedDigest
 
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
+ACTIVATION = "TOKENSERVICE_SIGNING_KEY_ACTIVATION_SECONDS"
 FAST_ARGON2_ENV = {
     "TOKENSERVICE_ARGON2_TIME_COST": "1",
     "TOKENSERVICE_ARGON2_MEMORY_KIB": "1024",
@@ -245,7 +247,15 @@ def test_keys_rotate_list_retire(cli: Cli) -> None:
     created = [k["created_at"] for k in listed["keys"]]
     assert created == sorted(created, reverse=True)  # newest first (ties: same second)
     assert f"{second['kid']}  ES256  active" in cli.ok("keys", "list")
-    retired = cli.json("keys", "retire", first["kid"])
+    # The first key still signs: the second is published but not yet long enough to sign.
+    refused = cli.fails("keys", "retire", first["kid"])
+    assert f"signing key '{first['kid']}' still signs" in refused
+    assert re.search(r"TOKENSERVICE_SIGNING_KEY_ACTIVATION_SECONDS.*in 1[0-2][0-9] s$", refused)
+    assert dict(cli.query("SELECT kid, status FROM signing_keys"))[first["kid"]] == "verifying"
+    # Once the second key signs (here: an activation delay of 0), the first can be retired.
+    done = cli.run("keys", "retire", first["kid"], "--json", env={ACTIVATION: "0"})
+    assert done.returncode == 0, done.stderr
+    retired = json.loads(done.stdout)
     assert retired["status"] == "retired" and isinstance(retired["retired_at"], int)
     assert "no signing key with kid 'nope'" in cli.fails("keys", "retire", "nope")
     assert "error: " in cli.fails("keys", "retire", second["kid"])  # the active key

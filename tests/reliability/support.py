@@ -31,10 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from server import admin
-from server.core import build_core
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
-from server.store import open_store
+from server.startup import open_core
 from server.store.records import ClientKind
 from tests.conftest import TEST_SECRET
 from tests.integration.test_shutdown import (
@@ -148,9 +147,9 @@ async def provision(env: dict[str, str], tenant: str) -> Provisioned:
     written straight into the database `env` names (what the CLI does, without a process per
     command). Every secret goes into the ledger."""
     settings = Settings.from_env(env)
-    store = await open_store(settings)
+    core = await open_core(settings)
+    store = core.store
     try:
-        core = build_core(settings, store)
         await admin.create_tenant(core, tenant)
         storefront, _ = await admin.create_client(core, tenant, ClientKind.STOREFRONT, ())
         service, service_secret = await admin.create_client(

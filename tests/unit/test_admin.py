@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -260,9 +261,43 @@ async def test_rotate_list_and_retire_signing_keys(core: Core, clock: ManualCloc
         (second.kid, KeyStatus.ACTIVE),
         (first.kid, KeyStatus.VERIFYING),
     ]
+    clock.advance(SETTINGS.signing_key_activation_seconds)  # the second key signs now
     retired = await admin.retire_signing_key(core, first.kid)
     assert retired.status is KeyStatus.RETIRED and retired.retired_at == core.now()
     assert [k["kid"] for k in (await core.keys.jwks())["keys"]] == [second.kid]
+
+
+async def test_a_key_that_still_signs_cannot_be_retired_until_the_new_one_signs(
+    core: Core, clock: ManualClock
+) -> None:
+    """Rotate, then retire the previous key at once: refused, since the new key is not yet
+    published long enough to sign, and retiring the old one would make it sign at once."""
+    await core.keys.ensure_active_key()
+    clock.advance(SETTINGS.signing_key_activation_seconds)
+    old = core.keys.signing_key()
+    rotated_at = core.now()
+    new = await admin.rotate_signing_key(core)
+
+    with pytest.raises(InvalidRequest) as caught:
+        await admin.retire_signing_key(core, old.kid)
+    assert caught.value.field == "kid"
+    ripe = SETTINGS.signing_key_activation_seconds
+    message = caught.value.description
+    assert "still signs" in message and f"in {ripe} s" in message, message
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rotated_at + ripe))
+    assert when in message, message
+    stored = {k.kid: k.status for k in await admin.list_signing_keys(core)}
+    assert stored[old.kid] is KeyStatus.VERIFYING  # nothing changed
+    assert core.keys.signing_key().kid == old.kid  # and the old key keeps signing
+
+    clock.advance(ripe - 1)
+    with pytest.raises(InvalidRequest, match="in 1 s"):
+        await admin.retire_signing_key(core, old.kid)
+    clock.advance(1)
+    assert core.keys.signing_key().kid == new.kid
+    retired = await admin.retire_signing_key(core, old.kid)
+    assert retired.status is KeyStatus.RETIRED
+    assert core.keys.signing_key().kid == new.kid
 
 
 async def test_retire_unknown_or_active_key(core: Core) -> None:

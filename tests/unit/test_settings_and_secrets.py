@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from server.errors import InvalidRequest
-from server.secret_key import SecretKeyError, load_secret_key, sqlite_file_path
+from server.secret_key import (
+    SecretKeyError,
+    SecretKeyMissing,
+    create_key_file,
+    load_secret_key,
+    sqlite_file_path,
+)
 from server.settings import DEFAULT_DATABASE_URL, Settings
 
 
@@ -45,13 +51,72 @@ def test_bad_values_say_which_variable(name: str, value: str) -> None:
         Settings.from_env({name: value})
 
 
-def test_embedded_default_generates_a_private_key_file_once(tmp_path: Path) -> None:
+def test_reading_never_creates_a_key_file_and_creating_makes_a_private_one(
+    tmp_path: Path,
+) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/data/t.db")
-    first = load_secret_key(settings)
     key_file = tmp_path / "data" / "t.db.key"
+    with pytest.raises(SecretKeyMissing) as caught:
+        load_secret_key(settings)
+    assert caught.value.path == key_file
+    assert not key_file.exists()
+
+    first = create_key_file(key_file)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert len(first) >= 32
     assert load_secret_key(settings) == first
+    assert create_key_file(key_file) == first  # another process's file is kept, not replaced
+
+
+def key_file(tmp_path: Path, mode: int) -> Path:
+    path = tmp_path / "secret.key"
+    path.write_text("k" * 40)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mode", "complaint"),
+    [
+        (0o644, "other users can read it"),
+        (0o604, "other users can read it"),
+        (0o620, "users besides its owner can write it"),
+        (0o602, "users besides its owner can write it"),
+        (0o666, "other users can read it"),
+    ],
+)
+def test_a_key_file_others_can_read_or_write_is_refused(
+    tmp_path: Path, mode: int, complaint: str
+) -> None:
+    path = key_file(tmp_path, mode)
+    with pytest.raises(SecretKeyError) as caught:
+        load_secret_key(Settings(secret_key_file=str(path)))
+    message = str(caught.value)
+    assert f"has mode {mode:04o}" in message and complaint in message
+    assert f"chmod 600 {path}" in message
+    assert "k" * 40 not in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o640, 0o440])
+def test_a_private_or_group_readable_key_file_is_accepted(tmp_path: Path, mode: int) -> None:
+    path = key_file(tmp_path, mode)
+    assert load_secret_key(Settings(secret_key_file=str(path))) == b"k" * 40
+
+
+def test_the_mode_checked_is_the_symlink_targets(tmp_path: Path) -> None:
+    """As Kubernetes mounts a secret: `key -> ..data/key`; the link itself is always 0777."""
+    data = tmp_path / "..data"
+    data.mkdir()
+    target = data / "key"
+    target.write_text("k" * 40)
+    link = tmp_path / "key"
+    link.symlink_to(target)
+    settings = Settings(secret_key_file=str(link))
+    target.chmod(0o400)
+    assert load_secret_key(settings) == b"k" * 40
+    target.chmod(0o644)
+    with pytest.raises(SecretKeyError, match="has mode 0644"):
+        load_secret_key(settings)
 
 
 def test_explicit_secret_wins_and_must_be_long_enough() -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -490,18 +490,67 @@ async def test_signing_keys(store: TokenStore) -> None:
         await store.rotate_signing_key(key("k1", NOW + 20))
     assert await store.list_signing_keys() == listed
     with pytest.raises(InvalidRequest, match="rotate first"):
-        await store.retire_signing_key("k0", NOW + 30)
-    assert await store.retire_signing_key("nope", NOW + 30) is None
-    retired = await store.retire_signing_key("k1", NOW + 30)
+        await store.retire_signing_key("k0", NOW + 30, check=allow)
+    assert await store.retire_signing_key("nope", NOW + 30, check=allow) is None
+    retired = await store.retire_signing_key("k1", NOW + 30, check=allow)
     assert retired == dataclasses.replace(
         key("k1", NOW), status=KeyStatus.RETIRED, retired_at=NOW + 30
     )
-    assert await store.retire_signing_key("k1", NOW + 40) == retired
+    assert await store.retire_signing_key("k1", NOW + 40, check=allow) == retired
     assert [(k.kid, k.status) for k in await store.list_signing_keys()] == [
         ("k0", KeyStatus.ACTIVE),
         ("k2", KeyStatus.VERIFYING),
         ("k1", KeyStatus.RETIRED),
     ]
+
+
+def allow(keys: Sequence[SigningKeyRecord]) -> None:
+    return None
+
+
+async def test_retiring_asks_the_check_with_every_key_and_a_refusal_changes_nothing(
+    store: TokenStore,
+) -> None:
+    await store.rotate_signing_key(key("k1", NOW))
+    await store.rotate_signing_key(key("k2", NOW + 10))
+    before = await store.list_signing_keys()
+    seen: list[list[tuple[str, KeyStatus]]] = []
+
+    def refuse(keys: Sequence[SigningKeyRecord]) -> None:
+        seen.append([(k.kid, k.status) for k in keys])
+        raise InvalidRequest("k1 still signs")
+
+    with pytest.raises(InvalidRequest, match="k1 still signs"):
+        await store.retire_signing_key("k1", NOW + 20, check=refuse)
+    assert seen and seen[-1] == [("k2", KeyStatus.ACTIVE), ("k1", KeyStatus.VERIFYING)]
+    assert await store.list_signing_keys() == before
+
+
+# --- service metadata ---------------------------------------------------------------------------
+async def test_meta_is_added_once_and_data_is_noticed(store: TokenStore) -> None:
+    assert await store.holds_data() is False
+    assert await store.get_meta("canary") is None
+    assert await store.add_meta_if_absent("canary", "first") == "first"
+    assert await store.add_meta_if_absent("canary", "second") == "first"
+    assert await store.get_meta("canary") == "first"
+    assert await store.holds_data() is True
+
+
+@pytest.mark.parametrize("what", ["tenant", "signing key", "token"])
+async def test_holds_data_sees_tenants_keys_and_tokens(store: TokenStore, what: str) -> None:
+    if what == "tenant":
+        await store.create_tenant(TenantRecord("demo", NOW))
+    elif what == "signing key":
+        await store.add_first_signing_key(key("k1", NOW))
+    else:
+        await store.save_tokens([token("t1", session=None, kind=TokenKind.SERVICE)])
+    assert await store.holds_data() is True
+
+
+async def test_replicas_adding_meta_together_agree_on_one_value(store: TokenStore) -> None:
+    values = await asyncio.gather(*(store.add_meta_if_absent("canary", f"v{i}") for i in range(8)))
+    assert len(set(values)) == 1
+    assert await store.get_meta("canary") == values[0]
 
 
 # --- SQLite only --------------------------------------------------------------------------------
@@ -575,7 +624,7 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
@@ -596,7 +645,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0003",)]
+                assert version.all() == [("0004",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 
 import pytest
 
 from server import validation
 from server.errors import InvalidRequest
-from server.tokens import KeyedDigest, mint_token, new_client_secret
+from server.tokens import CANARY_MESSAGE, KeyedDigest, mint_token, new_client_secret
 
 
 def test_tokens_are_url_safe_and_carry_256_bits() -> None:
@@ -24,6 +26,41 @@ def test_digests_are_keyed_and_purpose_separated() -> None:
     assert one.token("t") != other.token("t")
     assert one.token("t") != one.client_secret("t")
     assert re.fullmatch(r"[0-9a-f]{64}", one.token("t"))
+
+
+def test_the_canary_is_per_secret_and_under_a_subkey_of_its_own() -> None:
+    secret = b"a" * 32
+    one, other = KeyedDigest(secret), KeyedDigest(b"b" * 32)
+    assert one.canary() == KeyedDigest(secret).canary()
+    assert one.canary() != other.canary()
+    assert re.fullmatch(r"[0-9a-f]{64}", one.canary())
+    # Not the secret's own HMAC of the message, nor any digest the database also holds.
+    message = CANARY_MESSAGE.decode()
+    assert one.canary() != hmac.new(secret, CANARY_MESSAGE, hashlib.sha256).hexdigest()
+    assert one.canary() not in {
+        one.token(message),
+        one.client_secret(message),
+        one.login_subject("t", message),
+    }
+    assert secret.hex() not in one.canary() and secret.decode() not in one.canary()
+
+
+def test_the_canary_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    digests, other = KeyedDigest(b"a" * 32), KeyedDigest(b"b" * 32)
+    compared: list[tuple[object, object]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert digests.canary_matches(digests.canary())
+    assert compared == [(digests.canary().encode(), digests.canary().encode())]
+    assert not digests.canary_matches(other.canary())
+    assert not digests.canary_matches(digests.canary()[:-1])
+    assert not digests.canary_matches("é" * 64)  # whatever is stored, never a TypeError
+    assert len(compared) == 4
 
 
 def test_client_secret_check() -> None:

@@ -214,6 +214,9 @@ async def test_jwks_verifies_every_stored_key_that_is_not_retired(bridge: Bridge
     await admin.rotate_signing_key(core)
     await admin.rotate_signing_key(core)
     stored = await admin.list_signing_keys(core)
+    bridge.harness.clock.advance(
+        core.settings.signing_key_activation_seconds
+    )  # first stops signing
     await admin.retire_signing_key(core, first.kid)
 
     published = set(await jwks_kids(bridge))
