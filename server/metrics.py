@@ -54,8 +54,8 @@ OTHER_METHOD = "other"
 
 __all__ = [
     "CONTENT_TYPE_LATEST",
-    "REGISTRY",
     "HTTP_IN_FLIGHT",
+    "REGISTRY",
     "GrpcSeries",
     "InFlight",
     "exposition",
