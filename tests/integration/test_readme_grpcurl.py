@@ -8,15 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.integration.test_readme_http import readme_sh_blocks, run_bash
-from tests.integration.test_shutdown import (
-    free_port,
-    service_env,
-    start_serve,
-    stop_process,
-    text_of,
-    wait_until_serving,
-)
+from tests.integration.test_readme_http import readme_sh_blocks, run_beside_demo_server
+from tests.integration.test_shutdown import free_port
 
 HEADING = "## Walkthrough with grpcurl"
 README_ADDR = "localhost:50051"
@@ -24,18 +17,11 @@ README_ADDR = "localhost:50051"
 
 async def test_readme_grpcurl_walkthrough_runs(tmp_path: Path) -> None:
     port = free_port()
-    env = service_env(tmp_path / "t.db", port, TOKENSERVICE_PROVISION_DEMO="true")
     script = "\n".join(readme_sh_blocks(HEADING))
     assert README_ADDR in script and ".venv/bin/" in script
     script = script.replace(README_ADDR, f"127.0.0.1:{port}")
     script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
-    process = await start_serve(env, tmp_path)
-    try:
-        await wait_until_serving(f"127.0.0.1:{port}", process, tmp_path / "stderr.txt")
-        code, out, err = await run_bash(script, env)
-    finally:
-        await stop_process(process)
-    assert code == 0, f"{err}\n{out}\nserver:\n{text_of(tmp_path / 'stderr.txt')}"
+    out = await run_beside_demo_server(script, tmp_path, port)
     # Every section ran: the customer refresh switched the legal entity, the admin call answered.
     assert '"legal_entity_id": "le-demo-2"' in out
     assert '"kind": "TOKEN_KIND_SERVICE"' in out and '"client_secret":' in out

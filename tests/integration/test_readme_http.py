@@ -52,19 +52,12 @@ async def run_bash(script: str, env: dict[str, str]) -> tuple[int, str, str]:
     return shell.returncode, stdout.decode(), stderr.decode()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
-    grpc_port, http_port = free_port(), free_port()
-    env = service_env(
-        tmp_path / "t.db",
-        grpc_port,
-        TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
-        TOKENSERVICE_PROVISION_DEMO="true",
-    )
-    script = readme_sh_blocks(HEADING)[0]
-    assert "localhost:8080" in script and ".venv/bin/" in script
-    script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
-    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+async def run_beside_demo_server(
+    script: str, tmp_path: Path, grpc_port: int, **settings: str
+) -> str:
+    """Starts `tokenservice serve` with the demo tenant (and `settings`), runs `script` with
+    `run_bash` once it serves, stops it; the script's output, which must have succeeded."""
+    env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_PROVISION_DEMO="true", **settings)
     process = await start_serve(env, tmp_path)
     try:
         await wait_until_serving(f"127.0.0.1:{grpc_port}", process, tmp_path / "stderr.txt")
@@ -72,6 +65,19 @@ async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
     finally:
         await stop_process(process)
     assert code == 0, f"{err}\n{out}\nserver:\n{text_of(tmp_path / 'stderr.txt')}"
+    return out
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    script = readme_sh_blocks(HEADING)[0]
+    assert "localhost:8080" in script and ".venv/bin/" in script
+    script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    out = await run_beside_demo_server(
+        script, tmp_path, grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}"
+    )
     lines = out.splitlines()
     anonymous = json.loads(lines[0])
     assert set(anonymous) >= {"access_token", "refresh_token", "sessionId", "scope"}
