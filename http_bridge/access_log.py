@@ -1,38 +1,47 @@
 """The HTTP access log: one line per request with method, path, status and duration.
 
-Query values are shown only for parameters that never carry a secret; every other value, and
-the Authorization header's credentials, are masked, so no token, secret or password reaches a
-log line however a client sends it. Bodies are never logged.
+A query value is shown only for a parameter that never carries a secret, and only when it has
+the shape of what that parameter holds: a token sent in the wrong parameter (`?tenant=<refresh
+token>`) is masked like any other. Every other value, the names of unknown parameters, and the
+Authorization header's credentials are masked, so no token, secret or password reaches a log
+line however a client sends it. Bodies are never logged.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from http_bridge.response_status import ResponseStatus
+from server.validation import ID_CHARACTERS, TENANT_PATTERN
 
 log = logging.getLogger("tokenservice.http.access")
 MASK = "***"
-SAFE_QUERY_PARAMETERS = frozenset(
-    {
-        "tenant",
-        "client_id",
-        "currency",
-        "siteCode",
-        "language",
-        "targetLocation",
-        "legalEntityId",
-        "token_type_hint",
-    }
-)
+# No path segment of a route is this long (the longest is 26, tenants at most 16 characters),
+# nor is a shown identifier: tokens and client secrets are 43 characters, SaaS tokens longer.
+MAX_SHOWN_SEGMENT = 32
+_SHORT_ID = re.compile(rf"{ID_CHARACTERS}{{1,{MAX_SHOWN_SEGMENT}}}")
+# The parameters whose values may be shown, each with the shape its value must have (matched
+# whole); anything else in them is masked. The service accepts more than some of these shapes
+# (it stores any short printable currency): such values are served, just not logged.
+SHOWN_QUERY_VALUES: dict[str, re.Pattern[str]] = {
+    "tenant": TENANT_PATTERN,
+    "client_id": _SHORT_ID,
+    "legalEntityId": _SHORT_ID,
+    "siteCode": _SHORT_ID,
+    "targetLocation": _SHORT_ID,
+    "currency": re.compile(r"[A-Za-z]{3}"),  # ISO 4217
+    "language": re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}"),  # BCP 47, short
+    "token_type_hint": re.compile(r"access_token|refresh_token"),  # RFC 7009 / RFC 7662
+}
 
 # Documented parameters whose names may be shown (their values are masked); any other name is
 # masked too, in case a client sends a token as a bare name.
-KNOWN_QUERY_PARAMETERS = SAFE_QUERY_PARAMETERS | {
+KNOWN_QUERY_PARAMETERS = SHOWN_QUERY_VALUES.keys() | {
     "refresh_token",
     "anonymous_token",
     "refreshToken",
@@ -48,9 +57,6 @@ KNOWN_SCHEMES = frozenset({"basic", "bearer", "digest", "dpop", "negotiate"})
 # RFC 3986 pchar and "/": what a logged path may hold unencoded (so that a decoded newline or
 # quote cannot forge a log line).
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
-# No path segment of a route is this long (the longest is 26, tenants at most 16 characters);
-# a longer one is most likely a token a client put in the path by mistake (tokens are 43).
-MAX_SHOWN_SEGMENT = 32
 
 
 def masked_target(path: str, query_string: bytes) -> str:
@@ -67,9 +73,15 @@ def masked_target(path: str, query_string: bytes) -> str:
 
 
 def _masked_pair(name: str, value: str) -> str:
-    if name in SAFE_QUERY_PARAMETERS:
-        return f"{quote(name)}={quote(value)}"
-    return f"{quote(name) if name in KNOWN_QUERY_PARAMETERS else MASK}={MASK}"
+    if name not in KNOWN_QUERY_PARAMETERS:
+        return f"{MASK}={MASK}"
+    return f"{name}={quote(value) if shown_value(name, value) else MASK}"
+
+
+def shown_value(name: str, value: str) -> bool:
+    """Whether the log may show `value` of parameter `name` (an empty value holds nothing)."""
+    shape = SHOWN_QUERY_VALUES.get(name)
+    return shape is not None and (not value or shape.fullmatch(value) is not None)
 
 
 def masked_authorization(headers: list[tuple[bytes, bytes]]) -> str:

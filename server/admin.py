@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from server import validation
 from server.core import Core
 from server.errors import AlreadyExists, InvalidRequest, NotFound
+from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.signing import new_signing_key, refuse_retiring_the_signer
 from server.store.records import (
     ClientKind,
@@ -30,6 +31,10 @@ MAX_TTL = 10 * 365 * 86400  # ten years: fits the 32-bit ttl columns with room t
 MIN_PASSWORD = 8
 MAX_LEGAL_ENTITIES = 100
 RESERVED_SCOPE_PREFIX = "tenant="  # the service appends `tenant={tenant}` itself
+# The service's own admin scopes. They authorise AdminService calls, which accept service access
+# tokens only: on a customer they would grant nothing here, and a downstream service that trusts
+# the scopes of the tokens it sees would believe them.
+SERVICE_CLIENT_ONLY_SCOPES = (ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE)
 
 
 async def create_tenant(core: Core, name: str) -> TenantRecord:
@@ -113,7 +118,7 @@ async def create_customer(
         raise InvalidRequest(
             f"password must be at least {MIN_PASSWORD} characters", field="password"
         )
-    granted = client_scopes(scopes)
+    granted = customer_scopes(scopes)
     entities = _legal_entity_ids(legal_entity_ids)
     await _existing_tenant(core, tenant)
     if await core.store.find_customer(tenant, email) is not None:
@@ -184,6 +189,19 @@ def client_scopes(items: Sequence[str], field: str = "scopes") -> tuple[str, ...
                 field=field,
             )
     return validation.scopes(" ".join(items), field)
+
+
+def customer_scopes(items: Sequence[str], field: str = "scopes") -> tuple[str, ...]:
+    """As client_scopes, without the service's admin scopes (service clients only)."""
+    granted = client_scopes(items, field)
+    for scope in SERVICE_CLIENT_ONLY_SCOPES:
+        if scope in granted:
+            raise InvalidRequest(
+                f"{field} must not contain {scope}: the service's admin scopes are for service "
+                "clients only",
+                field=field,
+            )
+    return granted
 
 
 async def _existing_tenant(core: Core, tenant: str) -> None:

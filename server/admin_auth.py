@@ -23,7 +23,8 @@ async def authorize_admin(
     """Allows the call or raises: InvalidToken when the bearer token is missing, malformed or
     inactive; AccessDenied when it is not a service access token, or its scope lacks the admin
     scope for `tenant` (None: a platform operation). `granting` lists the scopes the call would
-    give a new client: only a platform admin may hand out the platform admin scope."""
+    give a new client or customer: only a platform admin may hand out the platform admin scope
+    (and customers get neither admin scope: server.admin.customer_scopes)."""
     token = bearer_token(authorization)
     info = await introspect(core, token)
     if not info.active:
@@ -34,7 +35,9 @@ async def authorize_admin(
     if PLATFORM_ADMIN_SCOPE in scopes:
         return
     if PLATFORM_ADMIN_SCOPE in granting:
-        raise AccessDenied(f"only a platform admin may grant the {PLATFORM_ADMIN_SCOPE} scope")
+        raise AccessDenied(
+            f"only a platform admin may grant the {PLATFORM_ADMIN_SCOPE} scope", field="scopes"
+        )
     if ADMIN_SCOPE in scopes and tenant is not None and tenant == info.tenant:
         return
     if tenant is None:

@@ -85,7 +85,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     async def CreateCustomer(
         self, request: pb.CreateCustomerRequest, context: grpc.aio.ServicerContext
     ) -> pb.Customer:
-        await self._authorize(context, request.tenant)
+        await self._authorize(context, request.tenant, granting=request.scopes)
         customer = await admin.create_customer(
             self._core,
             request.tenant,

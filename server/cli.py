@@ -171,7 +171,11 @@ def _add_customer(commands: Any) -> None:
         required=True,
         help="read the password from the first line of standard input",
     )
-    create.add_argument("--scopes", default="", help="space-separated")
+    create.add_argument(
+        "--scopes",
+        default="",
+        help="space-separated (not the service's admin scopes: those are for service clients)",
+    )
     create.add_argument(
         "--legal-entity",
         dest="legal_entities",

@@ -48,7 +48,7 @@ def build_core(
         store=store,
         clock=clock,
         digests=KeyedDigest(secret),
-        passwords=Passwords(settings),
+        passwords=Passwords(settings, store, clock=clock),
         cipher=cipher,
         keys=KeyRing(
             store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds

@@ -173,7 +173,11 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> 
             "anonymousToken": "$ANON_TOKEN",
         }
     }
-    refresh = {"tenant": creds.tenant, "refreshToken": "$CUSTOMER_REFRESH"}
+    refresh = {
+        "tenant": creds.tenant,
+        "refreshToken": "$CUSTOMER_REFRESH",
+        "accessToken": "$CUSTOMER_TOKEN",  # a customer refresh needs one of its session
+    }
     revoke = {"token": "$CUSTOMER_TOKEN", "endSession": True}
     return "\n".join(
         [
@@ -205,7 +209,7 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> 
             '  CUSTOMER_REFRESH=$(echo "$CUSTOMER" | field refresh_token)',
             "  # 4. introspect it",
             f"  {grpcurl({'token': '$CUSTOMER_TOKEN'}, 'IntrospectToken')}",
-            "  # 5. refresh it (same session id, new access token)",
+            "  # 5. refresh it with its access token (same session id, new access token)",
             f"  {grpcurl(refresh, 'RefreshToken')}",
             "  # 6. revoke it and end the session (logout)",
             f"  {grpcurl(revoke, 'RevokeToken')}",

@@ -13,7 +13,9 @@ TENANT_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,15}$")
 SCOPE_TOKEN_PATTERN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PRINTABLE_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]*$")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9._~:-]+$")
+# Client ids, legal entity ids, kids: URL-safe characters (the HTTP access log reuses this).
+ID_CHARACTERS = r"[A-Za-z0-9._~:-]"
+ID_PATTERN = re.compile(rf"^{ID_CHARACTERS}+$")
 
 MAX_TOKEN = 512
 MAX_ID = 128

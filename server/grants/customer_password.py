@@ -2,7 +2,8 @@
 
 Authorised by an anonymous access token of the same tenant, whose session the customer's session
 continues (the storefront keeps its cart). Returns access and refresh tokens and the SaaS token.
-Passwords are argon2id; a wrong email and a wrong password get the same answer in the same time.
+Passwords are argon2id; a wrong email and a wrong password get the same answer in the same time,
+and a hash made with outdated parameters is rehashed after a successful login (server/passwords.py).
 
 Brute force (server/abuse.py): failures are counted per account (in the store, so every replica
 sees the lock; unknown emails too, by a keyed digest of the email) and per client address (in
@@ -55,9 +56,8 @@ async def issue(
     subject = core.digests.login_subject(tenant, email)
     stored = await core.store.get_login_failures(tenant, subject) if policy.enabled else None
     customer = await core.store.find_customer(tenant, email)
-    stored_hash = customer.password_hash if customer is not None else None
     # Verified whatever the lock says, so that a locked account costs the same time.
-    verified = await core.passwords.verify(stored_hash, password) and customer is not None
+    verified = await core.passwords.verify_login(tenant, customer, password)
     locked = policy.locked_for(policy.current(stored, now), now) > 0
     if verified and not locked and policy.enabled:
         # Failures of concurrent attempts may have locked the account since the read above.
@@ -67,6 +67,7 @@ async def issue(
         await _failed(core, tenant, subject, client_address, now, locked=locked)
         raise InvalidCredentials(WRONG_CREDENTIALS)
     assert customer is not None
+    core.passwords.rehash_if_outdated(customer, password)
     if stored is not None:
         await core.store.clear_login_failures(tenant, subject)
     assert anonymous.session_id is not None

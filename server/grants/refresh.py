@@ -1,10 +1,12 @@
 """Refresh tokens (RFC 6749 section 6), `GET /customerlogin/auth/anonymous/refresh` and
 `GET /customer/{tenant}/refreshauthtoken`.
 
-A new access token on the same session. The refresh token rotates (RFC 9700 section 4.14.2):
-the presented one keeps working for a short grace window, so that a storefront's parallel tabs
-do not log each other out, and presenting it after that window revokes the whole session
-(reuse detection). Clients with rotation disabled keep their first refresh token.
+A new access token on the same session. An anonymous refresh names the storefront client the
+token was issued to; a customer refresh carries a bearer access token of the same session
+(`_check_customer_bearer`). The refresh token rotates (RFC 9700 section 4.14.2): the presented
+one keeps working for a short grace window, so that a storefront's parallel tabs do not log
+each other out, and presenting it after that window revokes the whole session (reuse
+detection). Clients with rotation disabled keep their first refresh token.
 """
 
 from __future__ import annotations
@@ -64,10 +66,11 @@ async def refresh(
             raise InvalidRequest("client_id is required to refresh an anonymous token")
         if legal_entity_id:
             raise InvalidRequest("legal_entity_id applies only to customer tokens")
+        if access_token:
+            await _check_same_session(core, access_token, presented)
     else:
+        await _check_customer_bearer(core, access_token, presented)
         await _check_legal_entity(core, presented, legal_entity_id)
-    if access_token:
-        await _check_same_session(core, access_token, presented)
     return await _exchange(
         core, presented, refresh_token, now, legal_entity_id or None, context or SessionContext()
     )
@@ -156,6 +159,19 @@ async def _check_legal_entity(core: Core, presented: TokenRecord, legal_entity_i
         raise AccessDenied(
             "legal_entity_id is not one of the customer's legal entities", field="legal_entity_id"
         )
+
+
+async def _check_customer_bearer(core: Core, access_token: str, presented: TokenRecord) -> None:
+    """The bearer a customer refresh requires, over gRPC and HTTP alike; the one place that
+    decides which bearer tokens it accepts: today an access token of the same session
+    (`_check_same_session`). The refresh token stays the credential."""
+    if not access_token:
+        raise InvalidToken(
+            "access_token is required to refresh a customer token: an access token of the same "
+            "session",
+            field="access_token",
+        )
+    await _check_same_session(core, access_token, presented)
 
 
 async def _check_same_session(core: Core, access_token: str, presented: TokenRecord) -> None:

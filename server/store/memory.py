@@ -102,6 +102,19 @@ class MemoryStore:
     async def get_customer(self, customer_id: str) -> CustomerRecord | None:
         return self._customers.get(customer_id)
 
+    # --- customer password hashes -----------------------------------------------------------
+    async def password_hash_sample(self, tenant: str, limit: int) -> list[str]:
+        found = sorted((c for c in self._customers.values() if c.tenant == tenant), key=_email)
+        return [c.password_hash for c in found[:limit]]
+
+    async def replace_password_hash(self, customer_id: str, expected: str, new: str) -> bool:
+        async with self._lock:
+            customer = self._customers.get(customer_id)
+            if customer is None or customer.password_hash != expected:
+                return False
+            self._customers[customer_id] = dataclasses.replace(customer, password_hash=new)
+            return True
+
     def _require_tenant(self, tenant: str) -> None:
         if tenant not in self._tenants:
             raise NotFound(tenant_missing(tenant))
@@ -392,3 +405,7 @@ def _updated(session: SessionRecord, change: SessionUpdate) -> SessionRecord:
     return dataclasses.replace(
         session, context=context, legal_entity_id=legal_entity_id, updated_at=change.updated_at
     )
+
+
+def _email(customer: CustomerRecord) -> str:
+    return customer.email

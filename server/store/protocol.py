@@ -26,7 +26,24 @@ from server.store.records import (
 )
 
 
-class TokenStore(Protocol):
+class CustomerPasswordHashes(Protocol):
+    """The role server/passwords.py needs: what the stored hashes look like, and rehashing."""
+
+    async def password_hash_sample(self, tenant: str, limit: int) -> list[str]:
+        """Up to `limit` password hashes of the tenant's customers, the first by email (one
+        range of the (tenant, email) index; which customers is arbitrary, but unrelated to who
+        logs in); empty for a tenant without customers. A plain read."""
+        ...
+
+    async def replace_password_hash(self, customer_id: str, expected: str, new: str) -> bool:
+        """Sets the customer's password hash to `new` if it is still `expected`, atomically
+        (one conditional UPDATE): a hash changed meanwhile, on any replica, is never
+        overwritten. True when replaced; False, changing nothing, when the customer is gone or
+        has another hash."""
+        ...
+
+
+class TokenStore(CustomerPasswordHashes, Protocol):
     async def close(self) -> None: ...
 
     async def ping(self) -> None:

@@ -306,6 +306,19 @@ _CUSTOMER = select(customers).where(customers.c.id == bindparam("id"))
 _CUSTOMER_BY_EMAIL = select(customers).where(
     customers.c.tenant == bindparam("tenant"), customers.c.email == bindparam("email")
 )
+# customer password hashes (server/passwords.py)
+_PASSWORD_HASH_SAMPLE = (
+    select(customers.c.password_hash)
+    .where(customers.c.tenant == bindparam("ph_tenant"))
+    .order_by(customers.c.email)
+    .limit(bindparam("ph_limit", type_=Integer))
+)
+_REPLACE_PASSWORD_HASH = (
+    update(customers)
+    .where(customers.c.id == bindparam("ph_id"))
+    .where(customers.c.password_hash == bindparam("ph_expected"))
+    .values(password_hash=bindparam("ph_new"))
+)
 _SESSION = select(sessions).where(sessions.c.session_id == bindparam("sid"))
 _TOKEN_VIEW = (
     select(tokens, customers.c.email)
@@ -800,6 +813,18 @@ class SqlStore:
     async def get_customer(self, customer_id: str) -> CustomerRecord | None:
         row = await self._first(_CUSTOMER, {"id": customer_id})
         return None if row is None else _customer(row)
+
+    # --- customer password hashes -----------------------------------------------------------
+    async def password_hash_sample(self, tenant: str, limit: int) -> list[str]:
+        rows = await self._all(_PASSWORD_HASH_SAMPLE, {"ph_tenant": tenant, "ph_limit": limit})
+        return [row.password_hash for row in rows]
+
+    @retried
+    async def replace_password_hash(self, customer_id: str, expected: str, new: str) -> bool:
+        params = {"ph_id": customer_id, "ph_expected": expected, "ph_new": new}
+        return await self._tx(
+            lambda conn: conn.execute(_REPLACE_PASSWORD_HASH, params).rowcount == 1
+        )
 
     # --- login failures ---------------------------------------------------------------------
     async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:

@@ -225,6 +225,16 @@ async def harness(
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason carried in the status details."""
+    return error_info(error).reason
+
+
+def error_field(error: grpc.aio.AioRpcError) -> str:
+    """The request field the google.rpc.ErrorInfo detail names ("" when none)."""
+    return error_info(error).metadata.get("field", "")
+
+
+def error_info(error: grpc.aio.AioRpcError) -> Any:
+    """The google.rpc.ErrorInfo detail of a failed call."""
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
@@ -234,5 +244,5 @@ def error_reason(error: grpc.aio.AioRpcError) -> str:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            return info.reason
+            return info
     raise AssertionError("no ErrorInfo in the status details")

@@ -8,7 +8,7 @@ import pytest
 
 from server import admin
 from server.store.records import ClientKind
-from tests.integration.conftest import Harness, error_reason
+from tests.integration.conftest import Harness, error_field, error_reason
 from tokenservice.v1 import admin_service_pb2 as apb
 from tokenservice.v1 import token_service_pb2 as pb
 
@@ -146,3 +146,32 @@ async def test_admin_calls_need_an_admin_service_token(harness: Harness) -> None
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await harness.admin_stub.ListClients(request, metadata=metadata)
         assert (caught.value.code(), error_reason(caught.value)) == (code, reason)
+
+
+@pytest.mark.parametrize("scope", ["tokenservice.admin", "tokenservice.platform_admin"])
+@pytest.mark.parametrize("caller", ["tokenservice.admin", "tokenservice.platform_admin"])
+async def test_customers_never_get_the_services_admin_scopes(
+    harness: Harness, caller: str, scope: str
+) -> None:
+    await harness.shop("acme")
+    token = await admin_token(harness, "acme", (caller,))
+    request = apb.CreateCustomerRequest(
+        tenant="acme",
+        email="mallory@acme.example",
+        password="long enough password",
+        scopes=["customer.read", scope],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.admin_stub.CreateCustomer(request, metadata=bearer(token))
+    if caller == "tokenservice.admin" and scope == "tokenservice.platform_admin":
+        # the escalation guard answers first, as for CreateClient
+        expected = (grpc.StatusCode.PERMISSION_DENIED, "access_denied")
+    else:
+        expected = (grpc.StatusCode.INVALID_ARGUMENT, "invalid_request")
+    assert (caught.value.code(), error_reason(caught.value)) == expected
+    assert error_field(caught.value) == "scopes"
+    assert await harness.core.store.find_customer("acme", "mallory@acme.example") is None
+    # the same call without the admin scope succeeds
+    del request.scopes[1]
+    created = await harness.admin_stub.CreateCustomer(request, metadata=bearer(token))
+    assert list(created.scopes) == ["customer.read"]

@@ -230,6 +230,12 @@ def test_customer_create_errors(cli: Cli) -> None:
     stderr = cli.fails(*base, "--password-stdin", stdin="short\n")
     assert "at least 8" in stderr and "short" not in stderr.replace("at least", "")
     assert "--password-stdin" in cli.fails(*base)  # no password on the command line
+    for scope in ("tokenservice.admin", "tokenservice.platform_admin"):
+        stderr = cli.fails(
+            *base, "--password-stdin", "--scopes", f"orders {scope}", stdin="long enough pw\n"
+        )
+        assert f"scopes must not contain {scope}" in stderr
+    assert cli.query("SELECT count(*) FROM customers") == [(0,)]
     cli.ok(*base, "--password-stdin", stdin="long enough password\n")
     assert "already exists" in cli.fails(*base, "--password-stdin", stdin="another password\n")
 

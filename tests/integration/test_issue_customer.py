@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from argon2 import PasswordHasher, extract_parameters
 
 from server.store.records import TokenKind, TokenUse
 from tests.integration.conftest import Harness, error_reason
@@ -138,3 +139,22 @@ async def test_customer_tokens_are_stored_with_the_customer(harness: Harness) ->
     assert view is not None
     assert view.token.kind is TokenKind.CUSTOMER and view.token.use is TokenUse.REFRESH
     assert view.token.customer_id == shop.customer_id
+
+
+async def test_a_hash_with_outdated_parameters_is_rehashed_by_the_next_login(
+    harness: Harness,
+) -> None:
+    shop = await harness.shop("acme")
+    [(current,)] = await harness.query(
+        f"SELECT password_hash FROM customers WHERE id = '{shop.customer_id}'"  # noqa: S608
+    )
+    outdated = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash(shop.password)
+    assert await harness.core.store.replace_password_hash(shop.customer_id, current, outdated)
+    await harness.customer(shop)
+    await harness.core.passwords.settled()
+    [(stored,)] = await harness.query(
+        f"SELECT password_hash FROM customers WHERE id = '{shop.customer_id}'"  # noqa: S608
+    )
+    assert stored != outdated
+    assert extract_parameters(stored) == extract_parameters(current)  # the service's settings
+    assert (await harness.customer(shop)).access_token  # and the password still logs in

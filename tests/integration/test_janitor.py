@@ -99,7 +99,9 @@ async def test_a_sweep_removes_what_expired_and_live_sessions_keep_working(
     harness.clock.advance(60)
     assert await janitor.sweep(harness.core) == PurgeReport(0, 0)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await customer_refresh(harness, shop, refreshed.refresh_token)
+        await customer_refresh(
+            harness, shop, refreshed.refresh_token, access_token=again.access_token
+        )
     assert error_reason(caught.value) == "invalid_grant"
     assert "already used" in (caught.value.details() or "")
     # Reuse revoked the session: the next sweep removes it with all its tokens.

@@ -25,43 +25,58 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADING = "### Every HTTP route with curl"
 
 
-def readme_curl_block() -> str:
+def readme_sh_blocks(heading: str) -> list[str]:
+    """The ```sh blocks of the README section under `heading` (up to the next heading of the
+    same or a higher level, down to `##`: a `# ` line is a shell comment)."""
     text = (REPO_ROOT / "README.md").read_text()
-    after = text.split(HEADING, 1)[1]
-    return after.split("```sh\n", 1)[1].split("```", 1)[0]
+    section = text.split(f"\n{heading}\n", 1)[1]
+    level = heading.split(" ", 1)[0]
+    for depth in range(len(level), 1, -1):
+        section = section.split(f"\n{'#' * depth} ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```sh\n")[1:]]
+
+
+async def run_bash(script: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """`script` under `set -euo pipefail`, from the repository root: (exit code, out, err)."""
+    shell = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        "set -euo pipefail\n" + script,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(shell.communicate(), timeout=60)
+    assert shell.returncode is not None
+    return shell.returncode, stdout.decode(), stderr.decode()
+
+
+async def run_beside_demo_server(
+    script: str, tmp_path: Path, grpc_port: int, **settings: str
+) -> str:
+    """Starts `tokenservice serve` with the demo tenant (and `settings`), runs `script` with
+    `run_bash` once it serves, stops it; the script's output, which must have succeeded."""
+    env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_PROVISION_DEMO="true", **settings)
+    process = await start_serve(env, tmp_path)
+    try:
+        await wait_until_serving(f"127.0.0.1:{grpc_port}", process, tmp_path / "stderr.txt")
+        code, out, err = await run_bash(script, env)
+    finally:
+        await stop_process(process)
+    assert code == 0, f"{err}\n{out}\nserver:\n{text_of(tmp_path / 'stderr.txt')}"
+    return out
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
-    env = service_env(
-        tmp_path / "t.db",
-        grpc_port,
-        TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
-        TOKENSERVICE_PROVISION_DEMO="true",
-    )
-    script = readme_curl_block()
+    script = readme_sh_blocks(HEADING)[0]
     assert "localhost:8080" in script and ".venv/bin/" in script
     script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
     script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
-    process = await start_serve(env, tmp_path)
-    try:
-        await wait_until_serving(f"127.0.0.1:{grpc_port}", process, tmp_path / "stderr.txt")
-        shell = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            "set -euo pipefail\n" + script,
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(shell.communicate(), timeout=60)
-    finally:
-        await stop_process(process)
-    out = stdout.decode()
-    assert shell.returncode == 0, (
-        f"{stderr.decode()}\n{out}\nserver:\n{text_of(tmp_path / 'stderr.txt')}"
+    out = await run_beside_demo_server(
+        script, tmp_path, grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}"
     )
     lines = out.splitlines()
     anonymous = json.loads(lines[0])

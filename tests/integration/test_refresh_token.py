@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.integration.conftest import Harness, Shop, error_reason
+from tests.integration.conftest import Harness, Shop, error_field, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 
@@ -180,7 +180,11 @@ async def test_customer_refresh_with_legal_entity(harness: Harness) -> None:
     assert session is not None and session.legal_entity_id == "le-2"
     # the legal entity carries over to the next refresh
     again = await harness.stub.RefreshToken(
-        pb.RefreshTokenRequest(tenant="acme", refresh_token=refreshed.refresh_token)
+        pb.RefreshTokenRequest(
+            tenant="acme",
+            refresh_token=refreshed.refresh_token,
+            access_token=refreshed.access_token,
+        )
     )
     assert (await harness.introspect(again.access_token)).legal_entity_id == "le-2"
 
@@ -194,7 +198,10 @@ async def test_customer_refresh_rejects_foreign_legal_entity_and_foreign_bearer(
     await expect_error(
         harness.stub.RefreshToken(
             pb.RefreshTokenRequest(
-                tenant="acme", refresh_token=login.refresh_token, legal_entity_id="le-999"
+                tenant="acme",
+                refresh_token=login.refresh_token,
+                legal_entity_id="le-999",
+                access_token=login.access_token,
             )
         ),
         grpc.StatusCode.PERMISSION_DENIED,
@@ -222,3 +229,43 @@ async def test_customer_refresh_rejects_foreign_legal_entity_and_foreign_bearer(
         )
     )
     assert ok.session_id == anonymous_login.session_id
+
+
+async def rotated_at(harness: Harness, refresh_token: str) -> list[tuple[object, ...]]:
+    digest = harness.core.digests.token(refresh_token)
+    return await harness.query(
+        f"SELECT rotated_at, revoked_at FROM tokens WHERE digest = '{digest}'"  # noqa: S608
+    )
+
+
+async def test_customer_refresh_needs_an_access_token_of_its_session(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    other_customer = await harness.customer(shop)  # the same customer, another session
+    other_visitor = await harness.anonymous(shop)
+
+    def request(access_token: str) -> pb.RefreshTokenRequest:
+        return pb.RefreshTokenRequest(
+            tenant="acme", refresh_token=login.refresh_token, access_token=access_token
+        )
+
+    missing = await expect_error(
+        harness.stub.RefreshToken(request("")), grpc.StatusCode.UNAUTHENTICATED, "invalid_token"
+    )
+    assert error_field(missing) == "access_token"
+    assert "access_token is required" in (missing.details() or "")
+    for foreign in (other_customer.access_token, other_visitor.access_token):
+        refused = await expect_error(
+            harness.stub.RefreshToken(request(foreign)),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "invalid_token",
+        )
+        assert error_field(refused) == "access_token"
+    # Nothing was exchanged: the refresh token is neither rotated nor revoked.
+    assert await rotated_at(harness, login.refresh_token) == [(None, None)]
+    # The session's own access token is the bearer, expired as it may be by now.
+    harness.clock.advance(14400 + 1)
+    assert not (await harness.introspect(login.access_token)).active
+    refreshed = await harness.stub.RefreshToken(request(login.access_token))
+    assert refreshed.session_id == login.session_id
+    assert (await harness.introspect(refreshed.access_token)).active

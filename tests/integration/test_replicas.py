@@ -333,7 +333,10 @@ async def test_grpc_tokens_of_one_replica_are_introspected_refreshed_and_revoked
     assert seen.active and seen.kind == CUSTOMER and seen.email == EMAIL
     switched = await a.stub.RefreshToken(
         pb.RefreshTokenRequest(
-            tenant=TENANT, refresh_token=customer.refresh_token, legal_entity_id="le-2"
+            tenant=TENANT,
+            refresh_token=customer.refresh_token,
+            legal_entity_id="le-2",
+            access_token=customer.access_token,
         )
     )
     assert switched.session_id == customer.session_id
@@ -364,9 +367,14 @@ async def test_grpc_tokens_of_one_replica_are_introspected_refreshed_and_revoked
         )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await a.stub.RefreshToken(
-            pb.RefreshTokenRequest(tenant=TENANT, refresh_token=switched.refresh_token)
+            pb.RefreshTokenRequest(
+                tenant=TENANT,
+                refresh_token=switched.refresh_token,
+                access_token=switched.access_token,
+            )
         )
-    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, refused.value
+    # The whole session is revoked: its access token is no bearer any more.
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED, refused.value
 
 
 @pytest.mark.postgres

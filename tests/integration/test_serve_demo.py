@@ -166,7 +166,11 @@ async def test_first_start_provisions_the_demo_and_grpcurl_walks_through_it(
         refreshed = await grpcurl(
             target,
             f"{TOKEN_SERVICE}/RefreshToken",
-            {"tenant": tenant, "refreshToken": customer["refresh_token"]},
+            {
+                "tenant": tenant,
+                "refreshToken": customer["refresh_token"],
+                "accessToken": customer["access_token"],
+            },
             tmp_path,
         )
         assert refreshed["session_id"] == customer["session_id"]

@@ -197,7 +197,11 @@ async def test_a_locked_customer_keeps_refreshing_an_existing_session(harness: H
     for _ in range(3):
         refused(await login(h, shop, WRONG))
     refreshed = await h.stub.RefreshToken(
-        pb.RefreshTokenRequest(tenant=shop.tenant, refresh_token=tokens.refresh_token)
+        pb.RefreshTokenRequest(
+            tenant=shop.tenant,
+            refresh_token=tokens.refresh_token,
+            access_token=tokens.access_token,
+        )
     )
     assert refreshed.session_id == tokens.session_id
 

@@ -115,10 +115,15 @@ class Races:
         LEDGER.secret(customer.access_token, customer.refresh_token, customer.saas_token)
         return customer.session_id, customer.refresh_token, customer.access_token
 
-    def request(self, kind: str, refresh_token: str) -> pb.RefreshTokenRequest:
-        client_id = self.shop.storefront_id if kind == "anonymous" else ""
+    def request(self, kind: str, refresh_token: str, bearer: str) -> pb.RefreshTokenRequest:
+        """An anonymous refresh names its storefront client; a customer refresh carries an
+        access token of the session (`bearer`)."""
+        anonymous = kind == "anonymous"
         return pb.RefreshTokenRequest(
-            tenant=self.shop.tenant, client_id=client_id, refresh_token=refresh_token
+            tenant=self.shop.tenant,
+            client_id=self.shop.storefront_id if anonymous else "",
+            refresh_token=refresh_token,
+            access_token="" if anonymous else bearer,
         )
 
     async def refresh(
@@ -134,7 +139,7 @@ class Races:
 
     async def round(self, fanout: int, kind: str) -> Family:
         session_id, presented, first_access = await self.session(kind)
-        request = self.request(kind, presented)
+        request = self.request(kind, presented, first_access)
         results = await asyncio.gather(
             *(self.refresh(self.stubs[i % len(self.stubs)], request) for i in range(fanout))
         )
@@ -162,7 +167,9 @@ class Races:
 
         # Any sibling is a full member of the family: it refreshes, and rotates in its turn.
         sibling = self.rng.choice(answers)
-        follow = await self.refresh(self.stub, self.request(kind, sibling.refresh_token))
+        follow = await self.refresh(
+            self.stub, self.request(kind, sibling.refresh_token, sibling.access_token)
+        )
         self.outcomes["OK" if isinstance(follow, pb.TokenResponse) else follow] += 1
         if not isinstance(follow, pb.TokenResponse):
             self.check(False, f"{label}: a sibling did not refresh: {follow}")
@@ -269,18 +276,24 @@ async def _replay(
     wait = max(f.rotated_at for f in families) + REPLAY_GRACE_SECONDS + 1.1 - time.monotonic()
     await asyncio.sleep(max(wait, 0))
     refused = 0
+    revoked_session = {
+        "anonymous": "INVALID_ARGUMENT/invalid_grant",
+        "customer": "UNAUTHENTICATED/invalid_token",
+    }
     for family in replayed:
         label = f"replay of a rotated {family.kind} refresh token after the restart"
-        for token in (family.rotated[0], family.rotated[-1]):
-            outcome = await races.refresh(stub, races.request(family.kind, token))
-            races.check(outcome == "INVALID_ARGUMENT/invalid_grant", f"{label}: {outcome}")
-            refused += outcome == "INVALID_ARGUMENT/invalid_grant"
-        # Reuse detection: the whole session is gone, its newest tokens too.
-        newest = await races.refresh(stub, races.request(family.kind, family.refresh_token))
-        races.check(
-            newest == "INVALID_ARGUMENT/invalid_grant",
-            f"{label}: the session's newest refresh token still works ({newest})",
-        )
+        # The first replay is detected as reuse and revokes the whole session, its newest
+        # tokens too; what comes after is refused as the session's other tokens are (a
+        # customer's bearer with them: refused as the bearer it no longer is).
+        attempts = [
+            (family.rotated[0], family.access_tokens[0], "INVALID_ARGUMENT/invalid_grant"),
+            (family.rotated[-1], family.access_tokens[0], revoked_session[family.kind]),
+            (family.refresh_token, family.access_tokens[-1], revoked_session[family.kind]),
+        ]
+        for token, bearer, expected in attempts:
+            outcome = await races.refresh(stub, races.request(family.kind, token, bearer))
+            races.check(outcome == expected, f"{label}: {outcome}")
+            refused += outcome == expected and token != family.refresh_token
         for access in family.access_tokens[:3] + family.access_tokens[-3:]:
             answer = await stub.IntrospectToken(
                 pb.IntrospectTokenRequest(token=access), timeout=CALL_TIMEOUT
@@ -293,7 +306,9 @@ async def _replay(
         races.check(revoked is not None, f"{label}: the session row is not revoked")
     untouched = 0
     for family in controls[:REPLAYED_SESSIONS]:
-        outcome = await races.refresh(stub, races.request(family.kind, family.refresh_token))
+        outcome = await races.refresh(
+            stub, races.request(family.kind, family.refresh_token, family.access_tokens[-1])
+        )
         races.check(isinstance(outcome, pb.TokenResponse), f"a session nobody replayed: {outcome}")
         untouched += isinstance(outcome, pb.TokenResponse)
     return {"replays_refused": refused, "sessions_revoked": len(replayed), "controls_ok": untouched}

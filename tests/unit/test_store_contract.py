@@ -231,6 +231,48 @@ async def test_customers(store: TokenStore) -> None:
         await store.create_customer(dataclasses.replace(alice, id="c4", tenant="ghost"))
 
 
+# --- customer password hashes (server/passwords.py) --------------------------------------------
+def customer(customer_id: str, tenant: str, email: str, password_hash: str) -> CustomerRecord:
+    return CustomerRecord(customer_id, tenant, email, password_hash, (), (), NOW)
+
+
+async def test_password_hash_sample(store: TokenStore) -> None:
+    for name in ("demo", "other", "empty"):
+        await store.create_tenant(TenantRecord(name, NOW))
+    for number, email in enumerate(["carol@x.example", "alice@x.example", "bob@x.example"]):
+        await store.create_customer(customer(f"c{number}", "demo", email, f"hash-{email[0]}"))
+    await store.create_customer(customer("c9", "other", "aaron@x.example", "hash-other"))
+    assert await store.password_hash_sample("demo", 10) == ["hash-a", "hash-b", "hash-c"]
+    assert await store.password_hash_sample("demo", 2) == ["hash-a", "hash-b"]
+    assert await store.password_hash_sample("empty", 10) == []
+    assert await store.password_hash_sample("ghost", 10) == []
+
+
+async def test_replace_password_hash_only_replaces_the_expected_hash(store: TokenStore) -> None:
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_customer(customer("c1", "demo", "ann@x.example", "old"))
+    await store.create_customer(customer("c2", "demo", "bob@x.example", "old"))
+    assert not await store.replace_password_hash("c1", "something else", "new")
+    assert not await store.replace_password_hash("ghost", "old", "new")
+    assert (await store.get_customer("c1")).password_hash == "old"  # type: ignore[union-attr]
+    assert await store.replace_password_hash("c1", "old", "new")
+    assert (await store.get_customer("c1")).password_hash == "new"  # type: ignore[union-attr]
+    assert (await store.get_customer("c2")).password_hash == "old"  # type: ignore[union-attr]
+    found = await store.find_customer("demo", "ann@x.example")
+    assert found is not None and found.password_hash == "new"
+
+
+async def test_concurrent_password_hash_replacements_have_one_winner(store: TokenStore) -> None:
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_customer(customer("c1", "demo", "ann@x.example", "old"))
+    results = await asyncio.gather(
+        *(store.replace_password_hash("c1", "old", f"new-{n}") for n in range(8))
+    )
+    assert sorted(results) == [False] * 7 + [True]
+    winner = f"new-{results.index(True)}"
+    assert (await store.get_customer("c1")).password_hash == winner  # type: ignore[union-attr]
+
+
 # --- tokens and sessions ------------------------------------------------------------------------
 async def test_save_and_find_tokens(store: TokenStore) -> None:
     await store.create_tenant(TenantRecord("demo", NOW))

@@ -76,23 +76,26 @@ class Sent:
     """A request and the access-log line it must produce."""
 
     method: str
-    logged_target: str
+    path: str
+    query: Query
     status: int
     logged_auth: str
 
-    @property
-    def log_fragment(self) -> str:
-        return f'"{self.method} {self.logged_target}" {self.status} auth="{self.logged_auth}"'
+    def log_fragment(self, secrets: set[str]) -> str:
+        target = expected_target(self.path, self.query, secrets)
+        return f'"{self.method} {target}" {self.status} auth="{self.logged_auth}"'
 
 
-def expected_target(path: str, query: Query) -> str:
-    """What the access log may show, by the documented rule (written out independently)."""
+def expected_target(path: str, query: Query, secrets: set[str]) -> str:
+    """What the access log may show, by the documented rule (written out independently): the
+    values of the safe names unless they are one of the run's secrets (every value sent in them
+    here is either what a storefront sends or a secret)."""
     if not query:
         return path
     shown = []
     for name, value in query:
         if name in SAFE_QUERY_NAMES:
-            shown.append(f"{name}={value}")
+            shown.append(f"{name}={'***' if value in secrets else value}")
         elif name in SECRET_QUERY_NAMES:
             shown.append(f"{name}=***")
         else:
@@ -128,7 +131,7 @@ class Exercise:
         self,
         method: str,
         path: str,
-        status: int,
+        status: int | None,
         *,
         query: Query | None = None,
         headers: dict[str, str] | None = None,
@@ -139,12 +142,15 @@ class Exercise:
             method, path, params=tuple(query), headers=headers, **content
         )
         where = f"{method} {path}"
+        if status is None:  # any answer but a server error
+            status = response.status_code
+            assert status < 500, f"{where}: {status} {response.text}"
         assert response.status_code == status, f"{where}: {response.status_code} {response.text}"
         authorization = (headers or {}).get("Authorization")
         logged_auth = "-"
         if authorization is not None:
             logged_auth = f"{authorization.split(' ', 1)[0]} ***"
-        self.sent.append(Sent(method, expected_target(path, query), status, logged_auth))
+        self.sent.append(Sent(method, path, query, status, logged_auth))
         if status >= 400:
             self.error_bodies.append((where, response.text))
         if response.headers.get("content-type", "").startswith("application/json"):
@@ -507,7 +513,10 @@ async def exercise_every_route(bridge: Bridge, run: Exercise) -> None:
         data={"token": unknown_token},
     )
     await run.send(
-        "GET", "/oauth/revoke", 405, query=[("token", service_token), ("token_type_hint", "x")]
+        "GET",
+        "/oauth/revoke",
+        405,
+        query=[("token", service_token), ("token_type_hint", "refresh_token")],
     )
 
     # --- paths the bridge does not serve ----------------------------------------------------
@@ -524,6 +533,32 @@ async def exercise_every_route(bridge: Bridge, run: Exercise) -> None:
         query=[("refreshToken", customer["refresh_token"])],
     )
     await run.send("POST", "/healthz", 405, headers={"Authorization": f"Bearer {service_token}"})
+
+    # --- secrets in the parameters whose values the log shows --------------------------------
+    await run.send(  # every context parameter as a storefront sends it: shown
+        "GET",
+        "/customerlogin/auth/anonymous/login",
+        200,
+        query=[
+            *login_query,
+            ("siteCode", "main"),
+            ("language", "de-DE"),
+            ("targetLocation", "DE"),
+        ],
+    )
+    real_secrets = {
+        "access token": anonymous["access_token"],
+        "refresh token": customer["refresh_token"],
+        "SaaS token": customer["saas_token"],
+        "client secret": shop.service_secret,
+    }
+    # Each safe parameter on a route that reads it (the anonymous login for the others).
+    route_of = {"legalEntityId": refresh, "token_type_hint": "/oauth/revoke"}
+    for name in sorted(SAFE_QUERY_NAMES):
+        path = route_of.get(name, "/customerlogin/auth/anonymous/login")
+        for value in real_secrets.values():
+            query = [(n, v) for n, v in login_query if n != name]
+            await run.send("GET", path, None, query=[*query, (name, value)])
 
 
 async def test_no_secret_reaches_a_log_record_or_an_error_body(
@@ -557,12 +592,20 @@ async def test_no_secret_reaches_a_log_record_or_an_error_body(
     assert len(access) == len(run.sent), [r.getMessage() for r in access]
     for record, sent in zip(access, run.sent, strict=True):
         assert record.levelno == logging.INFO
-        assert sent.log_fragment in record.getMessage(), (sent.log_fragment, record.getMessage())
+        fragment = sent.log_fragment(run.secrets)
+        assert fragment in record.getMessage(), (fragment, record.getMessage())
     masked_names = {"refresh_token", "anonymous_token", "refreshToken", "accessToken"}
     logged = "\n".join(record.getMessage() for record in access)
     for name in masked_names:
         assert f"{name}=***" in logged, name
     assert "***=***" in logged  # the unknown names
+    # What storefronts send in the safe parameters is still shown.
+    for shown in ("currency=EUR", "siteCode=main", "language=de-DE", "targetLocation=DE"):
+        assert shown in logged, shown
+    assert "legalEntityId=le-2" in logged and "token_type_hint=refresh_token" in logged
+    assert "tenant=leaks&client_id=" in logged  # (the client_id: by each line's fragment)
+    for name in SAFE_QUERY_NAMES:  # and a secret in any of them is not
+        assert f"{name}=***" in logged, name
 
     assert len(run.error_bodies) >= 30  # the failure paths were really taken
 
@@ -593,7 +636,13 @@ async def test_no_secret_reaches_a_log_record_or_an_error_body(
         ("/x", b"SeCrEtBareName", "/x?***=***"),
         ("/x", b"password=hunter22&client_secret=S3cr3tV4lue", "/x?***=***&client_secret=***"),
         ("/x", b"refresh%5Ftoken=enc0ded", "/x?refresh_token=***"),
-        ("/x", b"currency=EUR+x&targetLocation=a%26b", "/x?currency=EUR%20x&targetLocation=a%26b"),
+        ("/x", b"currency=EUR&targetLocation=DE", "/x?currency=EUR&targetLocation=DE"),
+        ("/x", b"currency=EUR+x&targetLocation=a%26b", "/x?currency=***&targetLocation=***"),
+        (
+            "/x",
+            b"tenant=R3fr3shV4lueOfFortyThreeCharactersLong-_abc&client_id=V4lue" + b"x" * 40,
+            "/x?tenant=***&client_id=***",
+        ),
         ("/x", b"refresh_token=a&refresh_token=b", "/x?refresh_token=***&refresh_token=***"),
     ],
 )
