@@ -216,7 +216,7 @@ def _new_client_id() -> str:
 
 def _check_name(name: str) -> None:
     validation.bounded(name, "name", MAX_NAME)
-    if not validation.PRINTABLE_PATTERN.match(name):
+    if not validation.PRINTABLE_PATTERN.fullmatch(name):
         raise InvalidRequest("name contains control characters", field="name")
 
 

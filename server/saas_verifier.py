@@ -161,7 +161,7 @@ def _checked(
     for name in ("sub", "tenant", "sid", "jti"):
         if not isinstance(claims[name], str) or not claims[name]:
             raise SaasTokenRejected(f"the {name} claim must be a non-empty string")
-    if not TENANT_PATTERN.match(claims["tenant"]):
+    if not TENANT_PATTERN.fullmatch(claims["tenant"]):
         raise SaasTokenRejected("the tenant claim is not a tenant name")
     return SaasClaims(
         kid=kid,

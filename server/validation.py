@@ -29,7 +29,7 @@ MAX_CURRENCY = 16  # ISO 4217 codes are 3 letters; the column holds 16
 
 def tenant(value: str, field: str = "tenant") -> str:
     present(value, field)
-    if not TENANT_PATTERN.match(value):
+    if not TENANT_PATTERN.fullmatch(value):
         raise InvalidRequest(
             f"{field} must be 3 to 16 lowercase letters or digits, starting with a letter",
             field=field,
@@ -54,7 +54,7 @@ def identifier(value: str, field: str, *, required: bool = True) -> str:
     if not value:
         return present(value, field) if required else value
     bounded(value, field, MAX_ID)
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidRequest(f"{field} contains characters that are not allowed", field=field)
     return value
 
@@ -70,7 +70,7 @@ def secret(value: str, field: str = "client_secret") -> str:
 def email(value: str, field: str = "email") -> str:
     present(value, field)
     bounded(value, field, MAX_EMAIL)
-    if not EMAIL_PATTERN.match(value):
+    if not EMAIL_PATTERN.fullmatch(value):
         raise InvalidRequest(f"{field} is not an email address", field=field)
     return value.strip().lower()
 
@@ -84,7 +84,7 @@ def scopes(value: str, field: str = "scope") -> tuple[str, ...]:
     bounded(value, field, MAX_SCOPE)
     result: list[str] = []
     for item in value.split():
-        if not SCOPE_TOKEN_PATTERN.match(item):
+        if not SCOPE_TOKEN_PATTERN.fullmatch(item):
             raise InvalidRequest(f"{field} contains a malformed scope", field=field)
         if item not in result:
             result.append(item)
@@ -103,7 +103,7 @@ def session_context(
     }
     for name, value in fields.items():
         bounded(value, name, MAX_CURRENCY if name == "currency" else MAX_CONTEXT_FIELD)
-        if not PRINTABLE_PATTERN.match(value):
+        if not PRINTABLE_PATTERN.fullmatch(value):
             raise InvalidRequest(f"{name} contains control characters", field=name)
     return SessionContext(
         currency=currency or None,

@@ -102,3 +102,19 @@ def test_messages_never_echo_the_value() -> None:
     with pytest.raises(InvalidRequest) as caught:
         validation.password(secret)
     assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (validation.tenant, "shop\n"),
+        (lambda v: validation.identifier(v, "client_id"), "web-client\n"),
+        (validation.email, "ann@shop.example\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_valid_value(check, value) -> None:  # type: ignore[no-untyped-def]
+    """`$` in a Python pattern also matches before a final newline: every check must look at
+    the whole value, or "shop\\n" would pass as a tenant and reach the store and the log."""
+    with pytest.raises(InvalidRequest):
+        check(value)
+    check(value.rstrip("\n"))  # the same value without the newline is fine
