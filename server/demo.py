@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,7 +32,6 @@ CUSTOMER_EMAIL = "demo@example.com"
 CUSTOMER_SCOPES = ("customer.read", "customer.write")
 LEGAL_ENTITY_IDS = ("le-demo-1", "le-demo-2")
 PASSWORD_BYTES = 15  # 20 URL-safe characters
-GRPCURL = ".venv/bin/grpcurl"
 TOKEN_SERVICE = "tokenservice.v1.TokenService"  # noqa: S105 - a service name
 _SHELL_VARIABLE = re.compile(r'"\$([A-Z_]+)"')
 # close the single quotes, splice in "$NAME", reopen them: "'"$NAME"'"
@@ -155,8 +155,11 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> 
             f"-d grant_type=client_credentials {url}/oauth/token",
         ]
 
+    grpcurl_command = tool("grpcurl")
+
     def grpcurl(payload: Mapping[str, object], method: str) -> str:
-        return f"{GRPCURL} -plaintext -d {_shell_json(payload)} {addr} {TOKEN_SERVICE}/{method}"
+        data = _shell_json(payload)
+        return f"{grpcurl_command} -plaintext -d {data} {addr} {TOKEN_SERVICE}/{method}"
 
     anonymous = {"anonymous": {"tenant": creds.tenant, "clientId": creds.storefront_client_id}}
     service = {
@@ -191,12 +194,13 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> 
             f"{' '.join(LEGAL_ENTITY_IDS)})",
             f"  secrets            {creds.path}  (mode 0600; not printed here)",
             "",
-            "In another shell, from the repository root, load them as DEMO_* variables:",
-            '  eval "$(.venv/bin/tokenservice demo env)"',
+            f"In another shell, from {shlex.quote(str(Path.cwd()))}, load them as DEMO_* "
+            "variables:",
+            f'  eval "$({tool("tokenservice")} demo env)"',
             "",
             "Then try it (grpcurl uses server reflection: no proto file needed):",
-            f"  {GRPCURL} -plaintext {addr} list",
-            "  field() { .venv/bin/python -c "
+            f"  {grpcurl_command} -plaintext {addr} list",
+            f"  field() {{ {tool(Path(sys.executable).name)} -c "
             "'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' \"$1\"; }",
             "  # 1. an anonymous token (a storefront visitor)",
             f'  ANON=$({grpcurl(anonymous, "IssueToken")}); echo "$ANON"',
@@ -217,6 +221,21 @@ def demo_banner(creds: DemoCredentials, grpc_addr: str, http_addr: str = "") -> 
             "",
         ]
     )
+
+
+def tool(name: str) -> str:
+    """How the banner's reader runs `name` (grpcurl, tokenservice, python): the one installed
+    beside the running interpreter (the .venv `make run` made, or wherever the service was
+    installed), relative to the working directory when it lies inside it, or else its absolute
+    path; the bare name, found on PATH, when there is none beside it."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
 
 
 def _shell_json(payload: Mapping[str, object]) -> str:

@@ -27,7 +27,6 @@ from tests.integration.test_shutdown import (
 )
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SERVICE = "tokenservice.v1.TokenService"
 BANNER_MARKER = "demo-storefront"
 
@@ -228,8 +227,9 @@ async def test_first_start_provisions_the_demo_and_grpcurl_walks_through_it(
 
 
 async def test_banner_commands_work_when_pasted(tmp_path: Path) -> None:
-    """The banner's shell commands, run as printed from the repository root, go through every
-    step (anonymous, service, customer, introspect, refresh, revoke) without an error."""
+    """The banner's shell commands, run as printed from the directory it names (the server's
+    working directory), go through every step (anonymous, service, customer, introspect,
+    refresh, revoke) without an error, wherever the service's virtual environment is."""
     db = tmp_path / "t.db"
     port = free_port()
     env = service_env(db, port, TOKENSERVICE_PROVISION_DEMO="true")
@@ -244,7 +244,7 @@ async def test_banner_commands_work_when_pasted(tmp_path: Path) -> None:
             "bash",
             "-c",
             script,
-            cwd=REPO_ROOT,
+            cwd=Path.cwd(),  # the server's, which the banner names
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

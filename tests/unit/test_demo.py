@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,8 +150,8 @@ async def test_banner_names_everything_but_no_secret(core: Core) -> None:
         "demo-service",
         "demo@example.com",
         str(creds.path),
-        'eval "$(.venv/bin/tokenservice demo env)"',
-        ".venv/bin/grpcurl -plaintext localhost:50051 list",
+        f'eval "$({demo.tool("tokenservice")} demo env)"',
+        f"{demo.tool('grpcurl')} -plaintext localhost:50051 list",
         "tokenservice.v1.TokenService/IssueToken",
         "tokenservice.v1.TokenService/IntrospectToken",
         "tokenservice.v1.TokenService/RefreshToken",
@@ -162,6 +164,27 @@ async def test_banner_names_everything_but_no_secret(core: Core) -> None:
     ):
         assert expected in banner, expected
     assert "-proto" not in banner and "-import-path" not in banner
+
+
+def test_tools_are_the_ones_beside_the_interpreter_wherever_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The banner's commands name the grpcurl and tokenservice installed with the running
+    interpreter: relative inside the working directory, absolute outside it, the bare name
+    (PATH) when none is installed there. Nothing assumes a ./.venv."""
+    bin_dir = tmp_path / "venv dir" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "grpcurl").touch()
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python3"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert demo.tool("grpcurl") == shlex.quote(str(bin_dir / "grpcurl"))
+    assert demo.tool("tokenservice") == "tokenservice"  # not installed beside it: PATH
+    monkeypatch.chdir(tmp_path)
+    assert demo.tool("grpcurl") == "'venv dir/bin/grpcurl'"
+    monkeypatch.chdir(bin_dir)
+    assert demo.tool("grpcurl") == "./grpcurl"
 
 
 def test_banner_commands_are_valid_shell() -> None:
