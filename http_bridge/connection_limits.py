@@ -204,7 +204,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         now = self.loop.time()
-        if len(self.connections) > self.limits.max_connections and not self._evict_one(now):
+        if len(self.connections) > self.limits.max_connections and not self._make_room(now):
             self._refuse(503, "refused", "too many connections; retry later", retry_after=True)
             return
         self.table.sending_head(self, now)
@@ -223,11 +223,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().shutdown()
 
-    def _evict_one(self, now: float) -> bool:
-        victim = self.table.victim(now, self.limits.min_evictable_age_seconds)
-        if victim is None:
-            return False
-        victim._evicted()
+    def _make_room(self, now: float) -> bool:
+        """Evicts until this connection is within the cap; False if it cannot be. (A refused
+        connection counts until it is closed or evicted, so a second eviction can be needed.)"""
+        while len(self.connections) > self.limits.max_connections:
+            victim = self.table.victim(now, self.limits.min_evictable_age_seconds)
+            if victim is None:
+                return False
+            victim._evicted()
         return True
 
     def _evicted(self) -> None:
@@ -393,8 +396,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.table.drain(self, self.loop.time())
         self.flow.resume_reading()
         transport = self.transport
-        if transport.can_write_eof():
-            transport.write_eof()
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+        except OSError:  # reset by the client in the meantime (ENOTCONN): nothing to wait for
+            transport.abort()
+            return
         self._linger_timer = self.loop.call_later(LINGER_SECONDS, transport.abort)
 
     def _discard(self, size: int) -> None:

@@ -9,12 +9,14 @@ neither HTTP nor gRPC answered. So at start `apply`:
 
 - raises the soft RLIMIT_NOFILE to the hard limit (at most MAX_OPEN_FILES), and logs it once;
 - fits the connection caps into what the limit leaves (`connection_budget`): the soft limit
-  minus a reserve for the accept backlog (asyncio accepts up to that many sockets in one tick,
-  before any protocol can refuse one), the database pool and a fixed margin. If the configured
-  HTTP plus gRPC connections do not fit, both are scaled down in proportion and one WARNING
-  says by how much and that `ulimit -n` should be raised. The HTTP cap is then enforced by the
-  bridge's protocol (http_bridge/connection_limits.py), which refuses cleanly (503) instead of
-  running out;
+  minus a reserve for the accept pipeline, the database pool and a fixed margin. The pipeline
+  is ACCEPT_PIPELINE accept backlogs: asyncio accepts up to `backlog` sockets per loop tick
+  and hands each to its protocol two ticks later, so two ticks' worth are open before the
+  protocol can refuse one, and the connections evicted for them close a tick after that. If
+  the configured HTTP plus gRPC connections do not fit, both are scaled down in proportion
+  and one WARNING says by how much and that `ulimit -n` should be raised. The HTTP cap is
+  then enforced by the bridge's protocol (http_bridge/connection_limits.py), which refuses
+  (503) or evicts instead of running out;
 - installs a loop exception handler that turns asyncio's "socket.accept() out of system
   resource" (and any accept error for EMFILE, ENFILE, ENOBUFS or ENOMEM) into one summary line
   per interval with the count (server/log_throttle.py); every other error goes to the handler
@@ -45,6 +47,8 @@ MAX_OPEN_FILES = 65536
 # its WAL and shared memory, the key file, /proc reads for /metrics, a standalone bridge's
 # channel to its gRPC server.
 FD_MARGIN = 64
+# Accept backlogs' worth of descriptors the cap cannot see (see the module docstring).
+ACCEPT_PIPELINE = 3
 ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_ERROR_INTERVAL = 10.0
 
@@ -84,9 +88,10 @@ def connection_budget(
     margin: int = FD_MARGIN,
 ) -> ConnectionBudget:
     """The caps that fit into `open_files` descriptors: the configured ones if they fit after
-    the reserve (`backlog + database_connections + margin`), else both scaled down by the same
+    the reserve (`ACCEPT_PIPELINE * backlog + database_connections + margin`), else both scaled
+    down by the same
     factor (at least one each, for a protocol that is served at all)."""
-    reserve = backlog + database_connections + margin
+    reserve = ACCEPT_PIPELINE * backlog + database_connections + margin
     available = max(open_files - reserve, 0)
     wanted = http_connections + grpc_connections
     http, grpc = http_connections, grpc_connections
@@ -144,14 +149,14 @@ def apply(
     )
     if budget.scaled:
         log.warning(
-            "open-file limit %d leaves %d connections after reserving %d (accept backlog %d, "
+            "open-file limit %d leaves %d connections after reserving %d (accept pipeline %d, "
             "database pool %d, margin %d): HTTP connections capped at %d instead of %d, gRPC "
             "at %d instead of %d; raise `ulimit -n` to at least %d to serve the configured "
             "numbers",
             soft,
             budget.available,
             budget.reserve,
-            backlog,
+            ACCEPT_PIPELINE * backlog,
             database_connections,
             FD_MARGIN,
             budget.http,

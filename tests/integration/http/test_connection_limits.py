@@ -378,9 +378,15 @@ async def test_a_fresh_connection_is_not_evicted_before_the_minimum_age(harness:
     async with serving(harness, limits) as running:
         first_reader, first_writer = await connect(running)
         await wait_until(lambda: connections(running) == 1, "the first connection is in")
-        reader, writer = await connect(running)
-        assert parse(await read_to_eof(reader))[0] == 503
+        refused = []
+        for _ in range(5):
+            reader, writer = await connect(running)
+            writer.write(HEALTHZ + b"\r\n")
+            assert parse(await read_to_eof(reader))[0] == 503
+            refused.append(writer)
+            # A refused connection that has not closed yet counts, but only one at a time.
+            assert connections(running) <= limits.max_connections + 1
         first_writer.write(HEALTHZ + b"\r\n")  # the first one, head not yet sent, was kept
         assert (await read_response(first_reader))[0] == 200
-        for w in (first_writer, writer):
+        for w in (first_writer, *refused):
             w.close()
