@@ -1,10 +1,10 @@
 """`tokenservice serve` at `ulimit -n 512` under a slowloris of 600 sockets that each send a
-header byte every half second and reconnect when cut off (tests/integration/slowloris.py, its
-own process): the HTTP connection cap, fitted into
-the open-file limit at start, refuses or evicts instead of running out of descriptors, so gRPC
-and an ordinary HTTP client keep being answered, new HTTP connections get a clean 503 or are
-admitted by evicting a slow one, and the log stays small (no "socket.accept() out of system
-resource" flood: before the limits, this attack wrote about 10,000 tracebacks a second).
+header byte every half second and reconnect when cut off (tests/integration/slowloris.py, a
+process of its own): the HTTP connection cap, fitted into the open-file limit at start,
+refuses or evicts instead of running out of descriptors, so gRPC and an ordinary HTTP client
+keep being answered, new HTTP connections get a clean 503 or are admitted by evicting a slow
+one, and the log stays small (no "socket.accept() out of system resource" flood: before the
+limits, this attack wrote about 10,000 tracebacks a second and neither protocol answered).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def own_open_files(needed: int) -> None:
-    """The test itself holds ATTACKERS sockets: raise its own soft limit (or skip)."""
+    """The attacking process (a child: it inherits this limit) holds ATTACKERS sockets."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return
