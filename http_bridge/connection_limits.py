@@ -179,18 +179,20 @@ class _Refused(Exception):
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol under HttpLimits; see the module docstring. Use
-    `limited_protocol(limits)`, which binds the limits and one ConnectionTable per server."""
+    """uvicorn's httptools protocol under HttpLimits; see the module docstring. Serve
+    `limited_protocol(limits)`, which binds the limits and one ConnectionTable per server (the
+    defaults here serve the default limits with one table per process)."""
 
     limits: ClassVar[HttpLimits] = HttpLimits()
-    table: ClassVar[ConnectionTable[LimitedHttpToolsProtocol]]
-    events: ClassVar[SummaryLog]
+    table: ClassVar[ConnectionTable[LimitedHttpToolsProtocol]] = ConnectionTable()
+    events: ClassVar[SummaryLog] = SummaryLog(
+        log, "HTTP connection limits", interval=EVENTS_INTERVAL
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reading = HEAD
         self._head_bytes = 0  # raw bytes read while the head is incomplete
-        self._header_count = 0
         self._header_bytes = 0  # names and values of the headers parsed so far
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
@@ -284,12 +286,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
+        headers = self.headers
+        if len(headers) >= self.limits.max_headers:
             self._refuse(431, "too_many_headers", f"more than {self.limits.max_headers} headers")
             raise _Refused
         self._header_bytes += len(name) + len(value)
-        super().on_header(name, value)
+        # uvicorn's on_header, inline (it runs for every header of every request)
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._header_bytes + len(self.url) > self.limits.max_header_bytes:
@@ -299,7 +305,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._reading = BODY
-        self._head_bytes = self._header_count = self._header_bytes = 0
+        self._head_bytes = self._header_bytes = 0
         self.table.serving(self)
         super().on_headers_complete()
 
@@ -312,8 +318,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._refused or self.transport.is_closing() or self._serving():
-            return
+        if self._refused or self.transport.is_closing() or not self.cycle.response_complete:
+            return  # refused, closing, or a pipelined request is being served now
         if self._reading is IDLE:
             self.table.idle_since(self, self.loop.time())
         elif self._reading is HEAD:
