@@ -21,6 +21,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.raw_http import Streams, exchange
 from tests.integration.test_shutdown import (
     TOKENSERVICE,
     cli,
@@ -40,7 +41,6 @@ ROUND_SECONDS = 0.2  # the ordinary clients' pause between calls
 MAX_STDERR_BYTES = 20_000
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
 ROOT = Path(__file__).resolve().parents[2]
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 def own_open_files(needed: int) -> None:
@@ -65,20 +65,6 @@ async def start_limited_serve(env: dict[str, str], logs: Path) -> asyncio.subpro
             sys.executable, "-c", limit_then_exec, str(TOKENSERVICE), "serve",
             env=env, stdout=out, stderr=err,
         )  # fmt: skip
-
-
-async def http_exchange(streams: Streams, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    reader, writer = streams
-    writer.write(request)
-    async with asyncio.timeout(10):
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {
-            name.strip().lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in lines if line)
-        }
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return int(status_line.split()[1]), headers, body
 
 
 def connection_events(metrics_text: str) -> dict[str, float]:
@@ -110,7 +96,7 @@ async def ordinary_http(ordinary: Streams, stop: asyncio.Event) -> int:
     does: the connection is never idle long enough to be evicted."""
     answered = 0
     while not stop.is_set():
-        assert (await http_exchange(ordinary, HEALTHZ))[0] == 200
+        assert (await exchange(ordinary, HEALTHZ))[0] == 200
         answered += 1
         await asyncio.sleep(ROUND_SECONDS)
     return answered
@@ -137,7 +123,7 @@ async def newcomers(port: int, stop: asyncio.Event) -> Counter[int]:
     while not stop.is_set():
         async with asyncio.timeout(10):
             newcomer = await asyncio.open_connection("127.0.0.1", port)
-        status, headers, _ = await http_exchange(newcomer, request)
+        status, headers, _ = await exchange(newcomer, request)
         newcomer[1].close()
         assert status in (200, 503), status
         if status == 503:
@@ -169,7 +155,7 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
         await wait_until_serving(target, process, stderr_path)
         # An ordinary HTTP client's keep-alive connection, opened before the attack.
         ordinary = await asyncio.open_connection("127.0.0.1", http_port)
-        assert (await http_exchange(ordinary, HEALTHZ))[0] == 200
+        assert (await exchange(ordinary, HEALTHZ))[0] == 200
         async with grpc.aio.insecure_channel(target) as channel:
             stub = pb_grpc.TokenServiceStub(channel)
             assert (await stub.IssueToken(grant, timeout=10)).access_token
@@ -191,7 +177,7 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
             attack.terminate()
             outcomes, _ = await attack.communicate()
 
-        status, _, metrics_body = await http_exchange(
+        status, _, metrics_body = await exchange(
             ordinary, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n"
         )
         assert status == 200

@@ -5,10 +5,11 @@ timer injected so nothing waits."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -115,8 +116,16 @@ def accept_error(code: int = errno.EMFILE) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class Handled:
+    handler: AcceptErrorHandler
+    timers: Timers
+    others: list[dict[str, Any]]  # what reached the previous handler
+    loop: asyncio.AbstractEventLoop
+
+
 @pytest.fixture
-def handled() -> tuple[AcceptErrorHandler, Timers, list[dict[str, Any]]]:
+def handled() -> Iterator[Handled]:
     timers = Timers()
     others: list[dict[str, Any]] = []
     summary = SummaryLog(
@@ -126,7 +135,12 @@ def handled() -> tuple[AcceptErrorHandler, Timers, list[dict[str, Any]]]:
         clock=lambda: timers.now,
         schedule=timers.call_later,
     )
-    return AcceptErrorHandler(lambda loop, context: others.append(context), summary), timers, others
+    handler = AcceptErrorHandler(lambda loop, context: others.append(context), summary)
+    loop = asyncio.new_event_loop()
+    try:
+        yield Handled(handler, timers, others, loop)
+    finally:
+        loop.close()
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -134,49 +148,35 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_an_accept_error_storm_is_one_line_per_interval_with_the_count(
-    handled: tuple[AcceptErrorHandler, Timers, list[dict[str, Any]]],
-    caplog: pytest.LogCaptureFixture,
+    handled: Handled, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handler, timers, others = handled
-    loop = asyncio.new_event_loop()
-    try:
-        for _ in range(128):  # one tick of asyncio's accept loop at the limit
-            handler(loop, accept_error())
-        timers.advance(0)
-        assert lines(caplog) == ["accept() failed: 128 x EMFILE (at most one such line every 10 s)"]
-        for _ in range(9):  # nine more seconds of it, 2,048 a second
-            for _ in range(2048):
-                handler(loop, accept_error())
-            timers.advance(1)
-        assert len(lines(caplog)) == 1
-        timers.advance(1)
-        assert lines(caplog)[1] == (
-            "accept() failed: 18432 x EMFILE (at most one such line every 10 s)"
-        )
-        timers.advance(60)  # quiet: nothing more
-        assert len(lines(caplog)) == 2
-        assert others == []
-    finally:
-        loop.close()
+    for _ in range(128):  # one tick of asyncio's accept loop at the limit
+        handled.handler(handled.loop, accept_error())
+    handled.timers.advance(0)
+    assert lines(caplog) == ["accept() failed: 128 x EMFILE (at most one such line every 10 s)"]
+    for _ in range(9):  # nine more seconds of it, 2,048 a second
+        for _ in range(2048):
+            handled.handler(handled.loop, accept_error())
+        handled.timers.advance(1)
+    assert len(lines(caplog)) == 1
+    handled.timers.advance(1)
+    assert lines(caplog)[1] == "accept() failed: 18432 x EMFILE (at most one such line every 10 s)"
+    handled.timers.advance(60)  # quiet: nothing more
+    assert len(lines(caplog)) == 2
+    assert handled.others == []
 
 
 def test_other_errors_go_to_the_previous_handler(
-    handled: tuple[AcceptErrorHandler, Timers, list[dict[str, Any]]],
-    caplog: pytest.LogCaptureFixture,
+    handled: Handled, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handler, timers, others = handled
-    loop = asyncio.new_event_loop()
-    try:
-        unrelated = {"message": "Task exception was never retrieved", "exception": ValueError()}
-        refused = {"message": "socket.accept() failed", "exception": OSError(errno.EPERM, "no")}
-        handler(loop, unrelated)
-        handler(loop, refused)
-        handler(loop, accept_error(errno.ENFILE))
-        timers.advance(0)
-        assert others == [unrelated, refused]
-        assert lines(caplog) == ["accept() failed: 1 x ENFILE (at most one such line every 10 s)"]
-    finally:
-        loop.close()
+    unrelated = {"message": "Task exception was never retrieved", "exception": ValueError()}
+    refused = {"message": "socket.accept() failed", "exception": OSError(errno.EPERM, "no")}
+    handled.handler(handled.loop, unrelated)
+    handled.handler(handled.loop, refused)
+    handled.handler(handled.loop, accept_error(errno.ENFILE))
+    handled.timers.advance(0)
+    assert handled.others == [unrelated, refused]
+    assert lines(caplog) == ["accept() failed: 1 x ENFILE (at most one such line every 10 s)"]
 
 
 def test_installing_keeps_the_previous_handler_and_happens_once() -> None:

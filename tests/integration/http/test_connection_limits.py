@@ -28,10 +28,10 @@ from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
 from server.settings import Settings
 from tests.integration.conftest import Harness
+from tests.integration.raw_http import WITHIN, parse, read_response, read_to_eof
 
 pytestmark = pytest.mark.parametrize("database_kind", ["sqlite"])  # about HTTP, not the store
 
-WITHIN = 10.0
 LIMITS = HttpLimits(
     max_connections=50,
     header_timeout_seconds=0.5,
@@ -58,39 +58,6 @@ async def serving(harness: Harness, limits: HttpLimits = LIMITS) -> AsyncIterato
 
 async def connect(running: RunningHttp) -> tuple[Reader, Writer]:
     return await asyncio.open_connection("127.0.0.1", running.port)
-
-
-async def read_to_eof(reader: Reader) -> bytes:
-    """Everything the server sends until it closes the connection (at most WITHIN seconds)."""
-    received = b""
-    async with asyncio.timeout(WITHIN):
-        while chunk := await reader.read(65536):
-            received += chunk
-    return received
-
-
-async def read_response(reader: Reader) -> tuple[int, dict[str, str], bytes]:
-    """One response: status, headers (lower-case names), body (by Content-Length)."""
-    async with asyncio.timeout(WITHIN):
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return int(status_line.split()[1]), headers, body
-
-
-def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers, body
 
 
 async def trickle(writer: Writer, data: bytes, every: float = 0.1) -> None:
