@@ -8,10 +8,15 @@ requests/s over its ceiling's in the same run; the figures printed are medians o
 Customer login is compared with the argon2id verify rate of the same parameters measured alone
 (in this process, as many threads as CPUs, the service idle). Then, unless --memory-tokens 0,
 resident memory after issuing that many tokens (and after filling the introspection cache past
-its bound); and one `serve` worker against two (PostgreSQL only; bench/workers.py).
+its bound); and one `serve` worker against two (PostgreSQL only; bench/workers.py). And,
+unless --no-http-protocols, what the HTTP bridge's LimitedHttpToolsProtocol costs: the no-op
+route and GET validateauthtoken served by it, by uvicorn's stock httptools protocol and by
+uvicorn's h11 protocol, one process serving all three (bench/server.py --http-protocols),
+measured in `--protocol-rounds` interleaved rounds.
 
     .venv/bin/python -m bench.run [--runs 3] [--requests 5000] [--stores sqlite postgres]
-                                  [--memory-tokens 1000000] [--output bench/results.md]
+                                  [--memory-tokens 1000000] [--protocol-rounds 5]
+                                  [--output bench/results.md]
 """
 
 from __future__ import annotations
@@ -109,7 +114,9 @@ class Service:
 
 
 @contextmanager
-def running_service(database_url: str, workdir: Path) -> Iterator[Service]:
+def running_service(
+    database_url: str, workdir: Path, server_args: tuple[str, ...] = ()
+) -> Iterator[Service]:
     grpc_port, http_port = free_port(), free_port()
     fixtures = workdir / "fixtures.json"
     env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENSERVICE")}
@@ -127,7 +134,7 @@ def running_service(database_url: str, workdir: Path) -> Iterator[Service]:
         env["TOKENSERVICE_SECRET_KEY"] = secrets.token_urlsafe(48)
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.server", str(fixtures)],
+        [sys.executable, "-m", "bench.server", str(fixtures), *server_args],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -383,6 +390,97 @@ def describe(row: Row, m: Measurement) -> str:
     )
 
 
+# --- the HTTP protocol implementations -----------------------------------------------------------
+
+PROTOCOLS = {
+    "httptools": "uvicorn httptools, stock",
+    "limited": "LimitedHttpToolsProtocol (what the service serves)",
+    "h11": "uvicorn h11, h11_max_incomplete_event_size 16384",
+}
+PROTOCOL_SCENARIOS = ("http_noop", "http_validate")
+
+
+@dataclasses.dataclass
+class ProtocolRow:
+    """One path at one load, measured on every implementation once per round."""
+
+    scenario: Scenario
+    in_flight: int
+    runs: dict[str, list[Measurement]]
+
+    def median(self, implementation: str, field: str) -> float:
+        return statistics.median(getattr(m, field) for m in self.runs[implementation])
+
+    def ratio(self, implementation: str, field: str) -> float:
+        """The median over rounds of this implementation's figure over stock httptools'."""
+        pairs = zip(self.runs[implementation], self.runs["httptools"], strict=True)
+        return statistics.median(getattr(m, field) / getattr(s, field) for m, s in pairs)
+
+
+def protocols_phase(args: argparse.Namespace) -> list[ProtocolRow]:
+    """The same app behind each protocol in one process; every round measures each
+    implementation back to back, in an order that rotates from round to round."""
+    rounds = args.protocol_rounds
+    print(f"\n== HTTP protocols: {rounds} rounds x {args.requests} requests (SQLite)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-protocols-") as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'tokens.db'}"
+        with running_service(url, Path(tmp), ("--http-protocols",)) as service:
+            f = service.fixtures
+            urls = {
+                "limited": service.http_url,
+                "httptools": f"http://127.0.0.1:{f['http_port_httptools']}",
+                "h11": f"http://127.0.0.1:{f['http_port_h11']}",
+            }
+            chosen = [s for s in scenarios(service) if s.name in PROTOCOL_SCENARIOS]
+            rows = {
+                (s.name, n): ProtocolRow(s, n, {name: [] for name in PROTOCOLS})
+                for s in chosen
+                for n in IN_FLIGHT
+            }
+            names = list(PROTOCOLS)
+            for round_ in range(rounds):
+                order = names[round_ % len(names) :] + names[: round_ % len(names)]
+                for in_flight in IN_FLIGHT:
+                    for scenario in chosen:
+                        for name in order:
+                            result = measure(
+                                scenario,
+                                base_url=urls[name],
+                                metrics_url=service.metrics_url,
+                                pid=service.process.pid,
+                                requests=args.requests,
+                                in_flight=in_flight,
+                            )
+                            rows[(scenario.name, in_flight)].runs[name].append(result)
+                            failed = f"  FAILED {result.failed}" if result.failed else ""
+                            print(
+                                f"   round {round_ + 1} {scenario.name:<14} {in_flight:>3} in "
+                                f"flight {name:<10} {result.per_second:>8.0f}/s cpu "
+                                f"{result.cpu_us:5.0f} us{failed}",
+                                flush=True,
+                            )
+    return list(rows.values())
+
+
+def protocols_table(rows: list[ProtocolRow]) -> list[str]:
+    lines = [
+        "| path | in flight | HTTP protocol | req/s | p50 ms | p99 ms | CPU us/req "
+        "| req/s vs stock | CPU vs stock |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        for name, label in PROTOCOLS.items():
+            failed = sum(m.failed for m in row.runs[name])
+            label += f" ({failed} failed)" if failed else ""
+            lines.append(
+                f"| {row.scenario.label} | {row.in_flight} | {label} | "
+                f"{row.median(name, 'per_second'):,.0f} | {row.median(name, 'p50_ms'):.2f} | "
+                f"{row.median(name, 'p99_ms'):.2f} | {row.median(name, 'cpu_us'):,.0f} | "
+                f"{row.ratio(name, 'per_second'):.3f} | {row.ratio(name, 'cpu_us'):.3f} |"
+            )
+    return lines
+
+
 def memory_phase(tokens: int, args: argparse.Namespace) -> dict[str, float]:
     """Resident memory of the service on SQLite: at rest, after `tokens` client_credentials
     issues at 100 in flight, and after introspecting more distinct tokens than the cache holds."""
@@ -532,6 +630,7 @@ def write_report(
     results: dict[str, list[Row]],
     memory: dict[str, float],
     workers: str,
+    protocols: list[ProtocolRow],
     args: argparse.Namespace,
 ) -> None:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -558,6 +657,20 @@ def write_report(
     ]
     for store, rows in results.items():
         out += [f"## {store}", "", *table(rows), ""]
+    if protocols:
+        out += [
+            "## HTTP protocol implementations (SQLite)",
+            "",
+            f"One process serves the same bridge app (same core, routes and ASGI stack) with "
+            f"each HTTP protocol on its own port (bench/server.py --http-protocols); "
+            f"{args.protocol_rounds} rounds, each measuring every implementation back to back "
+            f"in an order that rotates from round to round, {args.requests:,} requests each "
+            "after the warm-up. Figures are medians over the rounds; the ratios are medians of "
+            "per-round ratios to stock httptools.",
+            "",
+            *protocols_table(protocols),
+            "",
+        ]
     if memory:
         out += ["## Resident memory (SQLite)", ""]
         out += [f"- {label}: {mib:.0f} MiB" for label, mib in memory.items()]
@@ -600,6 +713,8 @@ def main() -> None:
     parser.add_argument("--memory-tokens", type=int, default=1_000_000)
     parser.add_argument("--cache-fill", type=int, default=60_000)
     parser.add_argument("--workers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--http-protocols", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--protocol-rounds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md")
     args = parser.parse_args()
     check_tools()
@@ -616,12 +731,16 @@ def main() -> None:
                 results["PostgreSQL"] = measure_store("PostgreSQL", url, args)
         else:
             print(f"\nPostgreSQL not reachable at {POSTGRES_URL}: its figures are skipped")
+    protocols = protocols_phase(args) if args.http_protocols else []
     memory = memory_phase(args.memory_tokens, args) if args.memory_tokens else {}
     workers = workers_phase() if args.workers and pg else ""
     for store, rows in results.items():
         print(f"\n{store}")
         print("\n".join(table(rows)))
-    write_report(args.output, results, memory, workers, args)
+    if protocols:
+        print("\nHTTP protocols")
+        print("\n".join(protocols_table(protocols)))
+    write_report(args.output, results, memory, workers, protocols, args)
 
 
 if __name__ == "__main__":

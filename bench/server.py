@@ -3,7 +3,14 @@ caches, interceptors, HTTP stack), plus the two ceilings on the same stacks: a n
 `/bench.Noop/Call` (IntrospectToken's request and response types, answered with a fixed
 response of a real introspection's size) and a no-op HTTP route `GET|POST /bench/noop`.
 
-    python bench/server.py FIXTURES.json     (settings from TOKENSERVICE_* as for `serve`)
+    python bench/server.py FIXTURES.json [--http-protocols]
+                                          (settings from TOKENSERVICE_* as for `serve`)
+
+With --http-protocols the same bridge app (same core, same routes, same ASGI stack) is also
+served by uvicorn's stock httptools protocol and by its h11 protocol (with its incomplete-event
+bound at the head limit) on two more ports, named in FIXTURES.json as `http_port_httptools`
+and `http_port_h11`, so that the cost of the service's LimitedHttpToolsProtocol is measured
+against both in one process.
 
 Before serving it provisions the tenant `bench` (two storefront clients, one with refresh-token
 rotation off, a service client and a customer) and writes their names and secrets to
@@ -24,6 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from http_bridge.app import build_app
+from http_bridge.in_process import InProcessBackend
+from http_bridge.server import RunningHttp, start_http
 from server import admin
 from server.app import prepare_store, serve_core
 from server.settings import Settings
@@ -97,19 +107,37 @@ async def provision(core: Any) -> dict[str, str]:
     }
 
 
-async def main(fixtures: Path) -> None:
+async def other_protocols(core: Any) -> dict[str, RunningHttp]:
+    """The bridge as serve_core builds it, served by uvicorn's own protocols on free ports."""
+    servers = {}
+    for implementation in ("httptools", "h11"):
+        app = build_app(InProcessBackend(core), core.settings, extra_routes=[NOOP_HTTP])
+        servers[implementation] = await start_http(
+            app, "127.0.0.1:0", grace_seconds=1, implementation=implementation
+        )
+    return servers
+
+
+async def main(fixtures: Path, http_protocols: bool) -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.WARNING)
     core = await open_core(settings)
+    others: dict[str, RunningHttp] = {}
     try:
         await prepare_store(core)
-        await asyncio.to_thread(fixtures.write_text, json.dumps(await provision(core)))
+        described = await provision(core)
+        if http_protocols:
+            others = await other_protocols(core)
+            described.update({f"http_port_{name}": str(h.port) for name, h in others.items()})
+        await asyncio.to_thread(fixtures.write_text, json.dumps(described))
         await serve_core(
             core, sweep=False, extra_grpc_handlers=[NOOP_GRPC], extra_http_routes=[NOOP_HTTP]
         )
     finally:
+        for http in others.values():
+            await http.stop()
         await core.store.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(Path(sys.argv[1]), "--http-protocols" in sys.argv[2:]))

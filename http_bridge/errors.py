@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import grpc
+from starlette.requests import ClientDisconnect
 
 from http_bridge.backend import RpcFailure
 from http_bridge.in_process import failure_of
@@ -80,6 +81,11 @@ def problem_of_exception(exc: Exception) -> Problem | None:
         return problem_of(exc)
     if isinstance(exc, TokenServiceError):
         return problem_of(failure_of(exc))
+    if isinstance(exc, ClientDisconnect):
+        # The client went away, or its body missed the deadline and the connection limits
+        # answered 408 already (http_bridge/connection_limits.py): nobody reads this answer,
+        # but the access log and the metrics record it.
+        return Problem(408, "invalid_request", "the request body did not arrive")
     return None
 
 

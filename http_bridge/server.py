@@ -9,10 +9,25 @@ import dataclasses
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Literal
 
 import uvicorn
 
 from http_bridge.access_log import AccessLog
+from http_bridge.app import context_of
+from http_bridge.connection_limits import HttpLimits, limited_protocol
+from server import process_limits
+from server.settings import Settings
+
+# Pending connections the kernel queues for accept(). Also asyncio's bound on accepts per loop
+# tick (uvicorn's default of 2048 let one tick accept, or fail to accept and log, 2048 sockets
+# before any protocol could refuse one), and so part of the file-descriptor reserve
+# (server/process_limits.py). A full queue makes new clients retry their SYN, which is what a
+# flood should get.
+ACCEPT_BACKLOG = 128
+# "limited": LimitedHttpToolsProtocol (what the service serves); "httptools" and "h11": uvicorn's
+# own, for the benchmark's comparison (h11 with its incomplete-event bound at the head limit).
+Implementation = Literal["limited", "httptools", "h11"]
 
 
 class EmbeddedUvicorn(uvicorn.Server):
@@ -69,18 +84,57 @@ def bind(address: str, *, reuse_port: bool = False) -> socket.socket:
     except (OSError, ValueError) as error:
         sock.close()
         raise OSError(f"cannot listen on {address}: {error}") from None
-    sock.listen(1024)
+    sock.listen(ACCEPT_BACKLOG)
     sock.setblocking(False)
     return sock
 
 
+def limits_within_budget(
+    settings: Settings, *, grpc_connections: int, database_connections: int
+) -> tuple[HttpLimits, process_limits.ConnectionBudget]:
+    """At the start of a serving process: the HTTP limits from `settings`, their connection cap
+    fitted into the open-file limit beside `grpc_connections` and `database_connections`
+    (server/process_limits.py, which also raises that limit and bounds accept-error logging).
+    The budget's `grpc` is the gRPC server's share."""
+    limits = HttpLimits.from_settings(settings)  # invalid settings fail before anything runs
+    budget = process_limits.apply(
+        backlog=ACCEPT_BACKLOG,
+        http_connections=limits.max_connections if settings.http_addr else 0,
+        grpc_connections=grpc_connections,
+        database_connections=database_connections,
+    )
+    return dataclasses.replace(limits, max_connections=max(budget.http, 1)), budget
+
+
 async def start_http(
-    app: AccessLog, address: str, *, grace_seconds: float, reuse_port: bool = False
+    app: AccessLog,
+    address: str,
+    *,
+    grace_seconds: float,
+    reuse_port: bool = False,
+    limits: HttpLimits | None = None,
+    implementation: Implementation = "limited",
 ) -> RunningHttp:
+    """Serves `app` on `address` under `limits` (None: from the app's settings)."""
     silence_uvicorn_access_log()
+    if limits is None:
+        limits = HttpLimits.from_settings(context_of(app).settings)
     sock = bind(address, reuse_port=reuse_port)
+    protocol: type[asyncio.Protocol] | str = implementation
+    if implementation == "limited":
+        protocol = limited_protocol(limits)
     config = uvicorn.Config(
         app,
+        http=protocol,
+        # No WebSocket routes here; an upgraded connection would leave the limits behind.
+        ws="none",
+        # Off: it answers 503 per request while slow sockets keep their connections; the
+        # protocol caps connections instead.
+        limit_concurrency=None,
+        backlog=ACCEPT_BACKLOG,
+        # uvicorn hands it to loop.call_later, which takes a float.
+        timeout_keep_alive=limits.keepalive_timeout_seconds,  # type: ignore[arg-type]
+        h11_max_incomplete_event_size=limits.max_header_bytes,
         lifespan="off",
         access_log=False,  # AccessLog writes a masked one
         log_config=None,  # leave logging to the process

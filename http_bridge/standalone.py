@@ -9,7 +9,7 @@ import logging
 
 from http_bridge.app import build_app, context_of
 from http_bridge.channel import ChannelBackend
-from http_bridge.server import start_http
+from http_bridge.server import limits_within_budget, start_http
 from server.settings import Settings
 
 log = logging.getLogger("tokenservice")
@@ -19,11 +19,12 @@ async def run_bridge(settings: Settings, grpc_target: str) -> None:
     from server.app import configure_logging, wait_for_shutdown_signal
 
     configure_logging(settings)
+    limits, _ = limits_within_budget(settings, grpc_connections=0, database_connections=0)
     backend = ChannelBackend(grpc_target)
     try:
         app = build_app(backend, settings)
         http = await start_http(
-            app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds
+            app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds, limits=limits
         )
         log.info(
             "tokenservice bridge: HTTP on %s (port %d), calling gRPC at %s",

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute
 
 from http_bridge.app import build_app, context_of
 from http_bridge.in_process import InProcessBackend
-from http_bridge.server import RunningHttp, start_http
+from http_bridge.server import RunningHttp, limits_within_budget, start_http
 from server import janitor
 from server.admin_servicer import AdminServicer
 from server.core import Core
@@ -35,6 +35,9 @@ from tokenservice.v1 import (
 
 log = logging.getLogger("tokenservice")
 
+# gRPC connections the file-descriptor budget sets aside until the gRPC server has a
+# connection cap of its own (the budget's `grpc` share is meant for it).
+GRPC_CONNECTIONS = 1000
 SERVICE_NAMES = (
     token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -156,6 +159,11 @@ async def serve_core(
     before the caller closes the store). The `extra_` handlers and routes are the benchmark's
     no-op ceilings, served on the same stacks (`tokenservice serve` passes none)."""
     settings = core.settings
+    http_limits, _budget = limits_within_budget(
+        settings,
+        grpc_connections=GRPC_CONNECTIONS,
+        database_connections=settings.db_pool_size + settings.db_max_overflow,
+    )
     running = await start_server(core, reuse_port=reuse_port, extra_handlers=extra_grpc_handlers)
     log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
     http: RunningHttp | None = None
@@ -166,6 +174,7 @@ async def serve_core(
             settings.http_addr,
             grace_seconds=settings.shutdown_grace_seconds,
             reuse_port=reuse_port,
+            limits=http_limits,
         )
         log.info("tokenservice: HTTP on %s (port %d)", settings.http_addr, http.port)
     sweeper = janitor.start(core) if sweep else None

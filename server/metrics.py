@@ -64,6 +64,7 @@ __all__ = [
     "record_cache_hit",
     "record_cache_miss",
     "record_http",
+    "record_http_connection_event",
 ]
 
 
@@ -118,6 +119,18 @@ ABUSE_EVENTS = (
     "anonymous_refused",  # an anonymous token refused by its client's quota
 )
 _abuse = dict.fromkeys(ABUSE_EVENTS, 0)
+# The HTTP bridge's connection limits (http_bridge/connection_limits.py), by event.
+HTTP_CONNECTION_EVENTS = (
+    "header_timeout",  # 408: a request's head did not arrive within its deadline
+    "body_timeout",  # 408: a request's body did not arrive within its deadline
+    "header_too_large",  # 431: a head over the byte limit
+    "too_many_headers",  # 431: a head with more header lines than the limit
+    "evicted_head",  # at the connection cap, a connection still sending its head was closed (408)
+    "evicted_idle",  # at the connection cap, an idle keep-alive connection was closed
+    "refused",  # 503: at the connection cap with nothing to evict
+    "malformed",  # 400: a request httptools could not parse
+)
+_http_connection_events = dict.fromkeys(HTTP_CONNECTION_EVENTS, 0)
 
 
 def grpc_series(method: str) -> GrpcSeries:
@@ -167,6 +180,11 @@ def record_cache_miss() -> None:
 def record_abuse(event: str) -> None:
     """One abuse-control event; `event` is one of ABUSE_EVENTS."""
     _abuse[event] += 1
+
+
+def record_http_connection_event(event: str) -> None:
+    """One connection-limit event of the HTTP bridge; `event` is one of HTTP_CONNECTION_EVENTS."""
+    _http_connection_events[event] += 1
 
 
 class ServiceCollector(Collector):
@@ -229,6 +247,17 @@ class ServiceCollector(Collector):
         for event in ABUSE_EVENTS:
             abuse.add_metric([event], _abuse[event])
         yield abuse
+
+        connections = CounterMetricFamily(
+            "tokenservice_http_connection_events",
+            "HTTP connection limits: requests cut off by a deadline (408), heads refused for "
+            "size or header count (431), connections evicted or refused (503) at the cap, "
+            "unparsable requests (400).",
+            labels=["event"],
+        )
+        for event in HTTP_CONNECTION_EVENTS:
+            connections.add_metric([event], _http_connection_events[event])
+        yield connections
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

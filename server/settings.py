@@ -76,6 +76,16 @@ class Settings:
     # Comma-separated addresses or CIDRs whose X-Forwarded-For (HTTP) or x-forwarded-for
     # metadata (gRPC, from a standalone bridge) names the client to throttle.
     trusted_proxies: str = ""
+    # HTTP connection limits (http_bridge/connection_limits.py; README "Limits"), per process.
+    # The connection cap is lowered at start if the open-file limit cannot hold it.
+    http_max_connections: int = 4096
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 10.0
+    http_max_header_bytes: int = 16384
+    http_max_headers: int = 100
+    # Longer than common balancers' idle timeouts (AWS ALB: 60 s), so that a balancer never
+    # reuses a connection the service is closing; idle connections are evicted at the cap.
+    http_keepalive_timeout_seconds: float = 75.0
     provision_demo: bool = True
     log_level: str = "INFO"
 

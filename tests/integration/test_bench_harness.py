@@ -1,6 +1,7 @@
 """`make bench` works: the harness, run for real with tiny counts on SQLite, starts the service
 with its ceilings, drives it with h2load, reads success from the service's /metrics and writes
-a results table with a ratio for every measured path and no failed request.
+a results table with a ratio for every measured path and no failed request, and the table of
+HTTP protocol implementations (stock httptools, the service's limited protocol, h11).
 
 Skipped (with the reason) where h2load is not installed; `make bench` itself installs it."""
 
@@ -45,6 +46,8 @@ def test_bench_measures_paths_against_their_ceilings(tmp_path: Path) -> None:
             "--memory-tokens",
             "0",
             "--no-workers",
+            "--protocol-rounds",
+            "1",
             "--output",
             str(output),
         ],
@@ -73,3 +76,13 @@ def test_bench_measures_paths_against_their_ceilings(tmp_path: Path) -> None:
             assert "failed" not in cells[0], row
     assert any(r.startswith("| gRPC no-op (ceiling) | 10 |") for r in rows)
     assert any(r.startswith("| HTTP no-op route (ceiling) | 100 |") for r in rows)
+
+    # The HTTP protocols compared on the same app: every one measured, with ratios to stock.
+    assert "## HTTP protocol implementations" in report
+    for label in ("HTTP no-op route (ceiling)", "HTTP GET validateauthtoken"):
+        for protocol in ("uvicorn httptools, stock", "LimitedHttpToolsProtocol", "uvicorn h11"):
+            row = next(r for r in rows if r.startswith(f"| {label} | 10 | {protocol}"))
+            cells = [cell.strip() for cell in row.strip("|").split("|")]
+            assert float(cells[3].replace(",", "")) > 0, row  # requests/s
+            assert re.fullmatch(r"\d+\.\d{3}", cells[7]) and re.fullmatch(r"\d+\.\d{3}", cells[8])
+            assert "failed" not in cells[2], row

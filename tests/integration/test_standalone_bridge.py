@@ -364,3 +364,43 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
     output = processes.output()
     for index, value in enumerate([*secrets, ids["service_secret"], PASSWORD]):
         assert value not in output, f"secret #{index} appears in a process's output"
+
+
+async def test_the_standalone_bridge_applies_the_http_limits_from_its_settings(
+    tmp_path: Path,
+) -> None:
+    """The same limits as `serve`: a slow head is cut off (408), too many headers are 431."""
+    http_port = free_port()
+    env = service_env(
+        tmp_path / "absent" / "never.db",
+        free_port(),  # no gRPC server: /healthz and the limits need none
+        TOKENSERVICE_HTTP_HEADER_TIMEOUT_SECONDS="0.5",
+        TOKENSERVICE_HTTP_MAX_HEADERS="10",
+    )
+    processes = Processes(tmp_path)
+    bridge = await start_bridge(env, "127.0.0.1:1", f"127.0.0.1:{http_port}", processes.bridge_logs)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert bridge.returncode is None, processes.output()
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, processes.output()
+                await asyncio.sleep(0.1)
+            crowded = await http.get("/healthz", headers=[(f"x-{i}", "v") for i in range(10)])
+            assert crowded.status_code == 431, processes.output()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")  # and nothing more
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # until the bridge closes the connection
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        writer.close()
+        assert await terminate(bridge, processes) == 0, processes.output()
+    finally:
+        await stop_process(bridge)
+    assert "open-file limit" in text_of(processes.bridge_logs / "stderr.txt")
