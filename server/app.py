@@ -98,8 +98,12 @@ async def start_server(
     served beside the service, behind the same interceptors (the benchmark's no-op ceiling;
     never used by `tokenservice serve`)."""
     settings = core.settings
+    interceptor = ErrorInterceptor(
+        message_timeout=settings.grpc_message_timeout_seconds,
+        max_calls=settings.grpc_max_concurrent_rpcs,
+    )
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),

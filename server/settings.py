@@ -33,6 +33,10 @@ class Settings:
     # plus PyJWT's refetch cooldown (30 s) plus a margin.
     signing_key_activation_seconds: int = 120
     max_message_bytes: int = 64 * 1024
+    # gRPC limits (server/unary_calls.py; README "Limits"): what clients can hold. 0 seconds
+    # means no limit.
+    grpc_message_timeout_seconds: float = 10.0
+    grpc_max_concurrent_rpcs: int = 2000
     shutdown_grace_seconds: float = 10.0
     # After health turns NOT_SERVING and before the server stops taking calls: lets balancers
     # notice, and lets calls already received but not yet dispatched start instead of being
