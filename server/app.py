@@ -21,6 +21,7 @@ from server import janitor
 from server.admin_servicer import AdminServicer
 from server.core import Core
 from server.errors import TokenServiceError
+from server.grpc_options import limit_options
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.settings import Settings
@@ -91,12 +92,14 @@ async def start_server(
     *,
     reuse_port: bool = False,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    max_connections: int | None = None,
 ) -> RunningServer:
     """Starts serving `core` on `address` (port 0 picks a free port). `reuse_port` shares the
     port with the other worker processes of `serve --workers N` (SO_REUSEPORT); without it a
     port someone else listens on is refused instead of silently shared. `extra_handlers` are
     served beside the service, behind the same interceptors (the benchmark's no-op ceiling;
-    never used by `tokenservice serve`)."""
+    never used by `tokenservice serve`). `max_connections` is the effective connection limit
+    when it is lower than `grpc_max_connections` (default: that setting; 0: none)."""
     settings = core.settings
     interceptor = ErrorInterceptor(
         message_timeout=settings.grpc_message_timeout_seconds,
@@ -107,6 +110,7 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *limit_options(settings, max_connections=max_connections),
         ],
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)

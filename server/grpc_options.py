@@ -1,0 +1,85 @@
+"""The grpc core options that bound what gRPC clients can hold: streams per connection,
+connections, how long a connection may idle or live, keepalive, metadata size. Each comes from
+a setting (README "Limits" says why each default); the names are grpc core's channel arguments
+(include/grpc/impl/channel_arg_names.h).
+
+grpc core reads a duration of INT_MAX milliseconds as "no limit"; a duration setting of 0 is
+mapped to that, so that 0 means "off" here as it does for the service's other settings (a 0 ms
+idle limit would otherwise close every connection at once). The age grace is the exception:
+0 there means no grace (calls still running when a connection reaches its age are cut).
+"""
+
+from __future__ import annotations
+
+from server.errors import InvalidRequest
+from server.settings import Settings
+
+INT_MAX = 2**31 - 1
+# A client that pings more often than the minimum interval, with no data in between, gets a
+# strike; one strike beyond this many ends the connection with GOAWAY ENHANCE_YOUR_CALM
+# ("too_many_pings"). grpc core's own default, kept explicit.
+MAX_PING_STRIKES = 2
+
+Options = list[tuple[str, int]]
+
+
+def limit_options(settings: Settings, *, max_connections: int | None = None) -> Options:
+    """The options for `grpc.aio.server`. `max_connections` overrides the setting (the
+    effective value may be lower than configured, for instance to fit the process's
+    file-descriptor limit); 0 means no limit."""
+    connections = settings.grpc_max_connections if max_connections is None else max_connections
+    _at_least_one("GRPC_MAX_CONCURRENT_STREAMS", settings.grpc_max_concurrent_streams)
+    _at_least_one("GRPC_MAX_METADATA_BYTES", settings.grpc_max_metadata_bytes)
+    if connections < 0:
+        raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONNECTIONS must not be negative")
+    if settings.grpc_keepalive_time_seconds > 0 and settings.grpc_keepalive_timeout_seconds <= 0:
+        raise InvalidRequest("TOKENSERVICE_GRPC_KEEPALIVE_TIMEOUT_SECONDS must be positive")
+    options: Options = [
+        ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
+        ("grpc.max_connection_idle_ms", _ms_or_off(settings, "grpc_max_connection_idle_seconds")),
+        ("grpc.max_connection_age_ms", _ms_or_off(settings, "grpc_max_connection_age_seconds")),
+        (
+            "grpc.max_connection_age_grace_ms",
+            _ms(settings, "grpc_max_connection_age_grace_seconds"),
+        ),
+        ("grpc.keepalive_time_ms", _ms_or_off(settings, "grpc_keepalive_time_seconds")),
+        # In grpcio 1.85 keepalive_timeout_ms alone does not close a peer that never answers:
+        # the ping timeout does, and it defaults to 1 minute whatever keepalive_timeout says
+        # (measured: 61 s). It is grpc core's internal GRPC_ARG_PING_TIMEOUT_MS
+        # (chttp2/transport/internal.h); both get the setting.
+        ("grpc.keepalive_timeout_ms", _ms(settings, "grpc_keepalive_timeout_seconds")),
+        ("grpc.http2.ping_timeout_ms", _ms(settings, "grpc_keepalive_timeout_seconds")),
+        # Clients may ping this often while they have calls; with keepalive_permit_without_calls
+        # also on idle connections (grpc core otherwise allows one ping per 2 hours there).
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            _ms(settings, "grpc_keepalive_min_interval_seconds"),
+        ),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+        # The server's own keepalive pings go to idle connections too, to find dead peers
+        # that still hold a file descriptor.
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Soft and hard limit alike: grpc core refuses a random share of the requests between
+        # the two, and one limit is easier to reason about.
+        ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
+        ("grpc.absolute_max_metadata_size", settings.grpc_max_metadata_bytes),
+    ]
+    if connections:
+        options.append(("grpc.max_allowed_incoming_connections", connections))
+    return options
+
+
+def _ms(settings: Settings, field: str) -> int:
+    seconds: float = getattr(settings, field)
+    if seconds < 0:
+        raise InvalidRequest(f"TOKENSERVICE_{field.upper()} must not be negative")
+    return min(INT_MAX, round(seconds * 1000))
+
+
+def _ms_or_off(settings: Settings, field: str) -> int:
+    return INT_MAX if getattr(settings, field) == 0 else _ms(settings, field)
+
+
+def _at_least_one(name: str, value: int) -> None:
+    if value < 1:
+        raise InvalidRequest(f"TOKENSERVICE_{name} must be at least 1")
