@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 
 from server import metrics
 from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
-from server.unary_calls import AT_LIMIT, CallsInFlight, one_request
+from server.unary_calls import AT_LIMIT, CallsInFlight, RequestReader
 
 log = logging.getLogger("tokenservice.rpc")
 ERROR_DOMAIN = "tokenservice"
@@ -45,7 +45,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, *, message_timeout: float = 10.0, max_calls: int = 2000) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-        self._message_timeout = message_timeout
+        self._reader = RequestReader(message_timeout)
         self.calls = CallsInFlight(max_calls)
 
     async def intercept_service(
@@ -68,12 +68,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         deserializer = tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                guarded(handler.unary_unary, method, self.calls, self._message_timeout),
+                guarded(handler.unary_unary, method, self.calls, self._reader),
                 request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            streaming_response(handler.unary_stream, self.calls, self._message_timeout),
+            streaming_response(handler.unary_stream, self.calls, self._reader),
             request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -117,7 +117,7 @@ def _parsed(request: Any) -> Any:
 
 
 def guarded(
-    inner: Handler, method: str, calls: CallsInFlight, message_timeout: float
+    inner: Handler, method: str, calls: CallsInFlight, reader: RequestReader
 ) -> StreamingRequestHandler:
     """`inner`, a unary-unary handler, as a stream-unary one: limit, message, errors, log."""
     series = metrics.grpc_series(method)
@@ -131,7 +131,7 @@ def guarded(
         code = _OK
         calls.count += 1
         try:
-            request = _parsed(await one_request(context, message_timeout))
+            request = _parsed(await reader.one_request(context))
             response = await inner(request, context)
         except TokenServiceError as error:
             code = error.grpc_code
@@ -158,7 +158,7 @@ def guarded(
 
 
 def streaming_response(
-    inner: Callable[..., Any], calls: CallsInFlight, message_timeout: float
+    inner: Callable[..., Any], calls: CallsInFlight, reader: RequestReader
 ) -> StreamingRequestHandler:
     """`inner`, a unary-stream handler (health Watch), as a stream-stream one: it counts
     against the limit for as long as it streams, and gets its message as unary-unary calls do;
@@ -171,7 +171,7 @@ def streaming_response(
         calls.count += 1
         try:
             try:
-                request = _parsed(await one_request(context, message_timeout))
+                request = _parsed(await reader.one_request(context))
             except TokenServiceError as error:
                 await context.abort(*status_of(error))
             if inspect.isasyncgenfunction(inner):

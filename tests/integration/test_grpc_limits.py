@@ -157,6 +157,20 @@ async def test_a_header_only_stream_gets_deadline_exceeded_after_the_message_tim
     assert await introspect_works(harness)  # and the server goes on serving
 
 
+@pytest.mark.parametrize("settings_overrides", [{"grpc_message_timeout_seconds": 0.5}])
+async def test_calls_that_send_their_message_in_time_are_served_beside_stalled_ones(
+    harness: Harness, raw: Callable[[], Awaitable[RawGrpcClient]]
+) -> None:
+    client = await raw()
+    for _ in range(2):  # the second round after the first's deadline has passed
+        stalled = client.start_call(INTROSPECT)
+        prompt = client.start_call(INTROSPECT)
+        client.send_message(prompt, NO_REQUEST)
+        await client.flush()
+        assert (await client.outcome(prompt)).grpc_status == 0
+        assert (await client.outcome(stalled)).grpc_status == DEADLINE_EXCEEDED
+
+
 def _rpc_tasks() -> list[asyncio.Task[object]]:
     # grpcio names each call's tasks "rpc_task" and "HandleExceptions[<method>]".
     return [
