@@ -33,6 +33,7 @@ from tests.raw_grpc import (
     RawGrpcClient,
 )
 from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
 INTROSPECT = "/tokenservice.v1.TokenService/IntrospectToken"
 WATCH = "/grpc.health.v1.Health/Watch"
@@ -249,6 +250,22 @@ async def test_streams_beyond_the_advertised_limit_are_refused(
 
     outcome = await client.outcome(later)
     assert outcome.grpc_status == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"grpc_max_concurrent_streams": 20}])
+async def test_a_burst_beyond_the_stream_limit_on_one_channel_waits_instead_of_failing(
+    harness: Harness,
+) -> None:
+    # An ordinary client queues the streams over the advertised limit itself; the server must
+    # not refuse one it could not know was over (grpcio does not retry REFUSED_STREAM).
+    async with grpc.aio.insecure_channel(harness.target) as channel:  # a fresh connection
+        stub = pb_grpc.TokenServiceStub(channel)
+        request = pb.IntrospectTokenRequest(token="not-a-token")
+        answers = await asyncio.gather(
+            *(stub.IntrospectToken(request) for _ in range(300)), return_exceptions=True
+        )
+    failures = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert failures == [], failures[:3]
 
 
 async def test_the_default_stream_limit_is_advertised(

@@ -18,6 +18,7 @@ def test_defaults() -> None:
     options = dict(limit_options(Settings()))
     assert options == {
         "grpc.max_concurrent_streams": 100,
+        "grpc.http.overload_protection": 0,
         "grpc.max_connection_idle_ms": 300_000,
         "grpc.max_connection_age_ms": 3_600_000,
         "grpc.max_connection_age_grace_ms": 30_000,
