@@ -3,10 +3,13 @@ connections, how long a connection may idle or live, keepalive, metadata size. E
 a setting (README "Limits" says why each default); the names are grpc core's channel arguments
 (include/grpc/impl/channel_arg_names.h).
 
-grpc core reads a duration of INT_MAX milliseconds as "no limit"; a duration setting of 0 is
-mapped to that, so that 0 means "off" here as it does for the service's other settings (a 0 ms
-idle limit would otherwise close every connection at once). The age grace is the exception:
-0 there means no grace (calls still running when a connection reaches its age are cut).
+Every limit must be greater than 0, as the HTTP bridge's must: 0 is not "off", since without
+the bound one client could hold a connection, a stream or memory for as long as it likes (and
+for grpc core a 0 ms idle limit would close every connection at once). Two settings are not
+bounds on what a client holds and take 0 for "off" (grpc core's INT_MAX milliseconds): the
+connection age, a tool for spreading long-lived channels over new replicas (its grace of 0
+means none: calls still running at the age are cut), and the server's own keepalive pings
+(idle connections are closed by the idle limit anyway).
 """
 
 from __future__ import annotations
@@ -21,19 +24,27 @@ INT_MAX = 2**31 - 1
 MAX_PING_STRIKES = 2
 
 Options = list[tuple[str, int]]
+# Settings whose 0 would mean no bound at all (or, for grpc core, closing at once): refused.
+POSITIVE = (
+    "grpc_max_concurrent_streams",
+    "grpc_max_connections",
+    "grpc_max_connection_idle_seconds",
+    "grpc_keepalive_timeout_seconds",
+    "grpc_keepalive_min_interval_seconds",
+    "grpc_max_metadata_bytes",
+)
 
 
 def limit_options(settings: Settings, *, max_connections: int | None = None) -> Options:
-    """The options for `grpc.aio.server`. `max_connections` overrides the setting (the
-    effective value may be lower than configured, for instance to fit the process's
-    file-descriptor limit); 0 means no limit."""
+    """The options for `grpc.aio.server`. `max_connections` overrides the setting with the
+    effective cap, which may be lower than configured (to fit the process's open-file limit,
+    server/process_limits.py)."""
+    for field in POSITIVE:
+        if getattr(settings, field) <= 0:
+            raise InvalidRequest(f"TOKENSERVICE_{field.upper()} must be greater than 0")
     connections = settings.grpc_max_connections if max_connections is None else max_connections
-    _at_least_one("GRPC_MAX_CONCURRENT_STREAMS", settings.grpc_max_concurrent_streams)
-    _at_least_one("GRPC_MAX_METADATA_BYTES", settings.grpc_max_metadata_bytes)
-    if connections < 0:
-        raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONNECTIONS must not be negative")
-    if settings.grpc_keepalive_time_seconds > 0 and settings.grpc_keepalive_timeout_seconds <= 0:
-        raise InvalidRequest("TOKENSERVICE_GRPC_KEEPALIVE_TIMEOUT_SECONDS must be positive")
+    if connections <= 0:
+        raise InvalidRequest(f"the gRPC connection cap must be greater than 0, not {connections}")
     options: Options = [
         ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
         # By default grpc core counts a stream against the limit until the application has
@@ -44,7 +55,7 @@ def limit_options(settings: Settings, *, max_connections: int | None = None) -> 
         # GRPC_ARG_MAX_CONCURRENT_STREAMS_OVERLOAD_PROTECTION (chttp2/transport/internal.h);
         # the calls-in-handlers limit bounds what the streams can make the service hold.
         ("grpc.http.overload_protection", 0),
-        ("grpc.max_connection_idle_ms", _ms_or_off(settings, "grpc_max_connection_idle_seconds")),
+        ("grpc.max_connection_idle_ms", _ms(settings, "grpc_max_connection_idle_seconds")),
         ("grpc.max_connection_age_ms", _ms_or_off(settings, "grpc_max_connection_age_seconds")),
         (
             "grpc.max_connection_age_grace_ms",
@@ -71,9 +82,8 @@ def limit_options(settings: Settings, *, max_connections: int | None = None) -> 
         # the two, and one limit is easier to reason about.
         ("grpc.max_metadata_size", settings.grpc_max_metadata_bytes),
         ("grpc.absolute_max_metadata_size", settings.grpc_max_metadata_bytes),
+        ("grpc.max_allowed_incoming_connections", connections),
     ]
-    if connections:
-        options.append(("grpc.max_allowed_incoming_connections", connections))
     return options
 
 
@@ -81,13 +91,9 @@ def _ms(settings: Settings, field: str) -> int:
     seconds: float = getattr(settings, field)
     if seconds < 0:
         raise InvalidRequest(f"TOKENSERVICE_{field.upper()} must not be negative")
-    return min(INT_MAX, round(seconds * 1000))
+    return max(1, min(INT_MAX, round(seconds * 1000))) if seconds else 0
 
 
 def _ms_or_off(settings: Settings, field: str) -> int:
+    """0 seconds: off (grpc core's INT_MAX)."""
     return INT_MAX if getattr(settings, field) == 0 else _ms(settings, field)
-
-
-def _at_least_one(name: str, value: int) -> None:
-    if value < 1:
-        raise InvalidRequest(f"TOKENSERVICE_{name} must be at least 1")

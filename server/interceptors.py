@@ -40,7 +40,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every unary-request method's handler once (the wrapped handler is kept per method,
     so a call pays for no new closures): unary-unary calls get the error mapping, the access
     log and the call's metrics; every unary-request call reads its message within
-    `message_timeout` seconds (0: no limit) and is refused with RESOURCE_EXHAUSTED while
+    `message_timeout` seconds and is refused with RESOURCE_EXHAUSTED while
     `max_calls` calls are in handlers."""
 
     def __init__(self, *, message_timeout: float = 10.0, max_calls: int = 2000) -> None:

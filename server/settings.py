@@ -34,8 +34,9 @@ class Settings:
     signing_key_activation_seconds: int = 120
     max_message_bytes: int = 64 * 1024
     # gRPC limits (server/grpc_options.py, server/unary_calls.py; README "Limits"): what
-    # clients can hold. A duration of 0 means no limit, but for the age grace (0: none) and
-    # the keepalive timeout (must be positive).
+    # clients can hold. Each must be greater than 0, but the connection age and the keepalive
+    # time, where 0 is off, and the age grace, where 0 is none. The connection cap is lowered
+    # at start if the open-file limit cannot hold it.
     grpc_message_timeout_seconds: float = 10.0
     grpc_max_concurrent_rpcs: int = 2000
     grpc_max_concurrent_streams: int = 100

@@ -43,7 +43,7 @@ AT_LIMIT = "the server is at its limit of concurrent calls; retry later"
 
 class RequestReader:
     """Reads a call's one request message, parsed by the handler's request deserializer,
-    within `seconds` of the handler's start (0: no limit).
+    within `seconds` of the handler's start.
 
     The deadline is kept without a timer per call: `asyncio.timeout` around every read costs
     about 6 us (a TimerHandle pushed onto the loop's heap and cancelled again), which made a
@@ -55,16 +55,15 @@ class RequestReader:
     __slots__ = ("_expired", "_seconds", "_timer", "_waiting")
 
     def __init__(self, seconds: float) -> None:
+        if seconds <= 0:  # not "off": a header-only stream would hold its call for ever
+            raise InvalidRequest("TOKENSERVICE_GRPC_MESSAGE_TIMEOUT_SECONDS must be greater than 0")
         self._seconds = seconds
         self._waiting: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     async def one_request(self, context: grpc.aio.ServicerContext) -> Any:
-        if self._seconds <= 0:
-            request = await context.read()
-        else:
-            request = await self._read_in_time(context)
+        request = await self._read_in_time(context)
         if request is grpc.aio.EOF:
             raise InvalidRequest(NO_MESSAGE)
         return request
@@ -117,7 +116,7 @@ class CallsInFlight:
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
-            raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS must be at least 1")
+            raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS must be greater than 0")
         self.count = 0
         self.limit = limit
         self._refused = 0

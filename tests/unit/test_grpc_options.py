@@ -1,6 +1,6 @@
-"""The grpc core options built from the settings: 0 turns a duration limit off (grpc core's
-INT_MAX) instead of closing every connection at once, the effective connection limit can be
-lower than the setting, and nonsense is refused with the variable's name.
+"""The grpc core options built from the settings: a limit of 0 is refused (it is not "off"), but
+for the connection age and the keepalive time, where 0 is grpc core's INT_MAX; the effective
+connection cap can be lower than the setting; nonsense is refused with the variable's name.
 
 That each option takes effect in grpc core is shown against a real server in
 tests/integration/test_grpc_limits.py."""
@@ -11,6 +11,7 @@ import pytest
 
 from server.errors import InvalidRequest
 from server.grpc_options import INT_MAX, limit_options
+from server.interceptors import ErrorInterceptor
 from server.settings import Settings
 
 
@@ -34,15 +35,13 @@ def test_defaults() -> None:
     }
 
 
-def test_zero_turns_a_duration_limit_off() -> None:
+def test_zero_turns_off_only_the_connection_age_and_the_keepalive_pings() -> None:
     settings = Settings(
-        grpc_max_connection_idle_seconds=0,
         grpc_max_connection_age_seconds=0,
         grpc_keepalive_time_seconds=0,
         grpc_max_connection_age_grace_seconds=0,
     )
     options = dict(limit_options(settings))
-    assert options["grpc.max_connection_idle_ms"] == INT_MAX
     assert options["grpc.max_connection_age_ms"] == INT_MAX
     assert options["grpc.keepalive_time_ms"] == INT_MAX
     assert options["grpc.max_connection_age_grace_ms"] == 0  # no grace, not an endless one
@@ -55,13 +54,11 @@ def test_fractions_of_a_second_and_very_long_durations() -> None:
     assert options["grpc.max_connection_age_ms"] == INT_MAX
 
 
-def test_the_effective_connection_limit_overrides_the_setting() -> None:
-    settings = Settings(grpc_max_connections=1000)
-    options = dict(limit_options(settings, max_connections=300))
+def test_the_effective_connection_cap_overrides_the_setting() -> None:
+    options = dict(limit_options(Settings(grpc_max_connections=1000), max_connections=300))
     assert options["grpc.max_allowed_incoming_connections"] == 300
-    assert "grpc.max_allowed_incoming_connections" not in dict(
-        limit_options(Settings(grpc_max_connections=0))
-    )
+    with pytest.raises(InvalidRequest, match="connection cap"):
+        limit_options(Settings(), max_connections=0)
 
 
 @pytest.mark.parametrize(
@@ -69,11 +66,33 @@ def test_the_effective_connection_limit_overrides_the_setting() -> None:
     [
         ("grpc_max_concurrent_streams", 0, "TOKENSERVICE_GRPC_MAX_CONCURRENT_STREAMS"),
         ("grpc_max_metadata_bytes", 0, "TOKENSERVICE_GRPC_MAX_METADATA_BYTES"),
-        ("grpc_max_connections", -1, "TOKENSERVICE_GRPC_MAX_CONNECTIONS"),
+        ("grpc_max_connections", 0, "TOKENSERVICE_GRPC_MAX_CONNECTIONS"),
+        ("grpc_max_connection_idle_seconds", 0, "TOKENSERVICE_GRPC_MAX_CONNECTION_IDLE_SECONDS"),
         ("grpc_keepalive_timeout_seconds", 0, "TOKENSERVICE_GRPC_KEEPALIVE_TIMEOUT_SECONDS"),
-        ("grpc_max_connection_idle_seconds", -1, "TOKENSERVICE_GRPC_MAX_CONNECTION_IDLE_SECONDS"),
+        (
+            "grpc_keepalive_min_interval_seconds",
+            0,
+            "TOKENSERVICE_GRPC_KEEPALIVE_MIN_INTERVAL_SECONDS",
+        ),
+        ("grpc_max_connection_age_seconds", -1, "TOKENSERVICE_GRPC_MAX_CONNECTION_AGE_SECONDS"),
     ],
 )
 def test_nonsense_is_refused_naming_the_variable(field: str, value: float, variable: str) -> None:
     with pytest.raises(InvalidRequest, match=variable):
         limit_options(Settings(**{field: value}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "variable"),
+    [
+        ("grpc_message_timeout_seconds", "TOKENSERVICE_GRPC_MESSAGE_TIMEOUT_SECONDS"),
+        ("grpc_max_concurrent_rpcs", "TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS"),
+    ],
+)
+def test_the_call_limits_refuse_zero_too(field: str, variable: str) -> None:
+    settings = Settings(**{field: 0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match=variable):
+        ErrorInterceptor(
+            message_timeout=settings.grpc_message_timeout_seconds,
+            max_calls=settings.grpc_max_concurrent_rpcs,
+        )
