@@ -23,6 +23,7 @@ import dataclasses
 import struct
 import urllib.parse
 from collections.abc import Iterable
+from typing import Any
 
 from google.rpc import error_details_pb2, status_pb2
 from hpack import Decoder, Encoder
@@ -90,22 +91,22 @@ class StreamOutcome:
 
     @property
     def error_reason(self) -> str | None:
-        status = self.rich_status
-        for detail in status.details if status else ():
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                return info.reason
-        return None
+        info = self._detail(error_details_pb2.ErrorInfo)
+        return None if info is None else str(info.reason)
 
     @property
     def retry_delay_seconds(self) -> int | None:
+        retry = self._detail(error_details_pb2.RetryInfo)
+        return None if retry is None else int(retry.retry_delay.seconds)
+
+    def _detail(self, kind: type[Any]) -> Any:
+        """The first detail of type `kind` in the rich status, if any."""
         status = self.rich_status
         for detail in status.details if status else ():
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                return int(retry.retry_delay.seconds)
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                return message
         return None
 
 
