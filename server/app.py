@@ -21,6 +21,7 @@ from server import janitor
 from server.admin_servicer import AdminServicer
 from server.core import Core
 from server.errors import TokenServiceError
+from server.grpc_options import limit_options
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.settings import Settings
@@ -35,9 +36,6 @@ from tokenservice.v1 import (
 
 log = logging.getLogger("tokenservice")
 
-# gRPC connections the file-descriptor budget sets aside until the gRPC server has a
-# connection cap of its own (the budget's `grpc` share is meant for it).
-GRPC_CONNECTIONS = 1000
 SERVICE_NAMES = (
     token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
@@ -91,18 +89,25 @@ async def start_server(
     *,
     reuse_port: bool = False,
     extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    max_connections: int | None = None,
 ) -> RunningServer:
     """Starts serving `core` on `address` (port 0 picks a free port). `reuse_port` shares the
     port with the other worker processes of `serve --workers N` (SO_REUSEPORT); without it a
     port someone else listens on is refused instead of silently shared. `extra_handlers` are
     served beside the service, behind the same interceptors (the benchmark's no-op ceiling;
-    never used by `tokenservice serve`)."""
+    never used by `tokenservice serve`). `max_connections` is the effective connection cap
+    when it is lower than `grpc_max_connections` (the file-descriptor budget's share)."""
     settings = core.settings
+    interceptor = ErrorInterceptor(
+        message_timeout=settings.grpc_message_timeout_seconds,
+        max_calls=settings.grpc_max_concurrent_rpcs,
+    )
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *limit_options(settings, max_connections=max_connections),
         ],
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
@@ -159,12 +164,17 @@ async def serve_core(
     before the caller closes the store). The `extra_` handlers and routes are the benchmark's
     no-op ceilings, served on the same stacks (`tokenservice serve` passes none)."""
     settings = core.settings
-    http_limits, _budget = limits_within_budget(
+    http_limits, budget = limits_within_budget(
         settings,
-        grpc_connections=GRPC_CONNECTIONS,
+        grpc_connections=settings.grpc_max_connections,
         database_connections=settings.db_pool_size + settings.db_max_overflow,
     )
-    running = await start_server(core, reuse_port=reuse_port, extra_handlers=extra_grpc_handlers)
+    running = await start_server(
+        core,
+        reuse_port=reuse_port,
+        extra_handlers=extra_grpc_handlers,
+        max_connections=budget.grpc,
+    )
     log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
     http: RunningHttp | None = None
     bridge_app = build_app(InProcessBackend(core), settings, extra_routes=extra_http_routes)

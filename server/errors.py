@@ -34,6 +34,15 @@ class InvalidRequest(TokenServiceError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class RequestTimeout(TokenServiceError):
+    """The request did not arrive in time: a call whose request message did not come within
+    TOKENSERVICE_GRPC_MESSAGE_TIMEOUT_SECONDS of its headers (a slow or stalled client)."""
+
+    error = "invalid_request"
+    http_status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class UnsupportedGrantType(TokenServiceError):
     error = "unsupported_grant_type"
     http_status = 400
@@ -132,6 +141,7 @@ class ServerError(TokenServiceError):
 
 ALL_ERRORS: tuple[type[TokenServiceError], ...] = (
     InvalidRequest,
+    RequestTimeout,
     UnsupportedGrantType,
     InvalidGrant,
     InvalidClient,

@@ -4,11 +4,16 @@ A domain error becomes its own gRPC code with a `google.rpc.ErrorInfo` whose `re
 OAuth error code (plus `RetryInfo` when rate limited); anything else becomes INTERNAL with no
 details. The access log names the method, the outcome and the duration: never a request field,
 so no token, secret or password can reach it.
+
+Every unary-request method is served as a streaming-request one that reads its one message
+itself, within a deadline, and counts against the server's limit of calls in handlers
+(server/unary_calls.py says why). Streaming-request methods (server reflection) pass untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,20 +27,26 @@ from grpc_status import rpc_status
 
 from server import metrics
 from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
+from server.unary_calls import AT_LIMIT, CallsInFlight, RequestReader
 
 log = logging.getLogger("tokenservice.rpc")
 ERROR_DOMAIN = "tokenservice"
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+StreamingRequestHandler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every unary method's handler once (the wrapped handler is kept per method, so a
-    call pays for no new closures), mapping errors, writing the access log and recording the
-    call's metrics."""
+    """Wraps every unary-request method's handler once (the wrapped handler is kept per method,
+    so a call pays for no new closures): unary-unary calls get the error mapping, the access
+    log and the call's metrics; every unary-request call reads its message within
+    `message_timeout` seconds and is refused with RESOURCE_EXHAUSTED while
+    `max_calls` calls are in handlers."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, message_timeout: float = 10.0, max_calls: int = 2000) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._reader = RequestReader(message_timeout)
+        self.calls = CallsInFlight(max_calls)
 
     async def intercept_service(
         self,
@@ -43,19 +54,29 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None or handler.request_streaming:
             return handler
         method = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            guarded(handler.unary_unary, method),
-            request_deserializer=tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+        wrapped = self._wrap(handler, method)
         self._wrapped[method] = (handler, wrapped)
         return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        deserializer = tolerant(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                guarded(handler.unary_unary, method, self.calls, self._reader),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            streaming_response(handler.unary_stream, self.calls, self._reader),
+            request_deserializer=deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 class MalformedRequest:
@@ -89,15 +110,28 @@ def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return _CODES_BY_NUMBER.get(value, grpc.StatusCode.UNKNOWN)
 
 
-def guarded(inner: Handler, method: str) -> Handler:
+def _parsed(request: Any) -> Any:
+    if isinstance(request, MalformedRequest):
+        raise InvalidRequest("the request is not a valid protobuf message of its type")
+    return request
+
+
+def guarded(
+    inner: Handler, method: str, calls: CallsInFlight, reader: RequestReader
+) -> StreamingRequestHandler:
+    """`inner`, a unary-unary handler, as a stream-unary one: limit, message, errors, log."""
     series = metrics.grpc_series(method)
 
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        if calls.count >= calls.limit:
+            calls.note_refusal()  # a summary line now and then, not one line per call
+            series.record(_AT_LIMIT_CODE, time.perf_counter() - started)
+            await context.abort(*_AT_LIMIT_STATUS)
         code = _OK
+        calls.count += 1
         try:
-            if isinstance(request, MalformedRequest):
-                raise InvalidRequest("the request is not a valid protobuf message of its type")
+            request = _parsed(await reader.one_request(context))
             response = await inner(request, context)
         except TokenServiceError as error:
             code = error.grpc_code
@@ -114,10 +148,39 @@ def guarded(inner: Handler, method: str) -> Handler:
             log.error("rpc=%s failed with %s", method, type(error).__name__, exc_info=True)
             await context.abort(*status_of(ServerError("internal error")))
         finally:
+            calls.count -= 1
             series.record(_CODE_NAMES[code], time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             _log(method, code, started)
         return response
+
+    return call
+
+
+def streaming_response(
+    inner: Callable[..., Any], calls: CallsInFlight, reader: RequestReader
+) -> StreamingRequestHandler:
+    """`inner`, a unary-stream handler (health Watch), as a stream-stream one: it counts
+    against the limit for as long as it streams, and gets its message as unary-unary calls do;
+    what it does after that is its own (no access log, no metrics: it may last for hours)."""
+
+    async def call(requests: Any, context: grpc.aio.ServicerContext) -> None:
+        if calls.count >= calls.limit:
+            calls.note_refusal()
+            await context.abort(*_AT_LIMIT_STATUS)
+        calls.count += 1
+        try:
+            try:
+                request = _parsed(await reader.one_request(context))
+            except TokenServiceError as error:
+                await context.abort(*status_of(error))
+            if inspect.isasyncgenfunction(inner):
+                async for response in inner(request, context):
+                    await context.write(response)
+            else:
+                await inner(request, context)
+        finally:
+            calls.count -= 1
 
     return call
 
@@ -152,3 +215,8 @@ def _log(method: str, code: grpc.StatusCode, started: float, reason: str = "") -
             log.debug("rpc=%s code=OK ms=%.2f", method, elapsed_ms)
         return
     log.info("rpc=%s code=%s reason=%s ms=%.2f", method, code.name, reason, elapsed_ms)
+
+
+# A refusal at the limit is the same answer every time: built once.
+_AT_LIMIT_STATUS = status_of(RateLimited(AT_LIMIT, retry_after=1))
+_AT_LIMIT_CODE = RateLimited.grpc_code.name

@@ -21,7 +21,9 @@ no token, secret or password, can become a label.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -65,6 +67,7 @@ __all__ = [
     "record_cache_miss",
     "record_http",
     "record_http_connection_event",
+    "track_grpc_calls_in_flight",
 ]
 
 
@@ -133,6 +136,15 @@ HTTP_CONNECTION_EVENTS = (
 _http_connection_events = dict.fromkeys(HTTP_CONNECTION_EVENTS, 0)
 
 
+class InFlightCount(Protocol):
+    count: int
+
+
+# The calls-in-handlers counts of this process's gRPC servers (server/unary_calls.py), read at
+# scrape time; held weakly, so a stopped server's count leaves with it.
+_grpc_in_flight: weakref.WeakSet[InFlightCount] = weakref.WeakSet()
+
+
 def grpc_series(method: str) -> GrpcSeries:
     """The series of one full gRPC method name (`/tokenservice.v1.TokenService/IssueToken`);
     the interceptor looks it up once per method and records into it directly."""
@@ -187,6 +199,12 @@ def record_http_connection_event(event: str) -> None:
     _http_connection_events[event] += 1
 
 
+def track_grpc_calls_in_flight(calls: InFlightCount) -> None:
+    """Adds `calls.count` into the calls-in-flight gauge at every scrape, for as long as
+    `calls` lives."""
+    _grpc_in_flight.add(calls)
+
+
 class ServiceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         grpc_total = CounterMetricFamily(
@@ -205,6 +223,12 @@ class ServiceCollector(Collector):
             grpc_seconds.add_metric([method], series.cumulative(), series.total_seconds)
         yield grpc_total
         yield grpc_seconds
+        yield GaugeMetricFamily(
+            "tokenservice_grpc_calls_in_flight",
+            "gRPC calls inside handlers now, including calls still waiting for their request "
+            "message; beyond TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS a call is refused.",
+            value=sum(calls.count for calls in list(_grpc_in_flight)),
+        )
 
         http_total = CounterMetricFamily(
             "tokenservice_http_requests",

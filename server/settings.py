@@ -33,6 +33,21 @@ class Settings:
     # plus PyJWT's refetch cooldown (30 s) plus a margin.
     signing_key_activation_seconds: int = 120
     max_message_bytes: int = 64 * 1024
+    # gRPC limits (server/grpc_options.py, server/unary_calls.py; README "Limits"): what
+    # clients can hold. Each must be greater than 0, but the connection age and the keepalive
+    # time, where 0 is off, and the age grace, where 0 is none. The connection cap is lowered
+    # at start if the open-file limit cannot hold it.
+    grpc_message_timeout_seconds: float = 10.0
+    grpc_max_concurrent_rpcs: int = 2000
+    grpc_max_concurrent_streams: int = 100
+    grpc_max_connections: int = 1000
+    grpc_max_connection_idle_seconds: float = 300.0
+    grpc_max_connection_age_seconds: float = 3600.0
+    grpc_max_connection_age_grace_seconds: float = 30.0
+    grpc_keepalive_time_seconds: float = 120.0
+    grpc_keepalive_timeout_seconds: float = 20.0
+    grpc_keepalive_min_interval_seconds: float = 30.0
+    grpc_max_metadata_bytes: int = 16 * 1024
     shutdown_grace_seconds: float = 10.0
     # After health turns NOT_SERVING and before the server stops taking calls: lets balancers
     # notice, and lets calls already received but not yet dispatched start instead of being

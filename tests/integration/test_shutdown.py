@@ -155,6 +155,10 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) 
         TOKENSERVICE_SQLITE_BUSY_TIMEOUT_MS="600000",
         TOKENSERVICE_SHUTDOWN_DELAY_SECONDS=str(HELD_DELAY_SECONDS),
         TOKENSERVICE_SHUTDOWN_GRACE_SECONDS=str(HELD_GRACE_SECONDS),
+        # All WORKERS calls, the Watch stream and the probes share one connection, and the
+        # probe's proof (answered, so every call before it is in the service's hands) needs
+        # them all on the server, not queued in the client behind the stream limit.
+        TOKENSERVICE_GRPC_MAX_CONCURRENT_STREAMS=str(WORKERS + 50),
     )
     target = f"127.0.0.1:{port}"
     await cli(env, "tenant", "create", "shop")

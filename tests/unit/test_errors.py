@@ -12,6 +12,7 @@ from server.interceptors import status_of
 
 EXPECTED = {
     errors.InvalidRequest: ("invalid_request", 400, grpc.StatusCode.INVALID_ARGUMENT),
+    errors.RequestTimeout: ("invalid_request", 408, grpc.StatusCode.DEADLINE_EXCEEDED),
     errors.UnsupportedGrantType: ("unsupported_grant_type", 400, grpc.StatusCode.INVALID_ARGUMENT),
     errors.InvalidGrant: ("invalid_grant", 400, grpc.StatusCode.INVALID_ARGUMENT),
     errors.InvalidClient: ("invalid_client", 401, grpc.StatusCode.UNAUTHENTICATED),

@@ -7,9 +7,13 @@ scrapes taken around the calls it makes."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http.conftest import Bridge
+from tests.raw_grpc import RawGrpcClient
 
 VALIDATE_ROUTE = "/customer/{tenant}/validateauthtoken"
 INTROSPECT_METHOD = "/tokenservice.v1.TokenService/IntrospectToken"
@@ -111,3 +115,31 @@ async def test_no_request_value_becomes_a_label(bridge: Bridge) -> None:
     assert "unmatched" in routes
     assert all(route == "unmatched" or route.startswith("/") for route in routes)
     assert not any(token in str(route) for route in routes)
+
+
+async def test_the_calls_in_flight_gauge_follows_calls_waiting_in_handlers(bridge: Bridge) -> None:
+    gauge = "tokenservice_grpc_calls_in_flight"
+    before = value(await scrape(bridge), gauge)
+    client = await RawGrpcClient.connect(bridge.harness.running.port)
+    try:
+        held = [client.start_call(INTROSPECT_METHOD) for _ in range(5)]  # no message yet
+        await client.flush()
+        await until_gauge(bridge, before + 5)
+        for stream in held[:2]:
+            client.reset(stream)
+        await client.flush()
+        await until_gauge(bridge, before + 3)
+    finally:
+        await client.close()
+    await until_gauge(bridge, before)
+
+
+async def until_gauge(bridge: Bridge, expected: float) -> None:
+    """Scrapes until the calls-in-flight gauge reads `expected`, at most 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        seen = value(await scrape(bridge), "tokenservice_grpc_calls_in_flight")
+        if seen == expected:
+            return
+        assert time.monotonic() < deadline, f"the gauge reads {seen}, not {expected}"
+        await asyncio.sleep(0.02)
