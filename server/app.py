@@ -101,6 +101,7 @@ async def start_server(
     interceptor = ErrorInterceptor(
         message_timeout=settings.grpc_message_timeout_seconds,
         max_calls=settings.grpc_max_concurrent_rpcs,
+        evictable_after=settings.grpc_evictable_after_seconds,
     )
     server = grpc.aio.server(
         interceptors=[interceptor],

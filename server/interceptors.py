@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 
 from server import metrics
 from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
-from server.unary_calls import AT_LIMIT, CallsInFlight, RequestReader
+from server.unary_calls import AT_LIMIT, CallsInFlight, MessageNotRead, RequestReader
 
 log = logging.getLogger("tokenservice.rpc")
 ERROR_DOMAIN = "tokenservice"
@@ -43,10 +43,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     `message_timeout` seconds and is refused with RESOURCE_EXHAUSTED while
     `max_calls` calls are in handlers."""
 
-    def __init__(self, *, message_timeout: float = 10.0, max_calls: int = 2000) -> None:
+    def __init__(
+        self,
+        *,
+        message_timeout: float = 10.0,
+        max_calls: int = 2000,
+        evictable_after: float = 1.0,
+    ) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._reader = RequestReader(message_timeout)
-        self.calls = CallsInFlight(max_calls)
+        self.calls = CallsInFlight(max_calls, evictable_after=evictable_after)
 
     async def intercept_service(
         self,
@@ -124,8 +130,7 @@ def guarded(
 
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
-        if calls.count >= calls.limit:
-            calls.note_refusal()  # a summary line now and then, not one line per call
+        if calls.count >= calls.limit and not calls.admits(reader):
             series.record(_AT_LIMIT_CODE, time.perf_counter() - started)
             await context.abort(*_AT_LIMIT_STATUS)
         code = _OK
@@ -133,6 +138,10 @@ def guarded(
         try:
             request = _parsed(await reader.one_request(context))
             response = await inner(request, context)
+        except MessageNotRead as unread:
+            code = unread.error.grpc_code
+            calls.note_unread(unread)  # summarised: an attacker repeats these at will
+            await context.abort(*status_of(unread.error))
         except TokenServiceError as error:
             code = error.grpc_code
             _log(method, code, started, error.error)
@@ -165,13 +174,15 @@ def streaming_response(
     what it does after that is its own (no access log, no metrics: it may last for hours)."""
 
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        if calls.count >= calls.limit:
-            calls.note_refusal()
+        if calls.count >= calls.limit and not calls.admits(reader):
             await context.abort(*_AT_LIMIT_STATUS)
         calls.count += 1
         try:
             try:
                 request = _parsed(await reader.one_request(context))
+            except MessageNotRead as unread:
+                calls.note_unread(unread)
+                await context.abort(*status_of(unread.error))
             except TokenServiceError as error:
                 await context.abort(*status_of(error))
             if inspect.isasyncgenfunction(inner):

@@ -39,6 +39,9 @@ class Settings:
     # at start if the open-file limit cannot hold it.
     grpc_message_timeout_seconds: float = 10.0
     grpc_max_concurrent_rpcs: int = 2000
+    # At that limit, a call that has waited this long for its request message gives its place
+    # to a new call (clients send the message with the headers).
+    grpc_evictable_after_seconds: float = 1.0
     grpc_max_concurrent_streams: int = 100
     grpc_max_connections: int = 1000
     grpc_max_connection_idle_seconds: float = 300.0

@@ -21,6 +21,15 @@ it reaches the client, with no warning logged and no task left behind).
 
 grpcio's own `maximum_concurrent_rpcs` is no substitute for the count: beyond it grpcio's main
 loop waits (calls queue, unbounded) instead of answering RESOURCE_EXHAUSTED.
+
+At the limit, a new call first takes the place of the call that has waited longest for its
+message, if that one has waited `evictable_after` seconds (clients send a unary call's message
+with its headers, so such a call is broken or hostile): header-only streams spread over many
+connections can then hold the limit only until real calls arrive, never against them. The
+evicted call is answered RESOURCE_EXHAUSTED, as a refused one is. Only when no call is waiting
+that long is the new one refused. What ends a call before its message (no message, the
+deadline, an eviction) and every refusal is counted and written as one summary line per
+interval (server/log_throttle.py), never a line per call: an attacker repeats them at will.
 """
 
 from __future__ import annotations
@@ -33,12 +42,26 @@ from typing import Any
 import grpc
 
 from server import metrics
-from server.errors import InvalidRequest, RequestTimeout
+from server.errors import InvalidRequest, RateLimited, RequestTimeout, TokenServiceError
+from server.log_throttle import SummaryLog
 
 log = logging.getLogger("tokenservice.rpc")
-REFUSALS_LOG_INTERVAL_SECONDS = 10.0
 NO_MESSAGE = "a unary call needs exactly one request message"
 AT_LIMIT = "the server is at its limit of concurrent calls; retry later"
+EVICTED = (
+    "the server is at its limit of concurrent calls and this call's request message had not "
+    "arrived; retry"
+)
+
+
+class MessageNotRead(Exception):
+    """A call ended before its request message was read: `error` is what the client is told,
+    `event` the name it is counted under in the summary log."""
+
+    def __init__(self, error: TokenServiceError, event: str) -> None:
+        super().__init__(error.description)
+        self.error = error
+        self.event = event
 
 
 class RequestReader:
@@ -52,7 +75,7 @@ class RequestReader:
     loop timer, set for the oldest deadline, cancels the calls past theirs and sets itself for
     the next. The cancelled read raises RequestTimeout in the call's own task."""
 
-    __slots__ = ("_expired", "_seconds", "_timer", "_waiting")
+    __slots__ = ("_evicted", "_expired", "_seconds", "_timer", "_waiting")
 
     def __init__(self, seconds: float) -> None:
         if seconds <= 0:  # not "off": a header-only stream would hold its call for ever
@@ -60,13 +83,29 @@ class RequestReader:
         self._seconds = seconds
         self._waiting: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
+        self._evicted: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     async def one_request(self, context: grpc.aio.ServicerContext) -> Any:
+        """The message; MessageNotRead when the stream ended without one, when it did not
+        arrive in time, or when the call was evicted while waiting for it."""
         request = await self._read_in_time(context)
         if request is grpc.aio.EOF:
-            raise InvalidRequest(NO_MESSAGE)
+            raise MessageNotRead(InvalidRequest(NO_MESSAGE), "ended without a request message")
         return request
+
+    def evict_oldest(self, waited: float) -> bool:
+        """Ends the call that has waited longest for its message, if it has waited at least
+        `waited` seconds (its read is cancelled; it answers RESOURCE_EXHAUSTED); False when no
+        call has waited that long."""
+        for task, deadline in self._waiting.items():  # the first is the oldest
+            if deadline - self._seconds > time.monotonic() - waited:
+                return False
+            del self._waiting[task]
+            self._evicted.add(task)
+            task.cancel()
+            return True
+        return False
 
     async def _read_in_time(self, context: grpc.aio.ServicerContext) -> Any:
         task = asyncio.current_task()
@@ -77,13 +116,20 @@ class RequestReader:
         try:
             return await context.read()
         except asyncio.CancelledError:
+            if task in self._evicted:
+                self._evicted.discard(task)
+                task.uncancel()
+                raise MessageNotRead(
+                    RateLimited(EVICTED, retry_after=1), "evicted waiting for its message"
+                ) from None
             if task not in self._expired:
                 raise  # the client went away, or the server is stopping
             self._expired.discard(task)
             task.uncancel()
-            raise RequestTimeout(
+            timeout = RequestTimeout(
                 f"the request message did not arrive within {self._seconds:g} s"
-            ) from None
+            )
+            raise MessageNotRead(timeout, "request message timed out") from None
         finally:
             self._waiting.pop(task, None)
 
@@ -110,30 +156,37 @@ class CallsInFlight:
     """The calls of one server inside handlers now, from the handler's start (so including the
     calls still waiting for their message) to its end, and the most it takes at once. The
     interceptor counts with plain attribute updates: everything runs on the event loop's
-    thread. /metrics shows the count (`tokenservice_grpc_calls_in_flight`)."""
+    thread. /metrics shows the count (`tokenservice_grpc_calls_in_flight`). A call evicted to
+    make room ends an event-loop step after the newcomer starts, so the count may pass the
+    limit by the evictions still under way."""
 
-    __slots__ = ("__weakref__", "_last_report", "_refused", "count", "limit")
+    __slots__ = ("__weakref__", "count", "evictable_after", "limit", "refusals", "unread")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, evictable_after: float = 1.0) -> None:
         if limit < 1:
             raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS must be greater than 0")
+        if evictable_after < 0:
+            raise InvalidRequest("TOKENSERVICE_GRPC_EVICTABLE_AFTER_SECONDS must not be negative")
         self.count = 0
         self.limit = limit
-        self._refused = 0
-        self._last_report = -REFUSALS_LOG_INTERVAL_SECONDS
+        self.evictable_after = evictable_after
+        # Refusals and evictions say the server is at its limit: warnings. Calls that sent no
+        # message, or not in time, are the clients' doing: information.
+        self.refusals = SummaryLog(log, f"gRPC at its limit of {limit} concurrent calls")
+        self.unread = SummaryLog(
+            log, "gRPC calls ended before their request message", level=logging.INFO
+        )
         metrics.track_grpc_calls_in_flight(self)
 
-    def note_refusal(self) -> None:
-        """One call refused at the limit. Logged at most once per interval, with the count
-        since the last line, so that refusals under attack cannot flood the log."""
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._last_report >= REFUSALS_LOG_INTERVAL_SECONDS:
-            log.warning(
-                "gRPC at its limit of %d concurrent calls: %d refused with RESOURCE_EXHAUSTED "
-                "since the last report",
-                self.limit,
-                self._refused,
-            )
-            self._refused = 0
-            self._last_report = now
+    def admits(self, reader: RequestReader) -> bool:
+        """Whether a new call may start: below the limit, or at it once the longest-waiting
+        call has been evicted for it. A refusal is counted in the summary log."""
+        if self.count < self.limit or reader.evict_oldest(self.evictable_after):
+            return True
+        self.refusals.add("refused")
+        return False
+
+    def note_unread(self, unread: MessageNotRead) -> None:
+        """Counts a call that ended before its message in the summary log it belongs to."""
+        summary = self.refusals if isinstance(unread.error, RateLimited) else self.unread
+        summary.add(unread.event)

@@ -191,7 +191,11 @@ async def test_health_watch_still_streams_and_needs_its_message(
 # --- calls in handlers ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings_overrides", [{"grpc_max_concurrent_rpcs": 3}])
+# Waiting calls never old enough to give their place: what is refused is refused.
+NO_EVICTION = {"grpc_max_concurrent_rpcs": 3, "grpc_evictable_after_seconds": 3600}
+
+
+@pytest.mark.parametrize("settings_overrides", [NO_EVICTION])
 async def test_calls_beyond_the_concurrent_limit_are_refused_until_calls_end(
     harness: Harness, raw: Callable[[], Awaitable[RawGrpcClient]]
 ) -> None:
@@ -217,6 +221,45 @@ async def test_calls_beyond_the_concurrent_limit_are_refused_until_calls_end(
     await client.flush()
     await eventually(lambda: calls_in_flight() == before, "the held calls ended")
     assert await introspect_works(harness)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"grpc_max_concurrent_rpcs": 3, "grpc_evictable_after_seconds": 0}]
+)
+async def test_at_the_limit_a_call_waiting_for_its_message_gives_way_to_a_new_one(
+    harness: Harness, raw: Callable[[], Awaitable[RawGrpcClient]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Header-only streams that fill the limit cannot hold it against real calls: a new call
+    ends the longest-waiting one (RESOURCE_EXHAUSTED, RetryInfo), oldest first, and the
+    evictions are summarised in the log, not written one line per call."""
+    before = calls_in_flight()
+    client = await raw()
+    held = [client.start_call(INTROSPECT) for _ in range(3)]
+    await client.flush()
+    await eventually(lambda: calls_in_flight() == before + 3, "3 calls in flight")
+
+    with caplog.at_level(logging.INFO, logger="tokenservice.rpc"):
+        evicted = []
+        for _ in range(2):
+            assert not (await harness.introspect("not-a-token")).active  # served at the limit
+            evicted.append(await client.outcome(held[len(evicted)]))  # the oldest gave way
+            await eventually(lambda: calls_in_flight() == before + 2, "the evicted call ended")
+            held.append(client.start_call(INTROSPECT))  # the limit is full again
+            await client.flush()
+            await eventually(lambda: calls_in_flight() == before + 3, "3 calls in flight")
+        assert [(o.grpc_status, o.retry_delay_seconds) for o in evicted] == [
+            (RESOURCE_EXHAUSTED, 1)
+        ] * 2
+        assert all("request message had not arrived" in o.grpc_message for o in evicted)
+        assert not any(client.stream(stream).ended.is_set() for stream in held[2:])
+    # One summary line for the first eviction; the second waits for the end of its interval.
+    lines = [r.getMessage() for r in caplog.records if "evicted" in r.getMessage()]
+    assert len(lines) == 1 and "1 evicted waiting for its message" in lines[0], lines
+    assert not [r for r in caplog.records if "code=RESOURCE_EXHAUSTED" in r.getMessage()]
+    for stream in held[2:]:
+        client.reset(stream)
+    await client.flush()
+    await eventually(lambda: calls_in_flight() == before, "the held calls ended")
 
 
 # --- HTTP/2 and connection limits ----------------------------------------------------------------
