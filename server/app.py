@@ -4,6 +4,7 @@ graceful shutdown (health turns NOT_SERVING first, then in-flight calls drain)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -201,6 +202,11 @@ async def serve_core(
         running.stop(settings.shutdown_grace_seconds, settings.shutdown_delay_seconds),
         _stop_http_after(http, settings.shutdown_delay_seconds),
     )
+    # Rehashes that logins started (server/passwords.py) finish before the caller closes the
+    # store; one still running after the grace is left to the customer's next login.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(settings.shutdown_grace_seconds):
+            await core.passwords.settled()
 
 
 def configure_logging(settings: Settings, *, label: str = "") -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import grpc
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 
+from server.app import serve_core
 from server.store.records import TokenKind, TokenUse
 from tests.integration.conftest import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
@@ -158,3 +162,47 @@ async def test_a_hash_with_outdated_parameters_is_rehashed_by_the_next_login(
     assert stored != outdated
     assert extract_parameters(stored) == extract_parameters(current)  # the service's settings
     assert (await harness.customer(shop)).access_token  # and the password still logs in
+
+
+async def test_a_shutdown_waits_for_the_rehash_a_login_started(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve_core's drain ends only once the rehash a login started has been stored (the
+    rehash is held on a gate here, so the shutdown provably comes while it runs)."""
+    shop = await harness.shop("acme")
+    [(current,)] = await harness.query(
+        f"SELECT password_hash FROM customers WHERE id = '{shop.customer_id}'"  # noqa: S608
+    )
+    outdated = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash(shop.password)
+    assert await harness.core.store.replace_password_hash(shop.customer_id, current, outdated)
+    passwords = harness.core.passwords
+    gate = asyncio.Event()
+    real_hash = passwords.hash
+
+    async def gated_hash(password: str) -> str:
+        await gate.wait()
+        return await real_hash(password)
+
+    monkeypatch.setattr(passwords, "hash", gated_hash)
+    await harness.customer(shop)  # starts the rehash, which waits on the gate
+
+    core = dataclasses.replace(
+        harness.core,
+        settings=dataclasses.replace(
+            harness.core.settings,
+            grpc_addr="127.0.0.1:0",
+            http_addr="",
+            shutdown_delay_seconds=0,
+        ),
+    )
+    stop = asyncio.Event()
+    serving = asyncio.create_task(serve_core(core, stop=stop, sweep=False))
+    stop.set()
+    done, _ = await asyncio.wait({serving}, timeout=2)
+    assert not done, "the drain ended while a rehash was still running"
+    gate.set()
+    await asyncio.wait_for(serving, timeout=30)
+    [(stored,)] = await harness.query(
+        f"SELECT password_hash FROM customers WHERE id = '{shop.customer_id}'"  # noqa: S608
+    )
+    assert extract_parameters(stored) == extract_parameters(current)
