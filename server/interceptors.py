@@ -132,16 +132,17 @@ def guarded(
         started = time.perf_counter()
         if calls.count >= calls.limit and not calls.admits(reader):
             series.record(_AT_LIMIT_CODE, time.perf_counter() - started)
-            await context.abort(*_AT_LIMIT_STATUS)
+            return answer_without_abort(context, _AT_LIMIT_STATUS)
         code = _OK
         calls.count += 1
         try:
-            request = _parsed(await reader.one_request(context))
-            response = await inner(request, context)
-        except MessageNotRead as unread:
-            code = unread.error.grpc_code
-            calls.note_unread(unread)  # summarised: an attacker repeats these at will
-            await context.abort(*status_of(unread.error))
+            try:
+                request = await reader.one_request(context)
+            except MessageNotRead as unread:
+                code = unread.error.grpc_code
+                calls.note_unread(unread)  # summarised: an attacker repeats these at will
+                return answer_without_abort(context, status_of(unread.error))
+            response = await inner(_parsed(request), context)
         except TokenServiceError as error:
             code = error.grpc_code
             _log(method, code, started, error.error)
@@ -175,14 +176,14 @@ def streaming_response(
 
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> None:
         if calls.count >= calls.limit and not calls.admits(reader):
-            await context.abort(*_AT_LIMIT_STATUS)
+            return answer_without_abort(context, _AT_LIMIT_STATUS)
         calls.count += 1
         try:
             try:
                 request = _parsed(await reader.one_request(context))
             except MessageNotRead as unread:
                 calls.note_unread(unread)
-                await context.abort(*status_of(unread.error))
+                return answer_without_abort(context, status_of(unread.error))
             except TokenServiceError as error:
                 await context.abort(*status_of(error))
             if inspect.isasyncgenfunction(inner):
@@ -196,7 +197,24 @@ def streaming_response(
     return call
 
 
-def status_of(error: TokenServiceError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
+Status = tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]
+
+
+def answer_without_abort(context: grpc.aio.ServicerContext, status: Status) -> None:
+    """Ends the call with `status` by setting it and returning, not by context.abort(): grpc's
+    abort keeps its AbortError on the call's state, and that error's traceback holds the frames
+    that hold the state, a reference cycle only the garbage collector frees, late (the call
+    has lived long enough to be promoted). An attacker makes these answers by the thousand
+    (calls refused at the limit, streams that never send their message), so they are freed as
+    soon as the call ends instead. (For a unary response grpc then sends an empty message
+    before the status, which clients ignore on an error status.)"""
+    code, details, trailing_metadata = status
+    context.set_code(code)
+    context.set_details(details)
+    context.set_trailing_metadata(trailing_metadata)
+
+
+def status_of(error: TokenServiceError) -> Status:
     """(code, message, trailing metadata) carrying the rich google.rpc.Status."""
     info = error_details_pb2.ErrorInfo(reason=error.error, domain=ERROR_DOMAIN)
     if error.field:
