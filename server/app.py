@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from http_bridge.app import build_app, context_of
 from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, limits_within_budget, start_http
-from server import janitor
+from server import janitor, memory_trim
 from server.admin_servicer import AdminServicer
 from server.core import Core
 from server.errors import TokenServiceError
@@ -190,10 +190,12 @@ async def serve_core(
         )
         log.info("tokenservice: HTTP on %s (port %d)", settings.http_addr, http.port)
     sweeper = janitor.start(core) if sweep else None
+    trimmer = memory_trim.start(settings.memory_trim_interval_seconds)
     try:
         await wait_for_shutdown_signal(stop)
     finally:
         await janitor.stop(sweeper)
+        await memory_trim.stop(trimmer)
     log.info(
         "shutting down: draining in-flight calls for up to %ss", settings.shutdown_grace_seconds
     )

@@ -73,6 +73,8 @@ class Settings:
     client_cache_size: int = 10_000
     # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
     janitor_interval_seconds: float = 600.0
+    # `serve`: how often freed memory is handed back to the system (server/memory_trim.py).
+    memory_trim_interval_seconds: float = 30.0
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
