@@ -223,6 +223,22 @@ class RawGrpcClient:
     def stream(self, stream_id: int) -> StreamOutcome:
         return self._streams[stream_id]
 
+    @property
+    def open_streams(self) -> int:
+        """Streams this client started that the server has not ended yet."""
+        return sum(not outcome.ended.is_set() for outcome in self._streams.values())
+
+    def forget_ended(self) -> list[StreamOutcome]:
+        """Removes the streams the server has ended from this client and returns them (a long
+        attack would otherwise keep every stream it ever opened)."""
+        ended = [outcome for outcome in self._streams.values() if outcome.ended.is_set()]
+        self._streams = {
+            stream_id: outcome
+            for stream_id, outcome in self._streams.items()
+            if not outcome.ended.is_set()
+        }
+        return ended
+
     async def outcome(self, stream_id: int, seconds: float = WAIT_SECONDS) -> StreamOutcome:
         """Waits until the server ends the stream (trailers or RST_STREAM), at most `seconds`."""
         outcome = self._streams[stream_id]
