@@ -11,13 +11,12 @@ prints one JSON object with the outcomes (the status the server answered, "close
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 import sys
 from collections import Counter
 
+from tests.attack_process import PAUSE, run_until_stopped
+
 ENDLESS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: test\r\nx-slow: " + b"s" * 100_000
-PAUSE = 0.5
 
 
 class Slowloris:
@@ -65,15 +64,12 @@ class Slowloris:
 
 async def main(port: int, count: int) -> None:
     attack = Slowloris(port, count)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, attack.stop.set)
-    loop.add_reader(sys.stdin.fileno(), attack.stop.set)  # stdin closed: the test is gone
-    running = asyncio.create_task(attack.run())
-    while not attack.stop.is_set():
-        print(f"connected {attack.connected}", flush=True)
-        await asyncio.sleep(PAUSE)
-    await running
-    print(json.dumps(dict(attack.outcomes)), flush=True)
+    await run_until_stopped(
+        attack.run(),
+        attack.stop,
+        lambda: f"connected {attack.connected}",
+        lambda: dict(attack.outcomes),
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import signal
 import sys
 from collections import Counter
@@ -21,6 +20,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import attack_process
 from tests.integration.raw_http import Streams, exchange
 from tests.integration.test_shutdown import (
     TOKENSERVICE,
@@ -40,17 +40,6 @@ ATTACK_SECONDS = 4  # after every attacking socket has connected once
 ROUND_SECONDS = 0.2  # the ordinary clients' pause between calls
 MAX_STDERR_BYTES = 20_000
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def own_open_files(needed: int) -> None:
-    """The attacking process (a child: it inherits this limit) holds ATTACKERS sockets."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"the test needs {needed} open files; the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 async def start_limited_serve(env: dict[str, str], logs: Path) -> asyncio.subprocess.Process:
@@ -74,21 +63,6 @@ def connection_events(metrics_text: str) -> dict[str, float]:
         for sample in family.samples
         if sample.name == "tokenservice_http_connection_events_total"
     }
-
-
-async def start_slowloris(port: int) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.integration.slowloris", str(port), str(ATTACKERS),
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def connections_made(attack: asyncio.subprocess.Process) -> int:
-    assert attack.stdout is not None
-    async with asyncio.timeout(10):
-        line = (await attack.stdout.readline()).decode()
-    assert line.startswith("connected "), line
-    return int(line.split()[1])
 
 
 async def ordinary_http(ordinary: Streams, stop: asyncio.Event) -> int:
@@ -137,7 +111,7 @@ async def newcomers(port: int, stop: asyncio.Event) -> Counter[int]:
 async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
     tmp_path: Path,
 ) -> None:
-    own_open_files(2 * ATTACKERS)
+    attack_process.own_open_files(2 * ATTACKERS)
     grpc_port, http_port = free_port(), free_port()
     env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}")
     await cli(env, "tenant", "create", "shop")
@@ -160,7 +134,9 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
             stub = pb_grpc.TokenServiceStub(channel)
             assert (await stub.IssueToken(grant, timeout=10)).access_token
 
-            attack = await start_slowloris(http_port)
+            attack = await attack_process.start(
+                "tests.integration.slowloris", str(http_port), str(ATTACKERS)
+            )
             stop = asyncio.Event()
             clients = asyncio.gather(
                 ordinary_http(ordinary, stop),
@@ -168,14 +144,13 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
                 newcomers(http_port, stop),
             )
             # Until every attacking socket has connected at least once, and a while after.
-            while await connections_made(attack) < ATTACKERS:
+            while await attack_process.tick(attack) < ATTACKERS:
                 assert not clients.done(), clients
             for _ in range(ATTACK_SECONDS * 2):
-                await connections_made(attack)
+                await attack_process.tick(attack)
             stop.set()
             http_answered, grpc_answered, admitted = await clients
-            attack.terminate()
-            outcomes, _ = await attack.communicate()
+            outcomes = (await attack_process.finish(attack)).outcomes
 
         status, _, metrics_body = await exchange(
             ordinary, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -193,7 +168,7 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
     stderr = text_of(stderr_path)
     print(
         f"HTTP {http_answered} and gRPC {grpc_answered} ordinary calls answered, newcomers "
-        f"{dict(admitted)}, attack {outcomes.decode().splitlines()[-1]}, events {events}"
+        f"{dict(admitted)}, attack {outcomes}, events {events}"
     )
     assert http_answered >= ATTACK_SECONDS and grpc_answered >= ATTACK_SECONDS
     assert events["evicted_head"] + events["refused"] > 0, events  # the cap was reached

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import signal
 import sys
 from collections import Counter
 
+from tests.attack_process import PAUSE, run_until_stopped
 from tests.raw_grpc import RawGrpcClient, StreamOutcome
 
 METHOD = "/tokenservice.v1.TokenService/IntrospectToken"
-PAUSE = 0.5
 
 
 def ending(outcome: StreamOutcome) -> str:
@@ -80,17 +78,12 @@ class HungStreams:
 
 async def main(port: int, connections: int, streams: int) -> None:
     attack = HungStreams(port, connections, streams)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, attack.stop.set)
-    loop.add_reader(sys.stdin.fileno(), attack.stop.set)  # stdin closed: the test is gone
-    running = asyncio.create_task(attack.run())
-    while not attack.stop.is_set():
-        print(f"open {attack.open_streams}", flush=True)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PAUSE):
-                await attack.stop.wait()
-    await running
-    print(json.dumps(dict(attack.outcomes)), flush=True)
+    await run_until_stopped(
+        attack.run(),
+        attack.stop,
+        lambda: f"open {attack.open_streams}",
+        lambda: dict(attack.outcomes),
+    )
 
 
 if __name__ == "__main__":

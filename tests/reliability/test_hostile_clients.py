@@ -23,10 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
-import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,6 +31,7 @@ import grpc
 import httpx
 import pytest
 
+from tests import attack_process
 from tests.reliability.support import (
     LEDGER,
     TIMEOUT,
@@ -57,7 +55,6 @@ P99_LIMIT_SECONDS = 1.0
 GROWTH_LIMIT_MIB = 100
 SETTLED_LIMIT_MIB = 20
 LOG_LIMIT_BYTES = 1_000_000
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(TIMEOUT)
 
@@ -68,41 +65,6 @@ def resident_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def own_open_files(needed: int) -> None:
-    """The attackers (children: they inherit the limit) hold SLOW_SOCKETS sockets."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"the test needs {needed} open files; the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-
-
-async def attacker(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-
-async def tick(process: asyncio.subprocess.Process) -> str:
-    """The attacker's next progress line (one every half second)."""
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    assert line, "the attacker ended early"
-    return line
-
-
-async def finish(process: asyncio.subprocess.Process) -> dict[str, int]:
-    """Stops an attacker; the tally it prints last."""
-    if process.returncode is None:
-        process.terminate()
-    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    lines = stdout.decode().splitlines()
-    return dict(json.loads(lines[-1])) if lines and lines[-1].startswith("{") else {}
 
 
 @dataclasses.dataclass
@@ -182,7 +144,7 @@ def p99(values: list[float]) -> float:
 async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
     tmp_path: Path,
 ) -> None:
-    own_open_files(SLOW_SOCKETS + HUNG_STREAMS // 10 + 1_000)
+    attack_process.own_open_files(SLOW_SOCKETS + HUNG_STREAMS // 10 + 1_000)
     env = reliability_env(tmp_path / "tokens.db", TOKENSERVICE_LOG_LEVEL="INFO")
     shop = await provision(env, "hostile")
     service = Service(env, tmp_path / "logs")
@@ -212,9 +174,11 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
                 client.latencies.clear()
             baseline = resident_mib(pid)
 
-            slowloris = await attacker("tests.integration.slowloris", http_port, str(SLOW_SOCKETS))
+            slowloris = await attack_process.start(
+                "tests.integration.slowloris", http_port, str(SLOW_SOCKETS)
+            )
             attackers.append(slowloris)
-            streams = await attacker(
+            streams = await attack_process.start(
                 "tests.reliability.hung_streams",
                 grpc_port,
                 str(STREAM_CONNECTIONS),
@@ -225,17 +189,16 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
             ordinary = asyncio.gather(*(c.run(None, stop) for c in clients))
             # The attack: until every slow socket has connected once, then ATTACK_TICKS more
             # ticks, sampling the server's memory at each.
-            while int((await tick(slowloris)).split()[1]) < SLOW_SOCKETS:
+            while await attack_process.tick(slowloris) < SLOW_SOCKETS:
                 samples.append(resident_mib(pid))
                 assert not ordinary.done(), ordinary
             for _ in range(ATTACK_TICKS):
-                await tick(slowloris)
+                await attack_process.tick(slowloris)
                 samples.append(resident_mib(pid))
-            open_streams = [int((await tick(streams)).split()[1]) for _ in range(2)]
             stop.set()
             await ordinary
-            slow_outcomes = await finish(slowloris)
-            stream_outcomes = await finish(streams)
+            slow = await attack_process.finish(slowloris)
+            hung = await attack_process.finish(streams)
 
             # After the attack: back to (near) where it started, waited for, not slept on.
             deadline = time.monotonic() + 60
@@ -262,7 +225,7 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
         slow_sockets=SLOW_SOCKETS,
         hung_streams_asked=HUNG_STREAMS,
         stream_connections=STREAM_CONNECTIONS,
-        streams_open_at_the_server_at_the_end=open_streams,
+        most_streams_held_by_the_server=max(hung.progress, default=0),
         ordinary_clients=ORDINARY_CLIENTS,
         ordinary_calls=len(latencies) + len(failures),
         ordinary_failures=len(failures),
@@ -272,8 +235,8 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
         rss_peak_mib=round(peak, 1),
         rss_settled_mib=round(settled, 1),
         log_bytes=log_bytes,
-        slowloris=slow_outcomes,
-        hung_streams=stream_outcomes,
+        slowloris=slow.outcomes,
+        hung_streams=hung.outcomes,
     )
     assert not failures, failures[:10]
     assert not after.failures, after.failures
