@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+JS_STAMP := tests/js/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto run test soak bench lint typecheck check clean
+.PHONY: help install browser proto run test soak bench lint typecheck check clean
 
 help:
 	@echo "make run    start the service on the embedded SQLite store (installs first)"
@@ -22,7 +23,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The npm clients the tests run against the service (tests/js): only where npm is installed.
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error && touch $(JS_STAMP); \
+	else echo "npm not found: the tests that run openid-client, oauth4webapi and Chromium will skip" >&2; fi
+
+install: $(STAMP) $(JS_STAMP)
+
+# Debian's Chromium for the browser tests, installed with apt where this runs as root; elsewhere
+# those tests skip with a notice.
+browser:
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests" >&2; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium could not be installed: the browser tests will skip" >&2; \
+	fi
 
 # Generated code lives only in gen/ and is written only here.
 proto: $(STAMP)
@@ -38,7 +55,7 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tokenservice serve
 
-test: $(STAMP)
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # tests/reliability at full size: 5,000 tokens through a SIGKILL, 200 rounds of 16 and of 100
@@ -64,4 +81,4 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

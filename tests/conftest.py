@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from server.settings import Settings
-from tests import postgres
+from tests import outside_tools, postgres
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 FAST_ARGON2_ENV = {
@@ -48,3 +48,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep(
             "=", "PostgreSQL tests SKIPPED: " + _POSTGRES_SKIPPED[0], yellow=True, bold=True
         )
+    for reason in outside_tools.SKIPPED:
+        terminalreporter.write_sep("=", "tests SKIPPED: " + reason, yellow=True, bold=True)
