@@ -184,13 +184,15 @@ async function main() {
 }
 
 main().catch((error) => {
-  const cause = error.cause && typeof error.cause === "object" ? error.cause : {};
+  // openid-client wraps what oauth4webapi found ("invalid response encountered"): say both.
+  const cause = error.cause instanceof Error ? error.cause : {};
   const described = {
     name: error.name,
     code: error.code,
     message: error.message,
     error: error.error,
-    status: cause.status,
+    status: error.status,
+    cause: cause.message,
   };
   process.stderr.write(`${JSON.stringify(described)}\n`);
   process.exit(1);
