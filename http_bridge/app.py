@@ -23,6 +23,7 @@ from server.settings import Settings
 
 ROUTES = [
     Route("/oauth/token", oauth.token, methods=["POST"]),
+    Route("/oauth2/token", oauth.standard_token, methods=["POST"]),
     Route("/oauth/introspect", oauth.introspect, methods=["POST"]),
     Route("/oauth/revoke", oauth.revoke, methods=["POST"]),
     Route("/customerlogin/auth/anonymous/login", storefront.anonymous_login, methods=["GET"]),

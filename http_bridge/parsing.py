@@ -3,6 +3,11 @@ parameters, HTTP Basic client credentials and bearer tokens.
 
 Every refusal says what is wrong (413, 415, or a 400 `invalid_request` naming the parameter) and
 never echoes a value: values may be tokens, secrets or passwords.
+
+Lenient where the reference API is: a body field the route does not define is dropped unread,
+whatever its type (a storefront's `"rememberMe": true` beside email and password), and is never
+refused for its value or for being repeated. Strict where it matters: a field the route defines
+must be a string (a JSON null counts as absent) and appear at most once.
 """
 
 from __future__ import annotations
@@ -44,38 +49,49 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def body_params(request: Request, limit: int, *, accept: tuple[str, ...]) -> Params:
-    """Parameters from a form-encoded or JSON-object body, as `accept` allows (else 415)."""
+async def body_params(
+    request: Request, limit: int, *, accept: tuple[str, ...], fields: Iterable[str]
+) -> Params:
+    """The route's `fields` from a form-encoded or JSON-object body, as `accept` allows (else
+    415); any other field is ignored."""
     kind = media_type(request)
     if kind not in accept:
         raise HttpProblem(
             Problem(415, "invalid_request", f"Content-Type must be {' or '.join(accept)}")
         )
     body = await read_body(request, limit)
+    known = frozenset(fields)
     if kind == FORM:
-        return form_params(body)
-    return json_params(body)
+        return form_params(body, known)
+    return json_params(body, known)
 
 
-def form_params(body: bytes) -> Params:
+def form_params(body: bytes, fields: frozenset[str]) -> Params:
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the form body is not valid UTF-8 form encoding") from None
-    return unique(pairs)
+    return unique((name, value) for name, value in pairs if name in fields)
 
 
-def json_params(body: bytes) -> Params:
-    """A JSON object whose values are strings (a null counts as absent)."""
+def json_params(body: bytes, fields: frozenset[str]) -> Params:
+    """A JSON object's `fields`, each a string (a null counts as absent); other members are
+    ignored whatever they hold."""
     try:
-        document = json.loads(body, object_pairs_hook=_unique_names)
+        document = json.loads(body, object_pairs_hook=_Members)
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         raise InvalidRequest("the body is not valid JSON") from None
-    if not isinstance(document, dict):
+    if not isinstance(document, _Members):
         raise InvalidRequest("the body must be a JSON object")
     params: Params = {}
-    for name, value in document.items():
+    seen: set[str] = set()
+    for name, value in document:
+        if name not in fields:
+            continue
+        if name in seen:  # a name given twice is a parameter given twice
+            raise InvalidRequest(f"{name} is given more than once", field=name)
+        seen.add(name)
         if value is None:
             continue
         if not isinstance(value, str):
@@ -86,6 +102,12 @@ def json_params(body: bytes) -> Params:
     return params
 
 
+class _Members(list[tuple[str, Any]]):
+    """A JSON object as its (name, value) members in order, repeats kept: json.loads' own dict
+    would silently keep the last of a repeated name, and only the top-level object's defined
+    fields are checked at all."""
+
+
 def _is_unicode(text: str) -> bool:
     """False for a string holding a lone surrogate (JSON's `\\ud800` escape), which UTF-8, and so
     protobuf and the JSON error response, cannot encode."""
@@ -94,18 +116,6 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object's names, each at most once: a name given twice is a parameter given twice."""
-    document: dict[str, Any] = {}
-    for name, value in pairs:
-        if not _is_unicode(name):
-            raise InvalidRequest("the body has a name that is not valid Unicode")
-        if name in document:
-            raise InvalidRequest(f"{name} is given more than once", field=name)
-        document[name] = value
-    return document
 
 
 def query_params(request: Request) -> Params:

@@ -114,12 +114,15 @@ async def start_http(
     reuse_port: bool = False,
     limits: HttpLimits | None = None,
     implementation: Implementation = "limited",
+    listening: socket.socket | None = None,
 ) -> RunningHttp:
-    """Serves `app` on `address` under `limits` (None: from the app's settings)."""
+    """Serves `app` on `address` under `limits` (None: from the app's settings). `listening`, a
+    socket from `bind`, is served instead of binding `address`: for a caller that must know the
+    port before it builds the app (a test naming the bridge's own URL as the issuer)."""
     silence_uvicorn_access_log()
     if limits is None:
         limits = HttpLimits.from_settings(context_of(app).settings)
-    sock = bind(address, reuse_port=reuse_port)
+    sock = listening if listening is not None else bind(address, reuse_port=reuse_port)
     protocol: type[asyncio.Protocol] | str = implementation
     if implementation == "limited":
         protocol = limited_protocol(limits)

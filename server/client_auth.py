@@ -16,6 +16,10 @@ from server.model import ClientCredentials
 from server.store.records import ClientKind, ClientRecord
 
 FAILED = "client authentication failed"
+NOT_AUTHENTICATED = (
+    "client authentication is required: the client's secret, in HTTP Basic "
+    "(client_secret_basic) or in the body (client_secret_post)"
+)
 
 
 async def authenticate(core: Core, credentials: ClientCredentials) -> ClientRecord:
@@ -33,3 +37,17 @@ async def authenticate(core: Core, credentials: ClientCredentials) -> ClientReco
     if not matches or client is None:
         raise InvalidClient(FAILED)
     return client
+
+
+async def authenticate_confidential(core: Core, credentials: ClientCredentials) -> ClientRecord:
+    """The client these credentials prove with a secret, or InvalidClient.
+
+    For a grant that only confidential clients may use (client_credentials, RFC 6749 section
+    4.4), a client_id alone proves nothing: the request carries no client authentication,
+    which section 5.2 names `invalid_client`. Decided before any lookup, so the answer is the
+    same for a public client, a service client that forgot its secret and an unknown id.
+    """
+    if not credentials.client_secret:
+        validation.identifier(credentials.client_id, "client_id")
+        raise InvalidClient(NOT_AUTHENTICATED)
+    return await authenticate(core, credentials)

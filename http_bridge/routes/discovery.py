@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from http_bridge.context import bridge
 from http_bridge.responses import answers_errors
+from server import scopes
 from tokenservice.v1 import token_service_pb2 as pb
 
 # Verifiers may cache the key set for a minute: a rotated-in key is published for
@@ -30,6 +31,17 @@ async def jwks(request: Request) -> Response:
     return JSONResponse({"keys": keys}, headers=JWKS_CACHE)
 
 
+# RFC 8414 section 2 makes response_types_supported REQUIRED even for a server with no
+# authorization endpoint, and validators (authlib's) refuse the honest empty list. The one value
+# that claims no front-channel capability is "none" (OAuth 2.0 Multiple Response Type Encoding
+# Practices, section 4: a request with it gets none of code, access token or ID token back).
+# It grants nothing, and the document says plainly that there is nowhere to send one: no
+# authorization_endpoint, and grant_types_supported is client_credentials alone, which RFC 7591
+# section 2.1 pairs with no response type. "code" or "token" would claim an authorization
+# endpoint that does not exist.
+RESPONSE_TYPES = ["none"]
+
+
 @answers_errors
 async def metadata(request: Request) -> Response:
     """GET /.well-known/oauth-authorization-server (RFC 8414)."""
@@ -39,12 +51,16 @@ async def metadata(request: Request) -> Response:
     return JSONResponse(
         {
             "issuer": issuer,
-            "token_endpoint": f"{base}/oauth/token",
+            # The RFC 6749 answers (routes/oauth.py); Emporix clients keep /oauth/token.
+            "token_endpoint": f"{base}/oauth2/token",
             "introspection_endpoint": f"{base}/oauth/introspect",
             "revocation_endpoint": f"{base}/oauth/revoke",
             "jwks_uri": f"{base}/.well-known/jwks.json",
             "grant_types_supported": ["client_credentials"],
-            "response_types_supported": [],
+            "response_types_supported": RESPONSE_TYPES,
+            "scopes_supported": list(scopes.PUBLISHED_SCOPES),
+            # client_credentials is for confidential clients only (RFC 6749 section 4.4), so
+            # "none" is not offered here: a request without a secret is invalid_client.
             "token_endpoint_auth_methods_supported": auth_methods,
             # Public storefront clients authenticate by client_id alone.
             "introspection_endpoint_auth_methods_supported": [*auth_methods, "none"],

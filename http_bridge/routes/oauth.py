@@ -1,6 +1,13 @@
 """The OAuth 2.0 endpoints: token (RFC 6749 section 4.4, client_credentials), introspection
 (RFC 7662) and revocation (RFC 7009). Form-encoded as the RFCs say, JSON as the reference API
-documents; clients authenticate with HTTP Basic or in the body."""
+documents; clients authenticate with HTTP Basic or in the body.
+
+The token endpoint has two addresses over one grant: `/oauth/token`, which Emporix clients call
+by name and which keeps the reference's answer exactly (`"refresh_token": ""`,
+`"refresh_token_expires_in": 0`), and `/oauth2/token`, the one the RFC 8414 metadata names, whose
+answer leaves out what RFC 6749 section 5.1 says to leave out when there is nothing to say (no
+refresh token on a client_credentials grant; strict clients such as oauth4webapi refuse an empty
+one)."""
 
 from __future__ import annotations
 
@@ -17,6 +24,9 @@ from server.model import ClientCredentials
 from tokenservice.v1 import token_service_pb2 as pb
 
 CLIENT_CREDENTIALS = "client_credentials"
+# The body fields each endpoint defines; any other is ignored (http_bridge/parsing.py).
+TOKEN_FIELDS = ("grant_type", "client_id", "client_secret", "scope")
+TOKEN_USE_FIELDS = ("token", "token_type_hint", "client_id", "client_secret")
 KIND_NAMES = {
     pb.TOKEN_KIND_ANONYMOUS: "anonymous",
     pb.TOKEN_KIND_CUSTOMER: "customer",
@@ -31,9 +41,22 @@ USE_NAMES = {
 
 @answers_errors
 async def token(request: Request) -> Response:
-    """POST /oauth/token: a service access token for a back end."""
+    """POST /oauth/token: a service access token for a back end, in the reference's shape."""
+    return no_store_json(await _service_token(request))
+
+
+@answers_errors
+async def standard_token(request: Request) -> Response:
+    """POST /oauth2/token: the same grant, answered as RFC 6749 section 5.1 says."""
+    return no_store_json(rfc6749_answer(await _service_token(request)))
+
+
+async def _service_token(request: Request) -> dict[str, Any]:
+    """The client_credentials grant, in the reference API's answer shape."""
     context = bridge(request)
-    params = await body_params(request, context.settings.max_message_bytes, accept=(FORM, JSON))
+    params = await body_params(
+        request, context.settings.max_message_bytes, accept=(FORM, JSON), fields=TOKEN_FIELDS
+    )
     grant_type = required(params, "grant_type")
     if grant_type != CLIENT_CREDENTIALS:
         raise UnsupportedGrantType("grant_type must be client_credentials", field="grant_type")
@@ -44,24 +67,36 @@ async def token(request: Request) -> Response:
         scope=params.get("scope", ""),
     )
     issued = await context.backend.issue_token(pb.IssueTokenRequest(client_credentials=grant))
-    return no_store_json(
-        {
-            "access_token": issued.access_token,
-            "token_type": issued.token_type,
-            "expires_in": issued.expires_in,
-            "refresh_token": issued.refresh_token,
-            "refresh_token_expires_in": issued.refresh_token_expires_in,
-            "session_idle_time": issued.session_idle_time,
-            "scope": issued.scope,
-        }
-    )
+    return {
+        "access_token": issued.access_token,
+        "token_type": issued.token_type,
+        "expires_in": issued.expires_in,
+        "refresh_token": issued.refresh_token,
+        "refresh_token_expires_in": issued.refresh_token_expires_in,
+        "session_idle_time": issued.session_idle_time,
+        "scope": issued.scope,
+    }
+
+
+def rfc6749_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """`answer` without the fields that carry nothing: an empty string, and the refresh token's
+    lifetime when there is no refresh token. What has a value stays (session_idle_time is an
+    extension parameter, which RFC 6749 section 5.1 lets a client ignore)."""
+    has_refresh_token = bool(answer.get("refresh_token"))
+    return {
+        name: value
+        for name, value in answer.items()
+        if value != "" and (has_refresh_token or name != "refresh_token_expires_in")
+    }
 
 
 @answers_errors
 async def introspect(request: Request) -> Response:
     """POST /oauth/introspect (RFC 7662): `{"active": false}` for anything not active."""
     context = bridge(request)
-    params = await body_params(request, context.settings.max_message_bytes, accept=(FORM, JSON))
+    params = await body_params(
+        request, context.settings.max_message_bytes, accept=(FORM, JSON), fields=TOKEN_USE_FIELDS
+    )
     caller = client_credentials(request, params)
     result = await context.backend.introspect_token(
         pb.IntrospectTokenRequest(
@@ -77,7 +112,9 @@ async def introspect(request: Request) -> Response:
 async def revoke(request: Request) -> Response:
     """POST /oauth/revoke (RFC 7009): 200 whether or not the token was known."""
     context = bridge(request)
-    params = await body_params(request, context.settings.max_message_bytes, accept=(FORM, JSON))
+    params = await body_params(
+        request, context.settings.max_message_bytes, accept=(FORM, JSON), fields=TOKEN_USE_FIELDS
+    )
     caller = client_credentials(request, params)
     await context.backend.revoke_token(
         pb.RevokeTokenRequest(

@@ -18,6 +18,8 @@ from http_bridge.responses import answers_errors, no_store_json
 from server.errors import InvalidRequest, InvalidToken
 from tokenservice.v1 import token_service_pb2 as pb
 
+# The login body's fields; others (a storefront's "rememberMe", say) are ignored.
+LOGIN_FIELDS = ("email", "password")
 NOT_ACTIVE = "the token is not an active access token of this tenant"
 # The RefreshToken RPC's field names as this route's parameters, for details[].field.
 CUSTOMER_REFRESH_FIELDS = {
@@ -67,7 +69,9 @@ async def customer_login(request: Request) -> Response:
     session the customer's continues."""
     context = bridge(request)
     anonymous_token = bearer_token(request)
-    body = await body_params(request, context.settings.max_message_bytes, accept=(JSON,))
+    body = await body_params(
+        request, context.settings.max_message_bytes, accept=(JSON,), fields=LOGIN_FIELDS
+    )
     grant = pb.CustomerPasswordGrant(
         tenant=request.path_params["tenant"],
         email=required(body, "email"),

@@ -1,8 +1,9 @@
 """OAuth 2.0 client_credentials grant (RFC 6749 section 4.4), `POST /oauth/token`.
 
-Service access tokens for back ends: the client's secret is checked against its keyed digest in
-constant time; requested scopes must be a subset of the client's, omitted scope grants all of
-them; no refresh token.
+Service access tokens for back ends: the client must authenticate with its secret (a client_id
+alone, as a public storefront client sends, is `invalid_client`), checked against its keyed
+digest in constant time; requested scopes must be a subset of the client's, omitted scope grants
+all of them; no refresh token. Also served as `POST /oauth2/token`, the metadata's endpoint.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ TENANT_SCOPE_PREFIX = "tenant="
 
 async def issue(core: Core, client_id: str, client_secret: str, scope: str = "") -> IssuedTokens:
     validation.identifier(client_id, "client_id")
-    validation.secret(client_secret)
     requested = validation.scopes(scope)
-    client = await client_auth.authenticate(core, ClientCredentials(client_id, client_secret))
+    credentials = ClientCredentials(client_id, client_secret)
+    client = await client_auth.authenticate_confidential(core, credentials)
     if client.kind is not ClientKind.SERVICE:
+        # An authenticated client this grant is not for (RFC 6749 section 5.2). Only service
+        # clients hold secrets today, so a public storefront client never gets this far: it
+        # has not authenticated, which is invalid_client (client_auth.authenticate_confidential).
         raise UnauthorizedClient("this client may not use the client_credentials grant")
     granted = granted_scopes(client, requested)
     now = core.now()

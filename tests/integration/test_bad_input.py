@@ -89,10 +89,6 @@ def bad_requests(shop_tenant: str, storefront: str, token: str) -> list[tuple[st
         ),
         ("client_id", pb.IssueTokenRequest(client_credentials=pb.ClientCredentialsGrant())),
         (
-            "client_secret",
-            pb.IssueTokenRequest(client_credentials=pb.ClientCredentialsGrant(client_id="x")),
-        ),
-        (
             "scope",
             pb.IssueTokenRequest(
                 client_credentials=pb.ClientCredentialsGrant(

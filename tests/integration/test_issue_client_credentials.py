@@ -71,6 +71,26 @@ async def test_wrong_secret_unknown_client_and_public_client_are_invalid_client(
         assert secret not in (caught.value.details() or "")
 
 
+async def test_a_client_id_without_a_secret_is_invalid_client(harness: Harness) -> None:
+    """RFC 6749 section 5.2 over gRPC: the client_credentials grant needs client authentication,
+    so a public storefront client (which has no secret), a service client that leaves its
+    secret out and an unknown id all get UNAUTHENTICATED `invalid_client`, one answer for all,
+    never INVALID_ARGUMENT."""
+    shop = await harness.shop("acme")
+    answers = set()
+    for client_id in (shop.storefront_id, shop.service_id, "no-such-client"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await harness.stub.IssueToken(
+                pb.IssueTokenRequest(
+                    client_credentials=pb.ClientCredentialsGrant(client_id=client_id)
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert error_reason(caught.value) == "invalid_client"
+        answers.add(caught.value.details())
+    assert len(answers) == 1
+
+
 async def test_the_database_holds_digests_not_tokens_or_secrets(harness: Harness) -> None:
     shop = await harness.shop("acme")
     issued = await harness.service(shop)

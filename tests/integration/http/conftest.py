@@ -9,7 +9,8 @@ transports must map every result and error the same way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from http_bridge.app import build_app
 from http_bridge.backend import TokenBackend
 from http_bridge.channel import ChannelBackend
 from http_bridge.in_process import InProcessBackend
-from http_bridge.server import RunningHttp, start_http
+from http_bridge.server import RunningHttp, bind, start_http
 from tests.integration.conftest import Harness, Shop
 
 
@@ -72,15 +73,36 @@ class Bridge:
         return body
 
 
+@pytest.fixture
+def bridge_socket() -> Iterator[socket.socket]:
+    """The bridge's listening socket on a free port, bound before the service is built, so a
+    test module can put the bridge's own URL in the settings (`bridge_url`)."""
+    sock = bind("127.0.0.1:0")
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def bridge_url(bridge_socket: socket.socket) -> str:
+    """Where `bridge` serves. A module whose clients discover the service overrides
+    `settings_overrides` to return `{"issuer": bridge_url}`: a discovering client checks that
+    the metadata's issuer is the URL it asked, and follows the endpoints the issuer names."""
+    return f"http://127.0.0.1:{bridge_socket.getsockname()[1]}"
+
+
 @pytest.fixture(params=["in_process", "channel"])
-async def bridge(request: pytest.FixtureRequest, harness: Harness) -> AsyncIterator[Bridge]:
+async def bridge(
+    request: pytest.FixtureRequest, harness: Harness, bridge_socket: socket.socket
+) -> AsyncIterator[Bridge]:
     backend: TokenBackend
     if request.param == "in_process":
         backend = InProcessBackend(harness.core)
     else:
         backend = ChannelBackend(harness.target)
     app = build_app(backend, harness.core.settings)
-    running = await start_http(app, "127.0.0.1:0", grace_seconds=1)
+    running = await start_http(app, "127.0.0.1:0", grace_seconds=1, listening=bridge_socket)
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
     try:
         yield Bridge(harness=harness, http=client, running=running, backend_name=request.param)

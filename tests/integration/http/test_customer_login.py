@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from server.store.records import SessionContext
 from tests.integration.conftest import Shop
@@ -210,6 +211,39 @@ async def test_non_string_json_value_is_400(bridge: Bridge) -> None:
     anonymous = (await bridge.anonymous_login(shop))["access_token"]
     response = await login(bridge, "shopa", anonymous, {"email": shop.email, "password": 12345678})
     assert_problem(response, 400, "invalid_request", "password")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"rememberMe": True},
+        {"rememberMe": False, "attempt": 2, "ratio": 1.5},
+        {"device": {"name": "phone", "email": 7}, "tags": ["a", 1, None]},
+        {"rememberMe": None, "email2": None},
+    ],
+    ids=["true", "numbers", "objects_and_arrays", "nulls"],
+)
+async def test_unknown_fields_of_any_type_are_ignored(
+    bridge: Bridge, extra: dict[str, Any]
+) -> None:
+    """What storefronts send beside email and password (`"rememberMe": true`) does not stop the
+    login: fields the route does not define are ignored whatever they hold."""
+    shop = await bridge.harness.shop("shopa")
+    anonymous = (await bridge.anonymous_login(shop))["access_token"]
+    response = await login(bridge, "shopa", anonymous, {**credentials(shop), **extra})
+    assert response.status_code == 200, response.text
+    assert response.json()["session_id"]
+
+
+@pytest.mark.parametrize("value", [12345678, True, {"p": "w"}, ["pw"]])
+async def test_a_known_field_of_another_type_is_still_400(bridge: Bridge, value: object) -> None:
+    shop = await bridge.harness.shop("shopa")
+    anonymous = (await bridge.anonymous_login(shop))["access_token"]
+    for field in ("email", "password"):
+        body = {**credentials(shop), "rememberMe": True, field: value}
+        response = await login(bridge, "shopa", anonymous, body)
+        problem = assert_problem(response, 400, "invalid_request", field)
+        assert problem["message"] == f"{field} must be a string"
 
 
 async def test_non_json_content_type_is_415(bridge: Bridge) -> None:

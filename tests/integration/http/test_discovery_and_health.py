@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import jwt
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
 from http_bridge.access_log import AccessLog
 from http_bridge.app import build_app, context_of
@@ -147,12 +148,16 @@ async def test_metadata_names_the_issuer_and_its_endpoints(bridge: Bridge) -> No
     assert response.status_code == 200
     body = response.json()
     assert body["issuer"] == issuer
-    assert body["token_endpoint"] == f"{issuer}/oauth/token"
+    # The RFC 6749 token endpoint; Emporix clients keep calling /oauth/token by name.
+    assert body["token_endpoint"] == f"{issuer}/oauth2/token"
     assert body["introspection_endpoint"] == f"{issuer}/oauth/introspect"
     assert body["revocation_endpoint"] == f"{issuer}/oauth/revoke"
     assert body["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
     assert body["grant_types_supported"] == ["client_credentials"]
-    assert "response_types_supported" in body  # REQUIRED by RFC 8414 section 2
+    # REQUIRED by RFC 8414 section 2; "none" claims no authorization endpoint capability.
+    assert body["response_types_supported"] == ["none"]
+    assert "authorization_endpoint" not in body
+    assert body["scopes_supported"] == ["tokenservice.admin", "tokenservice.platform_admin"]
     assert set(body["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
@@ -214,7 +219,18 @@ async def test_metadata_issuer_is_identical_to_the_tokens_iss(bridge: Bridge) ->
     metadata = (await bridge.http.get("/.well-known/oauth-authorization-server")).json()
     assert token_iss == introspected.json()["iss"] == "https://tokens.example/"
     assert metadata["issuer"] == token_iss
-    assert metadata["token_endpoint"] == "https://tokens.example/oauth/token"
+    assert metadata["token_endpoint"] == "https://tokens.example/oauth2/token"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"issuer": "https://tokens.example"}])
+async def test_authlib_validates_the_metadata(bridge: Bridge) -> None:
+    """authlib's RFC 8414 validator (every REQUIRED member, array types, https URLs: hence the
+    https issuer here) accepts the document as served."""
+    response = await bridge.http.get("/.well-known/oauth-authorization-server")
+    metadata = AuthorizationServerMetadata(response.json())
+    metadata.validate()
+    assert metadata.response_types_supported == ["none"]
+    assert metadata.token_endpoint == "https://tokens.example/oauth2/token"
 
 
 # --- health ----------------------------------------------------------------------------------

@@ -259,3 +259,133 @@ async def test_authlib_scope_request_grants_only_that_scope(bridge: Bridge, flav
     await assert_real_service_token(bridge, shop, token)
     introspected = await bridge.harness.introspect(token["access_token"])
     assert introspected.scope.split() == ["catalog.read", f"tenant={shop.tenant}"]
+
+
+# --- through discovery (RFC 8414): the endpoints the metadata names -------------------------
+
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+@pytest.fixture
+def settings_overrides(bridge_url: str) -> dict[str, object]:
+    """The issuer is the bridge's own URL, so the metadata names endpoints a client can reach."""
+    return {"issuer": bridge_url}
+
+
+def authlib_discovery_run(
+    flavour: str, base_url: str, client_id: str, secret: str, method: str
+) -> dict[str, Any]:
+    """With Authlib's requests session or httpx client: the metadata, a token from the token
+    endpoint it names, introspection, revocation, introspection again."""
+    session_class = AuthlibRequestsSession if flavour == "requests" else AuthlibHttpxClient
+    with session_class(
+        client_id,
+        secret,
+        token_endpoint_auth_method=method,
+        revocation_endpoint_auth_method=method,
+        timeout=10,
+    ) as session:
+        discovered = session.request("GET", f"{base_url}{METADATA_PATH}", withhold_token=True)
+        metadata = discovered.json()
+        token_endpoint = metadata["token_endpoint"]
+        token = dict(session.fetch_token(token_endpoint, grant_type="client_credentials"))
+        url, access_token = metadata["introspection_endpoint"], token["access_token"]
+        before = session.introspect_token(url, access_token).json()
+        revoked = session.revoke_token(metadata["revocation_endpoint"], access_token)
+        after = session.introspect_token(url, access_token).json()
+    return {
+        "metadata": metadata,
+        "token": token,
+        "before": before,
+        "revoked": revoked.status_code,
+        "after": after,
+    }
+
+
+async def authlib_async_discovery_run(
+    base_url: str, client_id: str, secret: str, method: str
+) -> dict[str, Any]:
+    async with AsyncOAuth2Client(
+        client_id,
+        secret,
+        token_endpoint_auth_method=method,
+        revocation_endpoint_auth_method=method,
+        timeout=10,
+    ) as client:
+        discovered = await client.request("GET", f"{base_url}{METADATA_PATH}", withhold_token=True)
+        metadata = discovered.json()
+        token = dict(
+            await client.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
+        )
+        url, access_token = metadata["introspection_endpoint"], token["access_token"]
+        before = (await client.introspect_token(url, access_token)).json()
+        revoked = await client.revoke_token(metadata["revocation_endpoint"], access_token)
+        after = (await client.introspect_token(url, access_token)).json()
+    return {
+        "metadata": metadata,
+        "token": token,
+        "before": before,
+        "revoked": revoked.status_code,
+        "after": after,
+    }
+
+
+@pytest.mark.parametrize("method", AUTH_METHODS)
+@pytest.mark.parametrize("flavour", list(AUTHLIB_CLIENTS))
+async def test_authlib_through_discovery_gets_introspects_and_revokes(
+    bridge: Bridge, flavour: str, method: str
+) -> None:
+    shop = await bridge.harness.shop("authdisc")
+    if flavour == "httpx_async":
+        run = await authlib_async_discovery_run(
+            bridge.base_url, shop.service_id, shop.service_secret, method
+        )
+    else:
+        run = await asyncio.to_thread(
+            authlib_discovery_run,
+            flavour,
+            bridge.base_url,
+            shop.service_id,
+            shop.service_secret,
+            method,
+        )
+    assert run["metadata"]["token_endpoint"] == f"{bridge.base_url}/oauth2/token"
+    token = run["token"]
+    # The standard endpoint's answer: no empty refresh token for Authlib to store.
+    assert "refresh_token" not in token and "refresh_token_expires_in" not in token
+    assert run["before"]["active"] is True
+    assert run["before"]["client_id"] == shop.service_id
+    assert run["revoked"] == 200
+    assert run["after"] == {"active": False}
+    assert not (await bridge.harness.introspect(token["access_token"])).active
+
+
+def requests_oauthlib_discovery_fetch(
+    base_url: str, client_id: str, secret: str, *, in_body: bool, recorder: ResponseRecorder
+) -> dict[str, Any]:
+    with requests.get(f"{base_url}{METADATA_PATH}", timeout=10) as response:
+        token_endpoint = response.json()["token_endpoint"]
+    return requests_oauthlib_fetch(
+        token_endpoint, client_id, secret, in_body=in_body, recorder=recorder
+    )
+
+
+@pytest.mark.parametrize("in_body", [True, False], ids=["secret_in_body", "http_basic"])
+async def test_requests_oauthlib_through_discovery_gets_a_real_token(
+    bridge: Bridge, in_body: bool
+) -> None:
+    shop = await bridge.harness.shop("roauthdisc")
+    recorder = ResponseRecorder()
+    token = await asyncio.to_thread(
+        requests_oauthlib_discovery_fetch,
+        bridge.base_url,
+        shop.service_id,
+        shop.service_secret,
+        in_body=in_body,
+        recorder=recorder,
+    )
+    assert str(recorder.last.request.url).endswith("/oauth2/token")
+    sent_request_used("client_secret_post" if in_body else "client_secret_basic", recorder.last)
+    assert "refresh_token" not in token
+    await assert_real_service_token(bridge, shop, token)

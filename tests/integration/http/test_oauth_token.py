@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
@@ -16,6 +17,7 @@ from tests.integration.http.expect import oauth_problem as assert_error
 from tokenservice.v1 import token_service_pb2 as pb
 
 TOKEN = "/oauth/token"
+STANDARD_TOKEN = "/oauth2/token"
 SERVICE_SCOPES = "catalog.read catalog.write orders.read"
 
 
@@ -214,14 +216,27 @@ async def test_storefront_client_with_a_secret_is_invalid_client(bridge: Bridge)
     assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
 
 
-async def test_storefront_client_without_a_secret_is_400(bridge: Bridge) -> None:
+@pytest.mark.parametrize("path", [TOKEN, STANDARD_TOKEN])
+async def test_a_client_id_without_a_secret_is_invalid_client(bridge: Bridge, path: str) -> None:
+    """RFC 6749 section 5.2: client_credentials needs client authentication (section 4.4.2), so
+    a client_id alone, as a public storefront client sends it, in the body or as HTTP Basic with
+    no password, is "no client authentication included": 401 invalid_client with the Basic
+    challenge, the same for a public client, a service client and an unknown id."""
     shop = await bridge.harness.shop("storenosec")
-    response = await bridge.http.post(
-        TOKEN, data={"grant_type": "client_credentials", "client_id": shop.storefront_id}
-    )
-    body = assert_error(response, 400, "invalid_request")
-    assert "client_secret" in body["error_description"]
-    assert "WWW-Authenticate" not in response.headers
+    grant = {"grant_type": "client_credentials"}
+    answers = []
+    for client_id in (shop.storefront_id, shop.service_id, "no-such-client-0123456789"):
+        for attempt in (
+            {"data": {**grant, "client_id": client_id}},
+            {"data": {**grant, "client_id": client_id, "client_secret": ""}},
+            {"json": {**grant, "client_id": client_id}},
+            {"data": grant, "headers": basic(client_id, "")},
+        ):
+            response = await bridge.http.post(path, **attempt)  # type: ignore[arg-type]
+            answers.append(assert_error(response, 401, "invalid_client"))
+            assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    assert all(answer == answers[0] for answer in answers)
+    assert "client_secret" in answers[0]["error_description"]
 
 
 async def test_duplicate_parameter_is_invalid_request(bridge: Bridge) -> None:
@@ -236,3 +251,87 @@ async def test_duplicate_parameter_is_invalid_request(bridge: Bridge) -> None:
     )
     body = assert_error(response, 400, "invalid_request")
     assert "scope" in body["error_description"]
+
+
+# --- the standard endpoint the metadata names --------------------------------------------------
+
+
+async def test_standard_endpoint_answers_rfc6749_with_no_empty_fields(bridge: Bridge) -> None:
+    """`POST /oauth2/token`: the same grant and token, without the reference's empty
+    refresh_token and its zero lifetime (RFC 6749 section 5.1 leaves them out)."""
+    shop = await bridge.harness.shop("rfcshop")
+    for attempt in (
+        {"data": credentials(shop)},
+        {"json": credentials(shop)},
+        {
+            "data": {"grant_type": "client_credentials"},
+            "headers": basic(shop.service_id, shop.service_secret),
+        },
+    ):
+        response = await bridge.http.post(STANDARD_TOKEN, **attempt)  # type: ignore[arg-type]
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == {
+            "access_token",
+            "token_type",
+            "expires_in",
+            "session_idle_time",
+            "scope",
+        }
+        assert body["token_type"] == "Bearer"
+        assert body["expires_in"] == 14400
+        assert body["scope"] == f"{SERVICE_SCOPES} tenant=rfcshop"
+        assert_no_store(response)
+        introspected = await bridge.harness.introspect(body["access_token"])
+        assert introspected.active and introspected.kind == pb.TOKEN_KIND_SERVICE
+
+
+async def test_standard_endpoint_refuses_like_the_reference_one(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("rfcerrors")
+    wrong = await bridge.http.post(
+        STANDARD_TOKEN, data=credentials(shop, client_secret="not-the-secret")
+    )
+    assert_error(wrong, 401, "invalid_client")
+    assert wrong.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    grant = await bridge.http.post(STANDARD_TOKEN, data=credentials(shop, grant_type="password"))
+    assert_error(grant, 400, "unsupported_grant_type")
+    scope = await bridge.http.post(STANDARD_TOKEN, data=credentials(shop, scope="admin.all"))
+    assert_error(scope, 400, "invalid_scope")
+
+
+# --- lenient where the reference is ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [TOKEN, STANDARD_TOKEN])
+async def test_unknown_json_fields_of_any_type_are_ignored(bridge: Bridge, path: str) -> None:
+    shop = await bridge.harness.shop("lenient")
+    extra: dict[str, Any] = {
+        "rememberMe": True,
+        "attempt": 3,
+        "ratio": 0.5,
+        "audience": ["a", "b"],
+        "client": {"name": "back office", "client_id": 7},
+        "nothing": None,
+        "audience_twice": 1,
+    }
+    body = httpx.Request("POST", "/", json={**credentials(shop), **extra}).content
+    # ... and an unknown member given twice is as ignorable as one given once.
+    body = body[:-1] + b', "audience_twice": "again"}'
+    response = await bridge.http.post(
+        path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == f"{SERVICE_SCOPES} tenant=lenient"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("client_secret", 12345), ("scope", ["catalog.read"]), ("grant_type", {"x": 1})],
+)
+async def test_a_known_json_field_of_the_wrong_type_is_still_400(
+    bridge: Bridge, field: str, value: object
+) -> None:
+    shop = await bridge.harness.shop("strict")
+    response = await bridge.http.post(TOKEN, json={**credentials(shop), field: value})
+    body = assert_error(response, 400, "invalid_request")
+    assert body["error_description"] == f"{field} must be a string"

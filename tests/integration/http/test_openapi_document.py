@@ -51,6 +51,7 @@ BIG = 70 * 1024  # over the default 64 KiB TOKENSERVICE_MAX_MESSAGE_BYTES
 # throttled or failing store: the 503s are driven by their own tests below).
 EXERCISED = {
     ("POST", "/oauth/token"): {200, 400, 401, 413, 415},
+    ("POST", "/oauth2/token"): {200, 400, 401, 413, 415},
     ("POST", "/oauth/introspect"): {200, 400, 401, 413, 415},
     ("POST", "/oauth/revoke"): {200, 400, 401, 413, 415},
     ("GET", "/customerlogin/auth/anonymous/login"): {200, 400, 401, 403},
@@ -218,7 +219,8 @@ async def test_every_route_answers_as_documented(
     shop = await bridge.harness.shop("docs")
     other = await bridge.harness.shop("other")
     check = Check(schema)
-    await _oauth_token(http, check, shop)
+    for token_path in ("/oauth/token", "/oauth2/token"):
+        await _oauth_token(http, check, shop, token_path)
     await _introspect_and_revoke(http, check, shop)
     await _anonymous(http, check, shop, other)
     await _customer(http, check, shop, other)
@@ -232,36 +234,32 @@ async def test_every_route_answers_as_documented(
         assert got == statuses, operation
 
 
-async def _oauth_token(http: httpx.AsyncClient, check: Check, shop: Shop) -> None:
+async def _oauth_token(http: httpx.AsyncClient, check: Check, shop: Shop, path: str) -> None:
     credentials = {"client_id": shop.service_id, "client_secret": shop.service_secret}
     grant = {"grant_type": "client_credentials"}
-    check(await http.post("/oauth/token", data={**grant, **credentials}), 200)
+    check(await http.post(path, data={**grant, **credentials}), 200)
+    check(await http.post(path, json={**grant, **credentials, "scope": "orders.read"}), 200)
     check(
-        await http.post("/oauth/token", json={**grant, **credentials, "scope": "orders.read"}), 200
-    )
-    check(
-        await http.post(
-            "/oauth/token", data=grant, headers=basic(shop.service_id, shop.service_secret)
-        ),
+        await http.post(path, data=grant, headers=basic(shop.service_id, shop.service_secret)),
         200,
     )
-    check(await http.post("/oauth/token", data={"grant_type": "password", **credentials}), 400)
-    check(await http.post("/oauth/token", data={**grant, **credentials, "scope": "admin"}), 400)
-    check(await http.post("/oauth/token", json={**grant, **credentials, "scope": 7}), 400)
+    check(await http.post(path, data={"grant_type": "password", **credentials}), 400)
+    check(await http.post(path, data={**grant, **credentials, "scope": "admin"}), 400)
+    check(await http.post(path, json={**grant, **credentials, "scope": 7}), 400)
     repeated = "grant_type=client_credentials&grant_type=client_credentials"
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    check(await http.post("/oauth/token", content=repeated, headers=form), 400)
+    check(await http.post(path, content=repeated, headers=form), 400)
     both = basic(shop.service_id, shop.service_secret)
-    check(await http.post("/oauth/token", data={**grant, **credentials}, headers=both), 400)
+    check(await http.post(path, data={**grant, **credentials}, headers=both), 400)
     wrong = {**credentials, "client_secret": "not-the-secret"}
-    unauthorized = await http.post("/oauth/token", data={**grant, **wrong})
+    unauthorized = await http.post(path, data={**grant, **wrong})
     check(unauthorized, 401)
     assert unauthorized.headers["www-authenticate"] == 'Basic realm="tokenservice"'
-    check(await http.post("/oauth/token", data=grant), 401)
-    check(await http.post("/oauth/token", data={**grant, "scope": "x" * BIG}), 413)
-    check(
-        await http.post("/oauth/token", content=repeated, headers={"Content-Type": "text/x"}), 415
-    )
+    check(await http.post(path, data=grant), 401)
+    check(await http.post(path, data={**grant, "client_id": shop.storefront_id}), 401)
+    check(await http.post(path, json={**grant, **credentials, "rememberMe": True}), 200)
+    check(await http.post(path, data={**grant, "scope": "x" * BIG}), 413)
+    check(await http.post(path, content=repeated, headers={"Content-Type": "text/x"}), 415)
 
 
 async def _introspect_and_revoke(http: httpx.AsyncClient, check: Check, shop: Shop) -> None:

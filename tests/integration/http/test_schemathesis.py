@@ -213,6 +213,10 @@ async def cli_config(bridge: Bridge, shop: Shop) -> str:
             "body.client_id": ("service", 0.7),
             "body.client_secret": ("secret", 0.7),
         },
+        "POST /oauth2/token": {
+            "body.client_id": ("service", 0.7),
+            "body.client_secret": ("secret", 0.7),
+        },
         "POST /oauth/introspect": {
             "body.client_id": ("client", 0.7),
             "body.client_secret": ("secret", 0.4),
@@ -333,6 +337,8 @@ class RealData:
 
     def _oauth_token(self, case: schemathesis.Case, draw: Draw) -> None:
         self._client(case, draw, kinds=["service"])
+
+    _oauth2_token = _oauth_token  # the same grant, answered as RFC 6749 says
 
     def _oauth_introspect(self, case: schemathesis.Case, draw: Draw) -> None:
         self._client(case, draw, kinds=["service", "storefront"])
