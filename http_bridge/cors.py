@@ -84,7 +84,7 @@ class TenantOrigins:
         self.capacity = capacity
         self.max_age = max_age
         self._fetch = fetch
-        self._clock = clock
+        self.clock = clock
         self._entries: collections.OrderedDict[str, tuple[frozenset[str], float]] = (
             collections.OrderedDict()
         )
@@ -97,7 +97,7 @@ class TenantOrigins:
         """The tenant's origins: cached while fresh, else asked for (one call at a time per
         tenant); stale or none when the core cannot answer."""
         entry = self._entries.get(tenant)
-        if entry is not None and entry[1] > self._clock():
+        if entry is not None and entry[1] > self.clock():
             self._entries.move_to_end(tenant)
             return entry[0]
         task = self._loading.get(tenant)
@@ -126,7 +126,7 @@ class TenantOrigins:
     def _put(self, tenant: str, found: frozenset[str]) -> None:
         if self.capacity <= 0:
             return
-        self._entries[tenant] = (found, self._clock() + self.max_age)
+        self._entries[tenant] = (found, self.clock() + self.max_age)
         self._entries.move_to_end(tenant)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
