@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from http_bridge.access_log import AccessLog
 from http_bridge.backend import TokenBackend
 from http_bridge.context import BridgeContext
+from http_bridge.cors import BrowserAccess, TenantOrigins, process_origins, tenant_origins
 from http_bridge.errors import Problem
 from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
@@ -45,21 +46,36 @@ ERROR_NAMES = {404: "not_found", 405: "method_not_allowed"}
 def build_app(
     backend: TokenBackend, settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()
 ) -> AccessLog:
-    """The bridge over `backend`, wrapped in the masking access log, with request metrics.
-    `extra_routes` are served beside the bridge's own on the same stack (the benchmark's no-op
-    ceiling; never used by `tokenservice serve` or `bridge`)."""
+    """The bridge over `backend`, wrapped in the masking access log, with request metrics and
+    CORS (http_bridge/cors.py). `extra_routes` are served beside the bridge's own on the same
+    stack (the benchmark's no-op ceiling; never used by `tokenservice serve` or `bridge`)."""
+    tenants = tenant_origins(backend, settings)
+    cors = Middleware(
+        BrowserAccess,
+        process_origins=process_origins(settings),
+        tenants=tenants,
+        max_age=settings.cors_max_age_seconds,
+        routes=ROUTES,
+    )
     app = Starlette(
         routes=[*ROUTES, *extra_routes],
-        middleware=[Middleware(HttpMetrics)],
+        middleware=[Middleware(HttpMetrics), cors],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.bridge = BridgeContext(backend=backend, settings=settings)
+    app.state.tenant_origins = tenants
     return AccessLog(app)
 
 
 def context_of(app: AccessLog) -> BridgeContext:
     context: BridgeContext = app.app.state.bridge  # type: ignore[attr-defined]
     return context
+
+
+def tenant_origins_of(app: AccessLog) -> TenantOrigins:
+    """The bridge's cache of tenants' allowed origins."""
+    tenants: TenantOrigins = app.app.state.tenant_origins  # type: ignore[attr-defined]
+    return tenants
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

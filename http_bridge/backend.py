@@ -48,6 +48,12 @@ class TokenBackend(Protocol):
 
     async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse: ...
 
+    async def get_allowed_origins(
+        self, request: pb.GetAllowedOriginsRequest
+    ) -> pb.GetAllowedOriginsResponse:
+        """A tenant's CORS origins (http_bridge/cors.py caches them)."""
+        ...
+
     async def ready(self) -> bool:
         """True when calls can succeed now (the store, or the remote server, answers)."""
         ...

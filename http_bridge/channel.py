@@ -51,6 +51,11 @@ class ChannelBackend:
     async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
         return await self._call(self._stub.GetJwks, request)
 
+    async def get_allowed_origins(
+        self, request: pb.GetAllowedOriginsRequest
+    ) -> pb.GetAllowedOriginsResponse:
+        return await self._call(self._stub.GetAllowedOrigins, request)
+
     async def ready(self) -> bool:
         try:
             answer = await self._health.Check(

@@ -78,6 +78,11 @@ class InProcessBackend:
     async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
         return await _call(self._servicer.GetJwks, request)
 
+    async def get_allowed_origins(
+        self, request: pb.GetAllowedOriginsRequest
+    ) -> pb.GetAllowedOriginsResponse:
+        return await _call(self._servicer.GetAllowedOrigins, request)
+
     async def ready(self) -> bool:
         try:
             await self._core.store.ping()

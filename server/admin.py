@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 
-from server import validation
+from server import origins, validation
 from server.core import Core
 from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
@@ -50,6 +50,27 @@ async def create_tenant(core: Core, name: str) -> TenantRecord:
 async def list_tenants(core: Core) -> list[TenantRecord]:
     """Every tenant."""
     return await core.store.list_tenants()
+
+
+async def get_tenant(core: Core, name: str) -> TenantRecord:
+    """Tenant `name`, or NotFound."""
+    validation.tenant(name, "name")
+    record = await core.store.get_tenant(name)
+    if record is None:
+        raise NotFound(f"unknown tenant '{name}'", field="name")
+    return record
+
+
+async def set_allowed_origins(core: Core, tenant: str, allowed: Sequence[str]) -> TenantRecord:
+    """Replaces the browser origins that may call the tenant's storefront endpoints (CORS);
+    an empty list leaves only TOKENSERVICE_CORS_ALLOWED_ORIGINS. Bridges see the change once
+    their cached copy ages out (TOKENSERVICE_CORS_TENANT_CACHE_SECONDS)."""
+    validation.tenant(tenant)
+    checked = origins.origins(allowed)
+    record = await core.store.set_allowed_origins(tenant, checked)
+    if record is None:
+        raise NotFound(f"unknown tenant '{tenant}'", field="tenant")
+    return record
 
 
 async def create_client(

@@ -2,7 +2,8 @@
 their validation live in `server.admin`, shared with the CLI.
 
 Every call needs `authorization: Bearer <service access token>` metadata. Tenant operations
-accept `tokenservice.admin` of that tenant; tenants and signing keys need
+(a tenant's clients, customers, record and allowed origins) accept `tokenservice.admin` of that
+tenant; tenants and signing keys need
 `tokenservice.platform_admin`. Private keys, secret digests and password hashes never leave.
 """
 
@@ -58,6 +59,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         await self._authorize(context, None)
         tenants = await admin.list_tenants(self._core)
         return pb.ListTenantsResponse(tenants=[tenant_proto(tenant) for tenant in tenants])
+
+    async def GetTenant(
+        self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
+        await self._authorize(context, request.name)
+        return tenant_proto(await admin.get_tenant(self._core, request.name))
+
+    async def SetAllowedOrigins(
+        self, request: pb.SetAllowedOriginsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
+        await self._authorize(context, request.tenant)
+        record = await admin.set_allowed_origins(
+            self._core, request.tenant, tuple(request.allowed_origins)
+        )
+        return tenant_proto(record)
 
     async def CreateClient(
         self, request: pb.CreateClientRequest, context: grpc.aio.ServicerContext
@@ -135,7 +151,9 @@ def client_kind(value: int) -> ClientKind:
 
 
 def tenant_proto(record: TenantRecord) -> pb.Tenant:
-    return pb.Tenant(name=record.name, created_at=record.created_at)
+    return pb.Tenant(
+        name=record.name, created_at=record.created_at, allowed_origins=record.allowed_origins
+    )
 
 
 def client_proto(record: ClientRecord) -> pb.Client:

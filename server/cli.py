@@ -131,6 +131,22 @@ def _add_tenant(commands: Any) -> None:
     create = _command(group, "create", "create a tenant", cmd_tenant_create, json_output=True)
     create.add_argument("name", metavar="NAME", help="3-16 lowercase letters or digits")
     _command(group, "list", "list the tenants", cmd_tenant_list, json_output=True)
+    show = _command(group, "show", "show a tenant", cmd_tenant_show, json_output=True)
+    show.add_argument("name", metavar="NAME")
+    origins = _command(
+        group,
+        "set-origins",
+        "replace the browser origins allowed to call the tenant's storefront endpoints (CORS)",
+        cmd_tenant_set_origins,
+        json_output=True,
+    )
+    origins.add_argument("name", metavar="NAME")
+    origins.add_argument(
+        "origins",
+        nargs="*",
+        metavar="ORIGIN",
+        help="scheme://host[:port], e.g. https://shop.example (none: clear the list)",
+    )
 
 
 def _add_client(commands: Any) -> None:
@@ -274,6 +290,22 @@ def cmd_tenant_list(args: argparse.Namespace, settings: Settings) -> int:
     return _emit(args, {"tenants": [tenant_json(tenant) for tenant in tenants]}, *lines)
 
 
+def cmd_tenant_show(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _with_core(settings, lambda core: admin.get_tenant(core, args.name))
+    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
+
+
+def cmd_tenant_set_origins(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _with_core(
+        settings, lambda core: admin.set_allowed_origins(core, args.name, args.origins)
+    )
+    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
+
+
+def tenant_lines(tenant: TenantRecord) -> list[str]:
+    return [tenant.name, f"allowed origins: {' '.join(tenant.allowed_origins) or '-'}"]
+
+
 def cmd_client_create(args: argparse.Namespace, settings: Settings) -> int:
     client, secret = _with_core(
         settings,
@@ -402,7 +434,11 @@ def _fail(message: str) -> int:
 
 
 def tenant_json(record: TenantRecord) -> dict[str, Any]:
-    return {"name": record.name, "created_at": record.created_at}
+    return {
+        "name": record.name,
+        "created_at": record.created_at,
+        "allowed_origins": list(record.allowed_origins),
+    }
 
 
 def client_json(record: ClientRecord) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from server import introspection, revocation, validation
+from server import introspection, origins, revocation, validation
 from server.abuse import grpc_peer_host
 from server.core import Core
 from server.errors import InvalidRequest, UnsupportedGrantType
@@ -127,6 +127,12 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         return pb.GetJwksResponse(
             keys=[pb.JsonWebKey(**{f: key.get(f, "") for f in JWK_FIELDS}) for key in jwks["keys"]]
         )
+
+    async def GetAllowedOrigins(
+        self, request: pb.GetAllowedOriginsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAllowedOriginsResponse:
+        allowed = await origins.of_tenant(self._core, request.tenant)
+        return pb.GetAllowedOriginsResponse(allowed_origins=allowed)
 
 
 def client_address(core: Core, context: grpc.aio.ServicerContext | None) -> str:

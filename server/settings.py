@@ -106,6 +106,15 @@ class Settings:
     # Longer than common balancers' idle timeouts (AWS ALB: 60 s), so that a balancer never
     # reuses a connection the service is closing; idle connections are evicted at the cap.
     http_keepalive_timeout_seconds: float = 75.0
+    # CORS (http_bridge/cors.py; README "Configuration"): comma-separated origins
+    # (scheme://host[:port]) whose browser pages may call every browser-facing endpoint, beside
+    # each tenant's own allowed origins on its storefront endpoints; how long a browser may
+    # keep a preflight's answer; and the bridge's cache of tenants' origins (how long a change
+    # takes to reach it, and how many tenants it holds).
+    cors_allowed_origins: str = ""
+    cors_max_age_seconds: int = 600
+    cors_tenant_cache_seconds: float = 30.0
+    cors_tenant_cache_size: int = 10_000
     provision_demo: bool = True
     log_level: str = "INFO"
 

@@ -71,6 +71,15 @@ class MemoryStore:
     async def list_tenants(self) -> list[TenantRecord]:
         return sorted(self._tenants.values(), key=lambda t: t.name)
 
+    async def set_allowed_origins(self, name: str, origins: Sequence[str]) -> TenantRecord | None:
+        async with self._lock:
+            tenant = self._tenants.get(name)
+            if tenant is None:
+                return None
+            tenant = dataclasses.replace(tenant, allowed_origins=tuple(origins))
+            self._tenants[name] = tenant
+            return tenant
+
     async def create_client(self, client: ClientRecord) -> None:
         async with self._lock:
             if client.client_id in self._clients:

@@ -46,6 +46,9 @@ class RefreshOutcome(enum.Enum):
 class TenantRecord:
     name: str
     created_at: int
+    # The browser origins (server/origins.py form) whose pages may call this tenant's storefront
+    # endpoints (CORS, http_bridge/cors.py). Not secret: every browser is told them.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ tenants = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("created_at", BigInteger, nullable=False),
+    # Space-separated browser origins (CORS, migration 0005); empty: none.
+    Column("allowed_origins", Text, nullable=False, server_default=""),
 )
 
 clients = Table(

@@ -298,6 +298,11 @@ _INSERT_KEY = insert(signing_keys)
 
 _TENANT = select(tenants).where(tenants.c.name == bindparam("name"))
 _TENANTS = select(tenants).order_by(tenants.c.name)
+_SET_ALLOWED_ORIGINS = (
+    update(tenants)
+    .where(tenants.c.name == bindparam("ao_name"))
+    .values(allowed_origins=bindparam("ao_origins"))
+)
 _CLIENT = select(clients).where(clients.c.client_id == bindparam("client_id"))
 _CLIENTS = (
     select(clients).where(clients.c.tenant == bindparam("tenant")).order_by(clients.c.client_id)
@@ -769,17 +774,29 @@ class SqlStore:
     # --- provisioning -----------------------------------------------------------------------
     @retried
     async def create_tenant(self, tenant: TenantRecord) -> None:
-        row = dataclasses.asdict(tenant)
+        row = {**dataclasses.asdict(tenant), "allowed_origins": " ".join(tenant.allowed_origins)}
         await self._tx(
             lambda conn: conn.execute(_INSERT_TENANT, row), duplicate=tenant_exists(tenant.name)
         )
 
     async def get_tenant(self, name: str) -> TenantRecord | None:
         row = await self._first(_TENANT, {"name": name})
-        return None if row is None else TenantRecord(row.name, row.created_at)
+        return None if row is None else _tenant(row)
 
     async def list_tenants(self) -> list[TenantRecord]:
-        return [TenantRecord(r.name, r.created_at) for r in await self._all(_TENANTS)]
+        return [_tenant(r) for r in await self._all(_TENANTS)]
+
+    @retried
+    async def set_allowed_origins(self, name: str, origins: Sequence[str]) -> TenantRecord | None:
+        params = {"ao_name": name, "ao_origins": " ".join(origins)}
+
+        def unit(conn: Connection) -> Row[Any] | None:
+            if conn.execute(_SET_ALLOWED_ORIGINS, params).rowcount == 0:
+                return None
+            return conn.execute(_TENANT, {"name": name}).first()
+
+        row = await self._tx(unit)
+        return None if row is None else _tenant(row)
 
     @retried
     async def create_client(self, client: ClientRecord) -> None:
@@ -1125,6 +1142,10 @@ def _insert_tokens(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 # --- records <-> rows ---------------------------------------------------------------------------
+def _tenant(r: Any) -> TenantRecord:
+    return TenantRecord(r.name, r.created_at, tuple(r.allowed_origins.split()))
+
+
 def _client_row(c: ClientRecord) -> dict[str, Any]:
     row = dataclasses.asdict(c)
     row.update(kind=c.kind.value, scopes=" ".join(c.scopes))

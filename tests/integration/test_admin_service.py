@@ -175,3 +175,94 @@ async def test_customers_never_get_the_services_admin_scopes(
     del request.scopes[1]
     created = await harness.admin_stub.CreateCustomer(request, metadata=bearer(token))
     assert list(created.scopes) == ["customer.read"]
+
+
+async def test_allowed_origins_are_set_by_the_tenants_admin_and_read_by_anyone(
+    harness: Harness,
+) -> None:
+    await harness.shop("acme")
+    await harness.shop("globex")
+    token = await admin_token(harness, "acme", ("tokenservice.admin",))
+    tenant = await harness.admin_stub.SetAllowedOrigins(
+        apb.SetAllowedOriginsRequest(
+            tenant="acme",
+            allowed_origins=["https://Shop.Acme.example:443", "http://127.0.0.1:5173"],
+        ),
+        metadata=bearer(token),
+    )
+    normalised = ["https://shop.acme.example", "http://127.0.0.1:5173"]
+    assert list(tenant.allowed_origins) == normalised
+    got = await harness.admin_stub.GetTenant(
+        apb.GetTenantRequest(name="acme"), metadata=bearer(token)
+    )
+    assert got.name == "acme" and list(got.allowed_origins) == normalised
+    # The bridge's public, read-only view: no authorization, no other tenant's, none unknown.
+    public = await harness.stub.GetAllowedOrigins(pb.GetAllowedOriginsRequest(tenant="acme"))
+    assert list(public.allowed_origins) == normalised
+    for other in ("globex", "nosuchshop"):
+        empty = await harness.stub.GetAllowedOrigins(pb.GetAllowedOriginsRequest(tenant=other))
+        assert list(empty.allowed_origins) == []
+    with pytest.raises(grpc.aio.AioRpcError) as malformed_tenant:
+        await harness.stub.GetAllowedOrigins(pb.GetAllowedOriginsRequest(tenant="No Such"))
+    assert malformed_tenant.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Another tenant's origins are not this admin's to change, nor to read.
+    for call in (
+        harness.admin_stub.SetAllowedOrigins(
+            apb.SetAllowedOriginsRequest(tenant="globex", allowed_origins=["https://x.example"]),
+            metadata=bearer(token),
+        ),
+        harness.admin_stub.GetTenant(apb.GetTenantRequest(name="globex"), metadata=bearer(token)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await call
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # An empty list clears them.
+    cleared = await harness.admin_stub.SetAllowedOrigins(
+        apb.SetAllowedOriginsRequest(tenant="acme"), metadata=bearer(token)
+    )
+    assert list(cleared.allowed_origins) == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "complaint"),
+    [
+        ("https://shop.example/", "path"),
+        ("https://*.shop.example", "wildcard"),
+        ("*", "wildcard"),
+        ("shop.example", "scheme://host[:port]"),
+    ],
+)
+async def test_a_malformed_origin_is_refused_and_changes_nothing(
+    harness: Harness, origin: str, complaint: str
+) -> None:
+    await harness.shop("acme")
+    await admin.set_allowed_origins(harness.core, "acme", ["https://kept.example"])
+    token = await admin_token(harness, "acme", ("tokenservice.admin",))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await harness.admin_stub.SetAllowedOrigins(
+            apb.SetAllowedOriginsRequest(
+                tenant="acme", allowed_origins=["https://fine.example", origin]
+            ),
+            metadata=bearer(token),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert complaint in (refused.value.details() or "")
+    assert error_field(refused.value) == "allowed_origins[1]"
+    kept = await admin.get_tenant(harness.core, "acme")
+    assert kept.allowed_origins == ("https://kept.example",)
+
+
+async def test_origins_of_an_unknown_tenant_cannot_be_set(harness: Harness) -> None:
+    await harness.shop("acme")
+    token = await admin_token(harness, "acme", ("tokenservice.platform_admin",))
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await harness.admin_stub.SetAllowedOrigins(
+            apb.SetAllowedOriginsRequest(tenant="nosuch", allowed_origins=["https://a.example"]),
+            metadata=bearer(token),
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await harness.admin_stub.GetTenant(
+            apb.GetTenantRequest(name="nosuch"), metadata=bearer(token)
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

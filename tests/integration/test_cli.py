@@ -102,6 +102,33 @@ def test_tenant_create_and_list(cli: Cli) -> None:
     assert sorted(t["name"] for t in listed["tenants"]) == ["acme", "globex"]
 
 
+def test_tenant_allowed_origins_are_set_shown_and_cleared(cli: Cli) -> None:
+    cli.ok("tenant", "create", "acme")
+    assert cli.json("tenant", "show", "acme")["allowed_origins"] == []
+    shown = cli.ok("tenant", "set-origins", "acme", "https://Shop.example", "http://127.0.0.1:81")
+    assert shown.splitlines() == [
+        "acme",
+        "allowed origins: https://shop.example http://127.0.0.1:81",
+    ]
+    assert cli.json("tenant", "show", "acme")["allowed_origins"] == [
+        "https://shop.example",
+        "http://127.0.0.1:81",
+    ]
+    listed = cli.json("tenant", "list")["tenants"]
+    assert listed[0]["allowed_origins"] == ["https://shop.example", "http://127.0.0.1:81"]
+    stderr = cli.fails("tenant", "set-origins", "acme", "https://ok.example", "https://a.example/")
+    assert stderr.startswith("error: allowed_origins[1] must not have a path"), stderr
+    assert "scheme://host[:port]" in stderr
+    assert "wildcard" in cli.fails("tenant", "set-origins", "acme", "https://*.example")
+    assert cli.json("tenant", "show", "acme")["allowed_origins"] == [
+        "https://shop.example",
+        "http://127.0.0.1:81",
+    ]
+    assert cli.json("tenant", "set-origins", "acme")["allowed_origins"] == []
+    assert cli.fails("tenant", "show", "nosuch") == "error: unknown tenant 'nosuch'\n"
+    assert "unknown tenant" in cli.fails("tenant", "set-origins", "nosuch", "https://a.example")
+
+
 def test_duplicate_tenant_fails_with_a_clear_message(cli: Cli) -> None:
     cli.ok("tenant", "create", "acme")
     stderr = cli.fails("tenant", "create", "acme")

@@ -86,7 +86,14 @@ async def test_list_shows_every_service_through_reflection(
     assert code == 0, err
     assert set(out.split()) == {
         f"{TOKEN_SERVICE}.{name}"
-        for name in ("IssueToken", "RefreshToken", "IntrospectToken", "RevokeToken", "GetJwks")
+        for name in (
+            "IssueToken",
+            "RefreshToken",
+            "IntrospectToken",
+            "RevokeToken",
+            "GetJwks",
+            "GetAllowedOrigins",
+        )
     }
 
 

@@ -177,6 +177,20 @@ async def test_tenants(store: TokenStore) -> None:
     assert await store.get_tenant("demo") == TenantRecord("demo", NOW + 1)
 
 
+async def test_tenant_allowed_origins_are_replaced_whole(store: TokenStore) -> None:
+    shop = ("https://shop.example", "http://127.0.0.1:8081")
+    await store.create_tenant(TenantRecord("demo", NOW, allowed_origins=shop[:1]))
+    await store.create_tenant(TenantRecord("zeta", NOW))
+    assert (await store.get_tenant("demo")) == TenantRecord("demo", NOW, shop[:1])
+    assert await store.set_allowed_origins("demo", shop) == TenantRecord("demo", NOW, shop)
+    assert await store.get_tenant("demo") == TenantRecord("demo", NOW, shop)
+    assert [t.allowed_origins for t in await store.list_tenants()] == [shop, ()]
+    assert await store.set_allowed_origins("demo", ()) == TenantRecord("demo", NOW)
+    assert await store.get_tenant("demo") == TenantRecord("demo", NOW)
+    assert await store.set_allowed_origins("nope", shop) is None
+    assert await store.get_tenant("nope") is None
+
+
 async def test_clients(store: TokenStore) -> None:
     service = ClientRecord(
         client_id="svc",
@@ -666,7 +680,7 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
@@ -687,7 +701,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0004",)]
+                assert version.all() == [("0005",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )

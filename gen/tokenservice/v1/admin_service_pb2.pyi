@@ -18,12 +18,14 @@ CLIENT_KIND_STOREFRONT: ClientKind
 CLIENT_KIND_SERVICE: ClientKind
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "created_at")
+    __slots__ = ("name", "created_at", "allowed_origins")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ORIGINS_FIELD_NUMBER: _ClassVar[int]
     name: str
     created_at: int
-    def __init__(self, name: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    allowed_origins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., created_at: _Optional[int] = ..., allowed_origins: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateTenantRequest(_message.Message):
     __slots__ = ("name",)
@@ -34,6 +36,20 @@ class CreateTenantRequest(_message.Message):
 class ListTenantsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetTenantRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SetAllowedOriginsRequest(_message.Message):
+    __slots__ = ("tenant", "allowed_origins")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    allowed_origins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., allowed_origins: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListTenantsResponse(_message.Message):
     __slots__ = ("tenants",)

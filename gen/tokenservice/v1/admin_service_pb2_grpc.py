@@ -44,6 +44,16 @@ class AdminServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsResponse.FromString,
                 _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/tokenservice.v1.AdminService/GetTenant',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.GetTenantRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.SetAllowedOrigins = channel.unary_unary(
+                '/tokenservice.v1.AdminService/SetAllowedOrigins',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
+                _registered_method=True)
         self.CreateClient = channel.unary_unary(
                 '/tokenservice.v1.AdminService/CreateClient',
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.CreateClientRequest.SerializeToString,
@@ -87,6 +97,20 @@ class AdminServiceServicer:
 
     def ListTenants(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAllowedOrigins(self, request, context):
+        """Replaces the browser origins whose pages may call the tenant's storefront endpoints
+        (CORS); an empty list leaves only the service-wide TOKENSERVICE_CORS_ALLOWED_ORIGINS.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,6 +163,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListTenants,
                     request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.GetTenantRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.SerializeToString,
+            ),
+            'SetAllowedOrigins': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAllowedOrigins,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.SerializeToString,
             ),
             'CreateClient': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateClient,
@@ -225,6 +259,60 @@ class AdminService:
             '/tokenservice.v1.AdminService/ListTenants',
             tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsRequest.SerializeToString,
             tokenservice_dot_v1_dot_admin__service__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/GetTenant',
+            tokenservice_dot_v1_dot_admin__service__pb2.GetTenantRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAllowedOrigins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/SetAllowedOrigins',
+            tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
             options,
             channel_credentials,
             insecure,

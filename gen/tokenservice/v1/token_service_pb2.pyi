@@ -222,6 +222,18 @@ class GetJwksResponse(_message.Message):
     keys: _containers.RepeatedCompositeFieldContainer[JsonWebKey]
     def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ...) -> None: ...
 
+class GetAllowedOriginsRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class GetAllowedOriginsResponse(_message.Message):
+    __slots__ = ("allowed_origins",)
+    ALLOWED_ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    allowed_origins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, allowed_origins: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RevokeTokenResponse(_message.Message):
     __slots__ = ("revoked", "revoked_count")
     REVOKED_FIELD_NUMBER: _ClassVar[int]

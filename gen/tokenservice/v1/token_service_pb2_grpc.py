@@ -59,6 +59,11 @@ class TokenServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.GetAllowedOrigins = channel.unary_unary(
+                '/tokenservice.v1.TokenService/GetAllowedOrigins',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -103,6 +108,15 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAllowedOrigins(self, request, context):
+        """The browser origins whose pages may call a tenant's storefront endpoints (CORS), for the
+        HTTP bridge, which may run apart from the core with no admin rights. Not secret: every
+        browser is told them. A tenant that does not exist has none. No HTTP route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +144,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'GetAllowedOrigins': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAllowedOrigins,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +286,33 @@ class TokenService:
             '/tokenservice.v1.TokenService/GetJwks',
             tokenservice_dot_v1_dot_token__service__pb2.GetJwksRequest.SerializeToString,
             tokenservice_dot_v1_dot_token__service__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAllowedOrigins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/GetAllowedOrigins',
+            tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.FromString,
             options,
             channel_credentials,
             insecure,
