@@ -17,6 +17,7 @@ EXPECTED = {
     errors.InvalidGrant: ("invalid_grant", 400, grpc.StatusCode.INVALID_ARGUMENT),
     errors.InvalidClient: ("invalid_client", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.ExpiredToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidCredentials: ("invalid_grant", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidScope: ("invalid_scope", 400, grpc.StatusCode.PERMISSION_DENIED),
     errors.UnauthorizedClient: ("unauthorized_client", 400, grpc.StatusCode.PERMISSION_DENIED),
@@ -60,3 +61,17 @@ def test_rate_limited_carries_retry_info() -> None:
     retry = error_details_pb2.RetryInfo()
     status.details[1].Unpack(retry)
     assert retry.retry_delay.seconds == 7
+
+
+def test_an_expired_token_carries_its_cause_in_error_info() -> None:
+    """The one difference between ExpiredToken and InvalidToken that crosses gRPC: the cause
+    in ErrorInfo's metadata (absent for every other error)."""
+    for error, cause in (
+        (errors.ExpiredToken("expired"), "expired"),
+        (errors.InvalidToken("no"), None),
+    ):
+        _, _, metadata = status_of(error)
+        info = error_details_pb2.ErrorInfo()
+        status_pb2.Status.FromString(metadata[0][1]).details[0].Unpack(info)
+        assert info.reason == "invalid_token"
+        assert info.metadata.get("cause") == cause
