@@ -45,7 +45,7 @@ FAULTS: dict[tuple[int, str, str], Fault] = {
     for error in ALL_ERRORS
     if error.fault is not None
 }
-DEFAULT_FAULT = InvalidToken.fault
+DEFAULT_FAULT = FAULTS[(InvalidToken.http_status, InvalidToken.error, "")]
 # Statuses whose answer invites a retry: say when.
 RETRY_STATUSES = frozenset({429, 503})
 
@@ -145,7 +145,6 @@ def fault_of(problem: Problem) -> Fault:
         fault = FAULTS.get((problem.status, problem.error, cause))
         if fault is not None:
             return fault
-    assert DEFAULT_FAULT is not None
     return DEFAULT_FAULT
 
 

@@ -2,9 +2,9 @@
 
 A domain error becomes its own gRPC code with a `google.rpc.ErrorInfo` whose `reason` is the
 OAuth error code, with the field at fault and the error's cause (`expired`) in its metadata (plus
-`RetryInfo` when rate limited); anything else becomes INTERNAL with no
-details. The access log names the method, the outcome and the duration: never a request field,
-so no token, secret or password can reach it.
+`RetryInfo` when rate limited); anything else becomes INTERNAL with no details. The access log
+names the method, the outcome and the duration: never a request field, so no token, secret or
+password can reach it.
 
 Every unary-request method is served as a streaming-request one that reads its one message
 itself, within a deadline, and counts against the server's limit of calls in handlers
