@@ -19,13 +19,16 @@ from tokenservice.v1 import token_service_pb2 as pb
 @dataclasses.dataclass
 class RpcFailure(Exception):
     """A call that failed with a status: the code, the OAuth error code (ErrorInfo.reason; empty
-    when the server sent none), a message safe to show, the field at fault, and a retry hint."""
+    when the server sent none), a message safe to show, the field at fault, a retry hint, and
+    the cause that refines the reason (ErrorInfo metadata `cause`: "expired" for an expired
+    bearer token; empty otherwise)."""
 
     code: grpc.StatusCode
     reason: str
     message: str
     field: str = ""
     retry_after: int | None = None
+    cause: str = ""
 
     def __str__(self) -> str:
         return f"{self.code.name} {self.reason}: {self.message}"

@@ -1,5 +1,5 @@
 """The bridge in front of a remote TokenService: the same calls over a grpc.aio channel, with the
-server's rich status (ErrorInfo reason, field, RetryInfo) read back into an RpcFailure."""
+server's rich status (ErrorInfo reason, field and cause, RetryInfo) read back into an RpcFailure."""
 
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ def _read_detail(detail: Any, failure: RpcFailure) -> None:
         detail.Unpack(info)
         failure.reason = info.reason
         failure.field = info.metadata.get("field", "")
+        failure.cause = info.metadata.get("cause", "")
     elif detail.Is(retry.DESCRIPTOR):
         detail.Unpack(retry)
         failure.retry_after = max(int(retry.retry_delay.seconds), 1)

@@ -3,7 +3,9 @@ error body shapes the documented endpoints use.
 
 The table is derived from `server.errors`, where every domain error names its OAuth code, gRPC
 code and HTTP status, so the two transports cannot disagree; codes that arrive without a reason
-(a remote server that cannot be reached, for instance) fall back on the gRPC code alone.
+(a remote server that cannot be reached, for instance) fall back on the gRPC code alone. The
+customer API's 401 `fault` (its `errorcode`) comes from the same classes, found by status,
+reason and the ErrorInfo `cause`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from http_bridge.backend import RpcFailure
 from http_bridge.in_process import failure_of
-from server.errors import ALL_ERRORS, TokenServiceError
+from server.errors import ALL_ERRORS, Fault, InvalidToken, TokenServiceError
 
 REALM = 'realm="tokenservice"'
 
@@ -36,6 +38,14 @@ HTTP_STATUS_BY_CODE: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: (503, "temporarily_unavailable"),
 }
 SERVER_ERROR = (500, "server_error")
+# The customer API's 401 fault by (HTTP status, reason, cause); a 401 not listed (a bare
+# UNAUTHENTICATED from a remote, a cause this bridge does not know) is an invalid access token.
+FAULTS: dict[tuple[int, str, str], Fault] = {
+    (error.http_status, error.error, error.cause): error.fault
+    for error in ALL_ERRORS
+    if error.fault is not None
+}
+DEFAULT_FAULT = FAULTS[(InvalidToken.http_status, InvalidToken.error, "")]
 # Statuses whose answer invites a retry: say when.
 RETRY_STATUSES = frozenset({429, 503})
 
@@ -50,6 +60,7 @@ class Problem:
     field: str = ""
     retry_after: int | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    cause: str = ""
 
 
 class HttpProblem(Exception):
@@ -70,7 +81,7 @@ def problem_of(failure: RpcFailure) -> Problem:
     retry_after = failure.retry_after
     if status in RETRY_STATUSES and retry_after is None:
         retry_after = 1
-    return Problem(status, error, message, failure.field, retry_after)
+    return Problem(status, error, message, failure.field, retry_after, cause=failure.cause)
 
 
 def problem_of_exception(exc: Exception) -> Problem | None:
@@ -112,13 +123,31 @@ def oauth_body(problem: Problem) -> dict[str, object]:
 
 
 def customer_body(problem: Problem) -> dict[str, object]:
-    """The customer API's ErrorMessage: {status, type, message, details}."""
+    """The customer API's ErrorMessage: {status, type, message, details}; a 401 also carries
+    the reference's `fault`, whose `errorcode` clients branch on."""
     details = []
     if problem.field:
         details.append({"field": problem.field, "type": problem.error, "message": problem.message})
-    return {
+    body: dict[str, object] = {
         "status": problem.status,
         "type": problem.error,
         "message": problem.message,
         "details": details,
     }
+    if problem.status == 401:
+        body["fault"] = fault_body(fault_of(problem))
+    return body
+
+
+def fault_of(problem: Problem) -> Fault:
+    """The fault of a 401: by reason and cause, then by reason alone, else an invalid token."""
+    for cause in (problem.cause, ""):
+        fault = FAULTS.get((problem.status, problem.error, cause))
+        if fault is not None:
+            return fault
+    return DEFAULT_FAULT
+
+
+def fault_body(fault: Fault) -> dict[str, object]:
+    """The reference's `{"faultstring": ..., "detail": {"errorcode": ...}}`."""
+    return {"faultstring": fault.faultstring, "detail": {"errorcode": fault.errorcode}}

@@ -51,6 +51,7 @@ def failure_of(error: TokenServiceError) -> RpcFailure:
         message=error.description,
         field=error.field or "",
         retry_after=error.retry_after if isinstance(error, RateLimited) else None,
+        cause=error.cause,
     )
 
 

@@ -4,13 +4,28 @@ Every error a caller can see is a `TokenServiceError` subclass that carries its 
 its HTTP status and its gRPC status code, so that both transports answer the same thing and nothing
 else in the code base decides a status (the pattern of googleapis' api_core exceptions). Messages
 say what is wrong with the request; they never contain a token, secret or password.
+
+A class may refine its OAuth code with a `cause` (sent over gRPC as ErrorInfo metadata, so that a
+standalone bridge sees it too), and a 401 names the `fault` the customer API answers with: the
+Apigee-style `{"fault": {"faultstring", "detail": {"errorcode"}}}` of the Emporix reference,
+whose error codes storefront clients branch on (docs/http-bridge.md, "Error codes").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import grpc
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """The customer API's `fault` of a 401: a fixed `faultstring` (never a value from the
+    request) and the `errorcode` a client branches on."""
+
+    faultstring: str
+    errorcode: str
 
 
 class TokenServiceError(Exception):
@@ -19,6 +34,8 @@ class TokenServiceError(Exception):
     error: ClassVar[str] = "server_error"
     http_status: ClassVar[int] = 500
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+    cause: ClassVar[str] = ""
+    fault: ClassVar[Fault | None] = None
 
     def __init__(self, description: str, *, field: str | None = None) -> None:
         super().__init__(description)
@@ -58,27 +75,44 @@ class InvalidGrant(TokenServiceError):
 
 
 class InvalidClient(TokenServiceError):
-    """Client authentication failed: unknown client, wrong secret, or wrong kind of client."""
+    """Client authentication failed: unknown client, wrong secret, or wrong kind of client.
+    Its fault is Apigee's for an unknown client id, without the id Apigee puts in the string."""
 
     error = "invalid_client"
     http_status = 401
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    fault = Fault("Invalid client identifier", "oauth.v2.InvalidClientIdentifier")
 
 
 class InvalidToken(TokenServiceError):
-    """A bearer token that authorises the call is missing, unknown, expired or revoked."""
+    """A bearer token that authorises the call is missing, malformed, unknown, revoked, of the
+    wrong kind or tenant, or expired past recognition (purged by the janitor)."""
 
     error = "invalid_token"
     http_status = 401
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    fault = Fault("Invalid access token", "oauth.v2.InvalidAccessToken")
+
+
+class ExpiredToken(InvalidToken):
+    """The bearer token is an access token that would authorise the call but has expired (not
+    revoked, not superseded): `grants.common.refused_bearer` decides. Still `invalid_token`
+    (RFC 6750), with cause "expired" so that a storefront knows to refresh instead of
+    starting a new session."""
+
+    cause = "expired"
+    fault = Fault("Access Token expired", "keymanagement.service.access_token_expired")
 
 
 class InvalidCredentials(TokenServiceError):
-    """Wrong email or password (one message for both, so accounts cannot be enumerated)."""
+    """Wrong email or password (one message for both, so accounts cannot be enumerated).
+    Neither the reference nor Apigee documents a fault for it: the error code is this
+    service's own, in its ErrorInfo domain, so that no client mistakes it for a token problem."""
 
     error = "invalid_grant"
     http_status = 401
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    fault = Fault("Invalid email or password", "tokenservice.invalid_credentials")
 
 
 class InvalidScope(TokenServiceError):
@@ -146,6 +180,7 @@ ALL_ERRORS: tuple[type[TokenServiceError], ...] = (
     InvalidGrant,
     InvalidClient,
     InvalidToken,
+    ExpiredToken,
     InvalidCredentials,
     InvalidScope,
     UnauthorizedClient,

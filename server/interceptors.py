@@ -1,9 +1,10 @@
 """The one place that turns exceptions into gRPC statuses, and the access log.
 
 A domain error becomes its own gRPC code with a `google.rpc.ErrorInfo` whose `reason` is the
-OAuth error code (plus `RetryInfo` when rate limited); anything else becomes INTERNAL with no
-details. The access log names the method, the outcome and the duration: never a request field,
-so no token, secret or password can reach it.
+OAuth error code, with the field at fault and the error's cause (`expired`) in its metadata (plus
+`RetryInfo` when rate limited); anything else becomes INTERNAL with no details. The access log
+names the method, the outcome and the duration: never a request field, so no token, secret or
+password can reach it.
 
 Every unary-request method is served as a streaming-request one that reads its one message
 itself, within a deadline, and counts against the server's limit of calls in handlers
@@ -219,6 +220,8 @@ def status_of(error: TokenServiceError) -> Status:
     info = error_details_pb2.ErrorInfo(reason=error.error, domain=ERROR_DOMAIN)
     if error.field:
         info.metadata["field"] = error.field
+    if error.cause:
+        info.metadata["cause"] = error.cause
     details = [_packed(info)]
     if isinstance(error, RateLimited):
         retry = error_details_pb2.RetryInfo(

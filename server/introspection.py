@@ -4,6 +4,10 @@
 An unknown, expired, revoked, rotated or other-tenant token is simply inactive: never an error,
 and never a hint about which of those it was.
 
+Except for `GET /customer/{tenant}/validateauthtoken` (`bearer`), where the caller presents the
+token as its own bearer and the reference answers 401 with a reason a storefront acts on:
+expired (refresh it) or invalid (start a new session).
+
 Opaque tokens are found by their keyed digest. A SaaS token (a JWT, which the store does not
 keep) is verified by its signature and claims (server.saas_verifier) and is then active only
 while its session is: not revoked (logout, refresh-token reuse), not purged, and still the
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 from server import client_auth, saas_verifier, validation
 from server.core import Core
-from server.errors import AccessDenied
-from server.grants.common import is_live
+from server.errors import AccessDenied, InvalidRequest, InvalidToken
+from server.grants.common import is_live, refused_bearer
 from server.model import INACTIVE, ClientCredentials, Introspection
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.store.records import TokenKind, TokenUse
+
+NOT_ACTIVE = "the token is not an active access token of this tenant"
 
 
 async def introspect(
@@ -59,6 +65,41 @@ async def introspect(
         email=view.email or "",
         legal_entity_id=record.legal_entity_id or "",
     )
+
+
+async def bearer(
+    core: Core, token: str, tenant: str, caller: ClientCredentials | None = None
+) -> Introspection:
+    """IntrospectToken with `as_bearer` (validateauthtoken): the introspection of an active
+    access token of `tenant`, or the 401 that says why not, ExpiredToken for an access token of
+    `tenant` that has only expired.
+
+    Why a request flag, and not a richer inactive answer: RFC 7662 section 2.2 lets an inactive
+    answer say only `{"active": false}`, so that a resource server (or whoever holds a guessed
+    or stolen value) learns nothing of what the token was. Introspection without the flag, over
+    gRPC and `POST /oauth/introspect` alike, stays exactly that. The flag tells the holder of a
+    token what validateauthtoken tells any HTTP caller who presents it, and no more: the same
+    answer is a plain HTTP request away, so gRPC reveals nothing new. The bridge checks the
+    answer too, so a server that ignores the flag still makes a 401 (an invalid one)."""
+    if caller is not None:
+        raise InvalidRequest("as_bearer is for the token's own holder: it takes no caller")
+    validation.tenant(tenant)
+    result = await introspect(core, token, tenant)
+    if result.active and result.use is TokenUse.ACCESS:
+        return result
+    raise await _bearer_refusal(core, token, tenant)
+
+
+async def _bearer_refusal(core: Core, token: str, tenant: str) -> InvalidToken:
+    """Looked up again, on the failure path only: is it an access token of `tenant` whose time
+    ran out? A SaaS token is never an access token, so never "expired"."""
+    if saas_verifier.looks_like_jwt(token):
+        return InvalidToken(NOT_ACTIVE)
+    view = await core.store.find_token(core.digests.token(token))
+    record = view.token if view is not None else None
+    if record is None or record.use is not TokenUse.ACCESS or record.tenant != tenant:
+        return InvalidToken(NOT_ACTIVE)
+    return refused_bearer(record, core.now(), NOT_ACTIVE)
 
 
 async def introspect_saas_token(core: Core, token: str, tenant: str = "") -> Introspection:

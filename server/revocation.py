@@ -17,12 +17,13 @@ from __future__ import annotations
 from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
-from server.grants.common import is_live
+from server.grants.common import is_live, refused_bearer
 from server.model import ClientCredentials, Revocation
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
 
 NOTHING = Revocation(revoked_count=0)
+NOT_ACTIVE_BEARER = "the bearer token is not an active access token of this tenant"
 
 
 async def revoke(
@@ -68,13 +69,10 @@ async def _bearer(core: Core, bearer_token: str, tenant: str, now: int) -> Token
     validation.tenant(tenant)
     view = await core.store.find_token(core.digests.token(bearer_token))
     record = view.token if view is not None else None
-    if (
-        record is None
-        or record.use is not TokenUse.ACCESS
-        or not is_live(record, now)
-        or record.tenant != tenant
-    ):
-        raise InvalidToken("the bearer token is not an active access token of this tenant")
+    if record is None or record.use is not TokenUse.ACCESS or record.tenant != tenant:
+        raise InvalidToken(NOT_ACTIVE_BEARER)
+    if not is_live(record, now):
+        raise refused_bearer(record, now, NOT_ACTIVE_BEARER)
     return record
 
 

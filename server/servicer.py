@@ -102,9 +102,8 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
     async def IntrospectToken(
         self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.IntrospectTokenResponse:
-        result = await introspection.introspect(
-            self._core, request.token, request.tenant, caller_of(request)
-        )
+        look = introspection.bearer if request.as_bearer else introspection.introspect
+        result = await look(self._core, request.token, request.tenant, caller_of(request))
         return introspection_response(result)
 
     async def RevokeToken(

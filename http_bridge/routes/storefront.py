@@ -108,10 +108,12 @@ async def customer_refresh(request: Request) -> Response:
 @answers_errors
 async def validate(request: Request) -> Response:
     """GET /customer/{tenant}/validateauthtoken: the token's details, or 401 when it is not an
-    active access token of this tenant."""
+    active access token of this tenant. `as_bearer` has the core say why (expired, or invalid:
+    server/introspection.py `bearer`), which plain introspection must not; a server that does
+    not know the flag answers `active: false`, still a 401 here."""
     token = bearer_token(request)
     result = await bridge(request).backend.introspect_token(
-        pb.IntrospectTokenRequest(token=token, tenant=request.path_params["tenant"])
+        pb.IntrospectTokenRequest(token=token, tenant=request.path_params["tenant"], as_bearer=True)
     )
     if not result.active or result.token_use != pb.TOKEN_USE_ACCESS:
         raise InvalidToken(NOT_ACTIVE)

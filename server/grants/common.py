@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 from server.core import Core
-from server.errors import AccessDenied, InvalidClient, InvalidRequest, UnauthorizedClient
+from server.errors import (
+    AccessDenied,
+    ExpiredToken,
+    InvalidClient,
+    InvalidRequest,
+    InvalidToken,
+    UnauthorizedClient,
+)
 from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
 from server.store.records import TokenKind as Kind
 from server.tokens import mint_token
@@ -110,6 +117,17 @@ def minted_pair(
 def is_live(token: TokenRecord, now: int) -> bool:
     """Not revoked, not expired, not superseded by a rotation."""
     return token.revoked_at is None and token.rotated_at is None and token.expires_at > now
+
+
+def refused_bearer(token: TokenRecord, now: int, description: str) -> InvalidToken:
+    """The error for a bearer token that is of the kind, use and tenant the call needs but not
+    live: ExpiredToken when it has only run out of time, InvalidToken when it was revoked or
+    superseded (then refreshing cannot help). Call it only once every other check has passed, so
+    that "expired" never describes a token the call would refuse anyway. A token the janitor has
+    purged is not found at all, and so is simply invalid."""
+    if token.revoked_at is None and token.rotated_at is None and token.expires_at <= now:
+        return ExpiredToken(description)
+    return InvalidToken(description)
 
 
 async def session_client(core: Core, client_id: str) -> ClientRecord:

@@ -23,12 +23,20 @@ from server.errors import (
     InvalidToken,
     RateLimited,
 )
-from server.grants.common import is_live, minted_pair, saas_token, scope_string, session_client
+from server.grants.common import (
+    is_live,
+    minted_pair,
+    refused_bearer,
+    saas_token,
+    scope_string,
+    session_client,
+)
 from server.model import IssuedTokens
 from server.store.records import LoginFailures, TokenKind, TokenRecord, TokenUse
 
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"
+NOT_ANONYMOUS = "anonymous_token is not an active anonymous access token"
 
 
 async def issue(
@@ -119,12 +127,13 @@ async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int)
     record = view.token if view is not None else None
     if (
         record is None
-        or not is_live(record, now)
         or record.use is not TokenUse.ACCESS
         or record.kind is not TokenKind.ANONYMOUS
         or record.session_id is None
     ):
-        raise InvalidToken("anonymous_token is not an active anonymous access token")
+        raise InvalidToken(NOT_ANONYMOUS)
+    if not is_live(record, now):
+        raise refused_bearer(record, now, NOT_ANONYMOUS)  # expired: refresh it and retry
     if record.tenant != tenant:
         raise AccessDenied("anonymous_token belongs to another tenant")
     return record

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.integration.conftest import Harness, error_reason
+from tests.integration.conftest import Harness, error_info, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 
@@ -90,3 +90,56 @@ async def test_revoke_for_another_tenant_changes_nothing(harness: Harness) -> No
     )
     assert not result.revoked
     assert (await harness.introspect(issued.access_token)).active
+
+
+async def bearer_refusal(harness: Harness, **request: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.IntrospectToken(pb.IntrospectTokenRequest(as_bearer=True, **request))
+    return caught.value
+
+
+async def test_as_bearer_answers_an_active_access_token_and_refuses_the_rest(
+    harness: Harness,
+) -> None:
+    """validateauthtoken's question: an active access token of the tenant is introspected as
+    usual; anything else is UNAUTHENTICATED, with cause "expired" only for an access token of
+    the tenant that ran out of time. Without the flag the same tokens are only inactive."""
+    shop = await harness.shop("acme")
+    await harness.shop("globex")
+    issued = await harness.anonymous(shop)
+    active = await harness.stub.IntrospectToken(
+        pb.IntrospectTokenRequest(token=issued.access_token, tenant="acme", as_bearer=True)
+    )
+    assert active.active and active.token_use == pb.TOKEN_USE_ACCESS
+    for token, tenant in [
+        ("x" * 43, "acme"),  # unknown
+        (issued.refresh_token, "acme"),  # not an access token
+        (issued.access_token, "globex"),  # another tenant's
+    ]:
+        refused = await bearer_refusal(harness, token=token, tenant=tenant)
+        assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+        info = error_info(refused)
+        assert (info.reason, info.metadata.get("cause", "")) == ("invalid_token", "")
+    harness.clock.advance(3600)
+    expired = await bearer_refusal(harness, token=issued.access_token, tenant="acme")
+    assert error_info(expired).metadata["cause"] == "expired"
+    assert expired.details() == "the token is not an active access token of this tenant"
+    other_tenant = await bearer_refusal(harness, token=issued.access_token, tenant="globex")
+    assert "cause" not in error_info(other_tenant).metadata
+    assert not (await harness.introspect(issued.access_token, tenant="acme")).active
+
+
+async def test_as_bearer_needs_a_tenant_and_takes_no_caller(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    issued = await harness.anonymous(shop)
+    for request in (
+        {"token": issued.access_token},
+        {
+            "token": issued.access_token,
+            "tenant": "acme",
+            "caller": pb.ClientAuthentication(client_id=shop.storefront_id),
+        },
+    ):
+        refused = await bearer_refusal(harness, **request)
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_reason(refused) == "invalid_request"

@@ -84,5 +84,6 @@ async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
     assert "204" in lines, out  # logout
     after_logout = json.loads(lines[lines.index("204") + 1])
     assert after_logout["status"] == 401 and after_logout["type"] == "invalid_token"
+    assert after_logout["fault"]["detail"]["errorcode"] == "oauth.v2.InvalidAccessToken"
     assert {"active": False} in [json.loads(line) for line in lines if line.startswith("{")]
     assert '"keys":[' in out and '"issuer":' in out and '"status":"ready"' in out

@@ -74,6 +74,21 @@ async def provision(env: dict[str, str]) -> dict[str, str]:
     storefront = json.loads(
         await run_cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json")
     )
+    # Its access tokens expire within a second or two: the server's clock is the real one.
+    short_lived = json.loads(
+        await run_cli(
+            env,
+            "client",
+            "create",
+            "--tenant",
+            TENANT,
+            "--kind",
+            "storefront",
+            "--access-ttl",
+            "1",
+            "--json",
+        )
+    )
     service = json.loads(
         await run_cli(
             env,
@@ -109,6 +124,7 @@ async def provision(env: dict[str, str]) -> dict[str, str]:
     )
     return {
         "storefront_id": storefront["client_id"],
+        "short_lived_storefront_id": short_lived["client_id"],
         "service_id": service["client_id"],
         "service_secret": service["client_secret"],
         "customer_id": customer["id"],
@@ -248,6 +264,7 @@ async def storefront_journey(
     gone = await http.get(f"/customer/{TENANT}/validateauthtoken", headers=bearer)
     assert gone.status_code == 401, f"{gone.text}\n{processes.output()}"
     assert gone.json()["type"] == "invalid_token"
+    assert gone.json()["fault"]["detail"]["errorcode"] == "oauth.v2.InvalidAccessToken"
 
     return [
         anonymous["access_token"],
@@ -261,6 +278,44 @@ async def storefront_journey(
         switched["refresh_token"],
         switched["saas_token"],
     ]
+
+
+async def expired_bearer_answers(
+    http: httpx.AsyncClient, ids: dict[str, str], processes: Processes
+) -> list[str]:
+    """An anonymous token of the short-lived client, once it has expired, is refused as expired
+    by validate, customer login and logout: the cause crossed gRPC from the server to the
+    bridge process. Waits for the expiry by asking, never by a fixed sleep."""
+    anonymous = ok(
+        await http.get(
+            "/customerlogin/auth/anonymous/login",
+            params={"tenant": TENANT, "client_id": ids["short_lived_storefront_id"]},
+        ),
+        processes,
+    )
+    bearer = {"Authorization": f"Bearer {anonymous['access_token']}"}
+    validate = f"/customer/{TENANT}/validateauthtoken"
+    deadline = time.monotonic() + 30
+    while (answer := await http.get(validate, headers=bearer)).status_code == 200:
+        assert time.monotonic() < deadline, f"never expired:\n{processes.output()}"
+        await asyncio.sleep(0.05)
+    refusals = [
+        answer,
+        await http.post(
+            f"/customer/{TENANT}/login", json={"email": EMAIL, "password": PASSWORD}, headers=bearer
+        ),
+        await http.get(f"/customer/{TENANT}/logout", headers=bearer),
+    ]
+    for refused in refusals:
+        where = f"{refused.request.url.path}: {refused.text}\n{processes.output()}"
+        assert refused.status_code == 401, where
+        body = refused.json()
+        assert body["type"] == "invalid_token", where
+        assert body["fault"] == {
+            "faultstring": "Access Token expired",
+            "detail": {"errorcode": "keymanagement.service.access_token_expired"},
+        }, where
+    return [anonymous["access_token"], anonymous["refresh_token"]]
 
 
 async def service_token_round_trip(
@@ -326,6 +381,7 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
 
             secrets = await storefront_journey(http, ids, processes)
             secrets.append(await service_token_round_trip(http, ids, processes))
+            secrets += await expired_bearer_answers(http, ids, processes)
 
             # The gRPC server goes away: the bridge is not ready, and says "retry later".
             assert await terminate(server, processes) == 0, processes.output()

@@ -3,12 +3,16 @@ interceptor's rich status carries the OAuth code as ErrorInfo.reason."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from server import errors
+from server.grants.common import refused_bearer
 from server.interceptors import status_of
+from server.store.records import TokenKind, TokenRecord, TokenUse
 
 EXPECTED = {
     errors.InvalidRequest: ("invalid_request", 400, grpc.StatusCode.INVALID_ARGUMENT),
@@ -17,6 +21,7 @@ EXPECTED = {
     errors.InvalidGrant: ("invalid_grant", 400, grpc.StatusCode.INVALID_ARGUMENT),
     errors.InvalidClient: ("invalid_client", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.ExpiredToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidCredentials: ("invalid_grant", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidScope: ("invalid_scope", 400, grpc.StatusCode.PERMISSION_DENIED),
     errors.UnauthorizedClient: ("unauthorized_client", 400, grpc.StatusCode.PERMISSION_DENIED),
@@ -60,3 +65,40 @@ def test_rate_limited_carries_retry_info() -> None:
     retry = error_details_pb2.RetryInfo()
     status.details[1].Unpack(retry)
     assert retry.retry_delay.seconds == 7
+
+
+def test_an_expired_token_carries_its_cause_in_error_info() -> None:
+    """The one difference between ExpiredToken and InvalidToken that crosses gRPC: the cause
+    in ErrorInfo's metadata (absent for every other error)."""
+    for error, cause in (
+        (errors.ExpiredToken("expired"), "expired"),
+        (errors.InvalidToken("no"), None),
+    ):
+        _, _, metadata = status_of(error)
+        info = error_details_pb2.ErrorInfo()
+        status_pb2.Status.FromString(metadata[0][1]).details[0].Unpack(info)
+        assert info.reason == "invalid_token"
+        assert info.metadata.get("cause") == cause
+
+
+def test_refused_bearer_says_expired_only_when_time_alone_is_wrong() -> None:
+    """grants.common.refused_bearer: expired at and after expires_at, unless revoked or rotated
+    (refreshing cannot help those)."""
+    token = TokenRecord(
+        digest="d",
+        kind=TokenKind.ANONYMOUS,
+        use=TokenUse.ACCESS,
+        tenant="acme",
+        client_id="c",
+        scope="tenant=acme",
+        issued_at=100,
+        expires_at=200,
+    )
+    assert type(refused_bearer(token, 200, "m")) is errors.ExpiredToken
+    assert type(refused_bearer(token, 10_000, "m")) is errors.ExpiredToken
+    for other in (
+        dataclasses.replace(token, revoked_at=150),
+        dataclasses.replace(token, rotated_at=150),
+    ):
+        assert type(refused_bearer(other, 300, "m")) is errors.InvalidToken
+    assert type(refused_bearer(token, 199, "m")) is errors.InvalidToken  # live: not "expired"

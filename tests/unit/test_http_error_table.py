@@ -8,6 +8,7 @@ import pytest
 
 from http_bridge.backend import RpcFailure
 from http_bridge.errors import (
+    FAULTS,
     HTTP_STATUS,
     customer_body,
     oauth_body,
@@ -16,7 +17,17 @@ from http_bridge.errors import (
     response_headers,
 )
 from http_bridge.in_process import failure_of
+from server import errors
 from server.errors import ALL_ERRORS, RateLimited, ServerError, TokenServiceError
+
+INVALID_ACCESS_TOKEN = {
+    "faultstring": "Invalid access token",
+    "detail": {"errorcode": "oauth.v2.InvalidAccessToken"},
+}
+ACCESS_TOKEN_EXPIRED = {
+    "faultstring": "Access Token expired",
+    "detail": {"errorcode": "keymanagement.service.access_token_expired"},
+}
 
 
 @pytest.mark.parametrize("error_class", ALL_ERRORS, ids=lambda c: c.__name__)
@@ -88,3 +99,79 @@ def test_bodies_of_both_families() -> None:
             {"field": "tenant", "type": "invalid_request", "message": "tenant is required"}
         ],
     }
+
+
+# --- the customer API's 401 fault ----------------------------------------------------------
+
+FAULT_OF = {
+    errors.InvalidToken: INVALID_ACCESS_TOKEN,
+    errors.ExpiredToken: ACCESS_TOKEN_EXPIRED,
+    errors.InvalidClient: {
+        "faultstring": "Invalid client identifier",
+        "detail": {"errorcode": "oauth.v2.InvalidClientIdentifier"},
+    },
+    errors.InvalidCredentials: {
+        "faultstring": "Invalid email or password",
+        "detail": {"errorcode": "tokenservice.invalid_credentials"},
+    },
+}
+
+
+def fault_of(error: TokenServiceError) -> object:
+    return customer_body(problem_of(failure_of(error))).get("fault")
+
+
+@pytest.mark.parametrize("error_class", ALL_ERRORS, ids=lambda c: c.__name__)
+def test_every_401_and_only_a_401_carries_its_fault(error_class: type[TokenServiceError]) -> None:
+    """Over the same path a standalone bridge takes (domain error -> RpcFailure -> Problem ->
+    body), with the existing fields kept beside it."""
+    body = customer_body(problem_of(failure_of(error_class("what is wrong", field="tenant"))))
+    message = "internal error" if error_class.http_status == 500 else "what is wrong"
+    assert (body["status"], body["type"], body["message"]) == (
+        error_class.http_status,
+        error_class.error,
+        message,
+    )
+    assert [d["field"] for d in body["details"]] == ["tenant"]  # type: ignore[attr-defined]
+    if error_class.http_status == 401:
+        assert body["fault"] == FAULT_OF[error_class]
+    else:
+        assert "fault" not in body
+
+
+def test_the_cause_alone_tells_expired_from_invalid() -> None:
+    """What the standalone bridge reads from ErrorInfo: reason invalid_token, and the cause."""
+    expired = RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "invalid_token", "m", cause="expired")
+    invalid = RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "invalid_token", "m")
+    assert customer_body(problem_of(expired))["fault"] == ACCESS_TOKEN_EXPIRED
+    assert customer_body(problem_of(invalid))["fault"] == INVALID_ACCESS_TOKEN
+    # Both keep RFC 6750's challenge: expired is still invalid_token.
+    assert response_headers(problem_of(expired)) == response_headers(problem_of(invalid))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "", "no reason: a remote's bare status"),
+        RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "invalid_token", "m", cause="unheard-of"),
+        RpcFailure(grpc.StatusCode.UNAUTHENTICATED, "some_new_reason", "m"),
+    ],
+    ids=["bare-code", "unknown-cause", "unknown-reason"],
+)
+def test_a_401_the_table_does_not_know_is_an_invalid_access_token(failure: RpcFailure) -> None:
+    assert customer_body(problem_of(failure))["fault"] == INVALID_ACCESS_TOKEN
+
+
+def test_the_fault_table_is_unambiguous_and_fixed() -> None:
+    """One fault per (status, reason, cause); fault strings are constants, never a message."""
+    classes = [error for error in ALL_ERRORS if error.fault is not None]
+    assert len(FAULTS) == len(classes)
+    assert {error.http_status for error in classes} == {401}
+    problem = problem_of(failure_of(errors.ExpiredToken("a message with a value: abc123")))
+    assert "abc123" not in str(customer_body(problem)["fault"])
+
+
+def test_the_oauth_shape_has_no_fault() -> None:
+    for error in (errors.InvalidClient("no"), errors.ExpiredToken("no")):
+        body = oauth_body(problem_of(failure_of(error)))
+        assert set(body) == {"error", "error_description"}

@@ -135,16 +135,18 @@ class TokenResponse(_message.Message):
     def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_in: _Optional[int] = ..., session_id: _Optional[str] = ..., scope: _Optional[str] = ..., saas_token: _Optional[str] = ..., session_idle_time: _Optional[int] = ..., kind: _Optional[_Union[TokenKind, str]] = ...) -> None: ...
 
 class IntrospectTokenRequest(_message.Message):
-    __slots__ = ("token", "tenant", "token_type_hint", "caller")
+    __slots__ = ("token", "tenant", "token_type_hint", "caller", "as_bearer")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_HINT_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
+    AS_BEARER_FIELD_NUMBER: _ClassVar[int]
     token: str
     tenant: str
     token_type_hint: str
     caller: ClientAuthentication
-    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ...) -> None: ...
+    as_bearer: bool
+    def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ..., as_bearer: _Optional[bool] = ...) -> None: ...
 
 class IntrospectTokenResponse(_message.Message):
     __slots__ = ("active", "kind", "token_use", "tenant", "client_id", "scope", "expires_in", "exp", "iat", "session_id", "customer_id", "email", "legal_entity_id", "token_type")

@@ -86,7 +86,7 @@ class TokenServiceServicer:
 
     def IntrospectToken(self, request, context):
         """Tells whether a token is active and, when it is, what it grants. An unknown, expired,
-        revoked or other-tenant token is `active: false`, never an error.
+        revoked or other-tenant token is `active: false`, never an error (unless `as_bearer`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

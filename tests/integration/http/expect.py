@@ -50,15 +50,41 @@ def assert_no_store(response: httpx.Response) -> None:
     assert response.headers["Pragma"] == "no-cache"
 
 
+# The 2026 reference's 401 faults (component response `401_unauthorized`).
+INVALID_ACCESS_TOKEN = "oauth.v2.InvalidAccessToken"
+ACCESS_TOKEN_EXPIRED = "keymanagement.service.access_token_expired"
+FAULTSTRINGS = {
+    INVALID_ACCESS_TOKEN: "Invalid access token",
+    ACCESS_TOKEN_EXPIRED: "Access Token expired",
+    "oauth.v2.InvalidClientIdentifier": "Invalid client identifier",
+    "tokenservice.invalid_credentials": "Invalid email or password",
+}
+ERROR_MESSAGE_FIELDS = {"status", "type", "message", "details"}
+
+
 def customer_problem(
-    response: httpx.Response, status: int, error: str, field: str | None = None
+    response: httpx.Response,
+    status: int,
+    error: str,
+    field: str | None = None,
+    errorcode: str | None = None,
 ) -> dict[str, Any]:
     """The customer API's ErrorMessage; `field` is the one parameter named in `details` (None:
-    details empty)."""
+    details empty). A 401 also carries the reference's `fault`: its fixed faultstring and
+    `errorcode` (checked when given)."""
     assert response.status_code == status, response.text
     assert_no_store(response)
     body: dict[str, Any] = response.json()
-    assert set(body) == {"status", "type", "message", "details"}
+    if status == 401:
+        assert set(body) == {*ERROR_MESSAGE_FIELDS, "fault"}, body
+        assert set(body["fault"]) == {"faultstring", "detail"}, body
+        assert set(body["fault"]["detail"]) == {"errorcode"}, body
+        code = body["fault"]["detail"]["errorcode"]
+        assert body["fault"]["faultstring"] == FAULTSTRINGS[code], body
+        if errorcode is not None:
+            assert code == errorcode, body
+    else:
+        assert set(body) == ERROR_MESSAGE_FIELDS
     assert body["status"] == status
     assert body["type"] == error
     assert isinstance(body["message"], str) and body["message"]

@@ -225,6 +225,7 @@ async def test_every_route_answers_as_documented(
     await _anonymous(http, check, shop, other)
     await _customer(http, check, shop, other)
     await _discovery_and_health(http, check)
+    await _expired_bearers(bridge, check, shop)  # last: it moves the clock
 
     seen = check.seen
     driven = {(method, path) for method, path, _ in seen}
@@ -421,6 +422,23 @@ async def _customer(http: httpx.AsyncClient, check: Check, shop: Shop, other: Sh
     check(await http.get(logout, headers=session), 401)
 
 
+async def _expired_bearers(bridge: Bridge, check: Check, shop: Shop) -> None:
+    """The 401s whose fault says the access token expired conform too."""
+    http = bridge.http
+    anonymous = (await _anonymous_login(http, shop)).json()
+    customer = await bridge.customer_login(shop, anonymous["access_token"])
+    bridge.harness.clock.advance(14400 + 1)  # past both access tokens, not the refresh tokens
+    base = f"/customer/{shop.tenant}"
+    password = {"email": shop.email, "password": shop.password}
+    for response in (
+        await http.post(f"{base}/login", json=password, headers=bearer(anonymous["access_token"])),
+        await http.get(f"{base}/validateauthtoken", headers=bearer(customer["access_token"])),
+        await http.get(f"{base}/logout", headers=bearer(customer["access_token"])),
+    ):
+        body = check(response, 401)
+        assert body["fault"]["detail"]["errorcode"] == "keymanagement.service.access_token_expired"
+
+
 async def _discovery_and_health(http: httpx.AsyncClient, check: Check) -> None:
     for path in (
         "/.well-known/jwks.json",
@@ -561,6 +579,16 @@ async def test_a_response_that_drifts_from_the_document_fails_validation(
         "an error in the other family's shape": (
             refused,
             {"error": "invalid_token", "error_description": "no"},
+            JsonSchemaError,
+        ),
+        "a 401 without its fault": (
+            refused,
+            {name: value for name, value in error.items() if name != "fault"},
+            JsonSchemaError,
+        ),
+        "a fault whose strings disagree": (
+            refused,
+            {**error, "fault": {**error["fault"], "faultstring": "Access Token expired"}},
             JsonSchemaError,
         ),
     }
