@@ -302,6 +302,30 @@ async def test_anonymous_refresh_token_keeps_working_after_customer_login(bridge
     assert await is_active(bridge, third["refresh_token"])
 
 
+async def test_after_login_the_grace_window_holds_and_reuse_revokes_the_customer_too(
+    bridge: Bridge,
+) -> None:
+    shop = await bridge.harness.shop("shopa")
+    first = await bridge.anonymous_login(shop)
+    login = await bridge.customer_login(shop, first["access_token"])
+    second = await refreshed(bridge, shop, refresh_token=first["refresh_token"])
+    bridge.harness.clock.advance(GRACE)
+    assert (await refreshed(bridge, shop, refresh_token=first["refresh_token"]))["sessionId"]
+    bridge.harness.clock.advance(1)
+    response = await refresh(bridge, shop, refresh_token=first["refresh_token"])
+    assert_problem(response, 400, "invalid_grant", "refresh_token")
+    for token in (
+        second["access_token"],
+        second["refresh_token"],
+        login["access_token"],
+        login["refresh_token"],
+        login["saas_token"],
+    ):
+        assert not await is_active(bridge, token)
+    session = await bridge.harness.core.store.get_session(first["sessionId"])
+    assert session is not None and session.revoked_at is not None
+
+
 async def test_both_refresh_token_and_anonymous_token_the_refresh_token_wins(
     bridge: Bridge,
 ) -> None:

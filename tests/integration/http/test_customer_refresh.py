@@ -189,6 +189,33 @@ async def test_revoked_or_expired_anonymous_bearer_of_another_session_is_401(
     )["session_id"] == login["session_id"]
 
 
+async def test_customer_refresh_token_reuse_revokes_the_anonymous_tokens_too(
+    bridge: Bridge,
+) -> None:
+    """Reuse detection is unchanged by the anonymous bearer: replaying a rotated customer
+    refresh token after the grace window ends the session, its anonymous refresh token too."""
+    shop = await bridge.harness.shop("shopa")
+    anonymous, login = await logged_in(bridge, shop)
+    reloaded = await bridge.anonymous_login(shop)
+    body = await refreshed(
+        bridge, "shopa", reloaded["access_token"], refreshToken=login["refresh_token"]
+    )
+    bridge.harness.clock.advance(10 + 1)  # Settings.refresh_grace_seconds, and a second
+    response = await refresh(
+        bridge, "shopa", reloaded["access_token"], refreshToken=login["refresh_token"]
+    )
+    assert_problem(response, 400, "invalid_grant", "refreshToken")
+    for token in (
+        body["access_token"],
+        body["refresh_token"],
+        anonymous["access_token"],
+        anonymous["refresh_token"],
+    ):
+        assert not (await bridge.harness.introspect(token)).active
+    # The bearer's own anonymous session is not the one revoked.
+    assert (await bridge.harness.introspect(reloaded["access_token"])).active
+
+
 async def test_service_token_or_refresh_token_as_bearer_is_401(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("shopa")
     _, login = await logged_in(bridge, shop)
