@@ -181,8 +181,8 @@ async def _check_customer_bearer(core: Core, access_token: str, presented: Token
     decides which bearer tokens it accepts. The refresh token stays the credential; the bearer
     binds the call to a storefront of the tenant:
 
-    - an access token of the same session that was not revoked, even expired
-      (`_check_same_session`): refreshing is what a client does once its token has expired;
+    - an access token of the same session that was not revoked, even expired: refreshing is
+      what a client does once its token has expired;
     - an active (live, not revoked, not expired) anonymous access token of the same tenant, of
       any session: what the storefront SDK sends, its current anonymous token, which after a
       page reload is of a new anonymous session.

@@ -248,10 +248,11 @@ class MemoryStore:
             self._sessions[session_id] = dataclasses.replace(
                 session, customer_id=customer_id, legal_entity_id=legal_entity_id, updated_at=now
             )
-            for t in self._session_tokens(session_id) if revoke_anonymous_refresh else ():
-                anonymous_refresh = t.kind == TokenKind.ANONYMOUS and t.use == TokenUse.REFRESH
-                if anonymous_refresh and t.revoked_at is None:
-                    self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
+            if revoke_anonymous_refresh:
+                for t in self._session_tokens(session_id):
+                    anonymous_refresh = t.kind == TokenKind.ANONYMOUS and t.use == TokenUse.REFRESH
+                    if anonymous_refresh and t.revoked_at is None:
+                        self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
             self._insert(tokens)
             return True
 

@@ -8,7 +8,8 @@ refreshauthtoken with the customer refresh token, authorised by its current anon
 token. A page reload keeps only the customer refresh token: the SDK starts a new anonymous
 session and refreshes the customer token with that session's anonymous token. The customer
 switches to a second legal entity, and logs out. No step may force a new login; after logout
-nothing of the customer's session works any more.
+nothing of the customer's session works any more. With refresh rotation and with it turned off
+for the storefront client.
 """
 
 from __future__ import annotations
@@ -184,9 +185,10 @@ async def browse_until(sdk: StorefrontSdk, end: float) -> list[dict[str, Any]]:
     return seen
 
 
-async def test_a_storefronts_day_needs_no_second_login(bridge: Bridge) -> None:
+@pytest.mark.parametrize("rotation", [True, False], ids=["rotating", "rotation-off"])
+async def test_a_storefronts_day_needs_no_second_login(bridge: Bridge, rotation: bool) -> None:
     harness = bridge.harness
-    shop = await harness.shop("shopa")
+    shop = await harness.shop("shopa", rotation=rotation)
     assert len(shop.legal_entities) == 2
     sdk = StorefrontSdk(bridge, shop)
     start = sdk.now
