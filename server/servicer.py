@@ -11,7 +11,7 @@ import grpc
 from server import introspection, origins, revocation, validation
 from server.abuse import grpc_peer_host
 from server.core import Core
-from server.errors import InvalidRequest, UnsupportedGrantType
+from server.errors import UnsupportedGrantType
 from server.grants import (
     anonymous,
     anonymous_token_refresh,
@@ -74,12 +74,7 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
     async def RefreshToken(
         self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.TokenResponse:
-        if request.anonymous_token:
-            if request.refresh_token:
-                raise InvalidRequest(
-                    "send refresh_token or the deprecated anonymous_token, not both",
-                    field="anonymous_token",
-                )
+        if request.anonymous_token and not request.refresh_token:
             issued = await anonymous_token_refresh.refresh(
                 self._core,
                 request.tenant,
@@ -96,6 +91,7 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
             legal_entity_id=request.legal_entity_id,
             access_token=request.access_token,
             context=session_context(request.context),
+            superseded_anonymous_token=request.anonymous_token,
         )
         return token_response(issued)
 

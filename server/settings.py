@@ -29,6 +29,12 @@ class Settings:
     service_access_ttl: int = 14400
     session_idle_time: int = 120
     refresh_grace_seconds: int = 10
+    # Off (the default) serves the Emporix storefront SDK: its pre-login anonymous refresh token
+    # keeps refreshing anonymous tokens after customer login, and a customer refresh accepts any
+    # active anonymous access token of the tenant as its bearer. On: login revokes the session's
+    # anonymous refresh tokens, the deprecated anonymous_token refresh stops at login, and the
+    # bearer must be an access token of the session itself (docs/security.md).
+    strict_customer_sessions: bool = False
     # A rotated-in signing key is published this long before it signs: the JWKS max-age (60 s)
     # plus PyJWT's refetch cooldown (30 s) plus a margin.
     signing_key_activation_seconds: int = 120

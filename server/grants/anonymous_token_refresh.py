@@ -2,9 +2,14 @@
 `GET /customerlogin/auth/anonymous/refresh?anonymous_token=...`.
 
 Legacy storefronts refresh with the anonymous access token itself instead of a refresh token.
-The token must still be active and its session open and not yet continued by a customer login;
-the answer is a new access token on the same session and, as in the reference API, no refresh
-token. New clients use the refresh token (`grants.refresh`).
+The token must still be active and its session open; the answer is a new anonymous access token
+on the same session and, as in the reference API, no refresh token. New clients use the refresh
+token (`grants.refresh`).
+
+After a customer login on the session this keeps working, as the anonymous refresh token does:
+the anonymous tokens a storefront holds stay anonymous tokens (no customer, legal entity or
+customer scopes), so the page's anonymous calls go on while the customer is logged in, and the
+two anonymous forms behave alike. `strict_customer_sessions` stops both at login.
 """
 
 from __future__ import annotations
@@ -58,7 +63,12 @@ async def refresh(
     )
     update = SessionUpdate(updated_at=now, context=context or SessionContext())
     continued = await core.store.continue_anonymous_session(
-        digest, presented.session_id, [record], update, now=now
+        digest,
+        presented.session_id,
+        [record],
+        update,
+        now=now,
+        after_login=not core.settings.strict_customer_sessions,
     )
     if not continued:
         raise InvalidGrant(INVALID_MESSAGE, field="anonymous_token")

@@ -2,6 +2,9 @@
 
 Authorised by an anonymous access token of the same tenant, whose session the customer's session
 continues (the storefront keeps its cart). Returns access and refresh tokens and the SaaS token.
+The session's anonymous tokens keep working (the storefront SDK goes on refreshing them; they
+never carry customer rights) unless `strict_customer_sessions` revokes its anonymous refresh
+tokens here.
 Passwords are argon2id; a wrong email and a wrong password get the same answer in the same time,
 and a hash made with outdated parameters is rehashed after a successful login (server/passwords.py).
 
@@ -106,7 +109,12 @@ async def issue(
         ttl=ttls[0],
     )
     started = await core.store.start_customer_session(
-        anonymous.session_id, customer.id, legal_entity_id, now, [access, refresh]
+        anonymous.session_id,
+        customer.id,
+        legal_entity_id,
+        now,
+        [access, refresh],
+        revoke_anonymous_refresh=settings.strict_customer_sessions,
     )
     if not started:
         raise InvalidGrant("this session is closed or belongs to another customer")

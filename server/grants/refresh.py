@@ -2,8 +2,11 @@
 `GET /customer/{tenant}/refreshauthtoken`.
 
 A new access token on the same session. An anonymous refresh names the storefront client the
-token was issued to; a customer refresh carries a bearer access token of the same session
-(`_check_customer_bearer`). The refresh token rotates (RFC 9700 section 4.14.2): the presented
+token was issued to, and keeps working after a customer login on its session: it yields
+anonymous tokens of that session, never customer rights (the storefront SDK refreshes its
+pre-login anonymous token so). A customer refresh carries a bearer: an access token of the same
+session, or an active anonymous access token of the tenant (`_check_customer_bearer`). The
+refresh token is the credential and rotates (RFC 9700 section 4.14.2): the presented
 one keeps working for a short grace window, so that a storefront's parallel tabs do not log
 each other out, and presenting it after that window revokes the whole session (reuse
 detection). Clients with rotation disabled keep their first refresh token.
@@ -16,7 +19,7 @@ import functools
 from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant, InvalidRequest, InvalidToken
-from server.grants.common import minted, saas_token, session_client
+from server.grants.common import is_live, minted, saas_token, session_client
 from server.model import IssuedTokens
 from server.store.records import (
     CustomerRecord,
@@ -30,6 +33,10 @@ from server.store.records import (
 
 INVALID_MESSAGE = "refresh_token is invalid, expired or revoked"
 REUSED_MESSAGE = "refresh_token was already used; its session has been revoked"
+ANOTHER_SESSION_MESSAGE = "the access token belongs to another session"
+NOT_A_STOREFRONT_BEARER = (
+    "the access token belongs to another session and is not an active anonymous access token"
+)
 
 
 async def refresh(
@@ -41,13 +48,21 @@ async def refresh(
     legal_entity_id: str = "",
     access_token: str = "",
     context: SessionContext | None = None,
+    superseded_anonymous_token: str = "",
 ) -> IssuedTokens:
+    """`superseded_anonymous_token`: the deprecated anonymous_token sent beside refresh_token
+    (both reference specs mark both required, so generated clients send both). The refresh
+    token wins and this value is not used; its shape is still checked, as every token
+    parameter's is, so that a malformed or oversized value is the same 400 whether it comes
+    alone or with a refresh token."""
     validation.tenant(tenant)
     validation.token(refresh_token, "refresh_token")
     validation.identifier(client_id, "client_id", required=False)
     validation.identifier(legal_entity_id, "legal_entity_id", required=False)
     if access_token:
         validation.token(access_token, "access_token")
+    if superseded_anonymous_token:
+        validation.token(superseded_anonymous_token, "anonymous_token")
     now = core.now()
     digest = core.digests.token(refresh_token)
     view = await core.store.find_token(digest)
@@ -163,24 +178,48 @@ async def _check_legal_entity(core: Core, presented: TokenRecord, legal_entity_i
 
 async def _check_customer_bearer(core: Core, access_token: str, presented: TokenRecord) -> None:
     """The bearer a customer refresh requires, over gRPC and HTTP alike; the one place that
-    decides which bearer tokens it accepts: today an access token of the same session
-    (`_check_same_session`). The refresh token stays the credential."""
+    decides which bearer tokens it accepts. The refresh token stays the credential; the bearer
+    binds the call to a storefront of the tenant:
+
+    - an access token of the same session that was not revoked, even expired: refreshing is
+      what a client does once its token has expired;
+    - an active (live, not revoked, not expired) anonymous access token of the same tenant, of
+      any session: what the storefront SDK sends, its current anonymous token, which after a
+      page reload is of a new anonymous session.
+
+    Anything else is refused: a customer token of another session (401), a token of another
+    tenant (403), an anonymous token of another session that is revoked or expired (401). With
+    `strict_customer_sessions` only the first kind is accepted."""
     if not access_token:
         raise InvalidToken(
             "access_token is required to refresh a customer token: an access token of the same "
-            "session",
+            "session or an active anonymous access token of the tenant",
             field="access_token",
         )
-    await _check_same_session(core, access_token, presented)
+    bearer = await _bearer_record(core, access_token)
+    if bearer.session_id == presented.session_id:
+        return
+    if bearer.tenant != presented.tenant:
+        raise AccessDenied("the access token belongs to another tenant", field="access_token")
+    if core.settings.strict_customer_sessions:
+        raise InvalidToken(ANOTHER_SESSION_MESSAGE, field="access_token")
+    if bearer.kind is not TokenKind.ANONYMOUS or not is_live(bearer, core.now()):
+        raise InvalidToken(NOT_A_STOREFRONT_BEARER, field="access_token")
 
 
 async def _check_same_session(core: Core, access_token: str, presented: TokenRecord) -> None:
-    """The bearer token of a customer refresh: an access token of the same session that was not
-    revoked. It may have expired: refreshing is what a client does when its access token has
-    expired; the refresh token is the credential, the bearer only binds the call to the session."""
+    """The bearer of an anonymous refresh over gRPC, where one is sent: an access token of the
+    same session that was not revoked. It may have expired: the refresh token is the
+    credential, the bearer only binds the call to the session."""
+    bearer = await _bearer_record(core, access_token)
+    if bearer.session_id != presented.session_id:
+        raise InvalidToken(ANOTHER_SESSION_MESSAGE, field="access_token")
+
+
+async def _bearer_record(core: Core, access_token: str) -> TokenRecord:
+    """The stored access token a bearer names, unless unknown, not an access token, or revoked."""
     view = await core.store.find_token(core.digests.token(access_token))
     record = view.token if view is not None else None
     if record is None or record.use is not TokenUse.ACCESS or record.revoked_at is not None:
         raise InvalidToken("the access token is unknown or revoked", field="access_token")
-    if record.session_id != presented.session_id:
-        raise InvalidToken("the access token belongs to another session", field="access_token")
+    return record

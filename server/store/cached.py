@@ -170,10 +170,17 @@ class CachedStore:
         legal_entity_id: str | None,
         now: int,
         tokens: Sequence[TokenRecord],
+        *,
+        revoke_anonymous_refresh: bool = False,
     ) -> bool:
         try:
             return await self._store.start_customer_session(
-                session_id, customer_id, legal_entity_id, now, tokens
+                session_id,
+                customer_id,
+                legal_entity_id,
+                now,
+                tokens,
+                revoke_anonymous_refresh=revoke_anonymous_refresh,
             )
         finally:
             self.tokens.drop_session(session_id)

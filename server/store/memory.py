@@ -244,6 +244,8 @@ class MemoryStore:
         legal_entity_id: str | None,
         now: int,
         tokens: Sequence[TokenRecord],
+        *,
+        revoke_anonymous_refresh: bool = False,
     ) -> bool:
         async with self._lock:
             session = self._sessions.get(session_id)
@@ -255,10 +257,11 @@ class MemoryStore:
             self._sessions[session_id] = dataclasses.replace(
                 session, customer_id=customer_id, legal_entity_id=legal_entity_id, updated_at=now
             )
-            for t in self._session_tokens(session_id):
-                anonymous_refresh = t.kind == TokenKind.ANONYMOUS and t.use == TokenUse.REFRESH
-                if anonymous_refresh and t.revoked_at is None:
-                    self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
+            if revoke_anonymous_refresh:
+                for t in self._session_tokens(session_id):
+                    anonymous_refresh = t.kind == TokenKind.ANONYMOUS and t.use == TokenUse.REFRESH
+                    if anonymous_refresh and t.revoked_at is None:
+                        self._tokens[t.digest] = dataclasses.replace(t, revoked_at=now)
             self._insert(tokens)
             return True
 
@@ -301,11 +304,14 @@ class MemoryStore:
         update: SessionUpdate,
         *,
         now: int,
+        after_login: bool = True,
     ) -> bool:
         async with self._lock:
             session = self._sessions.get(session_id)
             token = self._tokens.get(access_digest)
-            if session is None or session.revoked_at is not None or session.customer_id:
+            if session is None or session.revoked_at is not None:
+                return False
+            if session.customer_id and not after_login:
                 return False
             live = (
                 token is not None

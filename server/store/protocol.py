@@ -163,11 +163,14 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         legal_entity_id: str | None,
         now: int,
         tokens: Sequence[TokenRecord],
+        *,
+        revoke_anonymous_refresh: bool = False,
     ) -> bool:
         """Customer login continuing an anonymous session, in one transaction: binds the session
-        to the customer, revokes the session's anonymous refresh tokens and saves `tokens`.
-        Returns False, changing nothing, when the session is revoked or belongs to another
-        customer."""
+        to the customer and saves `tokens`. The session's anonymous refresh tokens keep working
+        (they yield anonymous tokens only, and the storefront SDK keeps using them); with
+        `revoke_anonymous_refresh` (strict_customer_sessions) they are revoked. Returns False,
+        changing nothing, when the session is revoked or belongs to another customer."""
         ...
 
     async def refresh(
@@ -199,10 +202,12 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         update: SessionUpdate,
         *,
         now: int,
+        after_login: bool = True,
     ) -> bool:
         """The deprecated anonymous refresh by access token, in one transaction: when the access
-        token is live and of `session_id`, and the session is open and has no customer, updates
-        the session and saves `tokens`. Returns False, changing nothing, otherwise."""
+        token is live, anonymous and of `session_id`, and the session is open (and, unless
+        `after_login`, has no customer), updates the session and saves `tokens`. Returns False,
+        changing nothing, otherwise."""
         ...
 
     async def revoke_token(self, digest: str, now: int) -> int:

@@ -967,6 +967,8 @@ class SqlStore:
         legal_entity_id: str | None,
         now: int,
         tokens: Sequence[TokenRecord],
+        *,
+        revoke_anonymous_refresh: bool = False,
     ) -> bool:
         params = {"sid": session_id, "cid": customer_id, "le": legal_entity_id, "now": now}
         token_rows = [_token_row(t) for t in tokens]
@@ -974,7 +976,8 @@ class SqlStore:
         def unit(conn: Connection) -> bool:
             if conn.execute(_BIND_CUSTOMER, params).rowcount == 0:
                 return False
-            conn.execute(_REVOKE_ANONYMOUS_REFRESH, {"sid": session_id, "now": now})
+            if revoke_anonymous_refresh:
+                conn.execute(_REVOKE_ANONYMOUS_REFRESH, {"sid": session_id, "now": now})
             _insert_tokens(conn, token_rows)
             return True
 
@@ -1022,9 +1025,12 @@ class SqlStore:
         update: SessionUpdate,
         *,
         now: int,
+        after_login: bool = True,
     ) -> bool:
         params = {"token_digest": access_digest, "sid": session_id, "now": now}
-        statement = _update_session(session_id, update).where(sessions.c.customer_id.is_(None))
+        statement = _update_session(session_id, update)
+        if not after_login:
+            statement = statement.where(sessions.c.customer_id.is_(None))
         token_rows = [_token_row(t) for t in tokens]
 
         def unit(conn: Connection) -> bool:

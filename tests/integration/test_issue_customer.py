@@ -34,19 +34,23 @@ async def test_customer_login_continues_the_anonymous_session(harness: Harness) 
     assert session.context.currency == "EUR"
 
 
-async def test_login_revokes_the_anonymous_refresh_token(harness: Harness) -> None:
+async def test_login_keeps_the_anonymous_refresh_token_anonymous(harness: Harness) -> None:
+    """The storefront SDK goes on refreshing its pre-login anonymous token after login: the
+    refresh token still works, on the same session, and yields anonymous tokens only."""
     shop = await harness.shop("acme")
     anonymous = await harness.anonymous(shop)
     await harness.customer(shop, anonymous.access_token)
     view = await harness.core.store.find_token(harness.core.digests.token(anonymous.refresh_token))
-    assert view is not None and view.token.revoked_at is not None
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await harness.stub.RefreshToken(
-            pb.RefreshTokenRequest(
-                tenant="acme", client_id=shop.storefront_id, refresh_token=anonymous.refresh_token
-            )
+    assert view is not None and view.token.revoked_at is None
+    again = await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant="acme", client_id=shop.storefront_id, refresh_token=anonymous.refresh_token
         )
-    assert error_reason(caught.value) == "invalid_grant"
+    )
+    assert again.session_id == anonymous.session_id
+    assert again.kind == pb.TOKEN_KIND_ANONYMOUS and not again.saas_token
+    info = await harness.introspect(again.access_token)
+    assert (info.customer_id, info.email) == ("", "")
 
 
 async def test_email_is_case_insensitive(harness: Harness) -> None:

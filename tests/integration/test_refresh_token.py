@@ -194,7 +194,7 @@ async def test_customer_refresh_rejects_foreign_legal_entity_and_foreign_bearer(
 ) -> None:
     shop = await harness.shop("acme")
     login = await harness.customer(shop)
-    other_session = await harness.anonymous(shop)
+    other_session = await harness.customer(shop)
     await expect_error(
         harness.stub.RefreshToken(
             pb.RefreshTokenRequest(
@@ -242,7 +242,7 @@ async def test_customer_refresh_needs_an_access_token_of_its_session(harness: Ha
     shop = await harness.shop("acme")
     login = await harness.customer(shop)
     other_customer = await harness.customer(shop)  # the same customer, another session
-    other_visitor = await harness.anonymous(shop)
+    other_visitor = await harness.anonymous(await harness.shop("initech"))
 
     def request(access_token: str) -> pb.RefreshTokenRequest:
         return pb.RefreshTokenRequest(
@@ -254,13 +254,19 @@ async def test_customer_refresh_needs_an_access_token_of_its_session(harness: Ha
     )
     assert error_field(missing) == "access_token"
     assert "access_token is required" in (missing.details() or "")
-    for foreign in (other_customer.access_token, other_visitor.access_token):
-        refused = await expect_error(
-            harness.stub.RefreshToken(request(foreign)),
-            grpc.StatusCode.UNAUTHENTICATED,
-            "invalid_token",
-        )
-        assert error_field(refused) == "access_token"
+    refused = await expect_error(
+        harness.stub.RefreshToken(request(other_customer.access_token)),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "invalid_token",
+    )
+    assert error_field(refused) == "access_token"
+    # An anonymous token of another tenant: the tenant's storefronts only.
+    foreign = await expect_error(
+        harness.stub.RefreshToken(request(other_visitor.access_token)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "access_denied",
+    )
+    assert error_field(foreign) == "access_token"
     # Nothing was exchanged: the refresh token is neither rotated nor revoked.
     assert await rotated_at(harness, login.refresh_token) == [(None, None)]
     # The session's own access token is the bearer, expired as it may be by now.
@@ -269,3 +275,152 @@ async def test_customer_refresh_needs_an_access_token_of_its_session(harness: Ha
     refreshed = await harness.stub.RefreshToken(request(login.access_token))
     assert refreshed.session_id == login.session_id
     assert (await harness.introspect(refreshed.access_token)).active
+
+
+async def customer_refresh(
+    harness: Harness, refresh_token: str, bearer: str, **fields: str
+) -> pb.TokenResponse:
+    return await harness.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant="acme", refresh_token=refresh_token, access_token=bearer, **fields
+        )
+    )
+
+
+async def test_anonymous_refresh_after_login_stays_anonymous_on_the_session(
+    harness: Harness,
+) -> None:
+    """The storefront SDK refreshes its pre-login anonymous token with the pre-login refresh
+    token: same session, anonymous kind, never the customer's rights."""
+    shop = await harness.shop("acme")
+    anonymous = await harness.anonymous(shop)
+    login = await harness.customer(shop, anonymous.access_token)
+    # The session now has a legal entity: still nothing of it on the anonymous tokens.
+    await customer_refresh(harness, login.refresh_token, login.access_token, legal_entity_id="le-2")
+    again = await refresh_anonymous(harness, shop, anonymous.refresh_token)
+    assert again.session_id == anonymous.session_id
+    assert again.kind == pb.TOKEN_KIND_ANONYMOUS
+    assert again.saas_token == "" and again.scope == "tenant=acme"
+    assert again.refresh_token and again.refresh_token != anonymous.refresh_token
+    for token in (again.access_token, again.refresh_token):
+        info = await harness.introspect(token)
+        assert info.active and info.kind == pb.TOKEN_KIND_ANONYMOUS, token
+        assert (info.customer_id, info.email, info.legal_entity_id) == ("", "", "")
+        assert info.scope == "tenant=acme"
+    # The rotated lineage goes on.
+    third = await refresh_anonymous(harness, shop, again.refresh_token)
+    assert third.session_id == anonymous.session_id and third.kind == pb.TOKEN_KIND_ANONYMOUS
+    # An anonymous refresh token is no customer refresh token.
+    await expect_error(
+        customer_refresh(harness, third.refresh_token, third.access_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_request",
+    )
+    assert (await harness.introspect(third.refresh_token)).active
+
+
+async def test_customer_refresh_accepts_a_live_anonymous_bearer_of_any_session(
+    harness: Harness,
+) -> None:
+    """After a page reload the SDK has a new anonymous session; its access token is the bearer
+    of the stored customer refresh token. Revoked or expired it is refused, as is a customer
+    token of another session."""
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    reloaded = await harness.anonymous(shop)
+    renewed = await customer_refresh(harness, login.refresh_token, reloaded.access_token)
+    assert renewed.session_id == login.session_id and renewed.kind == pb.TOKEN_KIND_CUSTOMER
+    assert renewed.saas_token
+    info = await harness.introspect(renewed.access_token)
+    assert info.customer_id == shop.customer_id and info.email == shop.email
+    # The bearer's own session is untouched: still anonymous, still its own.
+    assert (await harness.introspect(reloaded.access_token)).customer_id == ""
+    revoked = await harness.anonymous(shop)
+    await harness.stub.RevokeToken(pb.RevokeTokenRequest(token=revoked.access_token))
+    other_customer = await harness.customer(shop)
+    for bearer in (revoked.access_token, other_customer.access_token):
+        refused = await expect_error(
+            customer_refresh(harness, renewed.refresh_token, bearer),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "invalid_token",
+        )
+        assert error_field(refused) == "access_token"
+    harness.clock.advance(3600)  # the anonymous access token's lifetime
+    assert not (await harness.introspect(reloaded.access_token)).active
+    await expect_error(
+        customer_refresh(harness, renewed.refresh_token, reloaded.access_token),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "invalid_token",
+    )
+    # Refused before the exchange: the refresh token goes on with a live bearer.
+    live = await harness.anonymous(shop)
+    assert (
+        await customer_refresh(harness, renewed.refresh_token, live.access_token)
+    ).session_id == login.session_id
+
+
+async def test_refresh_token_wins_over_the_deprecated_anonymous_token(harness: Harness) -> None:
+    """Generated clients send both (both reference specs mark both required): the refresh token
+    is used, the anonymous_token ignored but for its shape."""
+    shop = await harness.shop("acme")
+    first = await harness.anonymous(shop)
+    other = await harness.anonymous(shop)
+
+    def both(anonymous_token: str) -> pb.RefreshTokenRequest:
+        return pb.RefreshTokenRequest(
+            tenant="acme",
+            client_id=shop.storefront_id,
+            refresh_token=first.refresh_token,
+            anonymous_token=anonymous_token,
+        )
+
+    oversized = await expect_error(
+        harness.stub.RefreshToken(both("x" * 513)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_request",
+    )
+    assert error_field(oversized) == "anonymous_token"
+    assert await rotated_at(harness, first.refresh_token) == [(None, None)]
+    answer = await harness.stub.RefreshToken(both(other.access_token))
+    assert answer.session_id == first.session_id
+    assert answer.refresh_token and answer.refresh_token != first.refresh_token
+    assert (await rotated_at(harness, first.refresh_token))[0][0] is not None
+    assert (await harness.introspect(other.access_token)).active
+
+
+@pytest.mark.parametrize("reused", ["anonymous", "customer"])
+async def test_reuse_of_either_refresh_token_after_login_revokes_the_whole_session(
+    harness: Harness, reused: str
+) -> None:
+    shop = await harness.shop("acme")
+    anonymous = await harness.anonymous(shop)
+    login = await harness.customer(shop, anonymous.access_token)
+    anonymous_next = await refresh_anonymous(harness, shop, anonymous.refresh_token)
+    customer_next = await customer_refresh(
+        harness, login.refresh_token, anonymous_next.access_token
+    )
+    harness.clock.advance(harness.core.settings.refresh_grace_seconds + 1)
+    if reused == "anonymous":
+        replay = refresh_anonymous(harness, shop, anonymous.refresh_token)
+    else:
+        replay = customer_refresh(harness, login.refresh_token, anonymous_next.access_token)
+    await expect_error(replay, grpc.StatusCode.INVALID_ARGUMENT, "invalid_grant")
+    for token in (
+        anonymous_next.access_token,
+        anonymous_next.refresh_token,
+        customer_next.access_token,
+        customer_next.refresh_token,
+        customer_next.saas_token,
+    ):
+        assert not (await harness.introspect(token)).active
+    await expect_error(
+        refresh_anonymous(harness, shop, anonymous_next.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+    live = await harness.anonymous(shop)
+    await expect_error(
+        customer_refresh(harness, customer_next.refresh_token, live.access_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )

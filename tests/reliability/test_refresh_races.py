@@ -160,7 +160,7 @@ class Races:
             len({a.access_token for a in answers}) == len(answers),
             f"{label}: access tokens not distinct",
         )
-        await self.check_store(session_id, label, rotated=1, live=len(answers))
+        await self.check_store(session_id, kind, label, rotated=1, live=len(answers))
         rotated_at = time.monotonic()
         if not answers:
             return Family(kind, session_id, [presented], presented, [first_access], rotated_at)
@@ -175,7 +175,9 @@ class Races:
             self.check(False, f"{label}: a sibling did not refresh: {follow}")
             return Family(kind, session_id, [presented], presented, [first_access], rotated_at)
         self.check(follow.session_id == session_id, f"{label}: the sibling left the session")
-        await self.check_store(session_id, f"{label}, follow-up", rotated=2, live=len(answers))
+        await self.check_store(
+            session_id, kind, f"{label}, follow-up", rotated=2, live=len(answers)
+        )
         return Family(
             kind=kind,
             session_id=session_id,
@@ -185,13 +187,18 @@ class Races:
             rotated_at=time.monotonic(),
         )
 
-    async def check_store(self, session_id: str, label: str, *, rotated: int, live: int) -> None:
+    async def check_store(
+        self, session_id: str, kind: str, label: str, *, rotated: int, live: int
+    ) -> None:
+        """The family's refresh tokens (of `kind`: a customer session also keeps the anonymous
+        refresh token it had before login)."""
         rows = await self.database.rows(
             "SELECT"
             " sum(CASE WHEN rotated_at IS NOT NULL THEN 1 ELSE 0 END),"
             " sum(CASE WHEN rotated_at IS NULL AND revoked_at IS NULL THEN 1 ELSE 0 END)"
-            " FROM tokens WHERE session_id = :sid AND use = 'refresh'",
+            " FROM tokens WHERE session_id = :sid AND use = 'refresh' AND kind = :kind",
             sid=session_id,
+            kind=kind,
         )
         [(rotated_rows, live_rows)] = rows
         self.check(

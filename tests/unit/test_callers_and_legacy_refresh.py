@@ -15,7 +15,7 @@ from server.model import ClientCredentials
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind, SessionContext
+from server.store.records import ClientKind, SessionContext, TokenKind
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 PASSWORD = "pw-123456"
@@ -171,8 +171,23 @@ async def test_anonymous_token_refresh_refusals(core: Core) -> None:
     await admin.create_client(core, "shop", ClientKind.STOREFRONT, (), client_id="shop-app")
     with pytest.raises(InvalidGrant, match="not issued to this client"):
         await anonymous_token_refresh.refresh(core, "shop", "shop-app", anon.access_token)
+
+
+async def test_anonymous_token_refresh_after_login_stays_anonymous(core: Core) -> None:
+    """As the anonymous refresh token does: the storefront's anonymous tokens keep working after
+    customer login, on the same session, and never carry the customer's rights."""
+    anon = await anonymous.issue(core, "shop", "shop-front")
     await customer_password.issue(core, "shop", "ann@shop.example", PASSWORD, anon.access_token)
-    with pytest.raises(InvalidGrant):  # the session now belongs to a customer
+    again = await anonymous_token_refresh.refresh(core, "shop", "shop-front", anon.access_token)
+    assert again.session_id == anon.session_id
+    assert again.kind is TokenKind.ANONYMOUS and again.saas_token == ""
+    info = await introspection.introspect(core, again.access_token)
+    assert info.active and info.kind is TokenKind.ANONYMOUS
+    assert (info.customer_id, info.email, info.legal_entity_id) == ("", "", "")
+    assert info.scope == "tenant=shop"
+    # Logout ends the session, and with it this path.
+    await revocation.revoke(core, again.access_token, "shop", end_session=True)
+    with pytest.raises(InvalidGrant):
         await anonymous_token_refresh.refresh(core, "shop", "shop-front", anon.access_token)
 
 
@@ -200,9 +215,48 @@ async def test_customer_refresh_accepts_an_expired_but_not_a_revoked_bearer(core
         await refresh.refresh(
             core, "shop", renewed.refresh_token, access_token=renewed.access_token
         )
-    other = await anonymous.issue(core, "shop", "shop-front")
+    other = await customer_password.issue(
+        core,
+        "shop",
+        "ann@shop.example",
+        PASSWORD,
+        (await anonymous.issue(core, "shop", "shop-front")).access_token,
+    )
     with pytest.raises(InvalidToken, match="another session"):
         await refresh.refresh(core, "shop", renewed.refresh_token, access_token=other.access_token)
+
+
+async def test_customer_refresh_accepts_a_live_anonymous_bearer_of_the_tenant(core: Core) -> None:
+    """The storefront SDK's bearer: its current anonymous access token, of any session of the
+    tenant (after a page reload, a new one); never an expired or revoked one, or another
+    tenant's."""
+    anon = await anonymous.issue(core, "shop", "shop-front")
+    login = await customer_password.issue(
+        core, "shop", "ann@shop.example", PASSWORD, anon.access_token
+    )
+    reloaded = await anonymous.issue(core, "shop", "shop-front")
+    renewed = await refresh.refresh(
+        core, "shop", login.refresh_token, access_token=reloaded.access_token
+    )
+    assert renewed.session_id == login.session_id and renewed.kind is TokenKind.CUSTOMER
+    rival = await anonymous.issue(core, "rival", "rival-front")
+    with pytest.raises(AccessDenied, match="another tenant"):
+        await refresh.refresh(core, "shop", renewed.refresh_token, access_token=rival.access_token)
+    revoked = await anonymous.issue(core, "shop", "shop-front")
+    await core.store.revoke_token(core.digests.token(revoked.access_token), core.now())
+    with pytest.raises(InvalidToken, match="unknown or revoked"):
+        await refresh.refresh(
+            core, "shop", renewed.refresh_token, access_token=revoked.access_token
+        )
+    clock_of(core).advance(core.settings.anonymous_access_ttl)
+    with pytest.raises(InvalidToken, match="not an active anonymous"):
+        await refresh.refresh(
+            core, "shop", renewed.refresh_token, access_token=reloaded.access_token
+        )
+    # Refused before the exchange: the refresh token is still good.
+    assert (
+        await refresh.refresh(core, "shop", renewed.refresh_token, access_token=anon.access_token)
+    ).session_id == login.session_id
 
 
 async def test_a_customer_refresh_token_is_not_refreshed_as_an_anonymous_one(core: Core) -> None:

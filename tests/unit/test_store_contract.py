@@ -405,7 +405,8 @@ async def test_start_customer_session(store: TokenStore) -> None:
     assert bound is not None
     assert (bound.customer_id, bound.legal_entity_id, bound.updated_at) == ("c1", "le1", NOW)
     assert bound.context == session().context
-    assert (await store.find_token("r1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    # The anonymous tokens keep working (the storefront SDK refreshes its pre-login ones).
+    assert (await store.find_token("r1")).token.revoked_at is None  # type: ignore[union-attr]
     assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
     assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
     assert await store.find_token("cr") == TokenView(customer_tokens[1])
@@ -419,6 +420,55 @@ async def test_start_customer_session(store: TokenStore) -> None:
     await store.revoke_session("s1", NOW + 3)
     assert not await store.start_customer_session("s1", "c1", None, NOW + 4, [token("z")])
     assert await store.find_token("z") is None
+
+
+async def test_start_customer_session_then_refresh_with_the_anonymous_refresh_token(
+    store: TokenStore,
+) -> None:
+    """After login the pre-login anonymous refresh token still rotates on the session, with the
+    grace window and reuse detection as before: its reuse revokes the customer's tokens too."""
+    await start_session(store)
+    customer_tokens = [
+        token("ca", kind=CUST, use=ACCESS, customer="c1"),
+        token("cr", kind=CUST, customer="c1"),
+    ]
+    assert await store.start_customer_session("s1", "c1", "le1", NOW, customer_tokens)
+    assert await do_refresh(store, new_pair("1")) is RefreshOutcome.ROTATED
+    bound = await store.get_session("s1")
+    assert bound is not None and (bound.customer_id, bound.legal_entity_id) == ("c1", "le1")
+    assert await do_refresh(store, new_pair("2"), now=NOW + GRACE) is RefreshOutcome.GRACE
+    assert await do_refresh(store, new_pair("3"), now=NOW + GRACE + 1) is RefreshOutcome.REUSED
+    for digest in ("ca", "cr", "a-1", "r-1", "a-2", "r-2"):
+        view = await store.find_token(digest)
+        assert view is not None and view.token.revoked_at == NOW + GRACE + 1, digest
+    assert (await store.get_session("s1")).revoked_at == NOW + GRACE + 1  # type: ignore[union-attr]
+
+
+async def test_start_customer_session_strict_revokes_the_anonymous_refresh_tokens(
+    store: TokenStore,
+) -> None:
+    await start_session(store, token("r-old", revoked_at=NOW - 5))
+    customer_tokens = [token("cr", kind=CUST, customer="c1")]
+    assert await store.start_customer_session(
+        "s1", "c1", None, NOW, customer_tokens, revoke_anonymous_refresh=True
+    )
+    assert (await store.find_token("r1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
+    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    assert (await store.find_token("cr")).token.revoked_at is None  # type: ignore[union-attr]
+    assert await do_refresh(store, new_pair("1")) is RefreshOutcome.INVALID
+
+
+async def test_continue_anonymous_session_after_login(store: TokenStore) -> None:
+    await start_session(store)
+    assert await store.start_customer_session("s1", "c1", "le1", NOW - 1, [])
+    change = SessionUpdate(updated_at=NOW, context=SessionContext(currency="USD"))
+    new = token("a-new", use=ACCESS)
+    assert await store.continue_anonymous_session("a1", "s1", [new], change, now=NOW)
+    assert await store.find_token("a-new") == TokenView(new)
+    after = await store.get_session("s1")
+    assert after is not None and (after.customer_id, after.legal_entity_id) == ("c1", "le1")
+    assert after.context.currency == "USD"
 
 
 async def test_continue_anonymous_session(store: TokenStore) -> None:
@@ -462,7 +512,9 @@ async def test_continue_anonymous_session_refusals_change_nothing(
     before = await snapshot(store, digests)
     change = SessionUpdate(updated_at=NOW, context=SessionContext(currency="USD"))
     new = token("a-new", use=ACCESS)
-    assert not await store.continue_anonymous_session(presented, "s1", [new], change, now=NOW)
+    assert not await store.continue_anonymous_session(
+        presented, "s1", [new], change, now=NOW, after_login=case != "customer"
+    )
     assert await store.find_token("a-new") is None
     assert await snapshot(store, digests) == before
 

@@ -1,8 +1,9 @@
 """`GET /customerlogin/auth/anonymous/refresh` over the real bridge: a rotated refresh token on the
 same session, the grace window for the previous refresh token and reuse detection after it
-(ManualClock), client and tenant binding, session context updates, and the deprecated
-`anonymous_token` form (no refresh token in the answer, refused once expired or once a customer
-has logged in on the session)."""
+(ManualClock), client and tenant binding, session context updates, both forms after customer
+login (anonymous tokens of the same session, never the customer's rights), both parameters at
+once (the refresh token wins), and the deprecated `anonymous_token` form (no refresh token in
+the answer, refused once expired or once the session has ended)."""
 
 from __future__ import annotations
 
@@ -247,35 +248,107 @@ async def test_anonymous_token_form_on_another_tenant_is_403(bridge: Bridge) -> 
     assert_problem(response, 403, "access_denied", "anonymous_token")
 
 
-async def test_anonymous_token_form_is_refused_after_customer_login(bridge: Bridge) -> None:
+async def assert_anonymous_only(bridge: Bridge, shop: Shop, access_token: str) -> None:
+    """An active anonymous access token of the tenant: no customer, email, legal entity or
+    customer scope, and not taken where a customer token is required."""
+    shown = await bridge.http.get(
+        f"/customer/{shop.tenant}/validateauthtoken",
+        headers={"Authorization": f"Bearer {access_token}"},
+    )
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert "email" not in body and "legalEntityId" not in body
+    assert body["scope"] == f"tenant={shop.tenant}"
+    info = await bridge.harness.introspect(access_token)
+    assert info.active and info.customer_id == "" and info.email == ""
+
+
+async def test_anonymous_token_form_keeps_working_after_customer_login(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("shopa")
     first = await bridge.anonymous_login(shop)
     await bridge.customer_login(shop, first["access_token"])
-    response = await refresh(bridge, shop, anonymous_token=first["access_token"])
-    assert_problem(response, 400, "invalid_grant", "anonymous_token")
+    body = await refreshed(bridge, shop, anonymous_token=first["access_token"])
+    assert set(body) == DEPRECATED_FIELDS
+    assert body["sessionId"] == first["sessionId"]
+    await assert_anonymous_only(bridge, shop, body["access_token"])
 
 
-async def test_anonymous_refresh_token_is_refused_after_customer_login(bridge: Bridge) -> None:
+async def test_anonymous_refresh_token_keeps_working_after_customer_login(bridge: Bridge) -> None:
+    """The storefront SDK refreshes its anonymous token with the refresh token it got before
+    login: the same session, an anonymous token, never the customer's rights, and not a
+    customer refresh token either."""
     shop = await bridge.harness.shop("shopa")
     first = await bridge.anonymous_login(shop)
-    await bridge.customer_login(shop, first["access_token"])
+    login = await bridge.customer_login(shop, first["access_token"])
+    switched = await bridge.http.get(
+        "/customer/shopa/refreshauthtoken",
+        params={"refreshToken": login["refresh_token"], "legalEntityId": "le-2"},
+        headers={"Authorization": f"Bearer {first['access_token']}"},
+    )
+    assert switched.status_code == 200, switched.text
+    second = await refreshed(bridge, shop, refresh_token=first["refresh_token"])
+    assert set(second) == LOGIN_FIELDS
+    assert second["sessionId"] == first["sessionId"]
+    assert second["scope"] == "tenant=shopa"
+    await assert_anonymous_only(bridge, shop, second["access_token"])
+    third = await refreshed(bridge, shop, refresh_token=second["refresh_token"])
+    assert third["sessionId"] == first["sessionId"]
+    as_customer = await bridge.http.get(
+        "/customer/shopa/refreshauthtoken",
+        params={"refreshToken": third["refresh_token"]},
+        headers={"Authorization": f"Bearer {third['access_token']}"},
+    )
+    assert as_customer.status_code == 400, as_customer.text
+    assert await is_active(bridge, third["refresh_token"])
+
+
+async def test_after_login_the_grace_window_holds_and_reuse_revokes_the_customer_too(
+    bridge: Bridge,
+) -> None:
+    shop = await bridge.harness.shop("shopa")
+    first = await bridge.anonymous_login(shop)
+    login = await bridge.customer_login(shop, first["access_token"])
+    second = await refreshed(bridge, shop, refresh_token=first["refresh_token"])
+    bridge.harness.clock.advance(GRACE)
+    assert (await refreshed(bridge, shop, refresh_token=first["refresh_token"]))["sessionId"]
+    bridge.harness.clock.advance(1)
     response = await refresh(bridge, shop, refresh_token=first["refresh_token"])
     assert_problem(response, 400, "invalid_grant", "refresh_token")
+    for token in (
+        second["access_token"],
+        second["refresh_token"],
+        login["access_token"],
+        login["refresh_token"],
+        login["saas_token"],
+    ):
+        assert not await is_active(bridge, token)
+    session = await bridge.harness.core.store.get_session(first["sessionId"])
+    assert session is not None and session.revoked_at is not None
 
 
-async def test_both_refresh_token_and_anonymous_token_is_400(bridge: Bridge) -> None:
+async def test_both_refresh_token_and_anonymous_token_the_refresh_token_wins(
+    bridge: Bridge,
+) -> None:
+    """Both reference specs mark both parameters required, so generated clients send both."""
     shop = await bridge.harness.shop("shopa")
     first = await bridge.anonymous_login(shop)
-    response = await refresh(
+    other = await bridge.anonymous_login(shop)
+    body = await refreshed(
         bridge,
         shop,
         refresh_token=first["refresh_token"],
-        anonymous_token=first["access_token"],
+        anonymous_token=other["access_token"],
+    )
+    assert set(body) == LOGIN_FIELDS  # the refresh token's answer: a new refresh token
+    assert body["sessionId"] == first["sessionId"]
+    assert await is_active(bridge, body["refresh_token"])
+    assert await is_active(bridge, other["access_token"])
+    # The ignored value is still checked for its shape, as it would be alone.
+    response = await refresh(
+        bridge, shop, refresh_token=body["refresh_token"], anonymous_token="x" * 513
     )
     assert_problem(response, 400, "invalid_request", "anonymous_token")
-    # Neither credential was used up.
-    assert await is_active(bridge, first["refresh_token"])
-    assert (await refreshed(bridge, shop, refresh_token=first["refresh_token"]))["sessionId"]
+    assert (await refreshed(bridge, shop, refresh_token=body["refresh_token"]))["sessionId"]
 
 
 async def test_customer_refresh_token_is_not_exchanged_here(bridge: Bridge) -> None:

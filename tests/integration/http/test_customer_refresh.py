@@ -1,7 +1,10 @@
 """`GET /customer/{tenant}/refreshauthtoken` over the real bridge: new customer tokens (and SaaS
 token) on the same session with the deprecated twins, switching to one of the customer's legal
 entities (and not to a foreign one), and the bearer binding: an access token of the same session,
-anonymous or customer, expired or not, but never a revoked one or one of another session."""
+anonymous or customer, expired or not, but never a revoked one; or an active anonymous access
+token of the same tenant, of any session (the storefront SDK's bearer, also after a page reload),
+but never an expired or revoked one, one of another tenant, or a customer token of another
+session."""
 
 from __future__ import annotations
 
@@ -117,18 +120,100 @@ async def test_foreign_legal_entity_is_403_and_changes_nothing(bridge: Bridge) -
     assert body["session_id"] == login["session_id"]
 
 
-async def test_bearer_of_another_session_is_401(bridge: Bridge) -> None:
+async def test_customer_bearer_of_another_session_is_401(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("shopa")
     _, login = await logged_in(bridge, shop)
-    other_anonymous, other_login = await logged_in(bridge, shop)
-    for bearer in (other_login["access_token"], other_anonymous["access_token"]):
-        response = await refresh(bridge, "shopa", bearer, refreshToken=login["refresh_token"])
-        assert_problem(response, 401, "invalid_token", "Authorization")
-        assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
+    _, other_login = await logged_in(bridge, shop)
+    response = await refresh(
+        bridge, "shopa", other_login["access_token"], refreshToken=login["refresh_token"]
+    )
+    assert_problem(response, 401, "invalid_token", "Authorization")
+    assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
     # Refused before the exchange: the refresh token still works with the right bearer.
     assert (
         await refreshed(bridge, "shopa", login["access_token"], refreshToken=login["refresh_token"])
     )["session_id"] == login["session_id"]
+
+
+async def test_active_anonymous_bearer_of_another_session_is_accepted(bridge: Bridge) -> None:
+    """After a page reload the storefront SDK holds only the customer refresh token and a new
+    anonymous session; its anonymous access token is the bearer."""
+    shop = await bridge.harness.shop("shopa")
+    _, login = await logged_in(bridge, shop)
+    reloaded = await bridge.anonymous_login(shop)
+    assert reloaded["sessionId"] != login["session_id"]
+    body = await refreshed(
+        bridge, "shopa", reloaded["access_token"], refreshToken=login["refresh_token"]
+    )
+    assert body["session_id"] == login["session_id"]
+    assert body["saas_token"]
+    shown = await validate(bridge, "shopa", body["access_token"])
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["email"] == shop.email
+    # The bearer's session stays the anonymous one it was.
+    assert "email" not in (await validate(bridge, "shopa", reloaded["access_token"])).json()
+
+
+async def test_anonymous_bearer_of_another_tenant_is_403(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("shopa")
+    rival = await bridge.harness.shop("shopb")
+    _, login = await logged_in(bridge, shop)
+    foreign = await bridge.anonymous_login(rival)
+    response = await refresh(
+        bridge, "shopa", foreign["access_token"], refreshToken=login["refresh_token"]
+    )
+    assert_problem(response, 403, "access_denied", "Authorization")
+    assert (await bridge.harness.introspect(login["refresh_token"])).active
+
+
+async def test_revoked_or_expired_anonymous_bearer_of_another_session_is_401(
+    bridge: Bridge,
+) -> None:
+    shop = await bridge.harness.shop("shopa")
+    _, login = await logged_in(bridge, shop)
+    revoked = await bridge.anonymous_login(shop)
+    answer = await bridge.http.post(
+        "/oauth/revoke", data={"token": revoked["access_token"], "client_id": shop.storefront_id}
+    )
+    assert answer.status_code == 200, answer.text
+    expiring = await bridge.anonymous_login(shop)
+    bridge.harness.clock.advance(3600)  # the anonymous access token's lifetime
+    assert (await validate(bridge, "shopa", expiring["access_token"])).status_code == 401
+    for bearer in (revoked["access_token"], expiring["access_token"]):
+        response = await refresh(bridge, "shopa", bearer, refreshToken=login["refresh_token"])
+        assert_problem(response, 401, "invalid_token", "Authorization")
+        assert response.headers["www-authenticate"] == INVALID_TOKEN_CHALLENGE
+    live = await bridge.anonymous_login(shop)
+    assert (
+        await refreshed(bridge, "shopa", live["access_token"], refreshToken=login["refresh_token"])
+    )["session_id"] == login["session_id"]
+
+
+async def test_customer_refresh_token_reuse_revokes_the_anonymous_tokens_too(
+    bridge: Bridge,
+) -> None:
+    """Reuse detection is unchanged by the anonymous bearer: replaying a rotated customer
+    refresh token after the grace window ends the session, its anonymous refresh token too."""
+    shop = await bridge.harness.shop("shopa")
+    anonymous, login = await logged_in(bridge, shop)
+    reloaded = await bridge.anonymous_login(shop)
+    body = await refreshed(
+        bridge, "shopa", reloaded["access_token"], refreshToken=login["refresh_token"]
+    )
+    bridge.harness.clock.advance(10 + 1)  # Settings.refresh_grace_seconds, and a second
+    response = await refresh(
+        bridge, "shopa", reloaded["access_token"], refreshToken=login["refresh_token"]
+    )
+    assert_problem(response, 400, "invalid_grant", "refreshToken")
+    for token in (
+        body["access_token"],
+        body["refresh_token"],
+        anonymous["access_token"],
+        anonymous["refresh_token"],
+    ):
+        assert not (await bridge.harness.introspect(token)).active
+    # The bearer's own anonymous session is not the one revoked.
+    assert (await bridge.harness.introspect(reloaded["access_token"])).active
 
 
 async def test_service_token_or_refresh_token_as_bearer_is_401(bridge: Bridge) -> None:
