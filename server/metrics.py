@@ -120,6 +120,7 @@ ABUSE_EVENTS = (
     "login_address_locked",  # a failed login locked a client address
     "login_address_refused",  # a login refused because its client address was locked
     "anonymous_refused",  # an anonymous token refused by its client's quota
+    "refresh_token_reused",  # a rotated refresh token presented after its grace: session revoked
 )
 _abuse = dict.fromkeys(ABUSE_EVENTS, 0)
 # The HTTP bridge's connection limits (http_bridge/connection_limits.py), by event.
@@ -265,7 +266,8 @@ class ServiceCollector(Collector):
         abuse = CounterMetricFamily(
             "tokenservice_abuse_events",
             "Abuse controls: accounts and client addresses locked by failed customer logins, "
-            "logins refused while locked, anonymous tokens refused by a client's quota.",
+            "logins refused while locked, anonymous tokens refused by a client's quota, rotated "
+            "refresh tokens presented again after the grace window (their sessions revoked).",
             labels=["event"],
         )
         for event in ABUSE_EVENTS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 
-from server import validation
+from server import metrics, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant, InvalidRequest, InvalidToken
 from server.grants.common import is_live, minted, saas_token, session_client
@@ -149,6 +149,9 @@ async def _exchange(
         rotate=rotate,
     )
     if outcome is RefreshOutcome.REUSED:
+        # A stolen copy, or a storefront that keeps its first refresh token against a rotating
+        # client (README "Refresh-token rotation and legacy storefronts"): the operator's signal.
+        metrics.record_abuse("refresh_token_reused")
         raise InvalidGrant(REUSED_MESSAGE, field="refresh_token")
     if outcome is RefreshOutcome.INVALID:
         raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")

@@ -26,14 +26,31 @@ HEADING = "### Every HTTP route with curl"
 
 
 def readme_sh_blocks(heading: str) -> list[str]:
-    """The ```sh blocks of the README section under `heading` (up to the next heading of the
-    same or a higher level, down to `##`: a `# ` line is a shell comment)."""
+    """The ```sh blocks of the README section under `heading`."""
+    return [block for language, block in readme_blocks(heading) if language == "sh"]
+
+
+def readme_blocks(heading: str, *, within: str = "") -> list[tuple[str, str]]:
+    """(language, code) of every fenced block of the README section under `heading` (up to the
+    next heading of the same or a higher level, down to `##`: a `# ` line is a shell comment),
+    in order; with `within`, `heading` is looked for only inside that section."""
     text = (REPO_ROOT / "README.md").read_text()
+    if within:
+        text = _section(text, within)
+    section = _section(text, heading)
+    blocks = []
+    for part in section.split("\n```")[1::2]:
+        language, _, code = part.partition("\n")
+        blocks.append((language.strip(), code))
+    return blocks
+
+
+def _section(text: str, heading: str) -> str:
     section = text.split(f"\n{heading}\n", 1)[1]
     level = heading.split(" ", 1)[0]
     for depth in range(len(level), 1, -1):
         section = section.split(f"\n{'#' * depth} ", 1)[0]
-    return [block.split("```", 1)[0] for block in section.split("```sh\n")[1:]]
+    return section
 
 
 async def run_bash(script: str, env: dict[str, str]) -> tuple[int, str, str]:

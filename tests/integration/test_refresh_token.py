@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from server import metrics
 from tests.integration.conftest import Harness, Shop, error_field, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
@@ -56,11 +57,13 @@ async def test_rotated_token_works_within_grace_and_revokes_the_session_after(
     in_grace = await refresh_anonymous(harness, shop, first.refresh_token)
     assert in_grace.session_id == first.session_id
     harness.clock.advance(1)  # past the window: reuse detected
+    reused_before = metrics._abuse["refresh_token_reused"]
     await expect_error(
         refresh_anonymous(harness, shop, first.refresh_token),
         grpc.StatusCode.INVALID_ARGUMENT,
         "invalid_grant",
     )
+    assert metrics._abuse["refresh_token_reused"] == reused_before + 1  # the operator's signal
     for token in (second.access_token, second.refresh_token, in_grace.access_token):
         assert not (await harness.introspect(token)).active
     await expect_error(
