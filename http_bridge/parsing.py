@@ -118,8 +118,13 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def query_params(request: Request) -> Params:
-    return unique(request.query_params.multi_items())
+def query_params(request: Request, fields: Iterable[str]) -> Params:
+    """The route's `fields` from the query string, each at most once; other parameters (a
+    shop's tracking `utm_source`, repeated or not) are ignored, as in a body."""
+    known = frozenset(fields)
+    return unique(
+        (name, value) for name, value in request.query_params.multi_items() if name in known
+    )
 
 
 def unique(pairs: Iterable[tuple[str, str]]) -> Params:

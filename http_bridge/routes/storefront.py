@@ -18,8 +18,13 @@ from http_bridge.responses import answers_errors, no_store_json
 from server.errors import InvalidRequest, InvalidToken
 from tokenservice.v1 import token_service_pb2 as pb
 
-# The login body's fields; others (a storefront's "rememberMe", say) are ignored.
+# Each route's parameters; others (a storefront's "rememberMe", a tracking parameter) are ignored.
 LOGIN_FIELDS = ("email", "password")
+CONTEXT_FIELDS = ("currency", "siteCode", "language", "targetLocation")
+ANONYMOUS_LOGIN_FIELDS = ("tenant", "client_id", *CONTEXT_FIELDS)
+ANONYMOUS_REFRESH_FIELDS = (*ANONYMOUS_LOGIN_FIELDS, "refresh_token", "anonymous_token")
+CUSTOMER_REFRESH_QUERY = ("refreshToken", "legalEntityId")
+LOGOUT_QUERY = ("accessToken",)
 NOT_ACTIVE = "the token is not an active access token of this tenant"
 # The RefreshToken RPC's field names as this route's parameters, for details[].field.
 CUSTOMER_REFRESH_FIELDS = {
@@ -32,7 +37,7 @@ CUSTOMER_REFRESH_FIELDS = {
 @answers_errors
 async def anonymous_login(request: Request) -> Response:
     """GET /customerlogin/auth/anonymous/login: a new storefront session."""
-    query = query_params(request)
+    query = query_params(request, ANONYMOUS_LOGIN_FIELDS)
     grant = pb.AnonymousGrant(
         tenant=required(query, "tenant"),
         client_id=required(query, "client_id"),
@@ -45,7 +50,7 @@ async def anonymous_login(request: Request) -> Response:
 @answers_errors
 async def anonymous_refresh(request: Request) -> Response:
     """GET /customerlogin/auth/anonymous/refresh: a new access token, same sessionId."""
-    query = query_params(request)
+    query = query_params(request, ANONYMOUS_REFRESH_FIELDS)
     tenant, client_id = required(query, "tenant"), required(query, "client_id")
     refresh_token = query.get("refresh_token", "")
     anonymous_token = query.get("anonymous_token", "")
@@ -89,7 +94,7 @@ async def customer_refresh(request: Request) -> Response:
     """GET /customer/{tenant}/refreshauthtoken: a new customer access token (and SaaS token) on
     the same session, optionally switching the legal entity."""
     access_token = bearer_token(request)
-    query = query_params(request)
+    query = query_params(request, CUSTOMER_REFRESH_QUERY)
     try:
         issued = await bridge(request).backend.refresh_token(
             pb.RefreshTokenRequest(
@@ -135,7 +140,7 @@ async def validate(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """GET /customer/{tenant}/logout: revokes every token of the session; 204."""
     bearer = bearer_token(request)
-    query = query_params(request)
+    query = query_params(request, LOGOUT_QUERY)
     await bridge(request).backend.revoke_token(
         pb.RevokeTokenRequest(
             token=query.get("accessToken") or bearer,

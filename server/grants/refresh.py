@@ -77,6 +77,12 @@ async def refresh(
         # client_id marks the anonymous refresh; a customer token refreshes bound to its session.
         raise InvalidGrant("refresh_token is not an anonymous refresh token", field="refresh_token")
     if presented.kind is TokenKind.ANONYMOUS:
+        if not client_id and access_token:
+            # A customer refresh (refreshauthtoken) sent the anonymous refresh token.
+            raise InvalidGrant(
+                "refresh_token is an anonymous refresh token, not a customer's",
+                field="refresh_token",
+            )
         if not client_id:
             raise InvalidRequest("client_id is required to refresh an anonymous token")
         if legal_entity_id:

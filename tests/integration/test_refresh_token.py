@@ -317,7 +317,7 @@ async def test_anonymous_refresh_after_login_stays_anonymous_on_the_session(
     await expect_error(
         customer_refresh(harness, third.refresh_token, third.access_token),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "invalid_request",
+        "invalid_grant",
     )
     assert (await harness.introspect(third.refresh_token)).active
 

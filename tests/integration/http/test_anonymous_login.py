@@ -174,6 +174,15 @@ async def test_a_parameter_given_twice_is_400(bridge: Bridge) -> None:
     assert_problem(response, 400, "invalid_request", "tenant")
 
 
+async def test_parameters_it_does_not_define_are_ignored_even_repeated(bridge: Bridge) -> None:
+    """Lenient as the reference is: a shop's tracking parameters do not break the login."""
+    shop = await bridge.harness.shop("shopa")
+    params = [*params_of(shop).items(), ("utm_source", "a"), ("utm_source", "b"), ("x", "")]
+    response = await bridge.http.get(PATH, params=params)
+    assert response.status_code == 200, response.text
+    assert response.json()["sessionId"]
+
+
 async def test_refused_login_creates_no_usable_token(bridge: Bridge) -> None:
     """A refused login hands out nothing: the body has no token field at all."""
     shop = await bridge.harness.shop("shopa")

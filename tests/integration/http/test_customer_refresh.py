@@ -294,6 +294,19 @@ async def test_unknown_refresh_token_is_400_invalid_grant(bridge: Bridge) -> Non
     assert_problem(response, 400, "invalid_grant", "refreshToken")
 
 
+async def test_an_anonymous_refresh_token_is_400_invalid_grant(bridge: Bridge) -> None:
+    """The anonymous refresh token a storefront holds beside the customer's is no customer
+    refresh token: refused, saying which it is, and the session goes on."""
+    shop = await bridge.harness.shop("shopa")
+    anonymous, login = await logged_in(bridge, shop)
+    response = await refresh(
+        bridge, "shopa", login["access_token"], refreshToken=anonymous["refresh_token"]
+    )
+    assert_problem(response, 400, "invalid_grant", "refreshToken")
+    assert "anonymous refresh token" in response.json()["message"]
+    assert (await validate(bridge, "shopa", login["access_token"])).status_code == 200
+
+
 async def test_missing_bearer_is_401(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("shopa")
     _, login = await logged_in(bridge, shop)
