@@ -1,7 +1,7 @@
 """`tokenservice serve` (what `make run` starts) serves gRPC and the HTTP bridge from one process
 over one store: a token issued over HTTP introspects over gRPC and the other way round. On
-SIGTERM /readyz turns 503 at once, HTTP requests already being served complete, and the process
-exits 0 within the grace period."""
+SIGTERM /readyz turns 503 while the HTTP requests already being served are still held, those
+requests complete, and the process exits 0 within the grace period."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ async def until_in_flight(http: httpx.AsyncClient, count: int, within: float = 3
         if serving >= count:
             return
         assert time.monotonic() < deadline, f"only {serving:.0f} of {count} requests arrived"
+        await asyncio.sleep(0.02)
+
+
+async def until_not_ready(http: httpx.AsyncClient, within: float = 30) -> None:
+    """Waits until /readyz answers 503."""
+    deadline = time.monotonic() + within
+    while (ready := await http.get("/readyz")).status_code != 503:
+        assert ready.status_code == 200, ready.text
+        assert time.monotonic() < deadline, "/readyz never turned 503 after SIGTERM"
         await asyncio.sleep(0.02)
 
 
@@ -104,8 +113,10 @@ async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path)
                 await until_in_flight(http, BURST)
                 process.send_signal(signal.SIGTERM)
                 signalled_at = time.monotonic()
-                ready = await http.get("/readyz")
-                assert ready.status_code == 503, ready.text
+                # The signal is handled on the service's loop, so the first /readyz may still
+                # be answered before it: wait for the 503, which must come while every request
+                # of the burst is still held, whatever the machine's speed.
+                await until_not_ready(http)
                 assert not any(call.done() for call in burst)
                 release()
                 outcomes = await asyncio.wait_for(asyncio.gather(*burst), GRACE_SECONDS + 5)
