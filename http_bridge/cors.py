@@ -62,7 +62,7 @@ REFUSED = "this origin may not call this endpoint from a browser (CORS)"
 # Path prefixes of the browser-facing endpoints, and where each finds its tenant.
 TENANT_IN_PATH = "/customer/"
 TENANT_IN_QUERY = "/customerlogin/auth/anonymous/"
-NO_TENANT = ("/oauth/", "/.well-known/")
+NO_TENANT = ("/oauth/", "/oauth2/", "/.well-known/")
 TENANT_PARAMETER = "tenant"
 MAX_QUERY_FIELDS = 64
 

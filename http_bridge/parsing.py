@@ -79,7 +79,7 @@ def json_params(body: bytes, fields: frozenset[str]) -> Params:
     """A JSON object's `fields`, each a string (a null counts as absent); other members are
     ignored whatever they hold."""
     try:
-        document = json.loads(body, object_pairs_hook=_Members)
+        document = json.loads(body, object_pairs_hook=_Members, parse_int=_Integer)
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         raise InvalidRequest("the body is not valid JSON") from None
     if not isinstance(document, _Members):
@@ -94,12 +94,18 @@ def json_params(body: bytes, fields: frozenset[str]) -> Params:
         seen.add(name)
         if value is None:
             continue
-        if not isinstance(value, str):
+        if not isinstance(value, str) or isinstance(value, _Integer):
             raise InvalidRequest(f"{name} must be a string", field=name)
         if not _is_unicode(value):
             raise InvalidRequest(f"{name} is not valid Unicode", field=name)
         params[name] = value
     return params
+
+
+class _Integer(str):
+    """A JSON integer, kept as its digits: no route defines a number, and int() refuses more
+    than 4,300 digits (CVE-2020-10735), which would make an ignored field refuse the body. Not a
+    plain str, so a defined field holding a number is still refused as not a string."""
 
 
 class _Members(list[tuple[str, Any]]):

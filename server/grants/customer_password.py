@@ -140,10 +140,10 @@ async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int)
         or record.session_id is None
     ):
         raise InvalidToken(NOT_ANONYMOUS)
+    if record.tenant != tenant:  # before expiry: "refresh and retry" would not help here
+        raise AccessDenied("anonymous_token belongs to another tenant")
     if not is_live(record, now):
         raise refused_bearer(record, now, NOT_ANONYMOUS)  # expired: refresh it and retry
-    if record.tenant != tenant:
-        raise AccessDenied("anonymous_token belongs to another tenant")
     return record
 
 

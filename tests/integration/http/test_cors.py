@@ -132,8 +132,11 @@ async def test_each_tenant_admits_its_own_origins_and_the_process_wide_ones(
     doubled = "/customerlogin/auth/anonymous/refresh?tenant=shopa&tenant=shopb"
     assert_refused(await preflight(http, doubled, SHOP_ORIGIN, "GET"))
     # Endpoints without a tenant: the process-wide list only.
-    assert_refused(await preflight(http, "/oauth/revoke", SHOP_ORIGIN))
-    for path in ("/customer/shopa/login", "/customer/shopb/login", "/oauth/revoke"):
+    for path in ("/oauth/revoke", "/oauth2/token"):
+        assert_refused(await preflight(http, path, SHOP_ORIGIN))
+    everywhere = ("/customer/shopa/login", "/customer/shopb/login", "/oauth/revoke")
+    # /oauth2/token too: the metadata (which answers CORS) names it as the token endpoint.
+    for path in (*everywhere, "/oauth2/token"):
         assert_admitted(await preflight(http, path, EVERYWHERE), EVERYWHERE)
     jwks = await http.get("/.well-known/jwks.json", headers={"Origin": EVERYWHERE})
     assert jwks.status_code == 200

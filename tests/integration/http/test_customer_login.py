@@ -5,6 +5,7 @@ for a wrong password and an unknown email), missing or wrong bearer, other tenan
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -150,6 +151,18 @@ async def test_bearer_of_another_tenant_is_403(bridge: Bridge) -> None:
     assert_problem(response, 403, "access_denied")
 
 
+async def test_expired_bearer_of_another_tenant_is_403_not_expired(bridge: Bridge) -> None:
+    """ "Expired" tells a storefront to refresh and retry, which cannot help with a token of
+    another tenant: the tenant is checked first."""
+    shop = await bridge.harness.shop("shopa")
+    other = await bridge.harness.shop("shopb")
+    foreign = (await bridge.anonymous_login(other))["access_token"]
+    bridge.harness.clock.advance(3600 + 1)
+    response = await login(bridge, "shopa", foreign, credentials(shop))
+    assert_problem(response, 403, "access_denied")
+    assert "fault" not in response.json()
+
+
 async def test_customer_or_service_token_as_bearer_is_401(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("shopa")
     customer = await bridge.customer_login(shop)
@@ -233,6 +246,19 @@ async def test_unknown_fields_of_any_type_are_ignored(
     response = await login(bridge, "shopa", anonymous, {**credentials(shop), **extra})
     assert response.status_code == 200, response.text
     assert response.json()["session_id"]
+
+
+async def test_an_ignored_integer_of_any_length_is_ignored(bridge: Bridge) -> None:
+    """Python's int() refuses more than 4,300 digits; an ignored field never reaches it."""
+    shop = await bridge.harness.shop("shopa")
+    anonymous = (await bridge.anonymous_login(shop))["access_token"]
+    body = json.dumps(credentials(shop))[:-1] + ', "attempt": ' + "7" * 5000 + "}"
+    response = await bridge.http.post(
+        "/customer/shopa/login",
+        content=body,
+        headers={"Authorization": f"Bearer {anonymous}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("value", [12345678, True, {"p": "w"}, ["pw"]])
