@@ -80,10 +80,6 @@ class Series:
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.total_seconds = 0.0
 
-    def observe(self, seconds: float) -> None:
-        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.total_seconds += seconds
-
     def cumulative(self) -> list[tuple[str, float]]:
         running = 0
         out = []

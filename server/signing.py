@@ -16,7 +16,6 @@ import hmac
 import json
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -250,7 +249,3 @@ def jwks_of(records: Sequence[SigningKeyRecord]) -> dict[str, Any]:
             if record.status in (KeyStatus.ACTIVE, KeyStatus.VERIFYING)
         ]
     }
-
-
-def new_jti() -> str:
-    return str(uuid.uuid4())

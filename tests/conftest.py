@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.settings import Settings
 from tests import outside_tools, postgres
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
@@ -16,11 +15,6 @@ FAST_ARGON2_ENV = {
     "TOKENSERVICE_ARGON2_PARALLELISM": "1",
 }
 TEST_SECRET = b"test-secret-key-of-at-least-32-bytes!!"
-
-
-@pytest.fixture
-def fast_settings() -> Settings:
-    return Settings(**FAST_ARGON2)  # type: ignore[arg-type]
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

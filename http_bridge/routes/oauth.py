@@ -26,6 +26,8 @@ from tokenservice.v1 import token_service_pb2 as pb
 CLIENT_CREDENTIALS = "client_credentials"
 # The body fields each endpoint defines; any other is ignored (http_bridge/parsing.py).
 TOKEN_FIELDS = ("grant_type", "client_id", "client_secret", "scope")
+# token_type_hint is accepted and has no effect: one digest lookup finds a token of any type,
+# and RFC 7009 section 2.1 / RFC 7662 section 2.1 let a server ignore the hint.
 TOKEN_USE_FIELDS = ("token", "token_type_hint", "client_id", "client_secret")
 KIND_NAMES = {
     pb.TOKEN_KIND_ANONYMOUS: "anonymous",

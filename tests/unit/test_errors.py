@@ -4,11 +4,15 @@ interceptor's rich status carries the OAuth code as ErrorInfo.reason."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+import http_bridge
+import server
 from server import errors
 from server.grants.common import refused_bearer
 from server.interceptors import status_of
@@ -35,7 +39,24 @@ EXPECTED = {
 
 
 def test_the_table_covers_every_error() -> None:
+    """ALL_ERRORS registers itself (TokenServiceError.__init_subclass__): a new error class
+    fails here until its OAuth code, HTTP status and gRPC code are written into EXPECTED."""
     assert set(EXPECTED) == set(errors.ALL_ERRORS)
+
+
+def test_every_error_class_anywhere_is_in_the_table() -> None:
+    """An error class defined outside server/errors.py, after ALL_ERRORS was taken, would be
+    answered as a 500 by the bridge's table: every subclass in the code base is in it."""
+    for package in (server, http_bridge):
+        for module in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            if not module.name.endswith(".__main__"):  # runs the CLI
+                importlib.import_module(module.name)
+
+    def subclasses(base: type[errors.TokenServiceError]) -> set[type[errors.TokenServiceError]]:
+        found = set(base.__subclasses__())
+        return found.union(*(subclasses(child) for child in found))
+
+    assert subclasses(errors.TokenServiceError) == set(errors.ALL_ERRORS)
 
 
 @pytest.mark.parametrize("error_class", errors.ALL_ERRORS)
