@@ -20,7 +20,7 @@ from __future__ import annotations
 from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidRequest, InvalidToken
-from server.grants.common import is_live, refused_bearer
+from server.grants.common import is_live, refused_bearer, stored_token
 from server.model import INACTIVE, ClientCredentials, Introspection
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.store.records import TokenKind, TokenUse
@@ -95,9 +95,8 @@ async def _bearer_refusal(core: Core, token: str, tenant: str) -> InvalidToken:
     ran out? A SaaS token is never an access token, so never "expired"."""
     if saas_verifier.looks_like_jwt(token):
         return InvalidToken(NOT_ACTIVE)
-    view = await core.store.find_token(core.digests.token(token))
-    record = view.token if view is not None else None
-    if record is None or record.use is not TokenUse.ACCESS or record.tenant != tenant:
+    record = await stored_token(core, token, TokenUse.ACCESS)
+    if record is None or record.tenant != tenant:
         return InvalidToken(NOT_ACTIVE)
     return refused_bearer(record, core.now(), NOT_ACTIVE)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
-from server.grants.common import is_live, refused_bearer
+from server.grants.common import is_live, refused_bearer, stored_token
 from server.model import ClientCredentials, Revocation
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
@@ -67,9 +67,8 @@ async def _bearer(core: Core, bearer_token: str, tenant: str, now: int) -> Token
     """The logout's authorisation: an active access token of `tenant`."""
     validation.token(bearer_token, "bearer_token")
     validation.tenant(tenant)
-    view = await core.store.find_token(core.digests.token(bearer_token))
-    record = view.token if view is not None else None
-    if record is None or record.use is not TokenUse.ACCESS or record.tenant != tenant:
+    record = await stored_token(core, bearer_token, TokenUse.ACCESS)
+    if record is None or record.tenant != tenant:
         raise InvalidToken(NOT_ACTIVE_BEARER)
     if not is_live(record, now):
         raise refused_bearer(record, now, NOT_ACTIVE_BEARER)

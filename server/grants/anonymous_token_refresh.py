@@ -17,7 +17,7 @@ from __future__ import annotations
 from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant
-from server.grants.common import minted, session_client
+from server.grants.common import minted, session_client, stored_token
 from server.model import IssuedTokens
 from server.store.records import SessionContext, SessionUpdate, TokenKind, TokenUse
 
@@ -35,16 +35,12 @@ async def refresh(
     validation.identifier(client_id, "client_id")
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
-    digest = core.digests.token(anonymous_token)
-    view = await core.store.find_token(digest)
-    presented = view.token if view is not None else None
-    if (
-        presented is None
-        or presented.kind is not TokenKind.ANONYMOUS
-        or presented.use is not TokenUse.ACCESS
-        or presented.session_id is None
-    ):
+    presented = await stored_token(
+        core, anonymous_token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
+    )
+    if presented is None:
         raise InvalidGrant(INVALID_MESSAGE, field="anonymous_token")
+    assert presented.session_id is not None  # stored_token(in_session=True)
     if presented.tenant != tenant:
         raise AccessDenied("anonymous_token belongs to another tenant", field="anonymous_token")
     if presented.client_id != client_id:
@@ -63,7 +59,7 @@ async def refresh(
     )
     update = SessionUpdate(updated_at=now, context=context or SessionContext())
     continued = await core.store.continue_anonymous_session(
-        digest,
+        presented.digest,
         presented.session_id,
         [record],
         update,

@@ -119,6 +119,27 @@ def is_live(token: TokenRecord, now: int) -> bool:
     return token.revoked_at is None and token.rotated_at is None and token.expires_at > now
 
 
+async def stored_token(
+    core: Core,
+    token: str,
+    use: TokenUse,
+    *,
+    kind: Kind | None = None,
+    in_session: bool = False,
+) -> TokenRecord | None:
+    """The stored record of a presented `token` when it has this use (and `kind`, and a session
+    when `in_session`), else None: the first check of every presented token. Liveness and
+    tenant stay with each caller, which answers them in its own words (a customer refresh takes
+    an expired bearer of its session; a login refuses one)."""
+    view = await core.store.find_token(core.digests.token(token))
+    record = view.token if view is not None else None
+    if record is None or record.use is not use:
+        return None
+    if (kind is not None and record.kind is not kind) or (in_session and record.session_id is None):
+        return None
+    return record
+
+
 def refused_bearer(token: TokenRecord, now: int, description: str) -> InvalidToken:
     """The error for a bearer token that is of the kind, use and tenant the call needs but not
     live: ExpiredToken when it has only run out of time, InvalidToken when it was revoked or

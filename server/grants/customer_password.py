@@ -33,6 +33,7 @@ from server.grants.common import (
     saas_token,
     scope_string,
     session_client,
+    stored_token,
 )
 from server.model import IssuedTokens
 from server.store.records import LoginFailures, TokenKind, TokenRecord, TokenUse
@@ -131,14 +132,10 @@ async def issue(
 
 
 async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
-    view = await core.store.find_token(core.digests.token(token))
-    record = view.token if view is not None else None
-    if (
-        record is None
-        or record.use is not TokenUse.ACCESS
-        or record.kind is not TokenKind.ANONYMOUS
-        or record.session_id is None
-    ):
+    record = await stored_token(
+        core, token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
+    )
+    if record is None:
         raise InvalidToken(NOT_ANONYMOUS)
     if record.tenant != tenant:  # before expiry: "refresh and retry" would not help here
         raise AccessDenied("anonymous_token belongs to another tenant")

@@ -19,7 +19,7 @@ import functools
 from server import metrics, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant, InvalidRequest, InvalidToken
-from server.grants.common import is_live, minted, saas_token, session_client
+from server.grants.common import is_live, minted, saas_token, session_client, stored_token
 from server.model import IssuedTokens
 from server.store.records import (
     CustomerRecord,
@@ -64,10 +64,8 @@ async def refresh(
     if superseded_anonymous_token:
         validation.token(superseded_anonymous_token, "anonymous_token")
     now = core.now()
-    digest = core.digests.token(refresh_token)
-    view = await core.store.find_token(digest)
-    presented = view.token if view is not None else None
-    if presented is None or presented.use is not TokenUse.REFRESH or presented.session_id is None:
+    presented = await stored_token(core, refresh_token, TokenUse.REFRESH, in_session=True)
+    if presented is None:
         raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")
     if presented.tenant != tenant:
         raise AccessDenied("refresh_token belongs to another tenant", field="refresh_token")
@@ -227,8 +225,7 @@ async def _check_same_session(core: Core, access_token: str, presented: TokenRec
 
 async def _bearer_record(core: Core, access_token: str) -> TokenRecord:
     """The stored access token a bearer names, unless unknown, not an access token, or revoked."""
-    view = await core.store.find_token(core.digests.token(access_token))
-    record = view.token if view is not None else None
-    if record is None or record.use is not TokenUse.ACCESS or record.revoked_at is not None:
+    record = await stored_token(core, access_token, TokenUse.ACCESS)
+    if record is None or record.revoked_at is not None:
         raise InvalidToken("the access token is unknown or revoked", field="access_token")
     return record
