@@ -11,7 +11,12 @@ from __future__ import annotations
 from server import metrics, validation
 from server.core import Core
 from server.errors import RateLimited
-from server.grants.common import minted_pair, new_session_id, storefront_client
+from server.grants.common import (
+    minted_pair,
+    new_session_id,
+    session_lifetimes,
+    storefront_client,
+)
 from server.model import IssuedTokens
 from server.store.records import SessionContext, SessionRecord, TokenKind
 
@@ -28,12 +33,10 @@ async def issue(
     if wait > 0:
         metrics.record_abuse("anonymous_refused")
         raise RateLimited(QUOTA_EXCEEDED, field="client_id", retry_after=wait)
-    settings = core.settings
     now = core.now()
     session_id = new_session_id()
     scope = f"tenant={tenant}"
-    access_ttl = client.access_token_ttl or settings.anonymous_access_ttl
-    refresh_ttl = client.refresh_token_ttl or settings.anonymous_refresh_ttl
+    access_ttl, refresh_ttl = session_lifetimes(core, client, TokenKind.ANONYMOUS)
     access_token, access, refresh_token, refresh = minted_pair(
         core,
         kind=TokenKind.ANONYMOUS,

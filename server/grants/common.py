@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from server.core import Core
@@ -87,36 +88,38 @@ def minted_pair(
 ) -> tuple[str, TokenRecord, str, TokenRecord]:
     """An access token and a refresh token of one session: (access, its record, refresh, its
     record)."""
-    access_token, access = minted(
+    mint = functools.partial(
+        minted,
         core,
         kind=kind,
-        use=TokenUse.ACCESS,
         client=client,
         scope=scope,
         now=now,
-        ttl=ttls[0],
         session_id=session_id,
         customer_id=customer_id,
         legal_entity_id=legal_entity_id,
     )
-    refresh_token, refresh = minted(
-        core,
-        kind=kind,
-        use=TokenUse.REFRESH,
-        client=client,
-        scope=scope,
-        now=now,
-        ttl=ttls[1],
-        session_id=session_id,
-        customer_id=customer_id,
-        legal_entity_id=legal_entity_id,
-    )
+    access_token, access = mint(use=TokenUse.ACCESS, ttl=ttls[0])
+    refresh_token, refresh = mint(use=TokenUse.REFRESH, ttl=ttls[1])
     return access_token, access, refresh_token, refresh
 
 
 def is_live(token: TokenRecord, now: int) -> bool:
     """Not revoked, not expired, not superseded by a rotation."""
     return token.revoked_at is None and token.rotated_at is None and token.expires_at > now
+
+
+def session_lifetimes(core: Core, client: ClientRecord, kind: Kind) -> tuple[int, int]:
+    """(access, refresh) token lifetimes of a session token of `kind`: the client's own, else
+    the service's defaults for anonymous or customer tokens."""
+    settings = core.settings
+    customer = kind is Kind.CUSTOMER
+    access_default = settings.customer_access_ttl if customer else settings.anonymous_access_ttl
+    refresh_default = settings.customer_refresh_ttl if customer else settings.anonymous_refresh_ttl
+    return (
+        client.access_token_ttl or access_default,
+        client.refresh_token_ttl or refresh_default,
+    )
 
 
 async def stored_token(

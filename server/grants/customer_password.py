@@ -33,10 +33,11 @@ from server.grants.common import (
     saas_token,
     scope_string,
     session_client,
+    session_lifetimes,
     stored_token,
 )
 from server.model import IssuedTokens
-from server.store.records import LoginFailures, TokenKind, TokenRecord, TokenUse
+from server.store.records import CustomerRecord, LoginFailures, TokenKind, TokenRecord, TokenUse
 
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"
@@ -59,8 +60,16 @@ async def issue(
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
     anonymous = await _anonymous_access_token(core, anonymous_token, tenant, now)
-    addresses = core.abuse.addresses
-    wait = addresses.locked_for(client_address, now)
+    customer = await _verified_customer(core, tenant, email, password, client_address, now)
+    return await _continue_as_customer(core, anonymous, customer, now)
+
+
+async def _verified_customer(
+    core: Core, tenant: str, email: str, password: str, client_address: str, now: int
+) -> CustomerRecord:
+    """The customer whose password this is, or the refusal: a throttled address is told to
+    wait; a wrong password and a locked account answer alike, after the same argon2 work."""
+    wait = core.abuse.addresses.locked_for(client_address, now)
     if wait > 0:
         metrics.record_abuse("login_address_refused")
         raise RateLimited(ADDRESS_THROTTLED, retry_after=wait)
@@ -82,19 +91,23 @@ async def issue(
     core.passwords.rehash_if_outdated(customer, password)
     if stored is not None:
         await core.store.clear_login_failures(tenant, subject)
+    return customer
+
+
+async def _continue_as_customer(
+    core: Core, anonymous: TokenRecord, customer: CustomerRecord, now: int
+) -> IssuedTokens:
+    """The customer's tokens on the anonymous session, saved with the session's new owner in
+    one store transaction."""
     assert anonymous.session_id is not None
     client = await session_client(core, anonymous.client_id)
-    settings = core.settings
-    ttls = (
-        client.access_token_ttl or settings.customer_access_ttl,
-        client.refresh_token_ttl or settings.customer_refresh_ttl,
-    )
+    ttls = session_lifetimes(core, client, TokenKind.CUSTOMER)
     legal_entity_id = customer.legal_entity_ids[0] if len(customer.legal_entity_ids) == 1 else None
     access_token, access, refresh_token, refresh = minted_pair(
         core,
         kind=TokenKind.CUSTOMER,
         client=client,
-        scope=scope_string(customer.scopes, tenant),
+        scope=scope_string(customer.scopes, customer.tenant),
         now=now,
         ttls=ttls,
         session_id=anonymous.session_id,
@@ -104,7 +117,7 @@ async def issue(
     jwt = await saas_token(
         core,
         customer_id=customer.id,
-        tenant=tenant,
+        tenant=customer.tenant,
         session_id=anonymous.session_id,
         now=now,
         ttl=ttls[0],
@@ -115,7 +128,7 @@ async def issue(
         legal_entity_id,
         now,
         [access, refresh],
-        revoke_anonymous_refresh=settings.strict_customer_sessions,
+        revoke_anonymous_refresh=core.settings.strict_customer_sessions,
     )
     if not started:
         raise InvalidGrant("this session is closed or belongs to another customer")

@@ -14,14 +14,23 @@ detection). Clients with rotation disabled keep their first refresh token.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from server import metrics, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant, InvalidRequest, InvalidToken
-from server.grants.common import is_live, minted, saas_token, session_client, stored_token
+from server.grants.common import (
+    is_live,
+    minted,
+    saas_token,
+    session_client,
+    session_lifetimes,
+    stored_token,
+)
 from server.model import IssuedTokens
 from server.store.records import (
+    ClientRecord,
     CustomerRecord,
     RefreshOutcome,
     SessionContext,
@@ -64,6 +73,24 @@ async def refresh(
     if superseded_anonymous_token:
         validation.token(superseded_anonymous_token, "anonymous_token")
     now = core.now()
+    presented = await _presented(
+        core, tenant, refresh_token, client_id, legal_entity_id, access_token
+    )
+    return await _exchange(
+        core, presented, refresh_token, now, legal_entity_id or None, context or SessionContext()
+    )
+
+
+async def _presented(
+    core: Core,
+    tenant: str,
+    refresh_token: str,
+    client_id: str,
+    legal_entity_id: str,
+    access_token: str,
+) -> TokenRecord:
+    """The refresh token's record, once the call may exchange it: the anonymous refresh names
+    its client; the customer refresh brings a bearer and may name one of its legal entities."""
     presented = await stored_token(core, refresh_token, TokenUse.REFRESH, in_session=True)
     if presented is None:
         raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")
@@ -74,25 +101,30 @@ async def refresh(
     if client_id and presented.kind is not TokenKind.ANONYMOUS:
         # client_id marks the anonymous refresh; a customer token refreshes bound to its session.
         raise InvalidGrant("refresh_token is not an anonymous refresh token", field="refresh_token")
-    if presented.kind is TokenKind.ANONYMOUS:
-        if not client_id and access_token:
-            # A customer refresh (refreshauthtoken) sent the anonymous refresh token.
-            raise InvalidGrant(
-                "refresh_token is an anonymous refresh token, not a customer's",
-                field="refresh_token",
-            )
-        if not client_id:
-            raise InvalidRequest("client_id is required to refresh an anonymous token")
-        if legal_entity_id:
-            raise InvalidRequest("legal_entity_id applies only to customer tokens")
-        if access_token:
-            await _check_same_session(core, access_token, presented)
-    else:
+    if presented.kind is not TokenKind.ANONYMOUS:
         await _check_customer_bearer(core, access_token, presented)
         await _check_legal_entity(core, presented, legal_entity_id)
-    return await _exchange(
-        core, presented, refresh_token, now, legal_entity_id or None, context or SessionContext()
-    )
+        return presented
+    if not client_id and access_token:
+        # A customer refresh (refreshauthtoken) sent the anonymous refresh token.
+        raise InvalidGrant(
+            "refresh_token is an anonymous refresh token, not a customer's", field="refresh_token"
+        )
+    if not client_id:
+        raise InvalidRequest("client_id is required to refresh an anonymous token")
+    if legal_entity_id:
+        raise InvalidRequest("legal_entity_id applies only to customer tokens")
+    if access_token:
+        await _check_same_session(core, access_token, presented)
+    return presented
+
+
+@dataclasses.dataclass(frozen=True)
+class _Minted:
+    """What a refresh hands out, and the records the store saves for it."""
+
+    issued: IssuedTokens
+    records: list[TokenRecord]
 
 
 async def _exchange(
@@ -103,53 +135,19 @@ async def _exchange(
     legal_entity_id: str | None,
     context: SessionContext,
 ) -> IssuedTokens:
+    """Mints the new tokens, then lets the store decide, atomically, whether the presented
+    refresh token may still be exchanged (RefreshOutcome)."""
     assert presented.session_id is not None
     client = await session_client(core, presented.client_id)
-    settings = core.settings
-    customer = presented.kind is TokenKind.CUSTOMER
-    access_ttl = client.access_token_ttl or (
-        settings.customer_access_ttl if customer else settings.anonymous_access_ttl
-    )
-    refresh_ttl = client.refresh_token_ttl or (
-        settings.customer_refresh_ttl if customer else settings.anonymous_refresh_ttl
-    )
     rotate = not client.refresh_rotation_disabled
-    entity = legal_entity_id or presented.legal_entity_id
-    mint = functools.partial(
-        minted,
-        core,
-        kind=presented.kind,
-        client=client,
-        scope=presented.scope,
-        now=now,
-        session_id=presented.session_id,
-        customer_id=presented.customer_id,
-        legal_entity_id=entity,
-    )
-    new_access, access_record = mint(use=TokenUse.ACCESS, ttl=access_ttl)
-    records = [access_record]
-    new_refresh, refresh_expires_in = refresh_token, presented.expires_at - now
-    if rotate:
-        new_refresh, refresh_record = mint(use=TokenUse.REFRESH, ttl=refresh_ttl)
-        records.append(refresh_record)
-        refresh_expires_in = refresh_ttl
-    jwt = ""
-    if customer and presented.customer_id is not None:
-        jwt = await saas_token(
-            core,
-            customer_id=presented.customer_id,
-            tenant=presented.tenant,
-            session_id=presented.session_id,
-            now=now,
-            ttl=access_ttl,
-        )
+    minted_now = await _mint(core, client, presented, refresh_token, now, legal_entity_id, rotate)
     outcome = await core.store.refresh(
         presented.digest,
         presented.session_id,
-        records,
+        minted_now.records,
         SessionUpdate(updated_at=now, context=context, legal_entity_id=legal_entity_id),
         now=now,
-        grace_seconds=settings.refresh_grace_seconds,
+        grace_seconds=core.settings.refresh_grace_seconds,
         rotate=rotate,
     )
     if outcome is RefreshOutcome.REUSED:
@@ -159,7 +157,51 @@ async def _exchange(
         raise InvalidGrant(REUSED_MESSAGE, field="refresh_token")
     if outcome is RefreshOutcome.INVALID:
         raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")
-    return IssuedTokens(
+    return minted_now.issued
+
+
+async def _mint(
+    core: Core,
+    client: ClientRecord,
+    presented: TokenRecord,
+    refresh_token: str,
+    now: int,
+    legal_entity_id: str | None,
+    rotate: bool,
+) -> _Minted:
+    """A new access token (and SaaS token for a customer) on the presented token's session; a
+    new refresh token when the client rotates, else the presented one again."""
+    assert presented.session_id is not None
+    access_ttl, refresh_ttl = session_lifetimes(core, client, presented.kind)
+    mint = functools.partial(
+        minted,
+        core,
+        kind=presented.kind,
+        client=client,
+        scope=presented.scope,
+        now=now,
+        session_id=presented.session_id,
+        customer_id=presented.customer_id,
+        legal_entity_id=legal_entity_id or presented.legal_entity_id,
+    )
+    new_access, access_record = mint(use=TokenUse.ACCESS, ttl=access_ttl)
+    records = [access_record]
+    new_refresh, refresh_expires_in = refresh_token, presented.expires_at - now
+    if rotate:
+        new_refresh, refresh_record = mint(use=TokenUse.REFRESH, ttl=refresh_ttl)
+        records.append(refresh_record)
+        refresh_expires_in = refresh_ttl
+    jwt = ""
+    if presented.kind is TokenKind.CUSTOMER and presented.customer_id is not None:
+        jwt = await saas_token(
+            core,
+            customer_id=presented.customer_id,
+            tenant=presented.tenant,
+            session_id=presented.session_id,
+            now=now,
+            ttl=access_ttl,
+        )
+    issued = IssuedTokens(
         kind=presented.kind,
         access_token=new_access,
         expires_in=access_ttl,
@@ -169,6 +211,7 @@ async def _exchange(
         session_id=presented.session_id,
         saas_token=jwt,
     )
+    return _Minted(issued, records)
 
 
 async def _check_legal_entity(core: Core, presented: TokenRecord, legal_entity_id: str) -> None:
