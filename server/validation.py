@@ -97,9 +97,9 @@ def session_context(
     """Optional storefront fields; empty means not given."""
     fields = {
         "currency": currency,
-        "siteCode": site_code,
+        "site_code": site_code,
         "language": language,
-        "targetLocation": target_location,
+        "target_location": target_location,
     }
     for name, value in fields.items():
         bounded(value, name, MAX_CURRENCY if name == "currency" else MAX_CONTEXT_FIELD)

@@ -5,7 +5,9 @@ names, deprecated camelCase twins included."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +23,8 @@ from tokenservice.v1 import token_service_pb2 as pb
 # Each route's parameters; others (a storefront's "rememberMe", a tracking parameter) are ignored.
 LOGIN_FIELDS = ("email", "password")
 CONTEXT_FIELDS = ("currency", "siteCode", "language", "targetLocation")
+# The SessionContext fields whose parameter names differ.
+CONTEXT_PARAMETERS = {"site_code": "siteCode", "target_location": "targetLocation"}
 ANONYMOUS_LOGIN_FIELDS = ("tenant", "client_id", *CONTEXT_FIELDS)
 ANONYMOUS_REFRESH_FIELDS = (*ANONYMOUS_LOGIN_FIELDS, "refresh_token", "anonymous_token")
 CUSTOMER_REFRESH_QUERY = ("refreshToken", "legalEntityId")
@@ -43,7 +47,8 @@ async def anonymous_login(request: Request) -> Response:
         client_id=required(query, "client_id"),
         context=session_context(query),
     )
-    issued = await bridge(request).backend.issue_token(pb.IssueTokenRequest(anonymous=grant))
+    with context_parameter_names():
+        issued = await bridge(request).backend.issue_token(pb.IssueTokenRequest(anonymous=grant))
     return no_store_json(anonymous_body(issued))
 
 
@@ -56,15 +61,16 @@ async def anonymous_refresh(request: Request) -> Response:
     anonymous_token = query.get("anonymous_token", "")
     if not refresh_token and not anonymous_token:
         raise InvalidRequest("refresh_token is required", field="refresh_token")
-    issued = await bridge(request).backend.refresh_token(
-        pb.RefreshTokenRequest(
-            tenant=tenant,
-            client_id=client_id,
-            refresh_token=refresh_token,
-            anonymous_token=anonymous_token,
-            context=session_context(query),
+    with context_parameter_names():
+        issued = await bridge(request).backend.refresh_token(
+            pb.RefreshTokenRequest(
+                tenant=tenant,
+                client_id=client_id,
+                refresh_token=refresh_token,
+                anonymous_token=anonymous_token,
+                context=session_context(query),
+            )
         )
-    )
     return no_store_json(anonymous_body(issued))
 
 
@@ -150,6 +156,21 @@ async def logout(request: Request) -> Response:
         )
     )
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+@contextlib.contextmanager
+def context_parameter_names() -> Iterator[None]:
+    """A refused session-context field is named as these routes' parameter (`siteCode`), not
+    as the RPC's field (`site_code`): in details[].field and in the message, which starts with
+    the field's name."""
+    try:
+        yield
+    except RpcFailure as failure:
+        name = CONTEXT_PARAMETERS.get(failure.field)
+        if name is None:
+            raise
+        message = failure.message.removeprefix(failure.field)
+        raise dataclasses.replace(failure, field=name, message=name + message) from None
 
 
 def session_context(query: Params) -> pb.SessionContext:
