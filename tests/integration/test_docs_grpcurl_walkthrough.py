@@ -1,7 +1,7 @@
 """docs/walkthrough.md's "Walkthrough with grpcurl" works as written: its blocks, in order, run
-with bash and the real grpcurl against `tokenservice serve` with the demo tenant, as a newcomer would
-after `make run` (only the port and the path of the virtualenv are adapted). Every grpcurl call
-that fails exits non-zero, which fails the script."""
+with bash and the real grpcurl against `tokenservice serve` with the demo tenant, as a newcomer
+would after `make run` (only the port and the path of the virtualenv are adapted). Every grpcurl
+call that fails exits non-zero, which fails the script."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""docs/operations.md's "Several replicas with PostgreSQL" block works as written: run with bash, the
-real createdb and curl, two `tokenservice serve` processes on one fresh database. Adapted only
-where a test must: the database name and server, free ports, the virtualenv's path, and no
-`make install` (the suite runs in it already)."""
+"""docs/operations.md's "Several replicas with PostgreSQL" block works as written: run with
+bash, the real createdb and curl, two `tokenservice serve` processes on one fresh database.
+Adapted only where a test must: the database name and server, free ports, the virtualenv's path,
+and no `make install` (the suite runs in it already)."""
 
 from __future__ import annotations
 
