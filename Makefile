@@ -14,7 +14,7 @@ help:
 	@echo "make soak   the reliability suite at full size (minutes; prints its numbers)"
 	@echo "make bench  throughput and latency against no-op ceilings (h2load; writes bench/results.md)"
 	@echo "make proto  regenerate gen/ from protos/"
-	@echo "make fmt    ruff format + ruff check --fix"
+	@echo "make fmt    ruff check --fix, then ruff format"
 	@echo "make lint   ruff (lint + format check)"
 	@echo "make lock   regenerate constraints.txt from pyproject.toml (commit both)"
 	@echo "make hooks  install the pre-commit hooks (ruff, ruff format, mypy)"
