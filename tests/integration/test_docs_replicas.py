@@ -1,7 +1,7 @@
-"""The README's "Several replicas with PostgreSQL" block works as written: run with bash, the
-real createdb and curl, two `tokenservice serve` processes on one fresh database. Adapted only
-where a test must: the database name and server, free ports, the virtualenv's path, and no
-`make install` (the suite runs in it already)."""
+"""docs/operations.md's "Several replicas with PostgreSQL" block works as written: run with
+bash, the real createdb and curl, two `tokenservice serve` processes on one fresh database.
+Adapted only where a test must: the database name and server, free ports, the virtualenv's path,
+and no `make install` (the suite runs in it already)."""
 
 from __future__ import annotations
 
@@ -16,41 +16,42 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.doc_blocks import doc_sh_blocks
 from tests.integration.test_shutdown import free_port
 from tests.postgres import SERVER_URL, PostgresServer, with_database
 
 pytestmark = pytest.mark.postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT = "docs/operations.md"
 HEADING = "## Several replicas with PostgreSQL"
-README_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/tokens"
-README_CREATEDB = "createdb -h 127.0.0.1 -U postgres tokens"
+DOCUMENTED_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/tokens"
+DOCUMENTED_CREATEDB = "createdb -h 127.0.0.1 -U postgres tokens"
 
 
-def readme_replicas_block() -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    after = text.split(HEADING, 1)[1]
-    return after.split("```sh\n", 1)[1].split("```", 1)[0]
+def replicas_block() -> str:
+    """The section's first ```sh block: the two replicas, step by step."""
+    return doc_sh_blocks(DOCUMENT, HEADING)[0]
 
 
 def adapted(script: str, database: str, ports: dict[str, int]) -> str:
     """The block with this test's database, ports and virtualenv; every replaced text must be
-    there, so that the README cannot drift away from what is tested."""
+    there, so that the document cannot drift away from what is tested."""
     server = make_url(SERVER_URL)
     replacements = {
         "make install": "true",
-        README_CREATEDB: (
+        DOCUMENTED_CREATEDB: (
             f"createdb -h {server.host or '127.0.0.1'} -p {server.port or 5432} "
             f"-U {server.username or 'postgres'} {database}"
         ),
-        README_URL: with_database(SERVER_URL, database),
+        DOCUMENTED_URL: with_database(SERVER_URL, database),
         ".venv/bin/": f"{Path(sys.executable).parent}/",
-        **{f"0.0.0.0:{readme}": f"127.0.0.1:{port}" for readme, port in ports.items()},
+        **{f"0.0.0.0:{documented}": f"127.0.0.1:{port}" for documented, port in ports.items()},
         **{f"localhost:{http}": f"127.0.0.1:{ports[http]}" for http in (8080, 8081)},
     }
-    for readme_text, ours in replacements.items():
-        assert readme_text in script, f"the README block no longer has {readme_text!r}"
-        script = script.replace(readme_text, ours)
+    for documented, ours in replacements.items():
+        assert documented in script, f"the {DOCUMENT} block no longer has {documented!r}"
+        script = script.replace(documented, ours)
     return script
 
 
@@ -58,10 +59,10 @@ def adapted(script: str, database: str, ports: dict[str, int]) -> str:
     shutil.which("curl") is None or shutil.which("createdb") is None,
     reason="curl or createdb is not installed",
 )
-async def test_readme_two_replicas_walkthrough_runs(postgres_server: PostgresServer) -> None:
-    database = f"{postgres_server.prefix}_readme"
-    ports = {readme: free_port() for readme in (50051, 50052, 8080, 8081)}
-    script = adapted(readme_replicas_block(), database, ports)
+async def test_the_two_replicas_walkthrough_runs(postgres_server: PostgresServer) -> None:
+    database = f"{postgres_server.prefix}_docs_replicas"
+    ports = {documented: free_port() for documented in (50051, 50052, 8080, 8081)}
+    script = adapted(replicas_block(), database, ports)
     env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENSERVICE")}
     shell = await asyncio.create_subprocess_exec(
         "bash",

@@ -1,5 +1,5 @@
-"""The README's "Every HTTP route with curl" block works as written: it is run with bash and the
-real curl against `tokenservice serve` with the demo tenant, as a newcomer would after
+"""docs/walkthrough.md's "Every HTTP route with curl" block works as written: it is run with bash
+and the real curl against `tokenservice serve` with the demo tenant, as a newcomer would after
 `make run` (only the port and the path of the virtualenv are adapted)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.doc_blocks import doc_sh_blocks
 from tests.integration.test_shutdown import (
     free_port,
     service_env,
@@ -22,35 +23,8 @@ from tests.integration.test_shutdown import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HEADING = "### Every HTTP route with curl"
-
-
-def readme_sh_blocks(heading: str) -> list[str]:
-    """The ```sh blocks of the README section under `heading`."""
-    return [block for language, block in readme_blocks(heading) if language == "sh"]
-
-
-def readme_blocks(heading: str, *, within: str = "") -> list[tuple[str, str]]:
-    """(language, code) of every fenced block of the README section under `heading` (up to the
-    next heading of the same or a higher level, down to `##`: a `# ` line is a shell comment),
-    in order; with `within`, `heading` is looked for only inside that section."""
-    text = (REPO_ROOT / "README.md").read_text()
-    if within:
-        text = _section(text, within)
-    section = _section(text, heading)
-    blocks = []
-    for part in section.split("\n```")[1::2]:
-        language, _, code = part.partition("\n")
-        blocks.append((language.strip(), code))
-    return blocks
-
-
-def _section(text: str, heading: str) -> str:
-    section = text.split(f"\n{heading}\n", 1)[1]
-    level = heading.split(" ", 1)[0]
-    for depth in range(len(level), 1, -1):
-        section = section.split(f"\n{'#' * depth} ", 1)[0]
-    return section
+DOCUMENT = "docs/walkthrough.md"
+HEADING = "## Every HTTP route with curl"
 
 
 async def run_bash(script: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -86,9 +60,9 @@ async def run_beside_demo_server(
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-async def test_readme_curl_walkthrough_runs(tmp_path: Path) -> None:
+async def test_the_curl_walkthrough_runs(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
-    script = readme_sh_blocks(HEADING)[0]
+    script = doc_sh_blocks(DOCUMENT, HEADING)[0]
     assert "localhost:8080" in script and ".venv/bin/" in script
     script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
     script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")

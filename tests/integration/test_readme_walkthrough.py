@@ -1,0 +1,40 @@
+"""The README's first walkthrough works as written: run with bash and the real curl against
+`tokenservice serve` with the demo tenant, as a newcomer would after `make run` (only the port
+and the path of the virtualenv are adapted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.doc_blocks import doc_sh_blocks
+from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
+from tests.integration.test_shutdown import free_port
+
+DOCUMENT = "README.md"
+HEADING = "## A first walkthrough: a visitor, a customer, a back end"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
+    grpc_port, http_port = free_port(), free_port()
+    (script,) = doc_sh_blocks(DOCUMENT, HEADING)
+    assert "localhost:8080" in script and ".venv/bin/" in script
+    script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    out = await run_beside_demo_server(
+        script, tmp_path, grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}"
+    )
+    anonymous, validated, service, logout = out.splitlines()
+    anonymous_answer, validated_answer = json.loads(anonymous), json.loads(validated)
+    assert set(anonymous_answer) >= {"access_token", "refresh_token", "sessionId"}, out
+    # The customer's session continues the visitor's.
+    assert validated_answer["sessionId"] == anonymous_answer["sessionId"], out
+    assert validated_answer["email"], out
+    service_answer = json.loads(service)
+    assert service_answer["access_token"] and "catalog.read" in service_answer["scope"], out
+    assert logout == "204", out
