@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from server import admin, demo, janitor
+from launcher import demo
+from server import admin, janitor
 from server.core import Core
 from server.errors import TokenServiceError
 from server.secret_key import SecretKeyError
@@ -242,7 +243,7 @@ def _add_janitor(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from server import workers
+    from launcher import workers
 
     if args.worker_index is not None:
         asyncio.run(workers.run_worker(settings, args.worker_index))
@@ -253,7 +254,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except workers.CannotRunWorkers as exc:
         return _fail(str(exc))
     if count == 1:
-        from server.app import serve
+        from launcher.serve import serve
 
         asyncio.run(serve(settings))
         return 0
@@ -261,7 +262,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
-    from http_bridge.standalone import run_bridge
+    from launcher.standalone_bridge import run_bridge
 
     if args.http_addr:
         settings = dataclasses.replace(settings, http_addr=args.http_addr)
