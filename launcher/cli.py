@@ -5,44 +5,30 @@ Provisioning works directly on the database named by TOKENSERVICE_DATABASE_URL (
 first), so it works before any server runs and beside a running one. `--json` prints one JSON
 object for scripts. Expected failures print `error: <what is wrong>` and exit 2, never a
 traceback.
+
+This module is the parser, the dispatch and the two serving commands. The provisioning commands
+live in launcher/provisioning.py and are imported only when one of them runs, and the exceptions
+of modules a command may not load (SQLAlchemy's, the secret key's) are recognised only once one
+arrives: `tokenservice bridge` loads none of the store (tests/unit/test_package_graph.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-from launcher import demo
-from server import admin, janitor
-from server.core import Core
+from server import janitor
 from server.errors import TokenServiceError
-from server.secret_key import SecretKeyError
 from server.settings import Settings
-from server.store.records import (
-    ClientRecord,
-    CustomerRecord,
-    SigningKeyRecord,
-    TenantRecord,
-)
 
-T = TypeVar("T")
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class DatabaseDriverMissing(RuntimeError):
-    """TOKENSERVICE_DATABASE_URL names a database whose driver is not installed."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,14 +38,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         handler: Handler = args.handler
         return handler(args, settings)
-    except (TokenServiceError, SecretKeyError) as exc:
-        return _fail(exc.description if isinstance(exc, TokenServiceError) else str(exc))
-    except ArgumentError:
-        return _fail("TOKENSERVICE_DATABASE_URL is not a valid database URL")
-    except (DatabaseDriverMissing, OSError) as exc:
-        return _fail(str(exc))  # a missing driver, an unwritable key file, a busy port, ...
+    except TokenServiceError as exc:
+        return _fail(exc.description)
+    except OSError as exc:
+        return _fail(str(exc))  # an unwritable key file, a busy port, ...
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        message = expected_failure(exc)
+        if message is None:
+            raise
+        return _fail(message)
+
+
+def expected_failure(exc: Exception) -> str | None:
+    """The one-line message for a failure the command expects (a bad secret key, an invalid
+    database URL, a missing database driver); None for anything else. The modules defining
+    these are imported here, once a failure arrives, not when the command starts."""
+    from sqlalchemy.exc import ArgumentError
+
+    from launcher.provisioning import DatabaseDriverMissing
+    from server.secret_key import SecretKeyError
+
+    if isinstance(exc, ArgumentError):
+        return "TOKENSERVICE_DATABASE_URL is not a valid database URL"
+    if isinstance(exc, SecretKeyError | DatabaseDriverMissing):
+        return str(exc)
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,21 +129,36 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
 
 def _add_db(commands: Any) -> None:
     group = _group(commands, "db", "database schema")
-    _command(group, "upgrade", "apply the schema migrations (idempotent)", cmd_db_upgrade)
+    _command(
+        group,
+        "upgrade",
+        "apply the schema migrations (idempotent)",
+        provisioning_command("cmd_db_upgrade"),
+    )
 
 
 def _add_tenant(commands: Any) -> None:
     group = _group(commands, "tenant", "tenants")
-    create = _command(group, "create", "create a tenant", cmd_tenant_create, json_output=True)
+    create = _command(
+        group,
+        "create",
+        "create a tenant",
+        provisioning_command("cmd_tenant_create"),
+        json_output=True,
+    )
     create.add_argument("name", metavar="NAME", help="3-16 lowercase letters or digits")
-    _command(group, "list", "list the tenants", cmd_tenant_list, json_output=True)
-    show = _command(group, "show", "show a tenant", cmd_tenant_show, json_output=True)
+    _command(
+        group, "list", "list the tenants", provisioning_command("cmd_tenant_list"), json_output=True
+    )
+    show = _command(
+        group, "show", "show a tenant", provisioning_command("cmd_tenant_show"), json_output=True
+    )
     show.add_argument("name", metavar="NAME")
     origins = _command(
         group,
         "set-origins",
         "replace the browser origins allowed to call the tenant's storefront endpoints (CORS)",
-        cmd_tenant_set_origins,
+        provisioning_command("cmd_tenant_set_origins"),
         json_output=True,
     )
     origins.add_argument("name", metavar="NAME")
@@ -156,7 +176,7 @@ def _add_client(commands: Any) -> None:
         group,
         "create",
         "create a client (a service client's secret is printed this once)",
-        cmd_client_create,
+        provisioning_command("cmd_client_create"),
         json_output=True,
     )
     create.add_argument("--tenant", required=True)
@@ -173,13 +193,25 @@ def _add_client(commands: Any) -> None:
         action="store_true",
         help="keep the first refresh token valid (legacy storefront clients)",
     )
-    listing = _command(group, "list", "list a tenant's clients", cmd_client_list, json_output=True)
+    listing = _command(
+        group,
+        "list",
+        "list a tenant's clients",
+        provisioning_command("cmd_client_list"),
+        json_output=True,
+    )
     listing.add_argument("--tenant", required=True)
 
 
 def _add_customer(commands: Any) -> None:
     group = _group(commands, "customer", "customers")
-    create = _command(group, "create", "create a customer", cmd_customer_create, json_output=True)
+    create = _command(
+        group,
+        "create",
+        "create a customer",
+        provisioning_command("cmd_customer_create"),
+        json_output=True,
+    )
     create.add_argument("--tenant", required=True)
     create.add_argument("--email", required=True)
     create.add_argument(
@@ -206,9 +238,27 @@ def _add_customer(commands: Any) -> None:
 
 def _add_keys(commands: Any) -> None:
     group = _group(commands, "keys", "SaaS token signing keys")
-    _command(group, "rotate", "make a new key the active one", cmd_keys_rotate, json_output=True)
-    _command(group, "list", "list the signing keys", cmd_keys_list, json_output=True)
-    retire = _command(group, "retire", "retire a verifying key", cmd_keys_retire, json_output=True)
+    _command(
+        group,
+        "rotate",
+        "make a new key the active one",
+        provisioning_command("cmd_keys_rotate"),
+        json_output=True,
+    )
+    _command(
+        group,
+        "list",
+        "list the signing keys",
+        provisioning_command("cmd_keys_list"),
+        json_output=True,
+    )
+    retire = _command(
+        group,
+        "retire",
+        "retire a verifying key",
+        provisioning_command("cmd_keys_retire"),
+        json_output=True,
+    )
     retire.add_argument("kid", metavar="KID")
 
 
@@ -218,7 +268,7 @@ def _add_demo(commands: Any) -> None:
         group,
         "env",
         'print the demo credentials as shell exports: eval "$(tokenservice demo env)"',
-        cmd_demo_env,
+        provisioning_command("cmd_demo_env"),
     )
 
 
@@ -227,7 +277,7 @@ def _add_janitor(commands: Any) -> None:
         commands,
         "janitor",
         "delete expired tokens and dead sessions once (`serve` also does it periodically)",
-        cmd_janitor,
+        provisioning_command("cmd_janitor"),
         json_output=True,
     )
     sweep.add_argument(
@@ -270,212 +320,19 @@ def cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from server.store.migrate import upgrade
+def provisioning_command(name: str) -> Handler:
+    """The command `name` of launcher/provisioning.py, imported only when it runs."""
 
-    url = settings.database_url
-    with _database_driver():
-        asyncio.run(upgrade(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms))
-    print(f"database is at the newest schema: {make_url(url).render_as_string()}")
-    return 0
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from launcher import provisioning
 
+        handler: Handler = getattr(provisioning, name)
+        return handler(args, settings)
 
-def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _with_core(settings, lambda core: admin.create_tenant(core, args.name))
-    return _emit(args, tenant_json(tenant), f"created tenant {tenant.name}")
-
-
-def cmd_tenant_list(args: argparse.Namespace, settings: Settings) -> int:
-    tenants = _with_core(settings, admin.list_tenants)
-    lines = [tenant.name for tenant in tenants]
-    return _emit(args, {"tenants": [tenant_json(tenant) for tenant in tenants]}, *lines)
-
-
-def cmd_tenant_show(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _with_core(settings, lambda core: admin.get_tenant(core, args.name))
-    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
-
-
-def cmd_tenant_set_origins(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _with_core(
-        settings, lambda core: admin.set_allowed_origins(core, args.name, args.origins)
-    )
-    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
-
-
-def tenant_lines(tenant: TenantRecord) -> list[str]:
-    return [tenant.name, f"allowed origins: {' '.join(tenant.allowed_origins) or '-'}"]
-
-
-def cmd_client_create(args: argparse.Namespace, settings: Settings) -> int:
-    client, secret = _with_core(
-        settings,
-        lambda core: admin.create_client(
-            core,
-            args.tenant,
-            admin.client_kind(args.kind),
-            args.scopes.split(),
-            name=args.name,
-            client_id=args.client_id,
-            access_token_ttl=args.access_ttl,
-            refresh_token_ttl=args.refresh_ttl,
-            refresh_rotation_disabled=args.no_refresh_rotation,
-        ),
-    )
-    result = client_json(client)
-    lines = [f"created {client.kind} client {client.client_id} in tenant {client.tenant}"]
-    if secret is not None:
-        result["client_secret"] = secret
-        lines.append(f"client_secret: {secret}")
-        lines.append("(shown only this once: only a keyed digest of it is stored)")
-    return _emit(args, result, *lines)
-
-
-def cmd_client_list(args: argparse.Namespace, settings: Settings) -> int:
-    clients = _with_core(settings, lambda core: admin.list_clients(core, args.tenant))
-    lines = [
-        f"{c.client_id}  {c.kind}  {' '.join(c.scopes) or '-'}  {c.name}".rstrip() for c in clients
-    ]
-    return _emit(args, {"clients": [client_json(client) for client in clients]}, *lines)
-
-
-def cmd_customer_create(args: argparse.Namespace, settings: Settings) -> int:
-    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    customer = _with_core(
-        settings,
-        lambda core: admin.create_customer(
-            core,
-            args.tenant,
-            args.email,
-            password,
-            args.scopes.split(),
-            args.legal_entities,
-        ),
-    )
-    line = f"created customer {customer.email} ({customer.id}) in tenant {customer.tenant}"
-    return _emit(args, customer_json(customer), line)
-
-
-def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    key = _with_core(settings, admin.rotate_signing_key)
-    delay = settings.signing_key_activation_seconds
-    return _emit(
-        args,
-        signing_key_json(key),
-        f"new active signing key {key.kid}: published in the JWKS now, signing in {delay} s",
-    )
-
-
-def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    keys = _with_core(settings, admin.list_signing_keys)
-    lines = [f"{key.kid}  {key.algorithm}  {key.status}" for key in keys]
-    return _emit(args, {"keys": [signing_key_json(key) for key in keys]}, *lines)
-
-
-def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
-    key = _with_core(settings, lambda core: admin.retire_signing_key(core, args.kid))
-    return _emit(args, signing_key_json(key), f"retired signing key {key.kid}")
-
-
-def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
-    report = _with_core(settings, lambda core: janitor.sweep(core, batch_size=args.batch_size))
-    result = {"tokens_removed": report.tokens_removed, "sessions_removed": report.sessions_removed}
-    line = f"removed {report.tokens_removed} tokens and {report.sessions_removed} sessions"
-    return _emit(args, result, line)
-
-
-def cmd_demo_env(args: argparse.Namespace, settings: Settings) -> int:
-    sys.stdout.write(demo.env_lines(demo.load_credentials(settings)))
-    return 0
-
-
-# --- plumbing -------------------------------------------------------------------------------
-
-
-def _with_core(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
-    """Opens (and migrates) the store as `serve` does, refusing a secret that is not the
-    database's (server/startup.py), runs `operation` on a core over it, closes the store."""
-    return asyncio.run(_run(settings, operation))
-
-
-async def _run(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
-    from server.startup import open_core
-
-    with _database_driver():
-        core = await open_core(settings)
-    try:
-        return await operation(core)
-    finally:
-        await core.store.close()
-
-
-@contextlib.contextmanager
-def _database_driver() -> Iterator[None]:
-    """Turns a missing database driver into a one-line error."""
-    try:
-        yield
-    except (ModuleNotFoundError, NoSuchModuleError) as exc:
-        raise DatabaseDriverMissing(
-            f"the database driver for TOKENSERVICE_DATABASE_URL is not installed ({exc})"
-        ) from None
-
-
-def _emit(args: argparse.Namespace, result: dict[str, Any], *lines: str) -> int:
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        for line in lines:
-            print(line)
-    return 0
+    run.__qualname__ = run.__name__ = name
+    return run
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_ERROR
-
-
-def tenant_json(record: TenantRecord) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "created_at": record.created_at,
-        "allowed_origins": list(record.allowed_origins),
-    }
-
-
-def client_json(record: ClientRecord) -> dict[str, Any]:
-    """Everything but the secret digest."""
-    return {
-        "client_id": record.client_id,
-        "tenant": record.tenant,
-        "kind": str(record.kind),
-        "name": record.name,
-        "scopes": list(record.scopes),
-        "access_token_ttl": record.access_token_ttl,
-        "refresh_token_ttl": record.refresh_token_ttl,
-        "refresh_rotation_disabled": record.refresh_rotation_disabled,
-        "created_at": record.created_at,
-    }
-
-
-def customer_json(record: CustomerRecord) -> dict[str, Any]:
-    """Everything but the password hash."""
-    return {
-        "id": record.id,
-        "tenant": record.tenant,
-        "email": record.email,
-        "scopes": list(record.scopes),
-        "legal_entity_ids": list(record.legal_entity_ids),
-        "created_at": record.created_at,
-    }
-
-
-def signing_key_json(record: SigningKeyRecord) -> dict[str, Any]:
-    """The public half only."""
-    return {
-        "kid": record.kid,
-        "algorithm": record.algorithm,
-        "status": str(record.status),
-        "created_at": record.created_at,
-        "retired_at": record.retired_at,
-        "public_jwk": json.loads(record.public_jwk),
-    }
