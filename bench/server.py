@@ -32,10 +32,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from http_bridge.app import build_app
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
+from launcher.in_process import InProcessBackend
+from launcher.serve import prepare_store, serve_core
 from server import admin
-from server.app import prepare_store, serve_core
 from server.settings import Settings
 from server.startup import open_core
 from server.store.records import ClientKind

@@ -1,7 +1,8 @@
 """What the bridge needs from the token service: the TokenService RPCs and a readiness check.
 
-Two implementations: `in_process.InProcessBackend` calls the servicer in the same process (no
-network hop), `channel.ChannelBackend` calls a remote server over a grpc.aio channel. Both
+Two implementations: `launcher.in_process.InProcessBackend` calls the servicer in the same
+process (no network hop; it lives with the launcher because it needs the whole core), and
+`channel.ChannelBackend` calls a remote server over a grpc.aio channel. Both
 report a failed call the same way, as an `RpcFailure` carrying the gRPC status code and the
 `google.rpc.ErrorInfo` reason, so the HTTP mapping is one table whatever the transport.
 """

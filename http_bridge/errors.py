@@ -16,8 +16,7 @@ import grpc
 from starlette.requests import ClientDisconnect
 
 from http_bridge.backend import RpcFailure
-from http_bridge.in_process import failure_of
-from server.errors import ALL_ERRORS, Fault, InvalidToken, TokenServiceError
+from server.errors import ALL_ERRORS, Fault, InvalidToken, RateLimited, TokenServiceError
 
 REALM = 'realm="tokenservice"'
 
@@ -70,6 +69,18 @@ class HttpProblem(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
         self.problem = problem
+
+
+def failure_of(error: TokenServiceError) -> RpcFailure:
+    """The RpcFailure a gRPC client would see for this domain error."""
+    return RpcFailure(
+        code=error.grpc_code,
+        reason=error.error,
+        message=error.description,
+        field=error.field or "",
+        retry_after=error.retry_after if isinstance(error, RateLimited) else None,
+        cause=error.cause,
+    )
 
 
 def problem_of(failure: RpcFailure) -> Problem:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from server.core import Core
 from server.errors import StoreUnavailable
 from server.store.records import PurgeReport
+
+if TYPE_CHECKING:  # the `tokenservice` parser reads DEFAULT_BATCH_SIZE without the core
+    from server.core import Core
 
 log = logging.getLogger("tokenservice.janitor")
 

@@ -30,8 +30,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from http_bridge.app import build_app
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
+from launcher.in_process import InProcessBackend
 from tests.integration.conftest import Harness, error_reason
 from tests.integration.test_shutdown import (
     free_port,

@@ -35,6 +35,7 @@ TENANT = "standalone"
 EMAIL = "ann@standalone.example"
 PASSWORD = "a long enough password for ann"
 STOP_WITHIN_SECONDS = 10
+HEAVY_LIBRARIES = ("sqlalchemy", "alembic", "argon2")  # what a bridge with no database never needs
 
 
 class Processes:
@@ -460,3 +461,48 @@ async def test_the_standalone_bridge_applies_the_http_limits_from_its_settings(
     finally:
         await stop_process(bridge)
     assert "open-file limit" in text_of(processes.bridge_logs / "stderr.txt")
+
+
+async def test_tokenservice_bridge_loads_no_database_or_password_library(tmp_path: Path) -> None:
+    """The real `tokenservice bridge` process, from its start through answering requests to its
+    exit on SIGTERM, with Python listing every module it imports (PYTHONPROFILEIMPORTTIME): no
+    SQLAlchemy, Alembic or argon2, since every decision is the gRPC server's (none listens here:
+    the answers are the 503s of a server that cannot be reached)."""
+    http_port = free_port()
+    env = service_env(
+        tmp_path / "absent" / "never.db",
+        free_port(),
+        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2",
+        PYTHONPROFILEIMPORTTIME="1",
+    )
+    processes = Processes(tmp_path)
+    grpc_target = f"127.0.0.1:{free_port()}"  # nobody listens there
+    bridge = await start_bridge(env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert bridge.returncode is None, f"the bridge exited early:\n{processes.output()}"
+                try:
+                    live = await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, f"not listening:\n{processes.output()}"
+                    await asyncio.sleep(0.1)
+            ok(live, processes)
+            ok(await http.get("/readyz"), processes, 503)
+            login = await http.get(
+                "/customerlogin/auth/anonymous/login",
+                params={"tenant": TENANT, "client_id": "any-client", "currency": "EUR"},
+            )
+            assert ok(login, processes, 503)["type"] == "temporarily_unavailable"
+        assert await terminate(bridge, processes) == 0, processes.output()
+    finally:
+        await stop_process(bridge)
+    profile = text_of(processes.bridge_logs / "stderr.txt").splitlines()
+    imported = {
+        line.rpartition("|")[2].strip() for line in profile if line.startswith("import time:")
+    }
+    assert {"http_bridge.app", "http_bridge.channel", "launcher.standalone_bridge"} <= imported
+    heavy = sorted(name for name in imported if name.split(".")[0] in HEAVY_LIBRARIES)
+    assert heavy == [], f"tokenservice bridge imported {heavy}"

@@ -20,8 +20,8 @@ from google.rpc import error_details_pb2, status_pb2
 from http_bridge.app import build_app
 from http_bridge.backend import TokenBackend
 from http_bridge.channel import ChannelBackend
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import start_http
+from launcher.in_process import InProcessBackend
 from server import admin, metrics
 from server.app import start_server
 from server.core import build_core

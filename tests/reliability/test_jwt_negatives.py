@@ -37,8 +37,8 @@ from jwt.algorithms import ECAlgorithm
 
 from http_bridge.app import build_app
 from http_bridge.channel import ChannelBackend
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
+from launcher.in_process import InProcessBackend
 from server import admin, saas_verifier
 from server.saas_verifier import SaasTokenRejected
 from server.store.records import KeyStatus

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from server import admin, demo
+from launcher import demo
+from server import admin
 from server.core import Core, build_core
 from server.grants import client_credentials
 from server.settings import Settings

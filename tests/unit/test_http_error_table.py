@@ -11,12 +11,12 @@ from http_bridge.errors import (
     FAULTS,
     HTTP_STATUS,
     customer_body,
+    failure_of,
     oauth_body,
     problem_of,
     problem_of_exception,
     response_headers,
 )
-from http_bridge.in_process import failure_of
 from server import errors
 from server.errors import ALL_ERRORS, RateLimited, ServerError, TokenServiceError
 from tests.unit.test_errors import EXPECTED

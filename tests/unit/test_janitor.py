@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from server import cli, janitor
+from launcher import cli
+from server import janitor
 from server.clock import ManualClock
 from server.core import Core, build_core
 from server.errors import StoreUnavailable

@@ -19,8 +19,8 @@ import pytest
 from http_bridge.app import build_app
 from http_bridge.backend import TokenBackend
 from http_bridge.channel import ChannelBackend
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, bind, start_http
+from launcher.in_process import InProcessBackend
 from tests.integration.conftest import Harness, Shop
 
 

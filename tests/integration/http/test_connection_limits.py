@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from http_bridge.app import build_app
 from http_bridge.connection_limits import HttpLimits, LimitedHttpToolsProtocol
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import RunningHttp, start_http
+from launcher.in_process import InProcessBackend
 from server.settings import Settings
 from tests.integration.conftest import Harness
 from tests.integration.raw_http import WITHIN, parse, read_response, read_to_eof

@@ -21,8 +21,8 @@ from http_bridge.access_log import AccessLog
 from http_bridge.app import build_app, context_of
 from http_bridge.backend import TokenBackend
 from http_bridge.channel import ChannelBackend
-from http_bridge.in_process import InProcessBackend
 from http_bridge.server import start_http
+from launcher.in_process import InProcessBackend
 from server import admin
 from server.settings import Settings
 from tests.integration.conftest import Harness

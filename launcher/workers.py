@@ -3,7 +3,7 @@ ports (SO_REUSEPORT: the kernel spreads new connections over them), on one Postg
 
 The parent (the supervisor) checks that it can run (PostgreSQL, fixed free ports), migrates the
 database and creates the first signing key once, then starts the workers as fresh processes
-(`python -m server serve --worker-index K`, the parent's environment): no process with gRPC or
+(`python -m launcher serve --worker-index K`, the parent's environment): no process with gRPC or
 an event loop running is ever forked. A worker opens the store without migrating and serves
 exactly as a single `tokenservice serve` process does, its log lines tagged `[worker K]`.
 
@@ -34,7 +34,8 @@ import signal
 import sys
 
 from http_bridge.server import bind
-from server.app import configure_logging, prepare_store, serve_core
+from launcher.process import configure_logging
+from launcher.serve import prepare_store, serve_core
 from server.settings import Settings
 from server.startup import open_core
 
@@ -209,12 +210,12 @@ def describe_exit(code: int) -> str:
 
 
 async def start_worker(index: int) -> Worker:
-    """`python -m server serve --worker-index INDEX`, a fresh interpreter with the parent's
+    """`python -m launcher serve --worker-index INDEX`, a fresh interpreter with the parent's
     environment, stdout and stderr; its stdin is the lifeline pipe."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server",
+        "launcher",
         "serve",
         "--worker-index",
         str(index),

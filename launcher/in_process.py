@@ -1,6 +1,9 @@
-"""The bridge calling the TokenService handlers in the same process: no network hop, the same
-servicer code the gRPC server runs, and domain errors turned into the same (code, reason) the
-gRPC error interceptor would send."""
+"""The bridge's backend inside `tokenservice serve`: the TokenService handlers called in the same
+process, with no network hop, the same servicer code the gRPC server runs, and domain errors
+turned into the same (code, reason) the gRPC error interceptor would send
+(http_bridge/errors.py's `failure_of`). It lives here, not in http_bridge/, because it is the
+one piece of the bridge that needs the whole core (store, passwords, keys): the bridge itself
+reaches the core only through a TokenBackend, so the standalone bridge loads none of it."""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ from typing import Any, TypeVar, cast
 
 import grpc
 
-from http_bridge.backend import RpcFailure
+from http_bridge.errors import failure_of
 from server.core import Core
-from server.errors import RateLimited, ServerError, TokenServiceError
+from server.errors import ServerError, TokenServiceError
 from server.servicer import TokenServicer
 from tokenservice.v1 import token_service_pb2 as pb
 
@@ -41,18 +44,6 @@ class CallerContext:
 
 def caller_context(client_address: str) -> grpc.aio.ServicerContext:
     return cast(grpc.aio.ServicerContext, CallerContext(client_address))
-
-
-def failure_of(error: TokenServiceError) -> RpcFailure:
-    """The RpcFailure a gRPC client would see for this domain error."""
-    return RpcFailure(
-        code=error.grpc_code,
-        reason=error.error,
-        message=error.description,
-        field=error.field or "",
-        retry_after=error.retry_after if isinstance(error, RateLimited) else None,
-        cause=error.cause,
-    )
 
 
 class InProcessBackend:

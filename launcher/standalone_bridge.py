@@ -1,6 +1,8 @@
 """`tokenservice bridge --grpc-target HOST:PORT`: the HTTP bridge alone, in front of a remote
 TokenService, calling it through a grpc.aio channel. It needs no database and no secret: every
-decision is the gRPC server's."""
+decision is the gRPC server's. This module's one job is starting it; it imports only the bridge
+and the light parts of the core (settings, errors), so that it loads no SQLAlchemy, Alembic or
+argon2 (tests/unit/test_package_graph.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,13 @@ import logging
 from http_bridge.app import build_app, context_of
 from http_bridge.channel import ChannelBackend
 from http_bridge.server import limits_within_budget, start_http
+from launcher.process import configure_logging, wait_for_shutdown_signal
 from server.settings import Settings
 
 log = logging.getLogger("tokenservice")
 
 
 async def run_bridge(settings: Settings, grpc_target: str) -> None:
-    from server.app import configure_logging, wait_for_shutdown_signal
-
     configure_logging(settings)
     limits, _ = limits_within_budget(settings, grpc_connections=0, database_connections=0)
     backend = ChannelBackend(grpc_target)

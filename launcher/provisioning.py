@@ -1,0 +1,243 @@
+"""The provisioning commands of `tokenservice` (db, tenant, client, customer, keys, janitor,
+demo env): each opens the database named by TOKENSERVICE_DATABASE_URL as `serve` does
+(migrating it first), runs one operation of server/admin.py or server/janitor.py, and prints
+the result, or one JSON object with `--json` (`demo env` only reads the demo credentials file).
+Apart from launcher/cli.py, which imports this module only when one of these commands runs, so
+that `tokenservice bridge` and `serve` do not load what only provisioning needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError
+
+from launcher import demo
+from server import admin, janitor
+from server.core import Core
+from server.settings import Settings
+from server.store.records import (
+    ClientRecord,
+    CustomerRecord,
+    SigningKeyRecord,
+    TenantRecord,
+)
+
+T = TypeVar("T")
+
+
+class DatabaseDriverMissing(RuntimeError):
+    """TOKENSERVICE_DATABASE_URL names a database whose driver is not installed."""
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from server.store.migrate import upgrade
+
+    url = settings.database_url
+    with _database_driver():
+        asyncio.run(upgrade(url, busy_timeout_ms=settings.sqlite_busy_timeout_ms))
+    print(f"database is at the newest schema: {make_url(url).render_as_string()}")
+    return 0
+
+
+def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _with_core(settings, lambda core: admin.create_tenant(core, args.name))
+    return _emit(args, tenant_json(tenant), f"created tenant {tenant.name}")
+
+
+def cmd_tenant_list(args: argparse.Namespace, settings: Settings) -> int:
+    tenants = _with_core(settings, admin.list_tenants)
+    lines = [tenant.name for tenant in tenants]
+    return _emit(args, {"tenants": [tenant_json(tenant) for tenant in tenants]}, *lines)
+
+
+def cmd_tenant_show(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _with_core(settings, lambda core: admin.get_tenant(core, args.name))
+    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
+
+
+def cmd_tenant_set_origins(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _with_core(
+        settings, lambda core: admin.set_allowed_origins(core, args.name, args.origins)
+    )
+    return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
+
+
+def tenant_lines(tenant: TenantRecord) -> list[str]:
+    return [tenant.name, f"allowed origins: {' '.join(tenant.allowed_origins) or '-'}"]
+
+
+def cmd_client_create(args: argparse.Namespace, settings: Settings) -> int:
+    client, secret = _with_core(
+        settings,
+        lambda core: admin.create_client(
+            core,
+            args.tenant,
+            admin.client_kind(args.kind),
+            args.scopes.split(),
+            name=args.name,
+            client_id=args.client_id,
+            access_token_ttl=args.access_ttl,
+            refresh_token_ttl=args.refresh_ttl,
+            refresh_rotation_disabled=args.no_refresh_rotation,
+        ),
+    )
+    result = client_json(client)
+    lines = [f"created {client.kind} client {client.client_id} in tenant {client.tenant}"]
+    if secret is not None:
+        result["client_secret"] = secret
+        lines.append(f"client_secret: {secret}")
+        lines.append("(shown only this once: only a keyed digest of it is stored)")
+    return _emit(args, result, *lines)
+
+
+def cmd_client_list(args: argparse.Namespace, settings: Settings) -> int:
+    clients = _with_core(settings, lambda core: admin.list_clients(core, args.tenant))
+    lines = [
+        f"{c.client_id}  {c.kind}  {' '.join(c.scopes) or '-'}  {c.name}".rstrip() for c in clients
+    ]
+    return _emit(args, {"clients": [client_json(client) for client in clients]}, *lines)
+
+
+def cmd_customer_create(args: argparse.Namespace, settings: Settings) -> int:
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    customer = _with_core(
+        settings,
+        lambda core: admin.create_customer(
+            core,
+            args.tenant,
+            args.email,
+            password,
+            args.scopes.split(),
+            args.legal_entities,
+        ),
+    )
+    line = f"created customer {customer.email} ({customer.id}) in tenant {customer.tenant}"
+    return _emit(args, customer_json(customer), line)
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    key = _with_core(settings, admin.rotate_signing_key)
+    delay = settings.signing_key_activation_seconds
+    return _emit(
+        args,
+        signing_key_json(key),
+        f"new active signing key {key.kid}: published in the JWKS now, signing in {delay} s",
+    )
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    keys = _with_core(settings, admin.list_signing_keys)
+    lines = [f"{key.kid}  {key.algorithm}  {key.status}" for key in keys]
+    return _emit(args, {"keys": [signing_key_json(key) for key in keys]}, *lines)
+
+
+def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
+    key = _with_core(settings, lambda core: admin.retire_signing_key(core, args.kid))
+    return _emit(args, signing_key_json(key), f"retired signing key {key.kid}")
+
+
+def cmd_janitor(args: argparse.Namespace, settings: Settings) -> int:
+    report = _with_core(settings, lambda core: janitor.sweep(core, batch_size=args.batch_size))
+    result = {"tokens_removed": report.tokens_removed, "sessions_removed": report.sessions_removed}
+    line = f"removed {report.tokens_removed} tokens and {report.sessions_removed} sessions"
+    return _emit(args, result, line)
+
+
+def cmd_demo_env(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(demo.env_lines(demo.load_credentials(settings)))
+    return 0
+
+
+# --- plumbing -------------------------------------------------------------------------------
+
+
+def _with_core(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
+    """Opens (and migrates) the store as `serve` does, refusing a secret that is not the
+    database's (server/startup.py), runs `operation` on a core over it, closes the store."""
+    return asyncio.run(_run(settings, operation))
+
+
+async def _run(settings: Settings, operation: Callable[[Core], Awaitable[T]]) -> T:
+    from server.startup import open_core
+
+    with _database_driver():
+        core = await open_core(settings)
+    try:
+        return await operation(core)
+    finally:
+        await core.store.close()
+
+
+@contextlib.contextmanager
+def _database_driver() -> Iterator[None]:
+    """Turns a missing database driver into a one-line error."""
+    try:
+        yield
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
+        raise DatabaseDriverMissing(
+            f"the database driver for TOKENSERVICE_DATABASE_URL is not installed ({exc})"
+        ) from None
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], *lines: str) -> int:
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for line in lines:
+            print(line)
+    return 0
+
+
+def tenant_json(record: TenantRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "created_at": record.created_at,
+        "allowed_origins": list(record.allowed_origins),
+    }
+
+
+def client_json(record: ClientRecord) -> dict[str, Any]:
+    """Everything but the secret digest."""
+    return {
+        "client_id": record.client_id,
+        "tenant": record.tenant,
+        "kind": str(record.kind),
+        "name": record.name,
+        "scopes": list(record.scopes),
+        "access_token_ttl": record.access_token_ttl,
+        "refresh_token_ttl": record.refresh_token_ttl,
+        "refresh_rotation_disabled": record.refresh_rotation_disabled,
+        "created_at": record.created_at,
+    }
+
+
+def customer_json(record: CustomerRecord) -> dict[str, Any]:
+    """Everything but the password hash."""
+    return {
+        "id": record.id,
+        "tenant": record.tenant,
+        "email": record.email,
+        "scopes": list(record.scopes),
+        "legal_entity_ids": list(record.legal_entity_ids),
+        "created_at": record.created_at,
+    }
+
+
+def signing_key_json(record: SigningKeyRecord) -> dict[str, Any]:
+    """The public half only."""
+    return {
+        "kid": record.kid,
+        "algorithm": record.algorithm,
+        "status": str(record.status),
+        "created_at": record.created_at,
+        "retired_at": record.retired_at,
+        "public_jwk": json.loads(record.public_jwk),
+    }
