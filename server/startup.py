@@ -39,7 +39,7 @@ from server.secret_key import (
 )
 from server.settings import Settings
 from server.signing import KeyDoesNotOpen
-from server.store import open_store
+from server.store.factory import open_store
 from server.store.protocol import TokenStore
 from server.store.sqlite_file import exposed_files
 

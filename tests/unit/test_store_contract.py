@@ -23,8 +23,8 @@ from sqlalchemy.pool import NullPool
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
 from server.settings import Settings
-from server.store import open_store
 from server.store.cached import cached
+from server.store.factory import open_store
 from server.store.memory import MemoryStore
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
