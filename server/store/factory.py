@@ -6,9 +6,10 @@ from __future__ import annotations
 from server import metrics
 from server.settings import Settings
 from server.store.cached import cached
+from server.store.engines import PoolOptions
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
-from server.store.sql import PoolOptions, SqlStore
+from server.store.sql import SqlStore
 
 
 def pool_options(settings: Settings) -> PoolOptions:

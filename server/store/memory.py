@@ -12,6 +12,16 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound
+from server.store.outcomes import (
+    ACTIVE_KEY_RETIRE,
+    IDENTIFIER_EXISTS,
+    check_purge_batch,
+    client_exists,
+    customer_exists,
+    key_exists,
+    tenant_exists,
+    tenant_missing,
+)
 from server.store.records import (
     ClientRecord,
     CustomerRecord,
@@ -27,16 +37,6 @@ from server.store.records import (
     TokenRecord,
     TokenUse,
     TokenView,
-)
-from server.store.sql import (
-    ACTIVE_KEY_RETIRE,
-    IDENTIFIER_EXISTS,
-    check_purge_batch,
-    client_exists,
-    customer_exists,
-    key_exists,
-    tenant_exists,
-    tenant_missing,
 )
 
 

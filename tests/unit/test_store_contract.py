@@ -27,6 +27,7 @@ from server.store.cached import cached
 from server.store.factory import open_store
 from server.store.memory import MemoryStore
 from server.store.migrate import upgrade
+from server.store.outcomes import MAX_PURGE_BATCH
 from server.store.protocol import TokenStore
 from server.store.records import (
     ClientKind,
@@ -47,7 +48,7 @@ from server.store.records import (
     TokenView,
 )
 from server.store.schema import metadata, sessions, tokens
-from server.store.sql import MAX_PURGE_BATCH, SqlStore
+from server.store.sql import SqlStore
 from tests.postgres import PostgresServer
 
 NOW = 1_700_000_000
