@@ -27,7 +27,7 @@ from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.settings import Settings
 from server.startup import open_core
-from server.store.protocol import TokenStore
+from server.store.protocol import Health
 from tokenservice.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -49,7 +49,7 @@ class StoreAwareHealth(health.aio.HealthServicer):
     standalone bridge's /readyz stop sending. The overall status ("") stays the process's own,
     for liveness probes, so a database outage does not get the process restarted."""
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: Health) -> None:
         super().__init__()
         self._store = store
 

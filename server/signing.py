@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server.clock import Clock
 from server.errors import InvalidRequest
-from server.store.protocol import TokenStore
+from server.store.protocol import SigningKeys
 from server.store.records import KeyStatus, SigningKeyRecord
 
 ALGORITHM = "ES256"
@@ -90,7 +90,7 @@ class KeyRing:
 
     def __init__(
         self,
-        store: TokenStore,
+        store: SigningKeys,
         cipher: KeyCipher,
         clock: Clock,
         *,
