@@ -24,14 +24,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from server import admin, demo, janitor
 from server.core import Core
 from server.errors import TokenServiceError
-from server.secret_key import SecretKeyError
-from server.settings import Settings
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     SigningKeyRecord,
     TenantRecord,
 )
+from server.secret_key import SecretKeyError
+from server.settings import Settings
 
 T = TypeVar("T")
 EXIT_ERROR = 2

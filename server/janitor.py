@@ -16,7 +16,7 @@ import logging
 
 from server.core import Core
 from server.errors import StoreUnavailable
-from server.store.records import PurgeReport
+from server.records import PurgeReport
 
 log = logging.getLogger("tokenservice.janitor")
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server.clock import Clock
 from server.errors import InvalidRequest
+from server.records import KeyStatus, SigningKeyRecord
 from server.store.protocol import SigningKeys
-from server.store.records import KeyStatus, SigningKeyRecord
 
 ALGORITHM = "ES256"
 _NONCE_BYTES = 12

@@ -32,8 +32,7 @@ import collections
 import time
 from collections.abc import Callable, Sequence
 
-from server.store.protocol import TokenStore
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     LoginFailures,
@@ -46,6 +45,7 @@ from server.store.records import (
     TokenRecord,
     TokenView,
 )
+from server.store.protocol import TokenStore
 
 # The reads answered from the caches.
 CACHED_READS = frozenset({"find_token", "get_client"})

@@ -12,17 +12,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound
-from server.store.outcomes import (
-    ACTIVE_KEY_RETIRE,
-    IDENTIFIER_EXISTS,
-    check_purge_batch,
-    client_exists,
-    customer_exists,
-    key_exists,
-    tenant_exists,
-    tenant_missing,
-)
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
@@ -37,6 +27,16 @@ from server.store.records import (
     TokenRecord,
     TokenUse,
     TokenView,
+)
+from server.store.outcomes import (
+    ACTIVE_KEY_RETIRE,
+    IDENTIFIER_EXISTS,
+    check_purge_batch,
+    client_exists,
+    customer_exists,
+    key_exists,
+    tenant_exists,
+    tenant_missing,
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     LoginFailures,

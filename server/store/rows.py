@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from server.store.records import (
+from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,

@@ -27,6 +27,20 @@ from sqlalchemy import Row
 from sqlalchemy.engine import Connection
 
 from server.errors import InvalidRequest, StoreUnavailable
+from server.records import (
+    ClientRecord,
+    CustomerRecord,
+    KeyStatus,
+    LoginFailures,
+    PurgeReport,
+    RefreshOutcome,
+    SessionRecord,
+    SessionUpdate,
+    SigningKeyRecord,
+    TenantRecord,
+    TokenRecord,
+    TokenView,
+)
 from server.store import rows, statements
 from server.store.engines import (
     PoolOptions,
@@ -48,20 +62,6 @@ from server.store.outcomes import (
     key_exists,
     tenant_exists,
     tenant_missing,
-)
-from server.store.records import (
-    ClientRecord,
-    CustomerRecord,
-    KeyStatus,
-    LoginFailures,
-    PurgeReport,
-    RefreshOutcome,
-    SessionRecord,
-    SessionUpdate,
-    SigningKeyRecord,
-    TenantRecord,
-    TokenRecord,
-    TokenView,
 )
 from server.store.runners import ServerRunner, SqliteRunner
 

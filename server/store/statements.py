@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from server.store.records import KeyStatus, SessionUpdate, TokenKind, TokenUse
+from server.records import KeyStatus, SessionUpdate, TokenKind, TokenUse
 from server.store.schema import (
     clients,
     customers,

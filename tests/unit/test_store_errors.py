@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.errors import InvalidRequest, StoreUnavailable
+from server.records import SessionContext, SessionRecord
 from server.store.errors import Conflict
-from server.store.records import SessionContext, SessionRecord
 from server.store.runners import ServerRunner
 from server.store.sql import SqlStore, retried
 from tests.postgres import PostgresServer

@@ -121,7 +121,7 @@ def test_each_store_module_imports_first_in_a_fresh_interpreter(module: str) -> 
     fresh_import(module)
 
 
-@pytest.mark.parametrize("module", [PACKAGE, f"{PACKAGE}.records", f"{PACKAGE}.protocol"])
+@pytest.mark.parametrize("module", [PACKAGE, "server.records", f"{PACKAGE}.protocol"])
 def test_records_and_the_interface_load_no_database_library(module: str) -> None:
     loaded = fresh_import(module)
     assert loaded & {"sqlalchemy", "alembic", "asyncpg", "aiosqlite"} == set()

@@ -11,6 +11,15 @@ from typing import Generic, Protocol
 
 import pytest
 
+from server.records import (
+    ClientKind,
+    ClientRecord,
+    RefreshOutcome,
+    SessionUpdate,
+    TenantRecord,
+    TokenUse,
+    TokenView,
+)
 from server.store.cached import (
     CACHED_READS,
     DROPPING_WRITES,
@@ -23,15 +32,6 @@ from server.store.cached import (
 from server.store.memory import MemoryStore
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
-from server.store.records import (
-    ClientKind,
-    ClientRecord,
-    RefreshOutcome,
-    SessionUpdate,
-    TenantRecord,
-    TokenUse,
-    TokenView,
-)
 from server.store.sql import SqlStore
 from tests.unit.test_store_contract import NOW, session, token
 
