@@ -36,9 +36,9 @@ from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from launcher.serve import prepare_store, serve_core
 from server import admin
+from server.records import ClientKind
 from server.settings import Settings
 from server.startup import open_core
-from server.store.records import ClientKind
 from tokenservice.v1 import token_service_pb2 as pb
 
 TENANT = "bench"

@@ -20,9 +20,9 @@ from pathlib import Path
 from server import admin
 from server.core import Core
 from server.errors import AlreadyExists, NotFound
+from server.records import ClientKind
 from server.secret_key import sqlite_file_path
 from server.settings import Settings
-from server.store.records import ClientKind
 
 TENANT = "demo"
 STOREFRONT_CLIENT_ID = "demo-storefront"

@@ -22,13 +22,13 @@ from sqlalchemy.exc import NoSuchModuleError
 from launcher import demo
 from server import admin, janitor
 from server.core import Core
-from server.settings import Settings
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     SigningKeyRecord,
     TenantRecord,
 )
+from server.settings import Settings
 
 T = TypeVar("T")
 

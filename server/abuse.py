@@ -23,8 +23,8 @@ import ipaddress
 import math
 
 from server.errors import InvalidRequest
+from server.records import LoginFailures
 from server.settings import Settings
-from server.store.records import LoginFailures
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 # How many entries the per-process tables keep before they evict the least recently used.

@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from server import origins, validation
 from server.core import Core
 from server.errors import AlreadyExists, InvalidRequest, NotFound
-from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
-from server.signing import new_signing_key, refuse_retiring_the_signer
-from server.store.records import (
+from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
     SigningKeyRecord,
     TenantRecord,
 )
+from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
+from server.signing import new_signing_key, refuse_retiring_the_signer
 from server.tokens import new_client_secret
 
 CLIENT_ID_BYTES = 18  # 24 URL-safe characters

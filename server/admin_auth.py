@@ -10,8 +10,8 @@ from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
 from server.introspection import introspect
+from server.records import TokenKind, TokenUse
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
-from server.store.records import TokenKind, TokenUse
 
 __all__ = ["ADMIN_SCOPE", "PLATFORM_ADMIN_SCOPE", "authorize_admin"]
 BEARER = "bearer"

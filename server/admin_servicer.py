@@ -17,7 +17,7 @@ from server import admin
 from server.admin_auth import authorize_admin
 from server.core import Core
 from server.errors import InvalidRequest, InvalidToken
-from server.store.records import (
+from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,

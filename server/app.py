@@ -19,7 +19,7 @@ from server.errors import TokenServiceError
 from server.grpc_options import limit_options
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
-from server.store.protocol import TokenStore
+from server.store.protocol import Health
 from tokenservice.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -39,7 +39,7 @@ class StoreAwareHealth(health.aio.HealthServicer):
     standalone bridge's /readyz stop sending. The overall status ("") stays the process's own,
     for liveness probes, so a database outage does not get the process restarted."""
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: Health) -> None:
         super().__init__()
         self._store = store
 

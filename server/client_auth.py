@@ -13,7 +13,7 @@ from server import validation
 from server.core import Core
 from server.errors import InvalidClient
 from server.model import ClientCredentials
-from server.store.records import ClientKind, ClientRecord
+from server.records import ClientKind, ClientRecord
 
 FAILED = "client authentication failed"
 NOT_AUTHENTICATED = (

@@ -22,8 +22,8 @@ from server.core import Core
 from server.errors import AccessDenied, InvalidRequest, InvalidToken
 from server.grants.common import is_live, refused_bearer, stored_token
 from server.model import INACTIVE, ClientCredentials, Introspection
+from server.records import TokenKind, TokenUse
 from server.scopes import PLATFORM_ADMIN_SCOPE
-from server.store.records import TokenKind, TokenUse
 
 NOT_ACTIVE = "the token is not an active access token of this tenant"
 

@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from server.errors import StoreUnavailable
-from server.store.records import PurgeReport
+from server.records import PurgeReport
 
 if TYPE_CHECKING:  # the `tokenservice` parser reads DEFAULT_BATCH_SIZE without the core
     from server.core import Core

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from server.store.records import TokenKind, TokenUse
+from server.records import TokenKind, TokenUse
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
 

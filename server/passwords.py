@@ -40,9 +40,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from argon2.low_level import ARGON2_VERSION
 
 from server.clock import Clock, SystemClock
+from server.records import CustomerRecord
 from server.settings import Settings
 from server.store.protocol import CustomerPasswordHashes
-from server.store.records import CustomerRecord
 
 log = logging.getLogger("tokenservice.passwords")
 SAMPLE_SIZE = 32

@@ -19,8 +19,8 @@ from server.core import Core
 from server.errors import AccessDenied, InvalidToken
 from server.grants.common import is_live, refused_bearer, stored_token
 from server.model import ClientCredentials, Revocation
+from server.records import ClientKind, ClientRecord, TokenRecord, TokenUse
 from server.scopes import PLATFORM_ADMIN_SCOPE
-from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
 
 NOTHING = Revocation(revoked_count=0)
 NOT_ACTIVE_BEARER = "the bearer token is not an active access token of this tenant"

@@ -20,7 +20,7 @@ from server.grants import (
     refresh,
 )
 from server.model import ClientCredentials, Introspection, IssuedTokens
-from server.store.records import SessionContext, TokenKind, TokenUse
+from server.records import SessionContext, TokenKind, TokenUse
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from server.clock import Clock
 from server.errors import InvalidRequest
-from server.store.protocol import TokenStore
-from server.store.records import KeyStatus, SigningKeyRecord
+from server.records import KeyStatus, SigningKeyRecord
+from server.store.protocol import SigningKeys
 
 ALGORITHM = "ES256"
 _NONCE_BYTES = 12
@@ -90,7 +90,7 @@ class KeyRing:
 
     def __init__(
         self,
-        store: TokenStore,
+        store: SigningKeys,
         cipher: KeyCipher,
         clock: Clock,
         *,

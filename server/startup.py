@@ -39,8 +39,8 @@ from server.secret_key import (
 )
 from server.settings import Settings
 from server.signing import KeyDoesNotOpen
-from server.store import open_store
-from server.store.protocol import TokenStore
+from server.store.factory import open_store
+from server.store.protocol import ServiceMeta
 from server.store.sqlite_file import exposed_files
 
 log = logging.getLogger("tokenservice.startup")
@@ -77,7 +77,7 @@ async def open_core(
 
 
 async def _create_key_over_empty(
-    settings: Settings, store: TokenStore, missing: SecretKeyMissing
+    settings: Settings, store: ServiceMeta, missing: SecretKeyMissing
 ) -> bytes:
     """A new key file, but only where nothing made with another key could be lost."""
     if await store.holds_data():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from server.errors import InvalidRequest
-from server.store.records import SessionContext
+from server.records import SessionContext
 
 TENANT_PATTERN = re.compile(r"^[a-z][a-z0-9]{2,15}$")
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )

@@ -18,7 +18,7 @@ from server.grants.common import (
     storefront_client,
 )
 from server.model import IssuedTokens
-from server.store.records import SessionContext, SessionRecord, TokenKind
+from server.records import SessionContext, SessionRecord, TokenKind
 
 QUOTA_EXCEEDED = "this client has asked for too many anonymous tokens; retry later"
 

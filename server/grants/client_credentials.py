@@ -13,7 +13,7 @@ from server.core import Core
 from server.errors import InvalidScope, UnauthorizedClient
 from server.grants.common import minted, scope_string
 from server.model import ClientCredentials, IssuedTokens
-from server.store.records import ClientKind, ClientRecord, TokenKind, TokenUse
+from server.records import ClientKind, ClientRecord, TokenKind, TokenUse
 
 TENANT_SCOPE_PREFIX = "tenant="
 

@@ -14,8 +14,8 @@ from server.errors import (
     InvalidToken,
     UnauthorizedClient,
 )
-from server.store.records import ClientKind, ClientRecord, TokenRecord, TokenUse
-from server.store.records import TokenKind as Kind
+from server.records import ClientKind, ClientRecord, TokenRecord, TokenUse
+from server.records import TokenKind as Kind
 from server.tokens import mint_token
 
 

@@ -37,7 +37,7 @@ from server.grants.common import (
     stored_token,
 )
 from server.model import IssuedTokens
-from server.store.records import CustomerRecord, LoginFailures, TokenKind, TokenRecord, TokenUse
+from server.records import CustomerRecord, LoginFailures, TokenKind, TokenRecord, TokenUse
 
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"

@@ -29,7 +29,7 @@ from server.grants.common import (
     stored_token,
 )
 from server.model import IssuedTokens
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     RefreshOutcome,

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     KeyStatus,
@@ -28,7 +28,7 @@ from server.store.records import (
     TokenUse,
     TokenView,
 )
-from server.store.sql import (
+from server.store.outcomes import (
     ACTIVE_KEY_RETIRE,
     IDENTIFIER_EXISTS,
     check_purge_batch,

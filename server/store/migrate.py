@@ -12,11 +12,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from server.store.sql import create_sqlite_engine, store_errors
+from server.store.engines import create_sqlite_engine, is_sqlite
+from server.store.errors import store_errors
 from server.store.sqlite_file import ensure_sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -53,7 +54,7 @@ def upgrade_connection(connection: Connection, revision: str = "head") -> None:
 
 
 def _engine(database_url: str, busy_timeout_ms: int) -> AsyncEngine:
-    if make_url(database_url).get_backend_name() == "sqlite":
+    if is_sqlite(database_url):
         ensure_sqlite_file(database_url)
         # BEGIN IMMEDIATE: concurrent start-ups migrate one after the other, not half-way.
         return create_sqlite_engine(

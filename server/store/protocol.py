@@ -1,9 +1,11 @@
-"""The narrow async store interface every grant talks to.
+"""The store's interface, as small roles composed into `TokenStore` (as fosite's storage.go
+composes its storages): each consumer asks for the role it uses.
 
 Each method is one unit of work: it either happens whole or not at all, even under concurrency.
-Implementations: `sql.SqlStore` (SQLite, PostgreSQL) and `memory.MemoryStore` (unit tests).
-Failures to reach the store raise `errors.StoreUnavailable`; duplicates raise
-`errors.AlreadyExists`.
+Implementations: `sql.SqlStore` (SQLite, PostgreSQL) and `memory.MemoryStore` (unit tests), and
+`cached.CachedStore` in front of either. Failures to reach the store raise
+`errors.StoreUnavailable`; duplicates raise `errors.AlreadyExists`; a record that needs a missing
+parent (a client of an unknown tenant) raises `errors.NotFound`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from server.store.records import (
+from server.records import (
     ClientRecord,
     CustomerRecord,
     LoginFailures,
@@ -24,6 +26,45 @@ from server.store.records import (
     TokenRecord,
     TokenView,
 )
+
+
+class Health(Protocol):
+    """Readiness and shutdown (the health service)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Returns when the store answers a trivial query; raises StoreUnavailable otherwise
+        (readiness checks). After a write failed with StoreUnavailable, a store that can tell
+        (SqlStore) answers only once a real write succeeds again."""
+        ...
+
+
+class Tenants(Protocol):
+    """Tenants and their allowed origins. A create is one insert (AlreadyExists for a taken
+    name); reads are plain reads."""
+
+    async def create_tenant(self, tenant: TenantRecord) -> None: ...
+
+    async def get_tenant(self, name: str) -> TenantRecord | None: ...
+
+    async def list_tenants(self) -> list[TenantRecord]: ...
+
+    async def set_allowed_origins(self, name: str, origins: Sequence[str]) -> TenantRecord | None:
+        """Replaces the tenant's allowed origins by `origins` (one UPDATE); returns the tenant
+        as it is now, or None, changing nothing, when there is no such tenant."""
+        ...
+
+
+class Clients(Protocol):
+    """OAuth clients of a tenant. A create is one insert: AlreadyExists for a taken id, NotFound
+    for an unknown tenant. A client never changes once created (cached.py relies on it)."""
+
+    async def create_client(self, client: ClientRecord) -> None: ...
+
+    async def get_client(self, client_id: str) -> ClientRecord | None: ...
+
+    async def list_clients(self, tenant: str) -> list[ClientRecord]: ...
 
 
 class CustomerPasswordHashes(Protocol):
@@ -43,32 +84,10 @@ class CustomerPasswordHashes(Protocol):
         ...
 
 
-class TokenStore(CustomerPasswordHashes, Protocol):
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Returns when the store answers a trivial query; raises StoreUnavailable otherwise
-        (readiness checks). After a write failed with StoreUnavailable, a store that can tell
-        (SqlStore) answers only once a real write succeeds again."""
-        ...
-
-    # --- provisioning -------------------------------------------------------------------------
-    async def create_tenant(self, tenant: TenantRecord) -> None: ...
-
-    async def get_tenant(self, name: str) -> TenantRecord | None: ...
-
-    async def list_tenants(self) -> list[TenantRecord]: ...
-
-    async def set_allowed_origins(self, name: str, origins: Sequence[str]) -> TenantRecord | None:
-        """Replaces the tenant's allowed origins by `origins` (one UPDATE); returns the tenant
-        as it is now, or None, changing nothing, when there is no such tenant."""
-        ...
-
-    async def create_client(self, client: ClientRecord) -> None: ...
-
-    async def get_client(self, client_id: str) -> ClientRecord | None: ...
-
-    async def list_clients(self, tenant: str) -> list[ClientRecord]: ...
+class Customers(CustomerPasswordHashes, Protocol):
+    """Customer accounts (customer login and provisioning), with their password hashes. A create
+    is one insert: AlreadyExists for an email taken in the tenant, NotFound for an unknown
+    tenant."""
 
     async def create_customer(self, customer: CustomerRecord) -> None: ...
 
@@ -78,7 +97,10 @@ class TokenStore(CustomerPasswordHashes, Protocol):
 
     async def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
 
-    # --- login failures (server/abuse.py) ----------------------------------------------------
+
+class LoginFailureCounters(Protocol):
+    """Failed-login counters per account (server/abuse.py), shared by every replica."""
+
     async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:
         """The failed-login counter of one account (`subject`: a keyed digest of the email)."""
         ...
@@ -97,12 +119,11 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         """Forgets the counter (a successful login)."""
         ...
 
-    async def purge_login_failures(self, before: int) -> int:
-        """Deletes counters whose last failure was before `before` and whose lock has run out
-        by then; returns how many."""
-        ...
 
-    # --- signing keys -------------------------------------------------------------------------
+class SigningKeys(Protocol):
+    """The signing keys (signing.KeyRing, admin). Every write takes the keys' lock, so a rotation,
+    a first key and a retirement on any replica happen one after the other."""
+
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
         """Adds `new_key` as the active key; the previously active key becomes verifying."""
         ...
@@ -130,7 +151,11 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         (admin.retire_signing_key: a key that still signs)."""
         ...
 
-    # --- service metadata (server/startup.py) -------------------------------------------------
+
+class ServiceMeta(Protocol):
+    """Service metadata (server/startup.py): the server secret's canary, and whether the database
+    holds anything made with a secret."""
+
     async def get_meta(self, name: str) -> str | None:
         """The value stored under `name`, or None."""
         ...
@@ -145,7 +170,10 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         secret's canary), a tenant, a signing key or a token."""
         ...
 
-    # --- tokens and sessions ------------------------------------------------------------------
+
+class Tokens(Protocol):
+    """Tokens by digest: saved with the session they start, looked up, revoked one at a time."""
+
     async def save_tokens(
         self, tokens: Sequence[TokenRecord], new_session: SessionRecord | None = None
     ) -> None:
@@ -153,6 +181,15 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         ...
 
     async def find_token(self, digest: str) -> TokenView | None: ...
+
+    async def revoke_token(self, digest: str, now: int) -> int:
+        """Revokes one token; returns how many rows changed (0 or 1)."""
+        ...
+
+
+class Sessions(Protocol):
+    """Sessions and the token exchanges that continue them (login, refresh, the deprecated
+    anonymous refresh), each one transaction; and revoking a session whole."""
 
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
 
@@ -210,15 +247,15 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         changing nothing, otherwise."""
         ...
 
-    async def revoke_token(self, digest: str, now: int) -> int:
-        """Revokes one token; returns how many rows changed (0 or 1)."""
-        ...
-
     async def revoke_session(self, session_id: str, now: int) -> int:
         """Revokes the session and every token of it; returns how many tokens changed."""
         ...
 
-    # --- cleanup ------------------------------------------------------------------------------
+
+class Housekeeping(Protocol):
+    """What the janitor (server/janitor.py) deletes: expired tokens and sessions, old login-failure
+    counters."""
+
     async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
         """Deletes what no caller can use any more, and returns how much it deleted:
         - a token without a session (a service token) once `expires_at <= now`;
@@ -236,3 +273,24 @@ class TokenStore(CustomerPasswordHashes, Protocol):
         service and beside another purge; a call that fails part-way leaves only whole
         batches done, and the next call finishes the work."""
         ...
+
+    async def purge_login_failures(self, before: int) -> int:
+        """Deletes counters whose last failure was before `before` and whose lock has run out
+        by then; returns how many."""
+        ...
+
+
+class TokenStore(
+    Health,
+    Tenants,
+    Clients,
+    Customers,
+    LoginFailureCounters,
+    SigningKeys,
+    ServiceMeta,
+    Tokens,
+    Sessions,
+    Housekeeping,
+    Protocol,
+):
+    """Every role: what the core (server/core.py) holds and the implementations provide."""

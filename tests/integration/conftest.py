@@ -25,9 +25,9 @@ from server import admin
 from server.app import RunningServer, start_server
 from server.clock import ManualClock
 from server.core import Core
+from server.records import ClientKind
 from server.settings import Settings
 from server.startup import open_core
-from server.store.records import ClientKind
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 from tests.postgres import PostgresServer
 from tokenservice.v1 import admin_service_pb2_grpc

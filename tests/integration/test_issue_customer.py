@@ -10,7 +10,7 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 
 from launcher.serve import serve_core
-from server.store.records import TokenKind, TokenUse
+from server.records import TokenKind, TokenUse
 from tests.integration.conftest import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 

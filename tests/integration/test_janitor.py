@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from server import janitor
-from server.store.records import PurgeReport
+from server.records import PurgeReport
 from tests.conftest import TEST_SECRET
 from tests.integration.conftest import Harness, Shop, error_reason
 from tests.integration.test_shutdown import (

@@ -33,8 +33,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from server.core import build_core
-from server.store import open_store
-from server.store.records import KeyStatus
+from server.records import KeyStatus
+from server.store.factory import open_store
 from server.tokens import KeyedDigest
 from tests.conftest import TEST_SECRET
 from tests.integration.conftest import harness_settings

@@ -31,10 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from server import admin
+from server.records import ClientKind
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
-from server.store.records import ClientKind
 from tests.conftest import TEST_SECRET
 from tests.integration.test_shutdown import (
     free_port,

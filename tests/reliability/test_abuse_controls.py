@@ -25,7 +25,7 @@ from launcher.in_process import InProcessBackend
 from server import admin, metrics
 from server.app import start_server
 from server.core import build_core
-from server.store import open_store
+from server.store.factory import open_store
 from tests.integration.conftest import PASSWORD, Harness, Shop
 from tests.reliability.support import LEDGER
 from tokenservice.v1 import token_service_pb2 as pb

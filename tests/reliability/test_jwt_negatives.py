@@ -40,8 +40,8 @@ from http_bridge.channel import ChannelBackend
 from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from server import admin, saas_verifier
+from server.records import KeyStatus
 from server.saas_verifier import SaasTokenRejected
-from server.store.records import KeyStatus
 from tests.integration.conftest import (  # noqa: F401 - fixtures used by name
     Harness,
     Shop,

@@ -21,9 +21,9 @@ from server.clock import ManualClock
 from server.core import Core, build_core
 from server.errors import InvalidCredentials, InvalidRequest
 from server.grants import anonymous, customer_password
+from server.records import ClientKind, LoginFailures
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind, LoginFailures
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 POLICY = LockPolicy(max_failures=3, wait_increment=60, max_wait=150, reset_after=3600)

@@ -25,9 +25,9 @@ from server.errors import (
     TokenServiceError,
 )
 from server.grants import anonymous, client_credentials
+from server.records import ClientKind, KeyStatus
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind, KeyStatus
 from tokenservice.v1 import admin_service_pb2 as apb
 
 SETTINGS = Settings(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)

@@ -19,9 +19,9 @@ from launcher import demo
 from server import admin
 from server.core import Core, build_core
 from server.grants import client_credentials
+from server.records import ClientKind
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind
 
 FAST = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 

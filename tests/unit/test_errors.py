@@ -16,7 +16,7 @@ import server
 from server import errors
 from server.grants.common import refused_bearer
 from server.interceptors import status_of
-from server.store.records import TokenKind, TokenRecord, TokenUse
+from server.records import TokenKind, TokenRecord, TokenUse
 
 EXPECTED = {
     errors.InvalidRequest: ("invalid_request", 400, grpc.StatusCode.INVALID_ARGUMENT),

@@ -9,9 +9,9 @@ from server.clock import ManualClock
 from server.core import Core, build_core
 from server.errors import InvalidClient, InvalidCredentials, InvalidGrant, InvalidScope
 from server.grants import anonymous, client_credentials, customer_password, refresh
+from server.records import ClientKind, SessionContext, TokenKind
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind, SessionContext, TokenKind
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 

@@ -17,9 +17,9 @@ from server import janitor
 from server.clock import ManualClock
 from server.core import Core, build_core
 from server.errors import StoreUnavailable
+from server.records import PurgeReport, TokenKind, TokenRecord, TokenUse
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import PurgeReport, TokenKind, TokenRecord, TokenUse
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 START = 1_700_000_000

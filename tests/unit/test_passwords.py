@@ -18,9 +18,9 @@ from server.core import Core, build_core
 from server.errors import InvalidCredentials, StoreUnavailable
 from server.grants import anonymous, customer_password
 from server.passwords import TENANT_MAX_AGE, Passwords, most_common_parameters
+from server.records import ClientKind
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from server.store.records import ClientKind
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
 OLD = {**FAST_ARGON2, "argon2_time_cost": 2}

@@ -23,8 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from server.store.engines import install_sqlite_hooks
 from server.store.runners import SqliteRunner
-from server.store.sql import install_sqlite_hooks
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String))

@@ -22,13 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
-from server.settings import Settings
-from server.store import open_store
-from server.store.cached import cached
-from server.store.memory import MemoryStore
-from server.store.migrate import upgrade
-from server.store.protocol import TokenStore
-from server.store.records import (
+from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
@@ -46,8 +40,15 @@ from server.store.records import (
     TokenUse,
     TokenView,
 )
+from server.settings import Settings
+from server.store.cached import cached
+from server.store.factory import open_store
+from server.store.memory import MemoryStore
+from server.store.migrate import upgrade
+from server.store.outcomes import MAX_PURGE_BATCH
+from server.store.protocol import TokenStore
 from server.store.schema import metadata, sessions, tokens
-from server.store.sql import MAX_PURGE_BATCH, SqlStore
+from server.store.sql import SqlStore
 from tests.postgres import PostgresServer
 
 NOW = 1_700_000_000

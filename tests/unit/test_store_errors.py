@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.errors import InvalidRequest, StoreUnavailable
-from server.store.records import SessionContext, SessionRecord
+from server.records import SessionContext, SessionRecord
+from server.store.errors import Conflict
 from server.store.runners import ServerRunner
-from server.store.sql import Conflict, SqlStore, retried
+from server.store.sql import SqlStore, retried
 from tests.postgres import PostgresServer
 
 

@@ -4,16 +4,14 @@ change made by another replica seen within `max_age` (two stores on one SQLite f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Generic, Protocol
 
 import pytest
 
-from server.store.cached import CachedStore, TokenCache, cached
-from server.store.memory import MemoryStore
-from server.store.migrate import upgrade
-from server.store.protocol import TokenStore
-from server.store.records import (
+from server.records import (
     ClientKind,
     ClientRecord,
     RefreshOutcome,
@@ -22,6 +20,18 @@ from server.store.records import (
     TokenUse,
     TokenView,
 )
+from server.store.cached import (
+    CACHED_READS,
+    DROPPING_WRITES,
+    UNCACHED_READS,
+    WRITES_KEEPING_CACHED_ROWS,
+    CachedStore,
+    TokenCache,
+    cached,
+)
+from server.store.memory import MemoryStore
+from server.store.migrate import upgrade
+from server.store.protocol import TokenStore
 from server.store.sql import SqlStore
 from tests.unit.test_store_contract import NOW, session, token
 
@@ -205,3 +215,87 @@ async def test_another_replicas_revocation_is_seen_within_max_age(tmp_path: Path
         for store in (a, b):
             assert isinstance(store, CachedStore)
             await store.close()
+
+
+# --- every store method decided: cached, forwarded, dropping or keeping -----------------------
+
+
+def protocol_methods() -> set[str]:
+    """Every method of TokenStore, through all the roles it is composed of."""
+    return {
+        name
+        for role in TokenStore.__mro__
+        if role not in (TokenStore, Protocol, Generic, object)
+        for name, value in vars(role).items()
+        if inspect.iscoroutinefunction(value)
+    }
+
+
+def test_every_store_method_is_decided_once() -> None:
+    """A write added to the protocol fails here until cached.py says whether it drops cache
+    entries (DROPPING_WRITES) or why it changes no cached row (WRITES_KEEPING_CACHED_ROWS)."""
+    decided = [
+        set(CACHED_READS),
+        set(UNCACHED_READS),
+        set(DROPPING_WRITES),
+        set(WRITES_KEEPING_CACHED_ROWS),
+    ]
+    methods = protocol_methods()
+    assert {"refresh", "password_hash_sample", "purge_expired", "ping"} <= methods
+    assert set().union(*decided) == methods
+    assert sum(len(group) for group in decided) == len(methods), "a method decided twice"
+    assert all(reason.strip() for reason in WRITES_KEEPING_CACHED_ROWS.values())
+
+
+def test_cached_store_writes_every_method_out() -> None:
+    assert not hasattr(CachedStore, "__getattr__")
+    missing = {name for name in protocol_methods() if name not in vars(CachedStore)}
+    assert missing == set()
+
+
+class RecordingStore:
+    """Answers every call with a marker and remembers it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+        self.answer = object()
+
+    def __getattr__(self, name: str) -> object:
+        async def call(*args: object, **kwargs: object) -> object:
+            self.calls.append((name, args, kwargs))
+            return self.answer
+
+        return call
+
+
+def protocol_method(name: str) -> Callable[..., object]:
+    return next(vars(role)[name] for role in TokenStore.__mro__ if name in vars(role))
+
+
+def placeholder_arguments(name: str) -> tuple[tuple[object, ...], dict[str, object]]:
+    """A distinct object for every parameter of the protocol method, passed as declared."""
+    method = protocol_method(name)
+    args: list[object] = []
+    kwargs: dict[str, object] = {}
+    for parameter in list(inspect.signature(method).parameters.values())[1:]:
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            kwargs[parameter.name] = object()
+        else:
+            args.append(object())
+    return tuple(args), kwargs
+
+
+@pytest.mark.parametrize(
+    "name", sorted(UNCACHED_READS | DROPPING_WRITES | set(WRITES_KEEPING_CACHED_ROWS))
+)
+async def test_each_method_forwards_its_arguments_and_drops_only_if_it_says_so(name: str) -> None:
+    inner = RecordingStore()
+    tokens = TokenCache(capacity=10, max_age=60)
+    store = CachedStore(inner, tokens, client_capacity=10)  # type: ignore[arg-type]
+    args, kwargs = placeholder_arguments(name)
+    generation = tokens.generation
+    answer = await getattr(store, name)(*args, **kwargs)
+    returns_nothing = inspect.signature(protocol_method(name)).return_annotation == "None"
+    assert answer is (None if returns_nothing else inner.answer)
+    assert inner.calls == [(name, args, kwargs)]
+    assert (tokens.generation > generation) is (name in DROPPING_WRITES)

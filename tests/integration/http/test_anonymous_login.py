@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from server.store.records import SessionContext
+from server.records import SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS

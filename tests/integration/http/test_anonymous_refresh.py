@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from server import admin
-from server.store.records import ClientKind, SessionContext
+from server.records import ClientKind, SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS

@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from server.store.records import SessionContext
+from server.records import SessionContext
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import CUSTOMER_FIELDS, INVALID_TOKEN_CHALLENGE, TWINS

@@ -22,7 +22,7 @@ import pytest
 from joserfc.jwk import ECKey
 
 from server import admin
-from server.store.records import KeyStatus
+from server.records import KeyStatus
 from tests.integration.http.conftest import Bridge
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "tenant", "sid", "iat", "exp", "jti"]

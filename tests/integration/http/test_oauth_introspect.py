@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from server import admin
-from server.store.records import ClientKind
+from server.records import ClientKind
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import basic

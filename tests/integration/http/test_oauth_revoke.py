@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from server import admin
-from server.store.records import ClientKind
+from server.records import ClientKind
 from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import basic

@@ -1,0 +1,48 @@
+"""Builds the store the settings name: migrates the database, opens a SqlStore on it and puts
+the in-process caches in front."""
+
+from __future__ import annotations
+
+from server import metrics
+from server.settings import Settings
+from server.store.cached import cached
+from server.store.engines import PoolOptions
+from server.store.migrate import upgrade
+from server.store.protocol import TokenStore
+from server.store.sql import SqlStore
+
+
+def pool_options(settings: Settings) -> PoolOptions:
+    return PoolOptions(
+        size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        timeout_seconds=settings.db_pool_timeout_seconds,
+        connect_timeout_seconds=settings.db_connect_timeout_seconds,
+        statement_timeout_seconds=settings.db_statement_timeout_seconds,
+        conflict_retries=settings.db_conflict_retries,
+    )
+
+
+async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
+    """Migrates the database (unless told not to) and opens a SqlStore on it, behind the
+    in-process caches."""
+    timeout = settings.sqlite_busy_timeout_ms
+    if migrate:
+        await upgrade(settings.database_url, busy_timeout_ms=timeout)
+    store = await SqlStore.open(
+        settings.database_url, busy_timeout_ms=timeout, pool=pool_options(settings)
+    )
+    return cached(
+        store,
+        token_capacity=settings.token_cache_size,
+        max_age=settings.token_cache_seconds,
+        client_capacity=settings.client_cache_size,
+        on_lookup=_count_cache_lookup,
+    )
+
+
+def _count_cache_lookup(hit: bool) -> None:
+    if hit:
+        metrics.record_cache_hit()
+    else:
+        metrics.record_cache_miss()

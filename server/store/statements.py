@@ -1,0 +1,337 @@
+"""The SQL the store runs, built once at import (SQLAlchemy Core): one name per statement, so
+that sql.py reads as what each transaction does and the statements can be read on their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from server.records import KeyStatus, SessionUpdate, TokenKind, TokenUse
+from server.store.schema import (
+    clients,
+    customers,
+    login_failures,
+    service_meta,
+    sessions,
+    signing_keys,
+    tenants,
+    tokens,
+)
+
+_REFRESH = TokenUse.REFRESH.value
+PING = select(literal(1))
+INSERT_TENANT = insert(tenants)
+INSERT_CLIENT = insert(clients)
+INSERT_CUSTOMER = insert(customers)
+INSERT_SESSION = insert(sessions)
+INSERT_TOKEN = insert(tokens)
+INSERT_KEY = insert(signing_keys)
+
+TENANT = select(tenants).where(tenants.c.name == bindparam("name"))
+TENANTS = select(tenants).order_by(tenants.c.name)
+SET_ALLOWED_ORIGINS = (
+    update(tenants)
+    .where(tenants.c.name == bindparam("ao_name"))
+    .values(allowed_origins=bindparam("ao_origins"))
+)
+CLIENT = select(clients).where(clients.c.client_id == bindparam("client_id"))
+CLIENTS = (
+    select(clients).where(clients.c.tenant == bindparam("tenant")).order_by(clients.c.client_id)
+)
+CUSTOMER = select(customers).where(customers.c.id == bindparam("id"))
+CUSTOMER_BY_EMAIL = select(customers).where(
+    customers.c.tenant == bindparam("tenant"), customers.c.email == bindparam("email")
+)
+# customer password hashes (server/passwords.py)
+PASSWORD_HASH_SAMPLE = (
+    select(customers.c.password_hash)
+    .where(customers.c.tenant == bindparam("ph_tenant"))
+    .order_by(customers.c.email)
+    .limit(bindparam("ph_limit", type_=Integer))
+)
+REPLACE_PASSWORD_HASH = (
+    update(customers)
+    .where(customers.c.id == bindparam("ph_id"))
+    .where(customers.c.password_hash == bindparam("ph_expected"))
+    .values(password_hash=bindparam("ph_new"))
+)
+SESSION = select(sessions).where(sessions.c.session_id == bindparam("sid"))
+TOKEN_VIEW = (
+    select(tokens, customers.c.email)
+    .select_from(tokens.outerjoin(customers, customers.c.id == tokens.c.customer_id))
+    .where(tokens.c.digest == bindparam("token_digest"))
+)
+KEYS = select(signing_keys).order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
+KEY = select(signing_keys).where(signing_keys.c.kid == bindparam("key_id"))
+DEMOTE_ACTIVE_KEY = (
+    update(signing_keys)
+    .where(signing_keys.c.status == KeyStatus.ACTIVE.value)
+    .values(status=KeyStatus.VERIFYING.value)
+)
+ANY_PUBLISHED_KEY = (
+    select(signing_keys.c.kid)
+    .where(signing_keys.c.status.in_([KeyStatus.ACTIVE.value, KeyStatus.VERIFYING.value]))
+    .limit(1)
+)
+RETIRE_KEY = (
+    update(signing_keys)
+    .where(signing_keys.c.kid == bindparam("key_id"))
+    .values(status=KeyStatus.RETIRED.value, retired_at=bindparam("now"))
+)
+
+_live_refresh = (
+    tokens.c.digest == bindparam("token_digest"),
+    tokens.c.session_id == bindparam("sid"),
+    tokens.c.use == _REFRESH,
+    tokens.c.revoked_at.is_(None),
+    tokens.c.expires_at > bindparam("now"),
+)
+# The single-winner rotation (as in ory/hydra): the row count says who rotated.
+ROTATE = (
+    update(tokens)
+    .where(*_live_refresh, tokens.c.rotated_at.is_(None))
+    .values(rotated_at=bindparam("now"))
+)
+LIVE_REFRESH = select(tokens.c.rotated_at).where(*_live_refresh)
+LIVE_ANONYMOUS_ACCESS = select(tokens.c.digest).where(
+    tokens.c.digest == bindparam("token_digest"),
+    tokens.c.session_id == bindparam("sid"),
+    tokens.c.use == TokenUse.ACCESS.value,
+    tokens.c.kind == TokenKind.ANONYMOUS.value,
+    tokens.c.revoked_at.is_(None),
+    tokens.c.expires_at > bindparam("now"),
+)
+
+REVOKE_TOKEN = (
+    update(tokens)
+    .where(tokens.c.digest == bindparam("token_digest"), tokens.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+REVOKE_SESSION_TOKENS = (
+    update(tokens)
+    .where(tokens.c.session_id == bindparam("sid"), tokens.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+REVOKE_ANONYMOUS_REFRESH = (
+    update(tokens)
+    .where(
+        tokens.c.session_id == bindparam("sid"),
+        tokens.c.kind == TokenKind.ANONYMOUS.value,
+        tokens.c.use == _REFRESH,
+        tokens.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("now"))
+)
+REVOKE_SESSION = (
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("sid"), sessions.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
+BIND_CUSTOMER = (
+    update(sessions)
+    .where(
+        sessions.c.session_id == bindparam("sid"),
+        sessions.c.revoked_at.is_(None),
+        or_(sessions.c.customer_id.is_(None), sessions.c.customer_id == bindparam("cid")),
+    )
+    .values(
+        customer_id=bindparam("cid"), legal_entity_id=bindparam("le"), updated_at=bindparam("now")
+    )
+)
+
+# --- login failures: see TokenStore.record_login_failure ---------------------------------------
+_login_key = (
+    login_failures.c.tenant == bindparam("lf_tenant"),
+    login_failures.c.subject == bindparam("lf_subject"),
+)
+LOGIN_FAILURES = select(login_failures).where(*_login_key)
+# The row is created (as an empty counter) if missing and then locked, so that concurrent
+# failures on any replica queue up on it and each one is counted.
+LOGIN_FAILURES_LOCKED = LOGIN_FAILURES.with_for_update()
+_login_row = {
+    "tenant": bindparam("lf_tenant"),
+    "subject": bindparam("lf_subject"),
+    "failures": 0,
+    "last_failure_at": 0,
+    "locked_until": 0,
+}
+ADD_LOGIN_FAILURES = {
+    "postgresql": pg_dialect.insert(login_failures).values(_login_row).on_conflict_do_nothing(),
+    "sqlite": sqlite_dialect.insert(login_failures).values(_login_row).on_conflict_do_nothing(),
+}
+SET_LOGIN_FAILURES = (
+    update(login_failures)
+    .where(*_login_key)
+    .values(
+        failures=bindparam("new_failures"),
+        last_failure_at=bindparam("new_last_failure_at"),
+        locked_until=bindparam("new_locked_until"),
+    )
+)
+CLEAR_LOGIN_FAILURES = delete(login_failures).where(*_login_key)
+PURGE_LOGIN_FAILURES = delete(login_failures).where(
+    login_failures.c.last_failure_at < bindparam("before"),
+    login_failures.c.locked_until < bindparam("before"),
+)
+
+
+# --- service metadata and the write probe: see TokenStore.add_meta_if_absent, SqlStore.ping ---
+META = select(service_meta.c.value).where(service_meta.c.name == bindparam("meta_name"))
+_meta_row: dict[str, Any] = {"name": bindparam("meta_name"), "value": bindparam("meta_value")}
+ADD_META = {
+    "postgresql": pg_dialect.insert(service_meta).values(_meta_row).on_conflict_do_nothing(),
+    "sqlite": sqlite_dialect.insert(service_meta).values(_meta_row).on_conflict_do_nothing(),
+}
+
+
+def _upsert_meta(dialect_insert: Any) -> Any:
+    statement = dialect_insert(service_meta).values(_meta_row)
+    return statement.on_conflict_do_update(
+        index_elements=[service_meta.c.name], set_={"value": statement.excluded.value}
+    )
+
+
+SET_META = {
+    "postgresql": _upsert_meta(pg_dialect.insert),
+    "sqlite": _upsert_meta(sqlite_dialect.insert),
+}
+HOLDS_DATA = select(
+    or_(
+        select(service_meta.c.name).exists(),
+        select(tenants.c.name).exists(),
+        select(signing_keys.c.kid).exists(),
+        select(tokens.c.digest).exists(),
+    )
+)
+# The row a readiness probe rewrites. Its value is new random bytes each time, larger than what
+# one grant writes, so that the write needs new space: in WAL mode SQLite appends every changed
+# page to the WAL file; PostgreSQL writes a new row version and its WAL.
+WRITE_PROBE = "write_probe"
+WRITE_PROBE_BYTES = 8192
+
+
+# --- purge_expired: see TokenStore.purge_expired -----------------------------------------------
+# Subqueries name their tables by alias, so that none correlates with the statement around it.
+# FOR UPDATE ... SKIP LOCKED (PostgreSQL; SQLite, whose writer is alone, renders nothing): rows
+# another transaction holds are left for the next batch, so the janitor never waits on a grant
+# or on another janitor.
+_t = tokens.alias("t")
+_s = sessions.alias("s")
+_BATCH = bindparam("batch", type_=Integer)
+
+
+def _revoked(table: Any) -> Any:
+    """A range, not IS NOT NULL: SQLite uses ix_sessions_revoked_at only for a range (revocation
+    times are epoch seconds, never negative)."""
+    return table.c.revoked_at >= 0
+
+
+def _has_live_token(table: Any) -> Any:
+    return exists().where(_t.c.session_id == table.c.session_id, _t.c.expires_at > bindparam("now"))
+
+
+# Service tokens (no session) that have expired. The ORDER BY is the order of
+# ix_tokens_session_id_expires_at, which keeps the planners on that index (the matching rows
+# are one range of it): a scan of the table, or of ix_tokens_expires_at, would walk over rows
+# earlier batches deleted, or over the expired tokens of live sessions, in every batch.
+PURGE_SESSIONLESS = delete(tokens).where(
+    tokens.c.digest.in_(
+        select(_t.c.digest)
+        .where(_t.c.session_id.is_(None), _t.c.expires_at <= bindparam("now"))
+        .order_by(_t.c.session_id, _t.c.expires_at)
+        .limit(_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+)
+# One page of sessions in key order (a read): whether each is open and has a live token.
+_page = (
+    select(sessions.c.session_id, sessions.c.revoked_at)
+    .where(sessions.c.session_id > bindparam("after"))
+    .order_by(sessions.c.session_id)
+    .limit(_BATCH)
+    .subquery("page")
+)
+SESSION_PAGE = select(
+    _page.c.session_id, _page.c.revoked_at, _has_live_token(_page).label("live")
+).order_by(_page.c.session_id)
+# Closing dead sessions: lock the open ones named, then (a new statement, so a new snapshot on
+# PostgreSQL: it sees the tokens of every refresh that committed before the lock) revoke those
+# that still have no live token. Every write that adds tokens to a session updates its row
+# first, so none can add any between the two statements.
+LOCK_OPEN_SESSIONS = (
+    select(sessions.c.session_id)
+    .where(sessions.c.session_id.in_(bindparam("ids", expanding=True)))
+    .where(sessions.c.revoked_at.is_(None))
+    .with_for_update(skip_locked=True)
+)
+CLOSE_DEAD_SESSIONS = (
+    update(sessions)
+    .where(
+        sessions.c.session_id.in_(bindparam("ids", expanding=True)),
+        sessions.c.revoked_at.is_(None),
+        ~_has_live_token(sessions),
+    )
+    .values(revoked_at=bindparam("now"))
+)
+# Revoked sessions, a batch of them in revocation order (ix_sessions_revoked_at): up to a batch
+# of their tokens, then those of them left without tokens. Each by its key or index: no
+# statement scans a table.
+CLOSED_SESSIONS = (
+    select(sessions.c.session_id)
+    .where(_revoked(sessions))
+    .order_by(sessions.c.revoked_at)
+    .limit(_BATCH)
+    .with_for_update(skip_locked=True)
+)
+PURGE_TOKENS_OF_SESSIONS = delete(tokens).where(
+    tokens.c.digest.in_(
+        select(_t.c.digest)
+        .where(_t.c.session_id.in_(bindparam("ids", expanding=True)))
+        .limit(_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+)
+PURGE_SESSIONS_WITHOUT_TOKENS = delete(sessions).where(
+    sessions.c.session_id.in_(bindparam("ids", expanding=True)),
+    ~exists().where(_t.c.session_id == sessions.c.session_id),
+)
+
+
+def update_session(session_id: str, change: SessionUpdate, *, anonymous_only: bool = False) -> Any:
+    """The refresh's session UPDATE: only the fields the caller set; with `anonymous_only`, only
+    while the session has no customer."""
+    context = change.context
+    values: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("currency", context.currency),
+            ("site_code", context.site_code),
+            ("language", context.language),
+            ("target_location", context.target_location),
+        )
+        if value is not None
+    }
+    values["updated_at"] = change.updated_at
+    if change.legal_entity_id is not None:
+        values["legal_entity_id"] = change.legal_entity_id
+    statement = (
+        update(sessions)
+        .where(sessions.c.session_id == session_id, sessions.c.revoked_at.is_(None))
+        .values(**values)
+    )
+    if anonymous_only:
+        statement = statement.where(sessions.c.customer_id.is_(None))
+    return statement
