@@ -23,7 +23,7 @@ from starlette.requests import Request
 
 from http_bridge.errors import HttpProblem, Problem
 from server.errors import InvalidClient, InvalidRequest, InvalidToken
-from server.model import ClientCredentials
+from server.records import ClientCredentials
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

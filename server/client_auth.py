@@ -12,8 +12,7 @@ from __future__ import annotations
 from server import validation
 from server.core import Core
 from server.errors import InvalidClient
-from server.model import ClientCredentials
-from server.records import ClientKind, ClientRecord
+from server.records import ClientCredentials, ClientKind, ClientRecord
 
 FAILED = "client authentication failed"
 NOT_AUTHENTICATED = (

@@ -21,8 +21,7 @@ from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidRequest, InvalidToken
 from server.grants.common import is_live, refused_bearer, stored_token
-from server.model import INACTIVE, ClientCredentials, Introspection
-from server.records import TokenKind, TokenUse
+from server.records import INACTIVE, ClientCredentials, Introspection, TokenKind, TokenUse
 from server.scopes import PLATFORM_ADMIN_SCOPE
 
 NOT_ACTIVE = "the token is not an active access token of this tenant"

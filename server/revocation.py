@@ -18,8 +18,14 @@ from server import client_auth, saas_verifier, validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidToken
 from server.grants.common import is_live, refused_bearer, stored_token
-from server.model import ClientCredentials, Revocation
-from server.records import ClientKind, ClientRecord, TokenRecord, TokenUse
+from server.records import (
+    ClientCredentials,
+    ClientKind,
+    ClientRecord,
+    Revocation,
+    TokenRecord,
+    TokenUse,
+)
 from server.scopes import PLATFORM_ADMIN_SCOPE
 
 NOTHING = Revocation(revoked_count=0)

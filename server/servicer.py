@@ -19,8 +19,14 @@ from server.grants import (
     customer_password,
     refresh,
 )
-from server.model import ClientCredentials, Introspection, IssuedTokens
-from server.records import SessionContext, TokenKind, TokenUse
+from server.records import (
+    ClientCredentials,
+    Introspection,
+    IssuedTokens,
+    SessionContext,
+    TokenKind,
+    TokenUse,
+)
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -20,7 +20,7 @@ from http_bridge.context import bridge
 from http_bridge.parsing import FORM, JSON, body_params, client_credentials, required
 from http_bridge.responses import answers_errors, no_store_json
 from server.errors import UnsupportedGrantType
-from server.model import ClientCredentials
+from server.records import ClientCredentials
 from tokenservice.v1 import token_service_pb2 as pb
 
 CLIENT_CREDENTIALS = "client_credentials"

@@ -17,8 +17,7 @@ from server.grants.common import (
     session_lifetimes,
     storefront_client,
 )
-from server.model import IssuedTokens
-from server.records import SessionContext, SessionRecord, TokenKind
+from server.records import IssuedTokens, SessionContext, SessionRecord, TokenKind
 
 QUOTA_EXCEEDED = "this client has asked for too many anonymous tokens; retry later"
 

@@ -18,8 +18,7 @@ from server import validation
 from server.core import Core
 from server.errors import AccessDenied, InvalidGrant
 from server.grants.common import minted, session_client, stored_token
-from server.model import IssuedTokens
-from server.records import SessionContext, SessionUpdate, TokenKind, TokenUse
+from server.records import IssuedTokens, SessionContext, SessionUpdate, TokenKind, TokenUse
 
 INVALID_MESSAGE = "anonymous_token is not an active anonymous access token of an open session"
 

@@ -12,8 +12,14 @@ from server import client_auth, validation
 from server.core import Core
 from server.errors import InvalidScope, UnauthorizedClient
 from server.grants.common import minted, scope_string
-from server.model import ClientCredentials, IssuedTokens
-from server.records import ClientKind, ClientRecord, TokenKind, TokenUse
+from server.records import (
+    ClientCredentials,
+    ClientKind,
+    ClientRecord,
+    IssuedTokens,
+    TokenKind,
+    TokenUse,
+)
 
 TENANT_SCOPE_PREFIX = "tenant="
 

@@ -36,8 +36,14 @@ from server.grants.common import (
     session_lifetimes,
     stored_token,
 )
-from server.model import IssuedTokens
-from server.records import CustomerRecord, LoginFailures, TokenKind, TokenRecord, TokenUse
+from server.records import (
+    CustomerRecord,
+    IssuedTokens,
+    LoginFailures,
+    TokenKind,
+    TokenRecord,
+    TokenUse,
+)
 
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"

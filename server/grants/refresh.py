@@ -28,10 +28,10 @@ from server.grants.common import (
     session_lifetimes,
     stored_token,
 )
-from server.model import IssuedTokens
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IssuedTokens,
     RefreshOutcome,
     SessionContext,
     SessionUpdate,

@@ -11,8 +11,7 @@ from server.clock import ManualClock
 from server.core import Core, build_core
 from server.errors import AccessDenied, InvalidClient, InvalidGrant, InvalidToken
 from server.grants import anonymous, anonymous_token_refresh, customer_password, refresh
-from server.model import ClientCredentials
-from server.records import ClientKind, SessionContext, TokenKind
+from server.records import ClientCredentials, ClientKind, SessionContext, TokenKind
 from server.scopes import PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.store.memory import MemoryStore
