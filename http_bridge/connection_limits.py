@@ -55,9 +55,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from server import metrics
-from server.errors import InvalidRequest
 from server.log_throttle import SummaryLog
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 log = logging.getLogger("tokenservice.http")
 
@@ -96,9 +95,7 @@ class HttpLimits:
             elif value <= 0:
                 # 0 is not "off": without a deadline or bound, one client could hold a
                 # connection, or memory, for as long as it likes.
-                raise InvalidRequest(
-                    f"TOKENSERVICE_HTTP_{field.name.upper()} must be greater than 0"
-                )
+                raise ConfigError(f"TOKENSERVICE_HTTP_{field.name.upper()} must be greater than 0")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> HttpLimits:

@@ -47,7 +47,7 @@ from http_bridge.errors import Problem
 from http_bridge.responses import family_of, problem_response
 from server import origins
 from server.errors import InvalidRequest
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 from server.validation import TENANT_PATTERN
 from tokenservice.v1 import token_service_pb2 as pb
 
@@ -241,13 +241,18 @@ def process_origins(settings: Settings) -> frozenset[str]:
     """TOKENSERVICE_CORS_ALLOWED_ORIGINS, checked with the other CORS settings: refused at start
     when malformed, with what an origin must look like."""
     if settings.cors_max_age_seconds < 0:
-        raise InvalidRequest("TOKENSERVICE_CORS_MAX_AGE_SECONDS must be 0 or more")
+        raise ConfigError("TOKENSERVICE_CORS_MAX_AGE_SECONDS must be 0 or more")
     if settings.cors_tenant_cache_seconds < 0 or settings.cors_tenant_cache_size < 0:
-        raise InvalidRequest(
+        raise ConfigError(
             "TOKENSERVICE_CORS_TENANT_CACHE_SECONDS and TOKENSERVICE_CORS_TENANT_CACHE_SIZE must "
             "be 0 or more"
         )
-    listed = origins.origin_list(settings.cors_allowed_origins, "TOKENSERVICE_CORS_ALLOWED_ORIGINS")
+    try:
+        listed = origins.origin_list(
+            settings.cors_allowed_origins, "TOKENSERVICE_CORS_ALLOWED_ORIGINS"
+        )
+    except InvalidRequest as refused:  # the admin API's refusal of the same list
+        raise ConfigError(refused.description) from None
     return frozenset(listed)
 
 

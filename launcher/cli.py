@@ -23,7 +23,7 @@ from typing import Any
 
 from server import janitor
 from server.errors import TokenServiceError
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except TokenServiceError as exc:
         return _fail(exc.description)
+    except ConfigError as exc:
+        return _fail(str(exc))
     except OSError as exc:
         return _fail(str(exc))  # an unwritable key file, a busy port, ...
     except KeyboardInterrupt:

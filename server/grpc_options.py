@@ -14,8 +14,7 @@ means none: calls still running at the age are cut), and the server's own keepal
 
 from __future__ import annotations
 
-from server.errors import InvalidRequest
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 INT_MAX = 2**31 - 1
 # A client that pings more often than the minimum interval, with no data in between, gets a
@@ -41,10 +40,10 @@ def limit_options(settings: Settings, *, max_connections: int | None = None) -> 
     server/process_limits.py)."""
     for field in POSITIVE:
         if getattr(settings, field) <= 0:
-            raise InvalidRequest(f"TOKENSERVICE_{field.upper()} must be greater than 0")
+            raise ConfigError(f"TOKENSERVICE_{field.upper()} must be greater than 0")
     connections = settings.grpc_max_connections if max_connections is None else max_connections
     if connections <= 0:
-        raise InvalidRequest(f"the gRPC connection cap must be greater than 0, not {connections}")
+        raise ConfigError(f"the gRPC connection cap must be greater than 0, not {connections}")
     options: Options = [
         ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
         # By default grpc core counts a stream against the limit until the application has
@@ -90,7 +89,7 @@ def limit_options(settings: Settings, *, max_connections: int | None = None) -> 
 def _ms(settings: Settings, field: str) -> int:
     seconds: float = getattr(settings, field)
     if seconds < 0:
-        raise InvalidRequest(f"TOKENSERVICE_{field.upper()} must not be negative")
+        raise ConfigError(f"TOKENSERVICE_{field.upper()} must not be negative")
     return max(1, min(INT_MAX, round(seconds * 1000))) if seconds else 0
 
 

@@ -6,7 +6,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from server.errors import InvalidRequest
+
+class ConfigError(Exception):
+    """A setting the service cannot start with: named by its environment variable, and said
+    what it must be. Not a TokenServiceError: no caller's request is at fault, and no transport
+    answers it; the CLI prints it and exits 2."""
+
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tokenservice.db"
 
@@ -149,12 +154,12 @@ def _convert(name: str, raw: str, type_name: object) -> object:
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise InvalidRequest(f"TOKENSERVICE_{name.upper()} must be a number") from None
+        raise ConfigError(f"TOKENSERVICE_{name.upper()} must be a number") from None
     if kind == "bool":
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
             return True
         if lowered in {"0", "false", "no", "off", ""}:
             return False
-        raise InvalidRequest(f"TOKENSERVICE_{name.upper()} must be true or false")
+        raise ConfigError(f"TOKENSERVICE_{name.upper()} must be true or false")
     return raw

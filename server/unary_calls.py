@@ -44,6 +44,7 @@ import grpc
 from server import metrics
 from server.errors import InvalidRequest, RateLimited, RequestTimeout, TokenServiceError
 from server.log_throttle import SummaryLog
+from server.settings import ConfigError
 
 log = logging.getLogger("tokenservice.rpc")
 NO_MESSAGE = "a unary call needs exactly one request message"
@@ -79,7 +80,7 @@ class RequestReader:
 
     def __init__(self, seconds: float) -> None:
         if seconds <= 0:  # not "off": a header-only stream would hold its call for ever
-            raise InvalidRequest("TOKENSERVICE_GRPC_MESSAGE_TIMEOUT_SECONDS must be greater than 0")
+            raise ConfigError("TOKENSERVICE_GRPC_MESSAGE_TIMEOUT_SECONDS must be greater than 0")
         self._seconds = seconds
         self._waiting: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
@@ -164,9 +165,9 @@ class CallsInFlight:
 
     def __init__(self, limit: int, *, evictable_after: float = 1.0) -> None:
         if limit < 1:
-            raise InvalidRequest("TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS must be greater than 0")
+            raise ConfigError("TOKENSERVICE_GRPC_MAX_CONCURRENT_RPCS must be greater than 0")
         if evictable_after < 0:
-            raise InvalidRequest("TOKENSERVICE_GRPC_EVICTABLE_AFTER_SECONDS must not be negative")
+            raise ConfigError("TOKENSERVICE_GRPC_EVICTABLE_AFTER_SECONDS must not be negative")
         self.count = 0
         self.limit = limit
         self.evictable_after = evictable_after

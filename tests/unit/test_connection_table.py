@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from http_bridge.connection_limits import ConnectionTable, HttpLimits
-from server.errors import InvalidRequest
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 MIN_AGE = 1.0
 
@@ -95,6 +94,6 @@ def test_limits_come_from_the_http_settings() -> None:
     ],
 )
 def test_zero_is_refused_for_every_limit(setting: str) -> None:
-    with pytest.raises(InvalidRequest) as refused:
+    with pytest.raises(ConfigError) as refused:
         HttpLimits.from_settings(Settings(**{setting: 0}))  # type: ignore[arg-type]
-    assert refused.value.description == f"TOKENSERVICE_{setting.upper()} must be greater than 0"
+    assert str(refused.value) == f"TOKENSERVICE_{setting.upper()} must be greater than 0"

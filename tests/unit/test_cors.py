@@ -16,7 +16,7 @@ from http_bridge.cors import TenantOrigins, process_origins, tenant_of
 from server import origins
 from server.clock import ManualClock
 from server.errors import InvalidRequest
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_origin_lists_keep_order_drop_duplicates_and_are_bounded() -> None:
 )
 def test_malformed_cors_settings_are_refused_at_start(overrides: dict[str, object]) -> None:
     settings = dataclasses.replace(Settings(), **overrides)  # type: ignore[arg-type]
-    with pytest.raises(InvalidRequest, match="TOKENSERVICE_CORS_"):
+    with pytest.raises(ConfigError, match="TOKENSERVICE_CORS_"):
         process_origins(settings)
 
 

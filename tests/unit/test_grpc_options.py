@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.errors import InvalidRequest
 from server.grpc_options import INT_MAX, limit_options
 from server.interceptors import ErrorInterceptor
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 
 def test_defaults() -> None:
@@ -57,7 +56,7 @@ def test_fractions_of_a_second_and_very_long_durations() -> None:
 def test_the_effective_connection_cap_overrides_the_setting() -> None:
     options = dict(limit_options(Settings(grpc_max_connections=1000), max_connections=300))
     assert options["grpc.max_allowed_incoming_connections"] == 300
-    with pytest.raises(InvalidRequest, match="connection cap"):
+    with pytest.raises(ConfigError, match="connection cap"):
         limit_options(Settings(), max_connections=0)
 
 
@@ -78,7 +77,7 @@ def test_the_effective_connection_cap_overrides_the_setting() -> None:
     ],
 )
 def test_nonsense_is_refused_naming_the_variable(field: str, value: float, variable: str) -> None:
-    with pytest.raises(InvalidRequest, match=variable):
+    with pytest.raises(ConfigError, match=variable):
         limit_options(Settings(**{field: value}))  # type: ignore[arg-type]
 
 
@@ -91,7 +90,7 @@ def test_nonsense_is_refused_naming_the_variable(field: str, value: float, varia
 )
 def test_the_call_limits_refuse_zero_too(field: str, variable: str) -> None:
     settings = Settings(**{field: 0})  # type: ignore[arg-type]
-    with pytest.raises(InvalidRequest, match=variable):
+    with pytest.raises(ConfigError, match=variable):
         ErrorInterceptor(
             message_timeout=settings.grpc_message_timeout_seconds,
             max_calls=settings.grpc_max_concurrent_rpcs,

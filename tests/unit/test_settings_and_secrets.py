@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import InvalidRequest
 from server.secret_key import (
     SecretKeyError,
     SecretKeyMissing,
@@ -15,7 +14,7 @@ from server.secret_key import (
     load_secret_key,
     sqlite_file_path,
 )
-from server.settings import DEFAULT_DATABASE_URL, Settings
+from server.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -47,7 +46,7 @@ def test_environment_overrides_with_types() -> None:
     [("TOKENSERVICE_REFRESH_GRACE_SECONDS", "ten"), ("TOKENSERVICE_PROVISION_DEMO", "maybe")],
 )
 def test_bad_values_say_which_variable(name: str, value: str) -> None:
-    with pytest.raises(InvalidRequest, match=name):
+    with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
 
 
