@@ -20,6 +20,7 @@ from http_bridge.errors import Problem
 from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
 from http_bridge.routes import discovery, health, oauth, storefront
+from server.proxies import Networks, parse_networks
 from server.settings import Settings
 
 ROUTES = [
@@ -44,11 +45,17 @@ ERROR_NAMES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def build_app(
-    backend: TokenBackend, settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()
+    backend: TokenBackend,
+    settings: Settings,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    trusted_proxies: Networks | None = None,
 ) -> AccessLog:
     """The bridge over `backend`, wrapped in the masking access log, with request metrics and
     CORS (http_bridge/cors.py). `extra_routes` are served beside the bridge's own on the same
-    stack (the benchmark's no-op ceiling; never used by `tokenservice serve` or `bridge`)."""
+    stack (the benchmark's no-op ceiling; never used by `tokenservice serve` or `bridge`).
+    `trusted_proxies`: TOKENSERVICE_TRUSTED_PROXIES as the core beside it parsed it (`serve`);
+    parsed from `settings` when not given (the standalone bridge)."""
     tenants = tenant_origins(backend, settings)
     cors = Middleware(
         BrowserAccess,
@@ -62,7 +69,9 @@ def build_app(
         middleware=[Middleware(HttpMetrics), cors],
         exception_handlers={HTTPException: _http_error},
     )
-    app.state.bridge = BridgeContext(backend=backend, settings=settings)
+    if trusted_proxies is None:
+        trusted_proxies = parse_networks(settings.trusted_proxies)
+    app.state.bridge = BridgeContext(backend, settings, trusted_proxies)
     app.state.tenant_origins = tenants
     return AccessLog(app)
 

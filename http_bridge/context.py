@@ -7,7 +7,7 @@ import dataclasses
 from starlette.requests import Request
 
 from http_bridge.backend import TokenBackend
-from server.abuse import Networks, client_address, parse_networks
+from server.proxies import Networks, client_address
 from server.settings import Settings
 
 
@@ -15,13 +15,10 @@ from server.settings import Settings
 class BridgeContext:
     backend: TokenBackend
     settings: Settings
+    # TOKENSERVICE_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client.
+    trusted_proxies: Networks = ()
     # Set on SIGTERM: /readyz answers 503 so balancers stop sending before the server stops.
     draining: bool = False
-    # TOKENSERVICE_TRUSTED_PROXIES: peers whose X-Forwarded-For names the client.
-    trusted_proxies: Networks = dataclasses.field(init=False)
-
-    def __post_init__(self) -> None:
-        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
 
 
 def bridge(request: Request) -> BridgeContext:

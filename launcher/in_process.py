@@ -1,5 +1,6 @@
-"""The bridge's backend inside `tokenservice serve`: the TokenService handlers called in the same
-process, with no network hop, the same servicer code the gRPC server runs, and domain errors
+"""The bridge's backend inside `tokenservice serve`: the TokenService calls made in the same
+process, with no network hop and no gRPC context (server/servicer.py TokenCalls, which the gRPC
+servicer runs too; the HTTP client's address is passed as it is), and domain errors
 turned into the same (code, reason) the gRPC error interceptor would send
 (http_bridge/errors.py's `failure_of`). It lives here, not in http_bridge/, because it is the
 one piece of the bridge that needs the whole core (store, passwords, keys): the bridge itself
@@ -8,72 +9,47 @@ reaches the core only through a TokenBackend, so the standalone bridge loads non
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
-
-import grpc
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from http_bridge.errors import failure_of
 from server.core import Core
 from server.errors import ServerError, TokenServiceError
-from server.servicer import TokenServicer
+from server.servicer import TokenCalls
 from tokenservice.v1 import token_service_pb2 as pb
 
 log = logging.getLogger("tokenservice.http")
 Response = TypeVar("Response")
 
 
-class CallerContext:
-    """What the servicer reads of its context in-process: peer(), answered with the HTTP
-    client's address in grpc's own format, so that the login throttle counts the client, not
-    the bridge's loopback address. Nothing else of a ServicerContext is used."""
-
-    def __init__(self, address: str) -> None:
-        self._address = address
-
-    def peer(self) -> str:
-        if not self._address:
-            return ""
-        if ":" in self._address:
-            return f"ipv6:[{self._address}]:0"
-        return f"ipv4:{self._address}:0"
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-
-def caller_context(client_address: str) -> grpc.aio.ServicerContext:
-    return cast(grpc.aio.ServicerContext, CallerContext(client_address))
-
-
 class InProcessBackend:
     def __init__(self, core: Core) -> None:
         self._core = core
-        self._servicer = TokenServicer(core)
+        self._calls = TokenCalls(core)
 
     async def issue_token(
         self, request: pb.IssueTokenRequest, *, client_address: str = ""
     ) -> pb.TokenResponse:
-        return await _call(self._servicer.IssueToken, request, client_address)
+        return await _call(self._calls.issue_token(request, client_address=client_address))
 
     async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
-        return await _call(self._servicer.RefreshToken, request)
+        return await _call(self._calls.refresh_token(request))
 
     async def introspect_token(
         self, request: pb.IntrospectTokenRequest
     ) -> pb.IntrospectTokenResponse:
-        return await _call(self._servicer.IntrospectToken, request)
+        return await _call(self._calls.introspect_token(request))
 
     async def revoke_token(self, request: pb.RevokeTokenRequest) -> pb.RevokeTokenResponse:
-        return await _call(self._servicer.RevokeToken, request)
+        return await _call(self._calls.revoke_token(request))
 
     async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
-        return await _call(self._servicer.GetJwks, request)
+        return await _call(self._calls.get_jwks(request))
 
     async def get_allowed_origins(
         self, request: pb.GetAllowedOriginsRequest
     ) -> pb.GetAllowedOriginsResponse:
-        return await _call(self._servicer.GetAllowedOrigins, request)
+        return await _call(self._calls.get_allowed_origins(request))
 
     async def ready(self) -> bool:
         try:
@@ -86,13 +62,9 @@ class InProcessBackend:
         return None
 
 
-async def _call(
-    method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Response]],
-    request: Any,
-    client_address: str = "",
-) -> Response:
+async def _call(call: Awaitable[Response]) -> Response:
     try:
-        return await method(request, caller_context(client_address))
+        return await call
     except TokenServiceError as error:
         raise failure_of(error) from None
     except Exception as error:

@@ -67,7 +67,12 @@ async def serve_core(
     )
     log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
     http: RunningHttp | None = None
-    bridge_app = build_app(InProcessBackend(core), settings, extra_routes=extra_http_routes)
+    bridge_app = build_app(
+        InProcessBackend(core),
+        settings,
+        extra_routes=extra_http_routes,
+        trusted_proxies=core.abuse.trusted_proxies,  # parsed once, by the core
+    )
     if settings.http_addr:
         http = await start_http(
             bridge_app,

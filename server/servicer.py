@@ -1,7 +1,9 @@
-"""TokenService over gRPC: proto <-> domain conversion only, no business logic.
+"""TokenService: proto <-> domain conversion only, no business logic.
 
-The HTTP bridge calls these same methods in-process, so what a client sees over either transport
-is decided once, in the grants.
+`TokenCalls` is the transport-free entry (request message in, response out, the caller's address
+passed explicitly); `TokenServicer` serves it over gRPC, reading the address from the call. The
+HTTP bridge calls TokenCalls in-process, so what a client sees over either transport is decided
+once, in the grants.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import grpc
 
 from server import introspection, origins, revocation, validation
-from server.abuse import grpc_peer_host
 from server.core import Core
 from server.errors import UnsupportedGrantType
 from server.grants import (
@@ -19,6 +20,7 @@ from server.grants import (
     customer_password,
     refresh,
 )
+from server.proxies import grpc_peer_host
 from server.records import (
     ClientCredentials,
     Introspection,
@@ -47,12 +49,16 @@ JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 FORWARDED_FOR = "x-forwarded-for"
 
 
-class TokenServicer(pb_grpc.TokenServiceServicer):
+class TokenCalls:
+    """TokenService's methods without a transport: a request message in, a response message
+    out, the caller's address given explicitly. The gRPC servicer below and the HTTP bridge's
+    in-process backend (launcher/in_process.py) both call these."""
+
     def __init__(self, core: Core) -> None:
         self._core = core
 
-    async def IssueToken(
-        self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
+    async def issue_token(
+        self, request: pb.IssueTokenRequest, *, client_address: str = ""
     ) -> pb.TokenResponse:
         core = self._core
         grant = request.WhichOneof("grant")
@@ -71,15 +77,13 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
                 cp.email,
                 cp.password,
                 cp.anonymous_token,
-                client_address=client_address(core, context),
+                client_address=client_address,
             )
         else:
             raise UnsupportedGrantType(f"a grant is required: {GRANTS}", field="grant")
         return token_response(issued)
 
-    async def RefreshToken(
-        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
-    ) -> pb.TokenResponse:
+    async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
         if request.anonymous_token and not request.refresh_token:
             issued = await anonymous_token_refresh.refresh(
                 self._core,
@@ -101,16 +105,14 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         )
         return token_response(issued)
 
-    async def IntrospectToken(
-        self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext
+    async def introspect_token(
+        self, request: pb.IntrospectTokenRequest
     ) -> pb.IntrospectTokenResponse:
         look = introspection.bearer if request.as_bearer else introspection.introspect
         result = await look(self._core, request.token, request.tenant, caller_of(request))
         return introspection_response(result)
 
-    async def RevokeToken(
-        self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
-    ) -> pb.RevokeTokenResponse:
+    async def revoke_token(self, request: pb.RevokeTokenRequest) -> pb.RevokeTokenResponse:
         result = await revocation.revoke(
             self._core,
             request.token,
@@ -121,27 +123,61 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         )
         return pb.RevokeTokenResponse(revoked=result.revoked, revoked_count=result.revoked_count)
 
-    async def GetJwks(
-        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetJwksResponse:
+    async def get_jwks(self, request: pb.GetJwksRequest) -> pb.GetJwksResponse:
         jwks = await self._core.keys.jwks()
         return pb.GetJwksResponse(
             keys=[pb.JsonWebKey(**{f: key.get(f, "") for f in JWK_FIELDS}) for key in jwks["keys"]]
         )
 
-    async def GetAllowedOrigins(
-        self, request: pb.GetAllowedOriginsRequest, context: grpc.aio.ServicerContext
+    async def get_allowed_origins(
+        self, request: pb.GetAllowedOriginsRequest
     ) -> pb.GetAllowedOriginsResponse:
         allowed = await origins.of_tenant(self._core, request.tenant)
         return pb.GetAllowedOriginsResponse(allowed_origins=allowed)
 
 
-def client_address(core: Core, context: grpc.aio.ServicerContext | None) -> str:
-    """The caller's address for the login throttle: the gRPC peer's host (the in-process bridge
-    answers peer() with its HTTP client's), or the x-forwarded-for metadata a trusted proxy
-    sent."""
-    if context is None:
-        return ""
+class TokenServicer(pb_grpc.TokenServiceServicer):
+    """TokenService over gRPC: TokenCalls, with the caller's address read from the call."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._calls = TokenCalls(core)
+
+    async def IssueToken(
+        self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenResponse:
+        address = grpc_client_address(self._core, context)
+        return await self._calls.issue_token(request, client_address=address)
+
+    async def RefreshToken(
+        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TokenResponse:
+        return await self._calls.refresh_token(request)
+
+    async def IntrospectToken(
+        self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IntrospectTokenResponse:
+        return await self._calls.introspect_token(request)
+
+    async def RevokeToken(
+        self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RevokeTokenResponse:
+        return await self._calls.revoke_token(request)
+
+    async def GetJwks(
+        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetJwksResponse:
+        return await self._calls.get_jwks(request)
+
+    async def GetAllowedOrigins(
+        self, request: pb.GetAllowedOriginsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAllowedOriginsResponse:
+        return await self._calls.get_allowed_origins(request)
+
+
+def grpc_client_address(core: Core, context: grpc.aio.ServicerContext) -> str:
+    """The caller's address for the login throttle: the gRPC peer's host, or the
+    x-forwarded-for metadata a trusted proxy (a standalone bridge) sent (server/proxies.py)."""
     peer = grpc_peer_host(context.peer() or "")
     forwarded = ""
     if core.abuse.trusted_proxies:

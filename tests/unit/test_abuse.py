@@ -8,21 +8,14 @@ from typing import Any
 import pytest
 
 from server import admin
-from server.abuse import (
-    AbuseControls,
-    AddressThrottle,
-    AnonymousQuota,
-    LockPolicy,
-    client_address,
-    grpc_peer_host,
-    parse_networks,
-)
+from server.abuse import AbuseControls, AddressThrottle, AnonymousQuota, LockPolicy
 from server.clock import ManualClock
 from server.core import Core, build_core
-from server.errors import InvalidCredentials, InvalidRequest
+from server.errors import InvalidCredentials
 from server.grants import anonymous, customer_password
+from server.proxies import client_address, grpc_peer_host, parse_networks
 from server.records import ClientKind, LoginFailures
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 from server.store.memory import MemoryStore
 from tests.conftest import FAST_ARGON2, TEST_SECRET
 
@@ -136,7 +129,7 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
 
 
 def test_a_bad_trusted_proxies_setting_is_refused() -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(ConfigError):
         parse_networks("10.0.0.0/8, localhost")
 
 
