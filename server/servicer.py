@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from server import introspection, origins, revocation, validation
+from server import introspection, origins, revocation
 from server.core import Core
 from server.errors import UnsupportedGrantType
 from server.grants import (
@@ -196,11 +196,12 @@ def caller_of(
 
 
 def session_context(message: pb.SessionContext) -> SessionContext:
-    return validation.session_context(
-        currency=message.currency,
-        site_code=message.site_code,
-        language=message.language,
-        target_location=message.target_location,
+    """The message's fields, unchecked (the grants check them); proto3's "" is not given."""
+    return SessionContext(
+        currency=message.currency or None,
+        site_code=message.site_code or None,
+        language=message.language or None,
+        target_location=message.target_location or None,
     )
 
 

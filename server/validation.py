@@ -91,23 +91,19 @@ def scopes(value: str, field: str = "scope") -> tuple[str, ...]:
     return tuple(result)
 
 
-def session_context(
-    currency: str = "", site_code: str = "", language: str = "", target_location: str = ""
-) -> SessionContext:
-    """Optional storefront fields; empty means not given."""
+def session_context(context: SessionContext | None) -> SessionContext:
+    """Optional storefront fields (None: not given), each bounded and printable; an empty one
+    counts as not given."""
+    if context is None:
+        return SessionContext()
     fields = {
-        "currency": currency,
-        "site_code": site_code,
-        "language": language,
-        "target_location": target_location,
+        "currency": context.currency or "",
+        "site_code": context.site_code or "",
+        "language": context.language or "",
+        "target_location": context.target_location or "",
     }
     for name, value in fields.items():
         bounded(value, name, MAX_CURRENCY if name == "currency" else MAX_CONTEXT_FIELD)
         if not PRINTABLE_PATTERN.fullmatch(value):
             raise InvalidRequest(f"{name} contains control characters", field=name)
-    return SessionContext(
-        currency=currency or None,
-        site_code=site_code or None,
-        language=language or None,
-        target_location=target_location or None,
-    )
+    return SessionContext(**{name: value or None for name, value in fields.items()})

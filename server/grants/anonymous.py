@@ -27,6 +27,7 @@ async def issue(
 ) -> IssuedTokens:
     validation.tenant(tenant)
     validation.identifier(client_id, "client_id")
+    context = validation.session_context(context)
     client = await storefront_client(core, tenant, client_id)
     wait = core.abuse.anonymous.take(client_id, core.clock.now())
     if wait > 0:
@@ -51,7 +52,7 @@ async def issue(
         client_id=client_id,
         created_at=now,
         updated_at=now,
-        context=context or SessionContext(),
+        context=context,
     )
     await core.store.save_tokens([access, refresh], new_session=session)
     return IssuedTokens(

@@ -33,6 +33,7 @@ async def refresh(
     validation.tenant(tenant)
     validation.identifier(client_id, "client_id")
     validation.token(anonymous_token, "anonymous_token")
+    context = validation.session_context(context)
     now = core.now()
     presented = await stored_token(
         core, anonymous_token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
@@ -56,7 +57,7 @@ async def refresh(
         ttl=ttl,
         session_id=presented.session_id,
     )
-    update = SessionUpdate(updated_at=now, context=context or SessionContext())
+    update = SessionUpdate(updated_at=now, context=context)
     continued = await core.store.continue_anonymous_session(
         presented.digest,
         presented.session_id,

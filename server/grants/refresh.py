@@ -72,12 +72,13 @@ async def refresh(
         validation.token(access_token, "access_token")
     if superseded_anonymous_token:
         validation.token(superseded_anonymous_token, "anonymous_token")
+    checked_context = validation.session_context(context)
     now = core.now()
     presented = await _presented(
         core, tenant, refresh_token, client_id, legal_entity_id, access_token
     )
     return await _exchange(
-        core, presented, refresh_token, now, legal_entity_id or None, context or SessionContext()
+        core, presented, refresh_token, now, legal_entity_id or None, checked_context
     )
 
 
