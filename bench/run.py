@@ -338,7 +338,7 @@ class Row:
     ratios: list[float] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
-        return statistics.median(getattr(m, field) for m in self.runs)
+        return float(statistics.median(getattr(m, field) for m in self.runs))
 
     @property
     def ratio(self) -> float | None:
@@ -409,12 +409,12 @@ class ProtocolRow:
     runs: dict[str, list[Measurement]]
 
     def median(self, implementation: str, field: str) -> float:
-        return statistics.median(getattr(m, field) for m in self.runs[implementation])
+        return float(statistics.median(getattr(m, field) for m in self.runs[implementation]))
 
     def ratio(self, implementation: str, field: str) -> float:
         """The median over rounds of this implementation's figure over stock httptools'."""
         pairs = zip(self.runs[implementation], self.runs["httptools"], strict=True)
-        return statistics.median(getattr(m, field) / getattr(s, field) for m, s in pairs)
+        return float(statistics.median(getattr(m, field) / getattr(s, field) for m, s in pairs))
 
 
 def protocols_phase(args: argparse.Namespace) -> list[ProtocolRow]:

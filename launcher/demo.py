@@ -21,8 +21,8 @@ from server import admin
 from server.core import Core
 from server.errors import AlreadyExists, NotFound
 from server.records import ClientKind
-from server.secret_key import sqlite_file_path
 from server.settings import Settings
+from server.store.sqlite_file import sqlite_file as sqlite_file_path
 
 TENANT = "demo"
 STOREFRONT_CLIENT_ID = "demo-storefront"

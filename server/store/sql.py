@@ -86,10 +86,10 @@ def retried(
     (PostgreSQL), with a short random back-off; after the last try the store is unavailable."""
 
     @functools.wraps(method)
-    async def call(self: SqlStore, *args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(self.conflict_retries + 1):
+    async def call(store: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(store.conflict_retries + 1):
             try:
-                return await method(self, *args, **kwargs)
+                return await method(store, *args, **kwargs)
             except Conflict:
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
         log.warning("token store: %s kept conflicting; giving up", method.__name__)
