@@ -47,6 +47,12 @@ async def database_url(
         await server.drop(url)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The reliability suite starts services and drives them for seconds: make test-fast
+    (`-m "not slow"`) leaves it out."""
+    item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The leak test reads what every other test left: it goes last."""
     last = [item for item in items if LAST_MODULE in item.nodeid]
