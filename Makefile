@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser proto run test soak bench fmt lint typecheck check lock hooks clean
+.PHONY: help install browser proto run test test-fast soak bench fmt lint typecheck check lock hooks clean
 
 help:
 	@echo "make run    start the service on the embedded SQLite store (installs first)"
 	@echo "make test   install and run the whole test suite"
+	@echo "make test-fast  the suite without the tests marked slow (for the edit-test loop)"
 	@echo "make soak   the reliability suite at full size (minutes; prints its numbers)"
 	@echo "make bench  throughput and latency against no-op ceilings (h2load; writes bench/results.md)"
 	@echo "make proto  regenerate gen/ from protos/"
@@ -63,8 +64,15 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(BIN)/tokenservice serve
 
+# On every core (pytest-xdist). loadgroup keeps the tests that share one in-process ledger
+# (tests/reliability, marked xdist_group) on one worker, in their order; the rest are spread.
+XDIST := -n $${PYTEST_WORKERS:-auto} --dist loadgroup
+
 test: install browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+test-fast: install browser
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # tests/reliability at full size: 5,000 tokens through a SIGKILL, 200 rounds of 16 and of 100
 # racing refreshes, PostgreSQL outages, 10,000 fuzz cases per transport. Needs PostgreSQL.

@@ -1,11 +1,19 @@
-"""Shared fixtures: fast argon2 parameters and a secret for in-process cores."""
+"""Shared fixtures: fast argon2 parameters, a secret for in-process cores, a migrated SQLite
+template, the PostgreSQL server, and the notice of what was skipped for want of a tool."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import shutil
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from server.store.migrate import upgrade
 from tests import outside_tools, postgres
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
@@ -15,6 +23,26 @@ FAST_ARGON2_ENV = {
     "TOKENSERVICE_ARGON2_PARALLELISM": "1",
 }
 TEST_SECRET = b"test-secret-key-of-at-least-32-bytes!!"
+# The name under which a test report carries the numbers tests/reliability recorded.
+NUMBERS_PROPERTY = "reliability_numbers"
+
+
+# --- SQLite ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to the newest schema once per session (per xdist worker), for
+    `copy_sqlite_template`: an Alembic run per test costs 30 to 200 ms, a copy well under 1 ms.
+    Tests about migrating or starting on an empty file do not use it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    postgres.run_apart(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def copy_sqlite_template(template: Path, destination: Path) -> None:
+    """Puts a migrated, empty database at `destination`, private (0600) as the service creates
+    its own file (server/store/sqlite_file.py)."""
+    shutil.copyfile(template, destination)
+    os.chmod(destination, 0o600)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -37,6 +65,65 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
         postgres.end_server_session(server)
 
 
+# --- pytest-xdist ---------------------------------------------------------------------------------
+# tests/reliability shares one in-process ledger (tests/reliability/support.py) that its last test
+# reads, so with `--dist loadgroup` (make test) it runs on one worker, in its collection order,
+# while the others take the rest test by test. A scheduler of our own, because xdist 3.8 marks
+# its groups through a node attribute pytest 9.2 no longer reads (`xdist_group` marks do not
+# group there).
+SERIAL_GROUPS = {"tests/reliability/": "reliability"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SerialGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix, group in SERIAL_GROUPS.items():
+                if nodeid.startswith(prefix):
+                    return group
+            return str(super()._split_scope(nodeid))
+
+    return SerialGroups(config, log)
+
+
+# --- The notice of what was skipped ---------------------------------------------------------------
+# Under pytest-xdist the skips happen in the workers and the summary prints in the controller, so
+# each skip report carries its reason (user_properties travel with the report) and the controller
+# gathers them; without xdist the same hooks run in one process.
+_SKIP_PROPERTY = "tokenservice_skipped"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.skipped:
+        for kind, reasons in (("postgres", _POSTGRES_SKIPPED), ("tool", outside_tools.SKIPPED)):
+            for reason in reasons:
+                if (kind, reason) not in report.user_properties:
+                    report.user_properties.append((_SKIP_PROPERTY, (kind, reason)))
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from_worker = getattr(report, "node", None) is not None  # xdist's controller
+    value: Any
+    for name, value in report.user_properties:
+        if name == _SKIP_PROPERTY:
+            kind, reason = value
+            reasons = _POSTGRES_SKIPPED if kind == "postgres" else outside_tools.SKIPPED
+            if reason not in reasons:
+                reasons.append(reason)
+        elif name == NUMBERS_PROPERTY and from_worker:
+            from tests.reliability.support import LEDGER
+
+            LEDGER.numbers.extend((test, numbers) for test, numbers in value)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _POSTGRES_SKIPPED:
         terminalreporter.write_sep(
@@ -44,3 +131,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
     for reason in outside_tools.SKIPPED:
         terminalreporter.write_sep("=", "tests SKIPPED: " + reason, yellow=True, bold=True)
+    _reliability_summary(terminalreporter)
+
+
+def _reliability_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The numbers tests/reliability recorded (tests/reliability/support.py's ledger)."""
+    support = sys.modules.get("tests.reliability.support")
+    if support is None or not support.LEDGER.numbers:
+        return
+    mode = "soak (full sizes)" if support.SOAK else "bounded"
+    terminalreporter.write_sep("=", f"reliability numbers, {mode}", bold=True)
+    for name, numbers in support.LEDGER.numbers:
+        shown = ", ".join(f"{key}={value}" for key, value in numbers.items())
+        terminalreporter.write_line(f"{name}: {shown}")
+    path = os.environ.get("TOKENSERVICE_RELIABILITY_REPORT")
+    if path:
+        report = {"mode": mode, "results": [{"test": n, **v} for n, v in support.LEDGER.numbers]}
+        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        terminalreporter.write_line(f"written to {path}")

@@ -28,7 +28,7 @@ from server.core import Core
 from server.records import ClientKind
 from server.settings import Settings
 from server.startup import open_core
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.conftest import FAST_ARGON2, TEST_SECRET, copy_sqlite_template
 from tests.postgres import PostgresServer
 from tokenservice.v1 import admin_service_pb2_grpc
 from tokenservice.v1 import token_service_pb2 as pb
@@ -196,8 +196,14 @@ async def harness(
     database_kind: str,
     database_url: str,
     settings_overrides: dict[str, object],
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     db_path = tmp_path / "tokens.db"
+    if database_kind == "sqlite" and not db_path.exists():
+        # Migrated once per session and copied: open_core below still runs the (now no-op)
+        # upgrade, as `tokenservice serve` does on every start. Migrating an empty file is
+        # tested where that is the point (test_startup_refusals, the store contract, the docs).
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), db_path)
     settings = harness_settings(database_url, **settings_overrides)
     clock = ManualClock()
     core = await open_core(settings, clock=clock)  # as `tokenservice serve` starts

@@ -26,6 +26,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
 def test_bench_measures_paths_against_their_ceilings(tmp_path: Path) -> None:
     output = tmp_path / "results.md"
     run = subprocess.run(

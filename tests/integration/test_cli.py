@@ -1,20 +1,32 @@
-"""The real `tokenservice` command against a real SQLite file: provisioning, `--json` output,
-secrets shown once and never stored, and clean errors (exit 2, no traceback)."""
+"""The `tokenservice` command against a real SQLite file: provisioning, `--json` output,
+secrets shown once and never stored, and clean errors (exit 2, no traceback).
+
+Most cases call `launcher.cli.main` in this interpreter (with the command's own environment,
+working directory, stdin, stdout and stderr): a fresh interpreter per command cost about a
+second each and the process boundary is not what they test. The cases that use `process_cli`
+run the installed `tokenservice` executable: a success, the failure exit codes of bad
+configuration, and the password read from a real stdin pipe.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import re
 import sqlite3
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 
+from launcher.cli import main
 from server.tokens import KeyedDigest
 
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
@@ -27,6 +39,8 @@ FAST_ARGON2_ENV = {
 
 
 class Cli:
+    """Runs `tokenservice` as a child process, with only the environment given here."""
+
     def __init__(self, tmp_path: Path) -> None:
         self.db = tmp_path / "cli.db"
         self.env = {
@@ -79,13 +93,62 @@ class Cli:
             return conn.execute(sql, params).fetchall()
 
 
+class InProcessCli(Cli):
+    """Runs `launcher.cli.main` in this interpreter as the executable would run it: the same
+    environment (nothing else of TOKENSERVICE_*), working directory and stdin, stdout and stderr
+    captured, argparse's exits and uncaught exceptions (with their traceback on stderr, exit 1)
+    turned into the exit status. Warnings logged go to its stderr, as Python's last-resort
+    handler writes them in a process that configures no logging."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(tmp_path)
+        self.monkeypatch = monkeypatch
+
+    def run(
+        self, *args: str, stdin: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        handler = logging.StreamHandler(stderr)
+        handler.setLevel(logging.WARNING)
+        root = logging.getLogger()
+        with self.monkeypatch.context() as patch:
+            for name in list(os.environ):
+                if name.startswith("TOKENSERVICE_"):
+                    patch.delenv(name)
+            for name, value in {**self.env, **(env or {})}.items():
+                patch.setenv(name, value)
+            patch.chdir(self.cwd)
+            patch.setattr(sys, "stdin", io.StringIO(stdin))
+            root.addHandler(handler)
+            try:
+                with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                    try:
+                        code = main(list(args))
+                    except SystemExit as exit_:
+                        code = exit_.code if isinstance(exit_.code, int) else 1
+                    except Exception:
+                        traceback.print_exc()
+                        code = 1
+            finally:
+                root.removeHandler(handler)
+        return subprocess.CompletedProcess(
+            ["tokenservice", *args], code, stdout.getvalue(), stderr.getvalue()
+        )
+
+
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return InProcessCli(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def process_cli(tmp_path: Path) -> Cli:
     assert TOKENSERVICE.exists(), f"{TOKENSERVICE} is missing: run `make install`"
     return Cli(tmp_path)
 
 
-def test_db_upgrade_is_idempotent(cli: Cli) -> None:
+def test_db_upgrade_is_idempotent(process_cli: Cli) -> None:
+    cli = process_cli
     first = cli.ok("db", "upgrade")
     assert "newest schema" in first
     cli.ok("db", "upgrade")
@@ -208,7 +271,8 @@ def test_client_create_errors(cli: Cli) -> None:
     assert cli.query("SELECT count(*) FROM clients") == [(1,)]
 
 
-def test_customer_create_reads_the_password_from_stdin(cli: Cli) -> None:
+def test_customer_create_reads_the_password_from_stdin(process_cli: Cli) -> None:
+    cli = process_cli
     password = "correct horse battery staple"
     cli.ok("tenant", "create", "acme")
     created = cli.json(
@@ -315,7 +379,8 @@ def test_demo_env_prints_shell_exports(cli: Cli) -> None:
     assert "export DEMO_CUSTOMER_PASSWORD='it'\"'\"'s a password'\n" in out
 
 
-def test_bad_configuration_fails_cleanly(cli: Cli) -> None:
+def test_bad_configuration_fails_cleanly(process_cli: Cli) -> None:
+    cli = process_cli
     done = cli.run("tenant", "list", env={"TOKENSERVICE_ARGON2_TIME_COST": "many"})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr == "error: TOKENSERVICE_ARGON2_TIME_COST must be a number\n"

@@ -60,6 +60,7 @@ async def run_beside_demo_server(
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
 async def test_the_curl_walkthrough_runs(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
     script = doc_sh_blocks(DOCUMENT, HEADING)[0]

@@ -59,6 +59,7 @@ def adapted(script: str, database: str, ports: dict[str, int]) -> str:
     shutil.which("curl") is None or shutil.which("createdb") is None,
     reason="curl or createdb is not installed",
 )
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
 async def test_the_two_replicas_walkthrough_runs(postgres_server: PostgresServer) -> None:
     database = f"{postgres_server.prefix}_docs_replicas"
     ports = {documented: free_port() for documented in (50051, 50052, 8080, 8081)}

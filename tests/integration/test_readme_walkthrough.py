@@ -20,6 +20,7 @@ HEADING = "## A first walkthrough: a visitor, a customer, a back end"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
 async def test_the_readme_walkthrough_runs(tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
     (script,) = doc_sh_blocks(DOCUMENT, HEADING)

@@ -108,6 +108,7 @@ async def newcomers(port: int, stop: asyncio.Event) -> Counter[int]:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
 async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
     tmp_path: Path,
 ) -> None:

@@ -8,19 +8,19 @@ at the end of the run and, with TOKENSERVICE_RELIABILITY_REPORT=path, written th
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import NUMBERS_PROPERTY
 
 # The integration suite's in-process server (real gRPC on port 0, ManualClock), for the
 # reliability tests that need to move time (test_abuse_controls.py); it runs on the
 # database_kind / database_url fixtures below.
 from tests.integration.conftest import harness, settings_overrides  # noqa: F401
 from tests.postgres import PostgresServer
-from tests.reliability.support import LEDGER, SOAK, sqlite_url
+from tests.reliability.support import LEDGER, sqlite_url
 
 LAST_MODULE = "test_zz_nothing_leaks"
 
@@ -47,6 +47,12 @@ async def database_url(
         await server.drop(url)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The reliability suite starts services and drives them for seconds: make test-fast
+    (`-m "not slow"`) leaves it out."""
+    item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The leak test reads what every other test left: it goes last."""
     last = [item for item in items if LAST_MODULE in item.nodeid]
@@ -54,16 +60,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if item not in last] + last
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not LEDGER.numbers:
-        return
-    mode = "soak (full sizes)" if SOAK else "bounded"
-    terminalreporter.write_sep("=", f"reliability numbers, {mode}", bold=True)
-    for name, numbers in LEDGER.numbers:
-        shown = ", ".join(f"{key}={value}" for key, value in numbers.items())
-        terminalreporter.write_line(f"{name}: {shown}")
-    path = os.environ.get("TOKENSERVICE_RELIABILITY_REPORT")
-    if path:
-        report = {"mode": mode, "results": [{"test": n, **v} for n, v in LEDGER.numbers]}
-        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        terminalreporter.write_line(f"written to {path}")
+# Under pytest-xdist the numbers are recorded in a worker and printed by the controller, which
+# loads only tests/conftest.py: each test's teardown report carries the numbers it recorded, and
+# tests/conftest.py gathers and prints them.
+_REPORTED = [0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "teardown" and len(LEDGER.numbers) > _REPORTED[0]:
+        new = LEDGER.numbers[_REPORTED[0] :]
+        _REPORTED[0] = len(LEDGER.numbers)
+        report.user_properties.append((NUMBERS_PROPERTY, [list(entry) for entry in new]))
+    return report

@@ -71,6 +71,7 @@ Tally = collections.Counter[tuple[str, int]]
 
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
+@pytest.mark.slow  # hundreds of generated requests; make test-fast leaves it out
 async def test_schemathesis_cli_finds_no_server_error_and_no_drift(
     bridge: Bridge, tmp_path: Path
 ) -> None:
@@ -137,6 +138,7 @@ async def test_schemathesis_cli_finds_no_server_error_and_no_drift(
 
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
+@pytest.mark.slow  # hundreds of generated requests; make test-fast leaves it out
 async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("cases")
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
