@@ -15,11 +15,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 PROGRAMS = ("initdb", "pg_ctl", "postgres")
 OS_USER = "postgres"
@@ -65,12 +66,6 @@ def find_bindir() -> Path:
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) in `pg_config --bindir` "
         "or /usr/lib/postgresql/*/bin"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ import pytest
 from tests import outside_tools
 from tests.doc_blocks import doc_blocks
 from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
-from tests.integration.test_shutdown import free_port
+from tests.support.processes import free_port
 
 DOCUMENT = "docs/clients.md"
 # How each language's block runs from the repository root: Python in this virtualenv, JavaScript

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.doc_blocks import doc_sh_blocks
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     free_port,
     service_env,
     start_serve,

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.doc_blocks import doc_sh_blocks
-from tests.integration.test_shutdown import free_port
 from tests.postgres import SERVER_URL, PostgresServer, with_database
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.postgres
 

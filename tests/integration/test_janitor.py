@@ -20,7 +20,7 @@ from server import janitor
 from server.records import PurgeReport
 from tests.conftest import TEST_SECRET
 from tests.integration.conftest import Harness, Shop, error_reason
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     cli,
     free_port,
     service_env,

@@ -37,7 +37,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from tests.integration.test_shutdown import (
+from tests.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
+from tests.support.processes import (
     cli,
     free_port,
     service_env,
@@ -46,7 +47,6 @@ from tests.integration.test_shutdown import (
     text_of,
     wait_until_serving,
 )
-from tests.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

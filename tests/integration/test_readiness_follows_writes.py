@@ -33,7 +33,8 @@ from http_bridge.app import build_app
 from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from tests.integration.conftest import Harness, error_reason
-from tests.integration.test_shutdown import (
+from tests.postgres import SERVER_URL, asyncpg_dsn
+from tests.support.processes import (
     free_port,
     service_env,
     start_serve,
@@ -41,7 +42,6 @@ from tests.integration.test_shutdown import (
     text_of,
     wait_until_serving,
 )
-from tests.postgres import SERVER_URL, asyncpg_dsn
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.doc_blocks import doc_sh_blocks
 from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
-from tests.integration.test_shutdown import free_port
+from tests.support.processes import free_port
 
 DOCUMENT = "README.md"
 HEADING = "## A first walkthrough: a visitor, a customer, a back end"

@@ -38,7 +38,8 @@ from server.store.factory import open_store
 from server.tokens import KeyedDigest
 from tests.conftest import TEST_SECRET
 from tests.integration.conftest import harness_settings
-from tests.integration.test_shutdown import (
+from tests.postgres import PostgresServer
+from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
     TOKENSERVICE,
@@ -48,7 +49,6 @@ from tests.integration.test_shutdown import (
     text_of,
     wait_until_serving,
 )
-from tests.postgres import PostgresServer
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
     cli,

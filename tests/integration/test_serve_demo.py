@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     cli,
     free_port,
     service_env,

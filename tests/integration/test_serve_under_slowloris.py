@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import attack_process
 from tests.integration.raw_http import Streams, exchange
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     TOKENSERVICE,
     cli,
     free_port,

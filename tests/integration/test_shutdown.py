@@ -10,139 +10,36 @@ counts as in flight are in flight on any machine, however fast or loaded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
-import socket
-import sqlite3
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import FAST_ARGON2_ENV
+from tests.support.processes import (
+    SERVING,
+    cli,
+    free_port,
+    service_env,
+    start_serve,
+    stop_process,
+    text_of,
+    wait_until_serving,
+    writes_held,
+)
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
-TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
-GRACE_SECONDS = 5
-DELAY_SECONDS = 1
 WORKERS = 400  # calls in flight at SIGTERM (held on the write lock until the checks are done)
 # The drain test: long enough that a loaded machine takes a call within the delay, and that the
 # held calls are never cut off by the grace period before the test releases them.
 HELD_DELAY_SECONDS = 5
 HELD_GRACE_SECONDS = 60
-SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (bind port 0, read it, let it go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def service_env(db_path: Path, port: int, **settings: str) -> dict[str, str]:
-    """This process's environment minus any TOKENSERVICE_* it had, plus the test's settings."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENSERVICE")}
-    env.update(FAST_ARGON2_ENV)
-    env.update(
-        TOKENSERVICE_DATABASE_URL=f"sqlite+aiosqlite:///{db_path}",
-        TOKENSERVICE_GRPC_ADDR=f"127.0.0.1:{port}",
-        TOKENSERVICE_HTTP_ADDR="",  # no HTTP bridge unless a test asks for one
-        TOKENSERVICE_PROVISION_DEMO="false",
-        TOKENSERVICE_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
-        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS=str(DELAY_SECONDS),
-    )
-    env.update(settings)
-    return env
-
-
-async def cli(env: dict[str, str], *args: str) -> str:
-    """Runs `tokenservice ARGS...` to completion; its stdout, or a failure naming stderr."""
-    process = await asyncio.create_subprocess_exec(
-        str(TOKENSERVICE),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 0, f"tokenservice {' '.join(args)}: {stderr.decode()}"
-    return stdout.decode()
-
-
-def text_of(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-async def wait_until_serving(
-    target: str, process: asyncio.subprocess.Process, log: Path, within: float = 30
-) -> None:
-    """Polls grpc.health.v1 Check("") until SERVING; fails early if the process dies."""
-    deadline = time.monotonic() + within
-    async with grpc.aio.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            assert process.returncode is None, f"the server exited early:\n{text_of(log)}"
-            try:
-                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if answer.status == SERVING:
-                    return
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
-                    raise
-            assert time.monotonic() < deadline, f"not SERVING after {within}s:\n{text_of(log)}"
-            await asyncio.sleep(0.1)
-
-
-async def start_serve(env: dict[str, str], logs: Path) -> asyncio.subprocess.Process:
-    """`tokenservice serve`, its stdout and stderr going to files under `logs`."""
-    with (logs / "stdout.txt").open("ab") as out, (logs / "stderr.txt").open("ab") as err:
-        return await asyncio.create_subprocess_exec(
-            str(TOKENSERVICE), "serve", env=env, stdout=out, stderr=err
-        )
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-
-
-# --- the test -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def writes_held(db_path: Path) -> Iterator[Callable[[], None]]:
-    """Holds the SQLite file's write lock from this process (BEGIN IMMEDIATE on a connection of
-    its own), so that every call of the server that writes waits on it, provably in flight, for
-    as long as the test likes (the server's busy timeout is set far longer). Yields the release;
-    leaving the block releases too."""
-    conn = sqlite3.connect(db_path, isolation_level=None, timeout=30)
-    conn.execute("BEGIN IMMEDIATE")
-
-    def release() -> None:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-
-    try:
-        yield release
-    finally:
-        release()
-        conn.close()
 
 
 async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> None:

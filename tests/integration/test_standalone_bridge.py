@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     TOKENSERVICE,
+    cli,
     free_port,
     service_env,
     start_serve,
@@ -55,29 +56,14 @@ class Processes:
         return "\n".join(parts)
 
 
-async def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    """`tokenservice ARGS...` to completion; its stdout."""
-    process = await asyncio.create_subprocess_exec(
-        str(TOKENSERVICE),
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=30)
-    assert process.returncode == 0, f"tokenservice {' '.join(args)}: {stderr.decode()}"
-    return stdout.decode()
-
-
 async def provision(env: dict[str, str]) -> dict[str, str]:
-    await run_cli(env, "tenant", "create", TENANT)
+    await cli(env, "tenant", "create", TENANT)
     storefront = json.loads(
-        await run_cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json")
+        await cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json")
     )
     # Its access tokens expire within a second or two: the server's clock is the real one.
     short_lived = json.loads(
-        await run_cli(
+        await cli(
             env,
             "client",
             "create",
@@ -91,7 +77,7 @@ async def provision(env: dict[str, str]) -> dict[str, str]:
         )
     )
     service = json.loads(
-        await run_cli(
+        await cli(
             env,
             "client",
             "create",
@@ -105,7 +91,7 @@ async def provision(env: dict[str, str]) -> dict[str, str]:
         )
     )
     customer = json.loads(
-        await run_cli(
+        await cli(
             env,
             "customer",
             "create",

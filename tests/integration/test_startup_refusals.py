@@ -30,7 +30,8 @@ from server.store.migrate import run_on_url, upgrade_connection
 from server.store.schema import signing_keys, tenants
 from server.tokens import KeyedDigest
 from tests.conftest import FAST_ARGON2
-from tests.integration.test_shutdown import (
+from tests.postgres import PostgresServer
+from tests.support.processes import (
     TOKENSERVICE,
     free_port,
     service_env,
@@ -38,7 +39,6 @@ from tests.integration.test_shutdown import (
     text_of,
     wait_until_serving,
 )
-from tests.postgres import PostgresServer
 
 OTHER_SECRET = "another-valid-secret-key-of-48-characters-abcdefgh"
 PG_SECRET = "the-postgres-secret-key-of-at-least-32-characters"

@@ -36,7 +36,7 @@ from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
 from tests.conftest import TEST_SECRET
-from tests.integration.test_shutdown import (
+from tests.support.processes import (
     free_port,
     service_env,
     start_serve,
