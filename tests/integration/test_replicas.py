@@ -118,20 +118,6 @@ async def within_cache_bound(inactive: Callable[[], Awaitable[bool]], what: str)
         await asyncio.sleep(0.05)
 
 
-async def cli_with_input(env: dict[str, str], stdin: str, *args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        str(TOKENSERVICE),
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=30)
-    assert process.returncode == 0, f"tokenservice {' '.join(args)}: {stderr.decode()}"
-    return stdout.decode()
-
-
 async def provision(env: dict[str, str]) -> Provisioned:
     """The tenant, a storefront client, a service client and a customer, with the CLI. No
     signing key: the replicas, starting together, create the one they share."""
@@ -143,11 +129,11 @@ async def provision(env: dict[str, str]) -> Provisioned:
             *("client", "create", "--tenant", TENANT, "--kind", "service"),
             *("--scopes", "catalog.read orders.read", "--json"),
         ),
-        cli_with_input(
+        cli(
             env,
-            PASSWORD + "\n",
             *("customer", "create", "--tenant", TENANT, "--email", EMAIL, "--password-stdin"),
             *("--scopes", "customer.read", "--legal-entity", "le-1", "le-2"),
+            stdin=PASSWORD + "\n",
         ),
     )
     service_created = json.loads(service)
