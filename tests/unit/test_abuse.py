@@ -9,15 +9,13 @@ import pytest
 
 from server import admin
 from server.abuse import AbuseControls, AddressThrottle, AnonymousQuota, LockPolicy
-from server.clock import ManualClock
-from server.core import Core, build_core
+from server.core import Core
 from server.errors import InvalidCredentials
 from server.grants import anonymous, customer_password
 from server.proxies import client_address, grpc_peer_host, parse_networks
 from server.records import ClientKind, LoginFailures
 from server.settings import ConfigError, Settings
-from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.cores import memory_core
 
 POLICY = LockPolicy(max_failures=3, wait_increment=60, max_wait=150, reset_after=3600)
 
@@ -162,13 +160,7 @@ def test_controls_from_settings() -> None:
 # --- the customer grant against the in-memory store: what a locked login does -------------------
 @pytest.fixture
 async def core() -> Core:
-    core = build_core(
-        Settings(login_max_failures_per_account=2, **FAST_ARGON2),  # type: ignore[arg-type]
-        MemoryStore(),
-        clock=ManualClock(1_800_000_000),
-        secret=TEST_SECRET,
-    )
-    await core.keys.ensure_active_key()
+    core = await memory_core(login_max_failures_per_account=2)
     await admin.create_tenant(core, "shop")
     await admin.create_client(core, "shop", ClientKind.STOREFRONT, (), client_id="front")
     await admin.create_customer(core, "shop", "ann@shop.example", "pw-123456", (), ())

@@ -8,27 +8,19 @@ import pytest
 
 from server import admin, client_auth, introspection, revocation
 from server.clock import ManualClock
-from server.core import Core, build_core
+from server.core import Core
 from server.errors import AccessDenied, InvalidClient, InvalidGrant, InvalidToken
 from server.grants import anonymous, anonymous_token_refresh, customer_password, refresh
 from server.records import ClientCredentials, ClientKind, SessionContext, TokenKind
 from server.scopes import PLATFORM_ADMIN_SCOPE
-from server.settings import Settings
-from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.cores import memory_core
 
 PASSWORD = "pw-123456"
 
 
 @pytest.fixture
 async def core() -> Core:
-    core = build_core(
-        Settings(**FAST_ARGON2),  # type: ignore[arg-type]
-        MemoryStore(),
-        clock=ManualClock(1_800_000_000),
-        secret=TEST_SECRET,
-    )
-    await core.keys.ensure_active_key()
+    core = await memory_core()
     for tenant in ("shop", "rival"):
         await admin.create_tenant(core, tenant)
         await admin.create_client(

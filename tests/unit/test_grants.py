@@ -6,24 +6,16 @@ import pytest
 
 from server import admin, introspection, revocation
 from server.clock import ManualClock
-from server.core import Core, build_core
+from server.core import Core
 from server.errors import InvalidClient, InvalidCredentials, InvalidGrant, InvalidScope
 from server.grants import anonymous, client_credentials, customer_password, refresh
 from server.records import ClientKind, SessionContext, TokenKind
-from server.settings import Settings
-from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.cores import memory_core
 
 
 @pytest.fixture
 async def core() -> Core:
-    core = build_core(
-        Settings(**FAST_ARGON2),  # type: ignore[arg-type]
-        MemoryStore(),
-        clock=ManualClock(1_800_000_000),
-        secret=TEST_SECRET,
-    )
-    await core.keys.ensure_active_key()
+    core = await memory_core()
     await admin.create_tenant(core, "shop")
     await admin.create_client(core, "shop", ClientKind.STOREFRONT, (), client_id="front")
     await admin.create_customer(core, "shop", "ann@shop.example", "pw-123456", ("c.read",), ())
