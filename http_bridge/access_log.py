@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from urllib.parse import parse_qsl, quote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
-from http_bridge.response_status import ResponseStatus
+from http_bridge.response_status import ObservedRequests
 from server.validation import ID_CHARACTERS, TENANT_PATTERN
 
 log = logging.getLogger("tokenservice.http.access")
@@ -92,28 +91,20 @@ def masked_authorization(headers: list[tuple[bytes, bytes]]) -> str:
     return "-"
 
 
-class AccessLog:
-    """Pure ASGI middleware, so it sees every response, the bridge's own errors included."""
+class AccessLog(ObservedRequests):
+    """The outermost middleware, so it sees every response, the bridge's own errors included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def observing(self) -> bool:
+        return log.isEnabledFor(logging.INFO)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = ResponseStatus(send)
-        try:
-            await self.app(scope, receive, status)
-        finally:
-            client = scope.get("client")
-            log.info(
-                '%s "%s %s" %d auth="%s" ms=%.2f',
-                client[0] if client else "-",
-                scope["method"],
-                masked_target(scope["path"], scope.get("query_string", b"")),
-                status.code,
-                masked_authorization(scope.get("headers", [])),
-                (time.perf_counter() - started) * 1000,
-            )
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        log.info(
+            '%s "%s %s" %d auth="%s" ms=%.2f',
+            client[0] if client else "-",
+            scope["method"],
+            masked_target(scope["path"], scope.get("query_string", b"")),
+            status,
+            masked_authorization(scope.get("headers", [])),
+            seconds * 1000,
+        )
