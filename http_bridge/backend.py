@@ -20,9 +20,10 @@ from tokenservice.v1 import token_service_pb2 as pb
 @dataclasses.dataclass
 class RpcFailure(Exception):
     """A call that failed with a status: the code, the OAuth error code (ErrorInfo.reason; empty
-    when the server sent none), a message safe to show, the field at fault, a retry hint, and
-    the cause that refines the reason (ErrorInfo metadata `cause`: "expired" for an expired
-    bearer token; empty otherwise)."""
+    when the server sent none), a message safe to show, the field at fault, a retry hint, the
+    cause that refines the reason (ErrorInfo metadata `cause`: "expired" for an expired bearer
+    token; empty otherwise), and the HTTP status when the failing domain error is at hand (the
+    in-process backend), so that it is not looked up again from the code and reason."""
 
     code: grpc.StatusCode
     reason: str
@@ -30,6 +31,7 @@ class RpcFailure(Exception):
     field: str = ""
     retry_after: int | None = None
     cause: str = ""
+    http_status: int | None = None
 
     def __str__(self) -> str:
         return f"{self.code.name} {self.reason}: {self.message}"

@@ -80,11 +80,14 @@ def failure_of(error: TokenServiceError) -> RpcFailure:
         field=error.field or "",
         retry_after=error.retry_after if isinstance(error, RateLimited) else None,
         cause=error.cause,
+        http_status=error.http_status,
     )
 
 
 def problem_of(failure: RpcFailure) -> Problem:
-    status = HTTP_STATUS.get((failure.code, failure.reason))
+    """The HTTP answer: the domain error's own status when the failure carries it, else by
+    (code, reason) from the table, else by the code alone."""
+    status = failure.http_status or HTTP_STATUS.get((failure.code, failure.reason))
     error = failure.reason
     if status is None:
         status, error = HTTP_STATUS_BY_CODE.get(failure.code, SERVER_ERROR)

@@ -1,7 +1,7 @@
 """The bridge's backend inside `tokenservice serve`: the TokenService calls made in the same
 process, with no network hop and no gRPC context (server/servicer.py TokenCalls, which the gRPC
 servicer runs too; the HTTP client's address is passed as it is), and domain errors
-turned into the same (code, reason) the gRPC error interceptor would send
+turned into the failure the gRPC error interceptor would send, with their HTTP status
 (http_bridge/errors.py's `failure_of`). It lives here, not in http_bridge/, because it is the
 one piece of the bridge that needs the whole core (store, passwords, keys): the bridge itself
 reaches the core only through a TokenBackend, so the standalone bridge loads none of it."""

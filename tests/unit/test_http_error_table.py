@@ -3,6 +3,8 @@ errors' own HTTP statuses, has no ambiguous entries, and falls back sensibly on 
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import pytest
 
@@ -31,13 +33,25 @@ ACCESS_TOKEN_EXPIRED = {
 }
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["in-process", "remote"])
 @pytest.mark.parametrize("error_class", ALL_ERRORS, ids=lambda c: c.__name__)
-def test_every_domain_error_keeps_its_http_status(error_class: type[TokenServiceError]) -> None:
-    """Through the gRPC failure and the bridge's table, against the hand-written expectations
-    (not the class attributes the table is built from)."""
-    problem = problem_of(failure_of(error_class("what is wrong", field="tenant")))
+def test_every_domain_error_keeps_its_http_status(
+    error_class: type[TokenServiceError], remote: bool
+) -> None:
+    """In process (the failure carries the error's status) and from a remote server (only the
+    gRPC code and reason arrive, looked up in the bridge's table), against the hand-written
+    expectations (not the class attributes the table is built from)."""
+    failure = failure_of(error_class("what is wrong", field="tenant"))
+    if remote:
+        failure = dataclasses.replace(failure, http_status=None)
+    problem = problem_of(failure)
     oauth, http_status, _ = EXPECTED[error_class]
     assert (problem.status, problem.error) == (http_status, oauth)
+
+
+def test_an_in_process_failure_is_answered_with_its_own_status_not_looked_up() -> None:
+    failure = dataclasses.replace(failure_of(errors.InvalidRequest("m")), http_status=409)
+    assert problem_of(failure).status == 409
 
 
 def test_no_two_errors_share_a_code_and_reason_with_different_statuses() -> None:
