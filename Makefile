@@ -103,7 +103,7 @@ check: lint typecheck test
 
 # Resolves pyproject.toml afresh (the newest versions its ranges allow) in a throw-away virtualenv
 # and writes every installed version to constraints.txt. Run it after changing a dependency,
-# then `make install` and `make test`, and commit both files (tests/unit/test_lock_file.py fails
+# then `make install` and `make test`, and commit both files (tests/project/test_lock_file.py fails
 # while pyproject.toml asks for what the lock does not pin).
 lock:
 	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \

@@ -3,4 +3,4 @@ in one process), its workers, the demo tenant, and the standalone bridge.
 
 The one package that may import both the core (server/) and the bridge (http_bridge/): the core
 never imports the bridge or this package, and the bridge never imports this package
-(tests/unit/test_package_graph.py)."""
+(tests/project/test_package_graph.py)."""

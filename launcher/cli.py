@@ -9,7 +9,7 @@ traceback.
 This module is the parser, the dispatch and the two serving commands. The provisioning commands
 live in launcher/provisioning.py and are imported only when one of them runs, and the exceptions
 of modules a command may not load (SQLAlchemy's, the secret key's) are recognised only once one
-arrives: `tokenservice bridge` loads none of the store (tests/unit/test_package_graph.py).
+arrives: `tokenservice bridge` loads none of the store (tests/project/test_package_graph.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 TokenService, calling it through a grpc.aio channel. It needs no database and no secret: every
 decision is the gRPC server's. This module's one job is starting it; it imports only the bridge
 and the light parts of the core (settings, errors), so that it loads no SQLAlchemy, Alembic or
-argon2 (tests/unit/test_package_graph.py)."""
+argon2 (tests/project/test_package_graph.py)."""
 
 from __future__ import annotations
 

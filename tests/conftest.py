@@ -1,68 +1,27 @@
-"""Shared fixtures: fast argon2 parameters, a secret for in-process cores, a migrated SQLite
-template, the PostgreSQL server, and the notice of what was skipped for want of a tool."""
+"""What the whole suite registers once: the shared fixtures (tests/support), the scheduler that
+keeps tests/reliability on one worker, and the notice of what was skipped for want of a tool."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from server.store.migrate import upgrade
-from tests import outside_tools, postgres
+# Before anything imports them: the support modules' own asserts report like a test's.
+pytest.register_assert_rewrite("tests.support")
 
-FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
-FAST_ARGON2_ENV = {
-    "TOKENSERVICE_ARGON2_TIME_COST": "1",
-    "TOKENSERVICE_ARGON2_MEMORY_KIB": "1024",
-    "TOKENSERVICE_ARGON2_PARALLELISM": "1",
-}
-TEST_SECRET = b"test-secret-key-of-at-least-32-bytes!!"
+from tests.support import outside_tools  # noqa: E402
+from tests.support.databases import POSTGRES_SKIPPED  # noqa: E402
+
+pytest_plugins = ["tests.support.databases", "tests.support.harness"]
+
 # The name under which a test report carries the numbers tests/reliability recorded.
 NUMBERS_PROPERTY = "reliability_numbers"
-
-
-# --- SQLite ------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to the newest schema once per session (per xdist worker), for
-    `copy_sqlite_template`: an Alembic run per test costs 30 to 200 ms, a copy well under 1 ms.
-    Tests about migrating or starting on an empty file do not use it."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    postgres.run_apart(lambda: upgrade(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-def copy_sqlite_template(template: Path, destination: Path) -> None:
-    """Puts a migrated, empty database at `destination`, private (0600) as the service creates
-    its own file (server/store/sqlite_file.py)."""
-    shutil.copyfile(template, destination)
-    os.chmod(destination, 0o600)
-
-
-# --- PostgreSQL ----------------------------------------------------------------------------------
-_POSTGRES_SKIPPED: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[postgres.PostgresServer]:
-    """The test PostgreSQL server, or a skip (a failure when CI requires it) saying why not."""
-    reason = postgres.unreachable_reason()
-    if reason is not None:
-        if postgres.REQUIRED:
-            pytest.fail(f"{reason}; TOKENSERVICE_TEST_REQUIRE_POSTGRES=1 requires it")
-        _POSTGRES_SKIPPED.append(reason)
-        pytest.skip(reason)
-    server = postgres.start_server_session()
-    try:
-        yield server
-    finally:
-        postgres.end_server_session(server)
 
 
 # --- pytest-xdist ---------------------------------------------------------------------------------
@@ -102,7 +61,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.skipped:
-        for kind, reasons in (("postgres", _POSTGRES_SKIPPED), ("tool", outside_tools.SKIPPED)):
+        for kind, reasons in (("postgres", POSTGRES_SKIPPED), ("tool", outside_tools.SKIPPED)):
             for reason in reasons:
                 if (kind, reason) not in report.user_properties:
                     report.user_properties.append((_SKIP_PROPERTY, (kind, reason)))
@@ -115,7 +74,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for name, value in report.user_properties:
         if name == _SKIP_PROPERTY:
             kind, reason = value
-            reasons = _POSTGRES_SKIPPED if kind == "postgres" else outside_tools.SKIPPED
+            reasons = POSTGRES_SKIPPED if kind == "postgres" else outside_tools.SKIPPED
             if reason not in reasons:
                 reasons.append(reason)
         elif name == NUMBERS_PROPERTY and from_worker:
@@ -125,9 +84,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _POSTGRES_SKIPPED:
+    if POSTGRES_SKIPPED:
         terminalreporter.write_sep(
-            "=", "PostgreSQL tests SKIPPED: " + _POSTGRES_SKIPPED[0], yellow=True, bold=True
+            "=", "PostgreSQL tests SKIPPED: " + POSTGRES_SKIPPED[0], yellow=True, bold=True
         )
     for reason in outside_tools.SKIPPED:
         terminalreporter.write_sep("=", "tests SKIPPED: " + reason, yellow=True, bold=True)

@@ -8,7 +8,7 @@ import pytest
 
 from server import admin
 from server.records import ClientKind
-from tests.integration.conftest import Harness, error_field, error_reason
+from tests.support.harness import Harness, error_field, error_reason
 from tokenservice.v1 import admin_service_pb2 as apb
 from tokenservice.v1 import token_service_pb2 as pb
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.integration.conftest import Harness, error_reason
+from tests.support.harness import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import outside_tools
-from tests.doc_blocks import doc_blocks
 from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
+from tests.support import outside_tools
+from tests.support.doc_blocks import doc_blocks
 from tests.support.processes import free_port
 
 DOCUMENT = "docs/clients.md"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.doc_blocks import doc_sh_blocks
 from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
+from tests.support.doc_blocks import doc_sh_blocks
 from tests.support.processes import free_port
 
 DOCUMENT = "docs/walkthrough.md"

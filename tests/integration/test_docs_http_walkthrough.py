@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import doc_sh_blocks
+from tests.support.doc_blocks import doc_sh_blocks
 from tests.support.processes import (
     free_port,
     service_env,

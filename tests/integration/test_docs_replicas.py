@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.doc_blocks import doc_sh_blocks
-from tests.postgres import SERVER_URL, PostgresServer, with_database
+from tests.support.doc_blocks import doc_sh_blocks
+from tests.support.postgres import SERVER_URL, PostgresServer, with_database
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.postgres

@@ -1,6 +1,7 @@
-"""gRPC limits against hostile and broken clients: a raw HTTP/2 client (tests/raw_grpc.py) opens
-streams it never finishes, ends unary calls with no message or half a message, opens more
-streams than allowed and pings too often, while ordinary grpcio clients must keep being served.
+"""gRPC limits against hostile and broken clients: a raw HTTP/2 client
+(tests/support/raw_grpc.py) opens streams it never finishes, ends unary calls with no message or
+half a message, opens more streams than allowed and pings too often, while ordinary grpcio
+clients must keep being served.
 
 Every limit is set small in the test's settings, and every test waits for the server to do
 what it should, with a generous bound, instead of sleeping.
@@ -24,8 +25,8 @@ from http_bridge.backend import RpcFailure
 from http_bridge.channel import ChannelBackend
 from server import metrics
 from server.app import start_server
-from tests.integration.conftest import Harness, error_reason
-from tests.raw_grpc import (
+from tests.support.harness import Harness, error_reason
+from tests.support.raw_grpc import (
     ENHANCE_YOUR_CALM,
     NO_ERROR,
     REFUSED_STREAM,

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from tests.integration.conftest import Harness, Shop
+from tests.support.harness import Harness, Shop
 from tokenservice.v1 import token_service_pb2 as pb
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"

@@ -7,7 +7,7 @@ import re
 import grpc
 import pytest
 
-from tests.integration.conftest import Harness, error_reason
+from tests.support.harness import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]{43,}$")

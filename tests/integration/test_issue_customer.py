@@ -11,7 +11,7 @@ from argon2 import PasswordHasher, extract_parameters
 
 from launcher.serve import serve_core
 from server.records import TokenKind, TokenUse
-from tests.integration.conftest import Harness, error_reason
+from tests.support.harness import Harness, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from launcher import cli as launcher_cli
 from server import janitor
 from server.records import PurgeReport
-from tests.conftest import TEST_SECRET
-from tests.integration.conftest import Harness, Shop, error_reason
+from tests.support.defaults import TEST_SECRET
+from tests.support.harness import Harness, Shop, error_reason
 from tests.support.processes import (
     cli,
     free_port,
@@ -207,3 +208,34 @@ class LogWatch:
             assert self.process.returncode is None, f"the server exited:\n{text_of(self.log)}"
             assert time.monotonic() < deadline, f"no {text!r} in {within}s:\n{text_of(self.log)}"
             await asyncio.sleep(0.05)
+
+
+# --- the CLI command, in-process on a SQLite file -------------------------------------------------
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in {
+        "TOKENSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+        "TOKENSERVICE_PROVISION_DEMO": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_cli_janitor_prints_what_it_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_env(monkeypatch, tmp_path)
+    assert launcher_cli.main(["janitor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"tokens_removed": 0, "sessions_removed": 0}
+    assert launcher_cli.main(["janitor", "--batch-size", "7"]) == 0
+    assert capsys.readouterr().out == "removed 0 tokens and 0 sessions\n"
+
+
+@pytest.mark.parametrize("size", ["0", "10001"])
+def test_cli_janitor_refuses_a_batch_size_out_of_range(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    size: str,
+) -> None:
+    cli_env(monkeypatch, tmp_path)
+    assert launcher_cli.main(["janitor", "--batch-size", size]) == launcher_cli.EXIT_ERROR
+    assert capsys.readouterr().err == "error: batch_size must be between 1 and 10000\n"

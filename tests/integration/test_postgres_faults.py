@@ -1,9 +1,9 @@
 """PostgreSQL going away in the middle of a stream of requests, and coming back.
 
-The test starts a private PostgreSQL cluster of its own (tests/pg_cluster.py), provisions it with
-the CLI, runs `tokenservice serve` against it, and keeps several storefront clients busy
-(refreshing their sessions and introspecting over gRPC, validateauthtoken and /oauth/token over
-HTTP, /readyz and grpc.health.v1 polled beside them). Midway it stops PostgreSQL
+The test starts a private PostgreSQL cluster of its own (tests/support/pg_cluster.py),
+provisions it with the CLI, runs `tokenservice serve` against it, and keeps several storefront
+clients busy (refreshing their sessions and introspecting over gRPC, validateauthtoken and
+/oauth/token over HTTP, /readyz and grpc.health.v1 polled beside them). Midway it stops PostgreSQL
 (`pg_ctl stop -m fast`), keeps the stream going, and starts PostgreSQL again. It proves that:
 
 - while the database is away, callers are told to retry (gRPC UNAVAILABLE with reason
@@ -37,7 +37,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from tests.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
+from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 from tests.support.processes import (
     cli,
     free_port,

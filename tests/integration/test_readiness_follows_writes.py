@@ -32,8 +32,8 @@ from sqlalchemy.engine import make_url
 from http_bridge.app import build_app
 from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
-from tests.integration.conftest import Harness, error_reason
-from tests.postgres import SERVER_URL, asyncpg_dsn
+from tests.support.harness import Harness, error_reason
+from tests.support.postgres import SERVER_URL, asyncpg_dsn
 from tests.support.processes import (
     free_port,
     service_env,

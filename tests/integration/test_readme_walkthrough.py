@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import doc_sh_blocks
 from tests.integration.test_docs_http_walkthrough import run_beside_demo_server
+from tests.support.doc_blocks import doc_sh_blocks
 from tests.support.processes import free_port
 
 DOCUMENT = "README.md"

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from server import metrics
-from tests.integration.conftest import Harness, Shop, error_field, error_reason
+from tests.support.harness import Harness, Shop, error_field, error_reason
 from tokenservice.v1 import token_service_pb2 as pb
 
 

@@ -36,9 +36,9 @@ from server.core import build_core
 from server.records import KeyStatus
 from server.store.factory import open_store
 from server.tokens import KeyedDigest
-from tests.conftest import TEST_SECRET
-from tests.integration.conftest import harness_settings
-from tests.postgres import PostgresServer
+from tests.support.defaults import TEST_SECRET
+from tests.support.harness import harness_settings
+from tests.support.postgres import PostgresServer
 from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import HMACAlgorithm
 
 from server import admin
-from tests.integration.conftest import Harness
+from tests.support.harness import Harness
 
 REQUIRED = ["exp", "iat", "iss", "aud", "sub", "jti"]
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k"}

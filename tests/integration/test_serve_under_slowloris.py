@@ -1,5 +1,5 @@
 """`tokenservice serve` at `ulimit -n 512` under a slowloris of 600 sockets that each send a
-header byte every half second and reconnect when cut off (tests/integration/slowloris.py, a
+header byte every half second and reconnect when cut off (tests/support/slowloris.py, a
 process of its own): the HTTP connection cap, fitted into the open-file limit at start,
 refuses or evicts instead of running out of descriptors, so gRPC and an ordinary HTTP client
 keep being answered, new HTTP connections get a clean 503 or are admitted by evicting a slow
@@ -20,8 +20,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import attack_process
-from tests.integration.raw_http import Streams, exchange
+from tests.support import attack_process
 from tests.support.processes import (
     TOKENSERVICE,
     cli,
@@ -31,6 +30,7 @@ from tests.support.processes import (
     text_of,
     wait_until_serving,
 )
+from tests.support.raw_http import Streams, exchange
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -136,7 +136,7 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
             assert (await stub.IssueToken(grant, timeout=10)).access_token
 
             attack = await attack_process.start(
-                "tests.integration.slowloris", str(http_port), str(ATTACKERS)
+                "tests.support.slowloris", str(http_port), str(ATTACKERS)
             )
             stop = asyncio.Event()
             clients = asyncio.gather(

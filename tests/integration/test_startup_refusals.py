@@ -29,8 +29,8 @@ from server.startup import CANARY, open_core
 from server.store.migrate import run_on_url, upgrade_connection
 from server.store.schema import signing_keys, tenants
 from server.tokens import KeyedDigest
-from tests.conftest import FAST_ARGON2
-from tests.postgres import PostgresServer
+from tests.support.defaults import FAST_ARGON2
+from tests.support.postgres import PostgresServer
 from tests.support.processes import (
     TOKENSERVICE,
     free_port,

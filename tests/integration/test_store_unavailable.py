@@ -7,7 +7,7 @@ import sqlite3
 import grpc
 import pytest
 
-from tests.integration.conftest import Harness, error_reason
+from tests.support.harness import Harness, error_reason
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"])  # locks the SQLite file itself

@@ -8,43 +8,14 @@ at the end of the run and, with TOKENSERVICE_RELIABILITY_REPORT=path, written th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
-from pathlib import Path
+from collections.abc import Generator
 
 import pytest
 
 from tests.conftest import NUMBERS_PROPERTY
-
-# The integration suite's in-process server (real gRPC on port 0, ManualClock), for the
-# reliability tests that need to move time (test_abuse_controls.py); it runs on the
-# database_kind / database_url fixtures below.
-from tests.integration.conftest import harness, settings_overrides  # noqa: F401
-from tests.postgres import PostgresServer
-from tests.reliability.support import LEDGER, sqlite_url
+from tests.reliability.support import LEDGER
 
 LAST_MODULE = "test_zz_nothing_leaks"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    return kind
-
-
-@pytest.fixture
-async def database_url(
-    database_kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[str]:
-    """A SQLite file path's URL, or a fresh migrated PostgreSQL database dropped afterwards."""
-    if database_kind == "sqlite":
-        yield sqlite_url(tmp_path / "tokens.db")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    url = await server.create()
-    try:
-        yield url
-    finally:
-        await server.drop(url)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

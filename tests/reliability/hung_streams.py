@@ -17,8 +17,8 @@ import contextlib
 import sys
 from collections import Counter
 
-from tests.attack_process import PAUSE, run_until_stopped
-from tests.raw_grpc import RawGrpcClient, StreamOutcome
+from tests.support.attack_process import PAUSE, run_until_stopped
+from tests.support.raw_grpc import RawGrpcClient, StreamOutcome
 
 METHOD = "/tokenservice.v1.TokenService/IntrospectToken"
 

@@ -35,7 +35,7 @@ from server.records import ClientKind
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
-from tests.conftest import TEST_SECRET
+from tests.support.defaults import TEST_SECRET
 from tests.support.processes import (
     free_port,
     service_env,
@@ -306,10 +306,6 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
 
 
 def tally(values: Any) -> dict[str, int]:

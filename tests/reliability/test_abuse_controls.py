@@ -26,8 +26,8 @@ from server import admin, metrics
 from server.app import start_server
 from server.core import build_core
 from server.store.factory import open_store
-from tests.integration.conftest import PASSWORD, Harness, Shop
 from tests.reliability.support import LEDGER
+from tests.support.harness import PASSWORD, Harness, Shop
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

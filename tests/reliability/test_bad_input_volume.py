@@ -45,7 +45,6 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Shop
 from tests.integration.http.test_schemathesis import API_CHECKS, DOCUMENT_PATH, RealData
 from tests.reliability.support import (
     LEDGER,
@@ -58,6 +57,7 @@ from tests.reliability.support import (
     size,
     tally,
 )
+from tests.support.harness import Shop
 from tokenservice.v1 import admin_service_pb2, token_service_pb2
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc

@@ -1,4 +1,4 @@
-"""Item 4, database faults: PostgreSQL (a private cluster, tests/pg_cluster.py) stopped and
+"""Item 4, database faults: PostgreSQL (a private cluster, tests/support/pg_cluster.py) stopped and
 started again, repeatedly, while clients refresh their sessions in a loop against a real
 `tokenservice serve`: over gRPC (anonymous RefreshToken, then IntrospectToken of the new access
 token) and over HTTP (the anonymous refresh route, and the customer refreshauthtoken route).
@@ -30,7 +30,6 @@ import httpx
 import pytest
 
 from tests.integration.test_postgres_faults import cluster  # noqa: F401 - the fixture
-from tests.pg_cluster import PrivateCluster
 from tests.reliability.support import (
     LEDGER,
     TIMEOUT,
@@ -43,6 +42,7 @@ from tests.reliability.support import (
     size,
     tally,
 )
+from tests.support.pg_cluster import PrivateCluster
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -2,7 +2,7 @@
 with its default limits.
 
 While a slowloris holds SLOW_SOCKETS HTTP connections (each sending one header byte every half
-second, reconnecting when cut off: tests/integration/slowloris.py) and another process keeps
+second, reconnecting when cut off: tests/support/slowloris.py) and another process keeps
 asking for HUNG_STREAMS header-only gRPC streams over STREAM_CONNECTIONS connections, never
 sending a message (tests/reliability/hung_streams.py), ORDINARY_CLIENTS ordinary clients keep
 issuing and introspecting tokens over both protocols. It proves that:
@@ -31,7 +31,6 @@ import grpc
 import httpx
 import pytest
 
-from tests import attack_process
 from tests.reliability.support import (
     LEDGER,
     TIMEOUT,
@@ -41,6 +40,7 @@ from tests.reliability.support import (
     reliability_env,
     size,
 )
+from tests.support import attack_process
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -175,7 +175,7 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
             baseline = resident_mib(pid)
 
             slowloris = await attack_process.start(
-                "tests.integration.slowloris", http_port, str(SLOW_SOCKETS)
+                "tests.support.slowloris", http_port, str(SLOW_SOCKETS)
             )
             attackers.append(slowloris)
             streams = await attack_process.start(

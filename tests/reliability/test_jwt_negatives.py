@@ -42,13 +42,13 @@ from launcher.in_process import InProcessBackend
 from server import admin, saas_verifier
 from server.records import KeyStatus
 from server.saas_verifier import SaasTokenRejected
-from tests.integration.conftest import (  # noqa: F401 - fixtures used by name
+from tests.reliability.support import LEDGER
+from tests.support.harness import (  # noqa: F401 - fixtures used by name
     Harness,
     Shop,
     harness,
     settings_overrides,
 )
-from tests.reliability.support import LEDGER
 from tokenservice.v1 import token_service_pb2 as pb
 
 # --- helpers ------------------------------------------------------------------------------------

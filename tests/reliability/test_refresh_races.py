@@ -46,9 +46,9 @@ from tests.reliability.support import (
     provision,
     reliability_env,
     size,
-    sqlite_url,
     tally,
 )
+from tests.support.databases import sqlite_url
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 

@@ -1,4 +1,4 @@
-"""Attackers as processes of their own (tests/integration/slowloris.py,
+"""Attackers as processes of their own (tests/support/slowloris.py,
 tests/reliability/hung_streams.py), so that their sockets do not slow the test's ordinary
 clients: both ends of the small protocol between a test and such a process.
 

@@ -9,7 +9,7 @@ from server.clock import ManualClock
 from server.core import Core, build_core
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.defaults import FAST_ARGON2, TEST_SECRET
 
 START = 1_800_000_000  # the manual clock's first reading, in epoch seconds
 

@@ -135,7 +135,7 @@ class PrivateCluster:
             "unix_socket_directories": f"'{self.socket_dir}'",
         }
         with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write("\n# tests/pg_cluster.py\n")
+            conf.write("\n# tests/support/pg_cluster.py\n")
             conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
 
     def start(self) -> None:

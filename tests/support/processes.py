@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import FAST_ARGON2_ENV
+from tests.support.defaults import FAST_ARGON2_ENV
 from tests.support.ports import free_port as free_port  # re-exported for the process tests
 
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"

@@ -5,7 +5,7 @@ half second it prints how many connections it has made; on SIGTERM (or stdin's e
 prints one JSON object with the outcomes (the status the server answered, "closed", "reset",
 "connect failed") and exits.
 
-    python -m tests.integration.slowloris PORT COUNT
+    python -m tests.support.slowloris PORT COUNT
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import sys
 from collections import Counter
 
-from tests.attack_process import PAUSE, run_until_stopped
+from tests.support.attack_process import PAUSE, run_until_stopped
 
 ENDLESS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: test\r\nx-slow: " + b"s" * 100_000
 

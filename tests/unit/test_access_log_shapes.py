@@ -15,7 +15,7 @@ from server.grants.common import saas_token
 from server.settings import Settings
 from server.store.memory import MemoryStore
 from server.tokens import mint_token, new_client_secret
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.defaults import FAST_ARGON2, TEST_SECRET
 
 # What real clients send in each shown parameter; every one must still be shown.
 LEGITIMATE = {

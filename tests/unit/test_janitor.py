@@ -6,13 +6,10 @@ size."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from pathlib import Path
 
 import pytest
 
-from launcher import cli
 from server import janitor
 from server.clock import ManualClock
 from server.core import Core, build_core
@@ -20,7 +17,7 @@ from server.errors import StoreUnavailable
 from server.records import PurgeReport, TokenKind, TokenRecord, TokenUse
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.defaults import FAST_ARGON2, TEST_SECRET
 
 START = 1_700_000_000
 WAIT = 10  # seconds a test waits for an event before it fails instead of hanging
@@ -173,34 +170,3 @@ def test_the_setting_is_read_from_the_environment() -> None:
     assert Settings().janitor_interval_seconds == 600
     env = {"TOKENSERVICE_JANITOR_INTERVAL_SECONDS": "0.5"}
     assert Settings.from_env(env).janitor_interval_seconds == 0.5
-
-
-# --- the CLI command, in-process on a SQLite file -------------------------------------------------
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, value in {
-        "TOKENSERVICE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "TOKENSERVICE_PROVISION_DEMO": "false",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
-def test_cli_janitor_prints_what_it_removed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cli_env(monkeypatch, tmp_path)
-    assert cli.main(["janitor", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"tokens_removed": 0, "sessions_removed": 0}
-    assert cli.main(["janitor", "--batch-size", "7"]) == 0
-    assert capsys.readouterr().out == "removed 0 tokens and 0 sessions\n"
-
-
-@pytest.mark.parametrize("size", ["0", "10001"])
-def test_cli_janitor_refuses_a_batch_size_out_of_range(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    size: str,
-) -> None:
-    cli_env(monkeypatch, tmp_path)
-    assert cli.main(["janitor", "--batch-size", size]) == cli.EXIT_ERROR
-    assert capsys.readouterr().err == "error: batch_size must be between 1 and 10000\n"

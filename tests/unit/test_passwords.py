@@ -21,7 +21,7 @@ from server.passwords import TENANT_MAX_AGE, Passwords, most_common_parameters
 from server.records import ClientKind
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from tests.conftest import FAST_ARGON2, TEST_SECRET
+from tests.support.defaults import FAST_ARGON2, TEST_SECRET
 
 OLD = {**FAST_ARGON2, "argon2_time_cost": 2}
 NEW = FAST_ARGON2

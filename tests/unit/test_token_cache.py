@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Generic, Protocol
 
 import pytest
@@ -30,10 +29,8 @@ from server.store.cached import (
     cached,
 )
 from server.store.memory import MemoryStore
-from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
-from server.store.sql import SqlStore
-from tests.unit.test_store_contract import NOW, session, token
+from tests.support.records import NOW, session, token
 
 
 class FakeMonotonic:
@@ -182,39 +179,6 @@ async def test_clients_are_read_once(counting: tuple[CountingStore, TokenStore])
         assert (await store.get_client("web")) is not None
         assert (await store.get_client("nobody")) is None
     assert inner.client_reads == 1 + 3
-
-
-async def test_another_replicas_revocation_is_seen_within_max_age(tmp_path: Path) -> None:
-    """Two caching stores on one database, as two replicas: B serves its cached row until the
-    entry ages out, and the truth right after. Time is B's cache clock, moved by hand."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-    await upgrade(url)
-    max_age = 2.0
-    clock = FakeMonotonic()
-    a, b = [
-        cached(
-            await SqlStore.open(url),
-            token_capacity=100,
-            max_age=max_age,
-            client_capacity=10,
-            clock=clock,
-        )
-        for _ in range(2)
-    ]
-    try:
-        await a.save_tokens([token("a1", use=TokenUse.ACCESS)], session())
-        assert (await b.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
-        await a.revoke_token("a1", NOW)
-        clock.now += max_age - 0.01
-        stale = await b.find_token("a1")
-        assert stale is not None and stale.token.revoked_at is None  # cached, not re-read
-        clock.now += 0.01
-        seen = await b.find_token("a1")
-        assert seen is not None and seen.token.revoked_at == NOW  # aged out: the truth
-    finally:
-        for store in (a, b):
-            assert isinstance(store, CachedStore)
-            await store.close()
 
 
 # --- every store method decided: cached, forwarded, dropping or keeping -----------------------

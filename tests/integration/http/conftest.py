@@ -21,7 +21,7 @@ from http_bridge.backend import TokenBackend
 from http_bridge.channel import ChannelBackend
 from http_bridge.server import RunningHttp, bind, start_http
 from launcher.in_process import InProcessBackend
-from tests.integration.conftest import Harness, Shop
+from tests.support.harness import Harness, Shop
 
 
 @dataclasses.dataclass

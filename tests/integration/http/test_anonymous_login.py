@@ -10,10 +10,10 @@ import uuid
 import httpx
 
 from server.records import SessionContext
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS
 from tests.integration.http.expect import customer_problem as assert_problem
+from tests.support.harness import Shop
 
 PATH = "/customerlogin/auth/anonymous/login"
 

@@ -13,10 +13,10 @@ import httpx
 
 from server import admin
 from server.records import ClientKind, SessionContext
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import ANONYMOUS_FIELDS as LOGIN_FIELDS
 from tests.integration.http.expect import customer_problem as assert_problem
+from tests.support.harness import Shop
 
 PATH = "/customerlogin/auth/anonymous/refresh"
 DEPRECATED_FIELDS = {"token_type", "access_token", "expires_in", "sessionId", "scope"}

@@ -24,7 +24,7 @@ import pytest
 
 from server import admin
 from tests.integration.http.conftest import Bridge
-from tests.outside_tools import CHROMIUM_FLAGS, JS_DIR, need_chromium, need_node
+from tests.support.outside_tools import CHROMIUM_FLAGS, JS_DIR, need_chromium, need_node
 
 SCRIPT = JS_DIR / "browser_storefront.mjs"
 PAGE = b"<!doctype html><html><head><title>shop</title></head><body>shop</body></html>"

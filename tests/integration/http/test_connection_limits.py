@@ -27,8 +27,8 @@ from http_bridge.connection_limits import HttpLimits, LimitedHttpToolsProtocol
 from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from server.settings import Settings
-from tests.integration.conftest import Harness
-from tests.integration.raw_http import WITHIN, parse, read_response, read_to_eof
+from tests.support.harness import Harness
+from tests.support.raw_http import WITHIN, parse, read_response, read_to_eof
 
 pytestmark = pytest.mark.parametrize("database_kind", ["sqlite"])  # about HTTP, not the store
 

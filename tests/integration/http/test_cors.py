@@ -19,9 +19,9 @@ from http_bridge.cors import TenantOrigins
 from http_bridge.server import start_http
 from server import admin
 from server.clock import ManualClock
-from tests.integration.conftest import Harness, Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.test_discovery_and_health import closed_port
+from tests.support.harness import Harness, Shop
 
 SHOP_ORIGIN = "https://shop-a.example"
 OTHER_SHOP_ORIGIN = "http://127.0.0.1:8731"

@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from server import janitor
-from tests.integration.conftest import Shop, error_info
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import (
     ACCESS_TOKEN_EXPIRED,
@@ -27,6 +26,7 @@ from tests.integration.http.expect import (
     INVALID_TOKEN_CHALLENGE,
     customer_problem,
 )
+from tests.support.harness import Shop, error_info
 from tokenservice.v1 import token_service_pb2 as pb
 
 ANONYMOUS_TTL = 3600

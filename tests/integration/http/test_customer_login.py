@@ -13,10 +13,10 @@ import jwt
 import pytest
 
 from server.records import SessionContext
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import CUSTOMER_FIELDS, INVALID_TOKEN_CHALLENGE, TWINS
 from tests.integration.http.expect import customer_problem as assert_problem
+from tests.support.harness import Shop
 
 
 async def login(

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import CUSTOMER_FIELDS, INVALID_TOKEN_CHALLENGE, TWINS
 from tests.integration.http.expect import customer_problem as assert_problem
+from tests.support.harness import Shop
 
 
 async def refresh(bridge: Bridge, tenant: str, bearer: str | None, **params: str) -> httpx.Response:

@@ -25,8 +25,8 @@ from http_bridge.server import start_http
 from launcher.in_process import InProcessBackend
 from server import admin
 from server.settings import Settings
-from tests.integration.conftest import Harness
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Harness
 
 JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 READY = {"status": "ready"}

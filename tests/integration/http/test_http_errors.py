@@ -15,8 +15,8 @@ import httpx
 
 from server import admin
 from server.records import ClientKind
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Shop
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON = {"Content-Type": "application/json"}

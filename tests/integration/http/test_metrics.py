@@ -13,7 +13,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http.conftest import Bridge
-from tests.raw_grpc import RawGrpcClient
+from tests.support.raw_grpc import RawGrpcClient
 
 VALIDATE_ROUTE = "/customer/{tenant}/validateauthtoken"
 INTROSPECT_METHOD = "/tokenservice.v1.TokenService/IntrospectToken"

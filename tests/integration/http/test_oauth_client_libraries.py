@@ -27,8 +27,8 @@ from authlib.integrations.requests_client import OAuthError as RequestsOAuthErro
 from oauthlib.oauth2 import BackendApplicationClient, InvalidClientError
 from requests_oauthlib import OAuth2Session
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Shop
 from tokenservice.v1 import token_service_pb2 as pb
 
 WRONG_SECRET = "not-the-secret-0123456789abcdefghijklmnopqrstuv"

@@ -9,10 +9,10 @@ import httpx
 
 from server import admin
 from server.records import ClientKind
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import basic
 from tests.integration.http.expect import oauth_problem as assert_error
+from tests.support.harness import Shop
 
 REVOKE = "/oauth/revoke"
 

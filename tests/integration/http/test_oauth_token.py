@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import BASIC_CHALLENGE, assert_no_store, basic
 from tests.integration.http.expect import oauth_problem as assert_error
+from tests.support.harness import Shop
 from tokenservice.v1 import token_service_pb2 as pb
 
 TOKEN = "/oauth/token"

@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 
 import http_bridge
 from http_bridge.app import ROUTES, context_of
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Shop
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
 CHECKS = [

@@ -42,8 +42,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import http_bridge
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Shop
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
-from tests.outside_tools import JS_DIR, need_node
+from tests.support.harness import Shop
+from tests.support.outside_tools import JS_DIR, need_node
 
 SCRIPT = JS_DIR / "standard_clients.mjs"
 LIBRARIES = ("openid-client", "oauth4webapi")

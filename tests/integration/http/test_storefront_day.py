@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import customer_problem
+from tests.support.harness import Shop
 
 pytestmark = pytest.mark.parametrize("database_kind", ["sqlite"])
 

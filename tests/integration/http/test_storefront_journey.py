@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
+from tests.support.harness import Shop
 
 
 def bearer(token: str) -> dict[str, str]:

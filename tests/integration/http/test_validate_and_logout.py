@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import Shop
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import INVALID_TOKEN_CHALLENGE
 from tests.integration.http.expect import customer_problem as assert_problem
+from tests.support.harness import Shop
 
 
 def assert_unauthorized(response: httpx.Response) -> None:

@@ -31,13 +31,11 @@ from server.records import (
     PurgeReport,
     RefreshOutcome,
     SessionContext,
-    SessionRecord,
     SessionUpdate,
     SigningKeyRecord,
     TenantRecord,
     TokenKind,
     TokenRecord,
-    TokenUse,
     TokenView,
 )
 from server.settings import Settings
@@ -49,16 +47,11 @@ from server.store.outcomes import MAX_PURGE_BATCH
 from server.store.protocol import TokenStore
 from server.store.schema import metadata, sessions, tokens
 from server.store.sql import SqlStore
-from tests.postgres import PostgresServer
+from tests.support.databases import sqlite_url
+from tests.support.postgres import PostgresServer
+from tests.support.records import ACCESS, CUST, NOW, session, token
 
-NOW = 1_700_000_000
 GRACE = 10
-ANON, CUST = TokenKind.ANONYMOUS, TokenKind.CUSTOMER
-ACCESS, REFRESH = TokenUse.ACCESS, TokenUse.REFRESH
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture(
@@ -93,43 +86,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await s.close()
         if postgres_url is not None:
             await server.drop(postgres_url)
-
-
-def token(
-    digest: str,
-    *,
-    session: str | None = "s1",
-    kind: TokenKind = ANON,
-    use: TokenUse = REFRESH,
-    expires_at: int = NOW + 3600,
-    customer: str | None = None,
-    **extra: object,
-) -> TokenRecord:
-    return TokenRecord(
-        digest=digest,
-        kind=kind,
-        use=use,
-        tenant="demo",
-        client_id="web",
-        scope="tenant=demo",
-        issued_at=NOW - 60,
-        expires_at=expires_at,
-        session_id=session,
-        customer_id=customer,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-def session(session_id: str = "s1", **extra: object) -> SessionRecord:
-    return SessionRecord(
-        session_id=session_id,
-        tenant="demo",
-        client_id="web",
-        created_at=NOW - 60,
-        updated_at=NOW - 60,
-        context=SessionContext(currency="EUR", site_code="main", language="de"),
-        **extra,  # type: ignore[arg-type]
-    )
 
 
 async def start_session(store: TokenStore, *extra: TokenRecord) -> None:

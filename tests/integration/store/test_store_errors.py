@@ -14,7 +14,7 @@ from server.records import SessionContext, SessionRecord
 from server.store.errors import Conflict
 from server.store.runners import ServerRunner
 from server.store.sql import SqlStore, retried
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 
 class FlakyStore(SqlStore):
