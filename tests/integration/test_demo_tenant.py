@@ -188,8 +188,8 @@ def test_tools_are_the_ones_beside_the_interpreter_wherever_it_is(
     assert demo.tool("grpcurl") == "./grpcurl"
 
 
-def test_banner_commands_are_valid_shell() -> None:
-    creds = demo.DemoCredentials(
+def sample_credentials() -> demo.DemoCredentials:
+    return demo.DemoCredentials(
         path=Path("tokens.db.demo.json"),
         tenant="demo",
         storefront_client_id="demo-storefront",
@@ -198,6 +198,10 @@ def test_banner_commands_are_valid_shell() -> None:
         customer_email="demo@example.com",
         customer_password="p",
     )
+
+
+def test_banner_commands_are_valid_shell() -> None:
+    creds = sample_credentials()
     banner = demo.demo_banner(creds, "127.0.0.1:50051")
     lines = banner.splitlines()
     start = next(i for i, line in enumerate(lines) if "eval " in line)
@@ -209,15 +213,7 @@ def test_banner_commands_are_valid_shell() -> None:
 
 def test_banner_splices_variables_into_the_json() -> None:
     """The grpcurl -d argument, run through the shell, is JSON carrying the variable's value."""
-    creds = demo.DemoCredentials(
-        path=Path("x"),
-        tenant="demo",
-        storefront_client_id="demo-storefront",
-        service_client_id="demo-service",
-        service_client_secret="s",
-        customer_email="demo@example.com",
-        customer_password="p",
-    )
+    creds = sample_credentials()
     banner = demo.demo_banner(creds, "localhost:50051")
     line = next(line for line in banner.splitlines() if "clientCredentials" in line)
     argument = line.split(" -d ", 1)[1].rsplit(" localhost:50051 ", 1)[0]
@@ -234,13 +230,9 @@ def test_banner_splices_variables_into_the_json() -> None:
 
 
 def test_env_lines_are_shell_quoted() -> None:
-    creds = demo.DemoCredentials(
-        path=Path("x"),
-        tenant="demo",
-        storefront_client_id="demo-storefront",
-        service_client_id="demo-service",
+    creds = dataclasses.replace(
+        sample_credentials(),
         service_client_secret="abc-_123",
-        customer_email="demo@example.com",
         customer_password='it\'s $HOME; `rm -rf` "q"',
     )
     lines = demo.env_lines(creds)
