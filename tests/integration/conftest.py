@@ -231,20 +231,23 @@ async def harness(
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason carried in the status details."""
-    return error_info(error).reason
+    reason: str = error_info(error).reason
+    return reason
 
 
 def error_field(error: grpc.aio.AioRpcError) -> str:
     """The request field the google.rpc.ErrorInfo detail names ("" when none)."""
-    return error_info(error).metadata.get("field", "")
+    field: str = error_info(error).metadata.get("field", "")
+    return field
 
 
 def error_info(error: grpc.aio.AioRpcError) -> Any:
-    """The google.rpc.ErrorInfo detail of a failed call."""
+    """The google.rpc.ErrorInfo detail of a failed call (Any: googleapis-common-protos and
+    grpcio-status ship no py.typed, so mypy does not read their stubs)."""
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no rich status details"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

@@ -96,7 +96,8 @@ class Probes:
 
     async def active(self, token: str) -> bool:
         request = pb.IntrospectTokenRequest(token=token)
-        return (await self.stub.IntrospectToken(request, timeout=CALL_TIMEOUT)).active
+        active: bool = (await self.stub.IntrospectToken(request, timeout=CALL_TIMEOUT)).active
+        return active
 
     async def until_ready(self) -> None:
         deadline = time.monotonic() + RECOVERY_SECONDS

@@ -185,7 +185,7 @@ async def test_a_locked_login_verifies_and_writes_as_a_wrong_one_does(
     written: list[int] = []
     verify, record = core.passwords.verify, core.store.record_login_failure
 
-    async def counting_verify(stored_hash: str | None, password: str) -> bool:
+    async def counting_verify(stored_hash: str, password: str) -> bool:
         verified.append(await verify(stored_hash, password))
         return verified[-1]
 

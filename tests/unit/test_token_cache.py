@@ -269,7 +269,10 @@ class RecordingStore:
 
 
 def protocol_method(name: str) -> Callable[..., object]:
-    return next(vars(role)[name] for role in TokenStore.__mro__ if name in vars(role))
+    method: Callable[..., object] = next(
+        vars(role)[name] for role in TokenStore.__mro__ if name in vars(role)
+    )
+    return method
 
 
 def placeholder_arguments(name: str) -> tuple[tuple[object, ...], dict[str, object]]:
