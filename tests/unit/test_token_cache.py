@@ -33,6 +33,7 @@ from server.store.memory import MemoryStore
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
 from server.store.sql import SqlStore
+from tests.support.narrow import not_none
 from tests.unit.test_store_contract import NOW, session, token
 
 
@@ -145,12 +146,12 @@ async def test_own_revocations_are_seen_at_once(
     counting: tuple[CountingStore, TokenStore],
 ) -> None:
     _, store = counting
-    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.find_token("a1")).token.revoked_at is None
     await store.revoke_token("a1", NOW)
-    assert (await store.find_token("a1")).token.revoked_at == NOW  # type: ignore[union-attr]
-    assert (await store.find_token("a2")).token.revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.find_token("a1")).token.revoked_at == NOW
+    assert not_none(await store.find_token("a2")).token.revoked_at is None
     await store.revoke_session("s1", NOW)
-    assert (await store.find_token("a2")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.find_token("a2")).token.revoked_at == NOW
 
 
 async def test_a_refresh_drops_the_presented_token_and_its_session(
@@ -169,7 +170,7 @@ async def test_a_refresh_drops_the_presented_token_and_its_session(
         rotate=True,
     )
     assert outcome is RefreshOutcome.ROTATED
-    assert (await store.find_token("r1")).token.rotated_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.find_token("r1")).token.rotated_at == NOW
 
 
 async def test_clients_are_read_once(counting: tuple[CountingStore, TokenStore]) -> None:
@@ -203,7 +204,7 @@ async def test_another_replicas_revocation_is_seen_within_max_age(tmp_path: Path
     ]
     try:
         await a.save_tokens([token("a1", use=TokenUse.ACCESS)], session())
-        assert (await b.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+        assert not_none(await b.find_token("a1")).token.revoked_at is None
         await a.revoke_token("a1", NOW)
         clock.now += max_age - 0.01
         stale = await b.find_token("a1")
