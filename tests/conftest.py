@@ -9,14 +9,27 @@ import shutil
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
 from server.store.migrate import upgrade
 from tests import outside_tools, postgres
 
-FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+
+class Argon2Parameters(TypedDict):
+    """Settings' argon2 fields, typed so that Settings(**parameters) type-checks."""
+
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+
+
+FAST_ARGON2: Argon2Parameters = {
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 1024,
+    "argon2_parallelism": 1,
+}
 FAST_ARGON2_ENV = {
     "TOKENSERVICE_ARGON2_TIME_COST": "1",
     "TOKENSERVICE_ARGON2_MEMORY_KIB": "1024",

@@ -152,13 +152,14 @@ class Harness:
         return counts
 
 
-def harness_settings(database_url: str, **overrides: object) -> Settings:
+def harness_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for a harness; `overrides` are Settings fields (any of them, so Any)."""
     return Settings(
         database_url=database_url,
         grpc_addr="127.0.0.1:0",
         provision_demo=False,
         secret_key="" if database_url.startswith("sqlite") else TEST_SECRET.decode(),
-        **{**FAST_ARGON2, **overrides},  # type: ignore[arg-type]
+        **{**FAST_ARGON2, **overrides},
     )
 
 

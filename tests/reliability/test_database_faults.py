@@ -169,6 +169,8 @@ async def _login(stub: pb_grpc.TokenServiceStub, shop: Provisioned, transport: s
 
 async def _until(what: str, check: object, loop: Loop, clients: list[Client]) -> None:
     deadline = time.monotonic() + PHASE_DEADLINE
+    # `check` is typed object: the callers pass lambdas with a default argument (the floor of
+    # one outage, bound early), whose type mypy cannot infer against a Callable parameter.
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, (
             f"not within {PHASE_DEADLINE}s: {what}; refreshes per client "

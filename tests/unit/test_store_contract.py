@@ -11,8 +11,9 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -104,7 +105,7 @@ def token(
     use: TokenUse = REFRESH,
     expires_at: int = NOW + 3600,
     customer: str | None = None,
-    **extra: object,
+    **extra: Any,
 ) -> TokenRecord:
     return TokenRecord(
         digest=digest,
@@ -117,11 +118,11 @@ def token(
         expires_at=expires_at,
         session_id=session,
         customer_id=customer,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
-def session(session_id: str = "s1", **extra: object) -> SessionRecord:
+def session(session_id: str = "s1", **extra: Any) -> SessionRecord:
     return SessionRecord(
         session_id=session_id,
         tenant="demo",
@@ -129,7 +130,7 @@ def session(session_id: str = "s1", **extra: object) -> SessionRecord:
         created_at=NOW - 60,
         updated_at=NOW - 60,
         context=SessionContext(currency="EUR", site_code="main", language="de"),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
@@ -549,7 +550,7 @@ def key(kid: str, created_at: int) -> SigningKeyRecord:
     )
 
 
-def _one_more(now: int):  # type: ignore[no-untyped-def]
+def _one_more(now: int) -> Callable[[LoginFailures | None], LoginFailures]:
     def next_state(current: LoginFailures | None) -> LoginFailures:
         failures = 1 if current is None else current.failures + 1
         return LoginFailures(failures, now, now + 60 if failures >= 3 else 0)
