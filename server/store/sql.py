@@ -77,16 +77,18 @@ class _RollBack(Exception):
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# The store the method is on: SqlStore or a subclass of it (the tests' FlakyStore).
+S = TypeVar("S", bound="SqlStore")
 
 
 def retried(
-    method: Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, R]]:
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Runs a write unit of work again when it lost a serialization conflict or a deadlock
     (PostgreSQL), with a short random back-off; after the last try the store is unavailable."""
 
     @functools.wraps(method)
-    async def call(store: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def call(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         for attempt in range(store.conflict_retries + 1):
             try:
                 return await method(store, *args, **kwargs)

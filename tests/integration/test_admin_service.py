@@ -23,7 +23,8 @@ async def admin_token(harness: Harness, tenant: str, scopes: tuple[str, ...]) ->
             )
         )
     )
-    return issued.access_token
+    access_token: str = issued.access_token
+    return access_token
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

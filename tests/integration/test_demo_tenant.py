@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ from server.store.memory import MemoryStore
 FAST = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 
 
-def make_core(database_url: str, **overrides: object) -> Core:
-    settings = Settings(database_url=database_url, **{**FAST, **overrides})  # type: ignore[arg-type]
+def make_core(database_url: str, **overrides: Any) -> Core:
+    settings = Settings(database_url=database_url, **{**FAST, **overrides})
     return build_core(settings, MemoryStore(), secret=b"x" * 32)
 
 

@@ -34,7 +34,7 @@ def replicas_block() -> str:
     return doc_sh_blocks(DOCUMENT, HEADING)[0]
 
 
-def adapted(script: str, database: str, ports: dict[str, int]) -> str:
+def adapted(script: str, database: str, ports: dict[int, int]) -> str:
     """The block with this test's database, ports and virtualenv; every replaced text must be
     there, so that the document cannot drift away from what is tested."""
     server = make_url(SERVER_URL)

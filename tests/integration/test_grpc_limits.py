@@ -32,6 +32,7 @@ from tests.support.raw_grpc import (
     REFUSED_STREAM,
     WAIT_SECONDS,
     RawGrpcClient,
+    StreamOutcome,
 )
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -240,7 +241,7 @@ async def test_at_the_limit_a_call_waiting_for_its_message_gives_way_to_a_new_on
     await eventually(lambda: calls_in_flight() == before + 3, "3 calls in flight")
 
     with caplog.at_level(logging.INFO, logger="tokenservice.rpc"):
-        evicted = []
+        evicted: list[StreamOutcome] = []
         for _ in range(2):
             assert not (await harness.introspect("not-a-token")).active  # served at the limit
             evicted.append(await client.outcome(held[len(evicted)]))  # the oldest gave way
@@ -365,7 +366,11 @@ async def test_pings_within_the_interval_are_welcome_and_a_ping_flood_gets_goawa
     for number in range(4):
         polite.ping(bytes([number]) * 8)
         await polite.flush()
-        await eventually(lambda n=number: polite.ping_acks > n, "ping answered")
+
+        def polite_answered(n: int = number) -> bool:
+            return polite.ping_acks > n
+
+        await eventually(polite_answered, "ping answered")
         await asyncio.sleep(1.0)  # the client's own pace, not a wait for the server
     assert polite.goaway is None and not polite.closed.is_set()
 
@@ -373,9 +378,11 @@ async def test_pings_within_the_interval_are_welcome_and_a_ping_flood_gets_goawa
         rude.ping(bytes([number]) * 8)
         with contextlib.suppress(ConnectionError):
             await rude.flush()
-        await eventually(
-            lambda n=number: rude.ping_acks > n or rude.closed.is_set(), "ping answered"
-        )
+
+        def rude_answered_or_closed(n: int = number) -> bool:
+            return rude.ping_acks > n or rude.closed.is_set()
+
+        await eventually(rude_answered_or_closed, "ping answered")
         if rude.closed.is_set():
             break
     await rude.wait_closed()

@@ -59,7 +59,8 @@ async def call_ok(
 ) -> dict[str, Any]:
     code, out, err = await grpcurl(harness, method, data=data, cwd=cwd)
     assert code == 0, f"grpcurl {method} failed ({code}): {err}"
-    return json.loads(out)
+    answer: dict[str, Any] = json.loads(out)
+    return answer
 
 
 def error_details(stderr: str) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 from http_bridge.app import build_app
 from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
+from server.store.cached import CachedStore
 from tests.support.harness import Harness, error_reason
 from tests.support.postgres import SERVER_URL, asyncpg_dsn
 from tests.support.processes import (
@@ -96,7 +97,8 @@ class Probes:
 
     async def active(self, token: str) -> bool:
         request = pb.IntrospectTokenRequest(token=token)
-        return (await self.stub.IntrospectToken(request, timeout=CALL_TIMEOUT)).active
+        active: bool = (await self.stub.IntrospectToken(request, timeout=CALL_TIMEOUT)).active
+        return active
 
     async def until_ready(self) -> None:
         deadline = time.monotonic() + RECOVERY_SECONDS
@@ -283,7 +285,8 @@ async def test_a_read_only_postgres_turns_readiness_off_and_back_on(
         assert await probes.state() == WRITES_FAIL
         await writes_are_refused(probes, shop.tenant, shop.storefront_id)
         assert await probes.state() == WRITES_FAIL
-        harness.core.store.tokens.clear()  # type: ignore[attr-defined]  # reads reach the database
+        assert isinstance(harness.core.store, CachedStore)  # open_core() caches token reads
+        harness.core.store.tokens.clear()  # reads reach the database
         for issued in before:  # reads go on meanwhile
             assert await probes.active(issued.access_token)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 
@@ -23,7 +25,9 @@ async def refresh_anonymous(
     )
 
 
-async def expect_error(call, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+async def expect_error(
+    call: Awaitable[object], code: grpc.StatusCode, reason: str
+) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert (caught.value.code(), error_reason(caught.value)) == (code, reason)

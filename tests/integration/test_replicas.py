@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -348,9 +349,7 @@ async def test_grpc_tokens_of_one_replica_are_introspected_refreshed_and_revoked
         # At once on B, which revoked; on A (which had introspected some of them, and caches
         # what it introspects) within the cache bound.
         assert not (await b.introspect(token)).active, token[:6]
-        await within_cache_bound(
-            lambda token=token: _inactive_on(a, token), f"A, token {token[:6]}"
-        )
+        await within_cache_bound(functools.partial(_inactive_on, a, token), f"A, token {token[:6]}")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await a.stub.RefreshToken(
             pb.RefreshTokenRequest(
@@ -441,7 +440,7 @@ async def test_http_tokens_of_one_replica_are_validated_refreshed_and_revoked_by
     # replica within the cache bound.
     for token in (customer["access_token"], switched["access_token"]):
         assert await refused_by(b, token)
-        await within_cache_bound(lambda token=token: refused_by(a, token), "A, customer token")
+        await within_cache_bound(functools.partial(refused_by, a, token), "A, customer token")
     assert await service_inactive_on(a)
     await within_cache_bound(lambda: service_inactive_on(b), "B, service token")
     refused = await a.http.get(

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import HMACAlgorithm
+from jwt.types import Options
 
 from server import admin
 from tests.support.harness import Harness
@@ -45,7 +46,8 @@ def verify(token: str, jwks: dict[str, Any], harness: Harness, **kwargs: Any) ->
     if kid not in keys:
         raise UnknownKid(f"kid {kid!r} is not in the JWKS")
     settings = harness.core.settings
-    options = {"require": REQUIRED, **kwargs.pop("options", {})}
+    extra_options: Options = kwargs.pop("options", {})
+    options: Options = {"require": REQUIRED, **extra_options}
     return jwt.decode(
         token,
         key=keys[kid],
@@ -120,7 +122,8 @@ async def test_alg_none_is_rejected(harness: Harness) -> None:
     with pytest.raises(jwt.InvalidAlgorithmError):
         verify(unsigned, jwks, harness)
     # PyJWT's own encoding of an unsigned token as well.
-    library_unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": kid})
+    # PyJWT's annotation of `key` leaves out None, the one key its "none" algorithm takes.
+    library_unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": kid})  # type: ignore[arg-type]
     with pytest.raises(jwt.InvalidAlgorithmError):
         verify(library_unsigned, jwks, harness)
 

@@ -49,7 +49,8 @@ async def grpcurl(target: str, method: str, data: dict[str, Any], cwd: Path) -> 
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0, f"grpcurl {method} failed: {stderr.decode()}"
-    return json.loads(stdout)
+    answer: dict[str, Any] = json.loads(stdout)
+    return answer
 
 
 def exports(text: str) -> dict[str, str]:

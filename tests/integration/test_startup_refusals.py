@@ -296,7 +296,7 @@ async def test_replicas_starting_together_agree_on_one_canary(
     with no canary yet: whichever writes it first, the two agree and the odd one is refused."""
     url = await postgres_server.create()
     try:
-        settings = Settings(database_url=url, secret_key=PG_SECRET, **FAST_ARGON2)  # type: ignore[arg-type]
+        settings = Settings(database_url=url, secret_key=PG_SECRET, **FAST_ARGON2)
         other = dataclasses.replace(settings, secret_key=OTHER_SECRET)
         results = await asyncio.gather(
             *(open_core(s, migrate=False) for s in (settings, settings, other)),
@@ -324,7 +324,7 @@ async def test_a_signing_key_that_does_not_decrypt_is_refused_at_start(tmp_path:
     process with another secret): found at start, never as a 500 at a customer login."""
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}",
-        **FAST_ARGON2,  # type: ignore[arg-type]
+        **FAST_ARGON2,
     )
     core = await open_core(settings)
     try:

@@ -5,6 +5,8 @@ token of the session itself; the storefront SDK's reload flow is then refused.""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 
@@ -17,7 +19,9 @@ def settings_overrides() -> dict[str, object]:
     return {"strict_customer_sessions": True}
 
 
-async def expect_error(call, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+async def expect_error(
+    call: Awaitable[object], code: grpc.StatusCode, reason: str
+) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert (caught.value.code(), error_reason(caught.value)) == (code, reason)

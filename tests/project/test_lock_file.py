@@ -30,7 +30,7 @@ def project_requirements(pyproject: str) -> list[Requirement]:
 
 def pins(constraints: str) -> dict[str, Version]:
     """{canonical name: version} of the `name==version` lines of a constraints file."""
-    pinned = {}
+    pinned: dict[str, Version] = {}
     for line in constraints.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -94,7 +94,7 @@ def test_constraints_txt_is_the_lock_of_pyproject() -> None:
 def test_this_virtualenv_holds_the_pinned_versions() -> None:
     """What the tests run on is what CI installs: `make install` installed from the lock."""
     pinned = pins((REPO_ROOT / "constraints.txt").read_text())
-    installed = {
+    installed: dict[str, Version] = {
         canonicalize_name(dist.metadata["Name"]): Version(dist.version)
         for dist in metadata.distributions()
     }
@@ -116,16 +116,16 @@ def test_a_pyproject_change_without_make_lock_is_caught() -> None:
     }
     pinned = {name: Version("2.0") for name in requires}
     locked = [Requirement("SQLAlchemy[asyncio]>=2"), Requirement("httpx")]
-    assert lock_problems(locked, pinned, requires.get) == []
+    assert lock_problems(locked, pinned, requires.__getitem__) == []
 
     raised = [Requirement("SQLAlchemy[asyncio]>=2.1"), Requirement("httpx")]
-    assert lock_problems(raised, pinned, requires.get) == [
+    assert lock_problems(raised, pinned, requires.__getitem__) == [
         "SQLAlchemy[asyncio]>=2.1 excludes the pinned sqlalchemy==2.0"
     ]
     added = [Requirement("SQLAlchemy[asyncio]>=2"), Requirement("httpx"), Requirement("rich")]
-    assert lock_problems(added, pinned, requires.get) == ["rich is not pinned"]
+    assert lock_problems(added, pinned, requires.__getitem__) == ["rich is not pinned"]
     without_extra = [Requirement("SQLAlchemy>=2"), Requirement("httpx")]
-    assert lock_problems(without_extra, pinned, requires.get) == [
+    assert lock_problems(without_extra, pinned, requires.__getitem__) == [
         "greenlet==2.0 is pinned but nothing asks for it"
     ]
 

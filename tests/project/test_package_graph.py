@@ -49,9 +49,12 @@ def imported_names(tree: ast.AST) -> Iterator[tuple[int, str]]:
             name = function.attr if isinstance(function, ast.Attribute) else ""
             name = function.id if isinstance(function, ast.Name) else name
             first = node.args[0]
-            literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
-            if name in ("import_module", "__import__") and literal:
-                yield node.lineno, str(first.value)
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                yield node.lineno, first.value
 
 
 def violations(module: str, source: str) -> list[str]:

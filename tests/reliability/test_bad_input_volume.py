@@ -45,7 +45,14 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from hypothesis import strategies as st
 
-from tests.integration.http.test_schemathesis import API_CHECKS, DOCUMENT_PATH, RealData
+from tests.integration.http.test_schemathesis import (
+    API_CHECKS,
+    DOCUMENT_PATH,
+    Operation,
+    OperationCase,
+    RealData,
+)
+from tests.integration.http.test_schemathesis import operations as api_operations
 from tests.reliability.support import (
     LEDGER,
     TIMEOUT,
@@ -244,11 +251,13 @@ def every_method() -> list[MethodDescriptor]:
 def corrupt(data: bytes, draw: Any) -> bytes:
     how = draw(st.sampled_from(["flip", "truncate", "append", "random"]))
     if how == "random" or not data:
-        return draw(st.binary(min_size=1, max_size=200))
+        replacement: bytes = draw(st.binary(min_size=1, max_size=200))
+        return replacement
     if how == "truncate":
         return data[: draw(st.integers(0, len(data) - 1))]
     if how == "append":
-        return data + draw(st.binary(min_size=1, max_size=40))
+        appended: bytes = draw(st.binary(min_size=1, max_size=40))
+        return data + appended
     position = draw(st.integers(0, len(data) - 1))
     return (
         data[:position] + bytes([data[position] ^ draw(st.integers(1, 255))]) + data[position + 1 :]
@@ -439,7 +448,7 @@ async def test_hypothesis_over_every_rpc_request_message(tmp_path: Path) -> None
 def run_http_cases(base_url: str, shop: Shop, stored: Stored, cases: int) -> Findings:
     findings = Findings()
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
-    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    operations = api_operations(schema)  # every one of them valid
     per_operation = math.ceil(cases / len(operations))
     with requests.Session() as session:
         real = RealData(session, base_url, shop)
@@ -465,7 +474,7 @@ def run_http_cases(base_url: str, shop: Shop, stored: Stored, cases: int) -> Fin
 
 
 def exercise(
-    operation: schemathesis.APIOperation,
+    operation: Operation,
     base_url: str,
     session: requests.Session,
     real: RealData,
@@ -486,7 +495,7 @@ def exercise(
         suppress_health_check=list(hypothesis.HealthCheck),
     )
     @hypothesis.given(case=operation.as_strategy(), data=st.data())
-    def run(case: schemathesis.Case, data: st.DataObject) -> None:
+    def run(case: OperationCase, data: st.DataObject) -> None:
         if data.draw(st.integers(0, 9), label="real data") < 7:
             real.provision(case, data.draw)
         before = stored.version()

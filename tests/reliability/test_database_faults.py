@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -167,9 +168,9 @@ async def _login(stub: pb_grpc.TokenServiceStub, shop: Provisioned, transport: s
     return Client(transport, customer.session_id, customer.access_token, customer.refresh_token)
 
 
-async def _until(what: str, check: object, loop: Loop, clients: list[Client]) -> None:
+async def _until(what: str, check: Callable[[], bool], loop: Loop, clients: list[Client]) -> None:
     deadline = time.monotonic() + PHASE_DEADLINE
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, (
             f"not within {PHASE_DEADLINE}s: {what}; refreshes per client "
             f"{[(c.transport, c.refreshes) for c in clients]}; outcomes {dict(loop.outcomes)}; "
@@ -207,11 +208,13 @@ async def test_postgres_outages_only_delay_looping_refreshes(
             try:
                 for outage in range(OUTAGES):
                     floor = [c.refreshes + REFRESHES_BETWEEN for c in clients]
+
+                    def refreshed_past(f: list[int] = floor) -> bool:
+                        return all(c.refreshes >= n for c, n in zip(clients, f, strict=True))
+
                     await _until(
                         f"every client refreshed before outage {outage}",
-                        lambda f=floor: all(
-                            c.refreshes >= n for c, n in zip(clients, f, strict=True)
-                        ),
+                        refreshed_past,
                         loop,
                         clients,
                     )

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
@@ -97,12 +98,12 @@ class Burst:
     def successes(self) -> int:
         return sum(c.outcome in ("OK", "HTTP 200") for c in self.calls)
 
-    async def _call(self, kind: str, call: object, presented: str = "") -> object:
+    async def _call(self, kind: str, call: Awaitable[object], presented: str = "") -> object:
         """Runs one call, recording it; the answer, or None when it failed."""
         started = time.monotonic()
         self.in_flight += 1
         try:
-            answer = await call  # type: ignore[misc]
+            answer = await call
         except grpc.aio.AioRpcError as error:
             failed = Call(kind, started, time.monotonic(), grpc_code(error), presented)
             self.calls.append(failed)

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import statistics
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
@@ -78,10 +79,10 @@ class Ordinary:
     latencies: list[float] = dataclasses.field(default_factory=list)
     failures: list[str] = dataclasses.field(default_factory=list)
 
-    async def timed(self, what: str, call: asyncio.Future[object] | object) -> object:
+    async def timed(self, what: str, call: Awaitable[object]) -> object:
         started = time.monotonic()
         try:
-            result = await call  # type: ignore[misc]
+            result = await call
         except (grpc.aio.AioRpcError, httpx.HTTPError) as error:
             self.failures.append(f"{what}: {type(error).__name__} {error}"[:300])
             return None

@@ -154,13 +154,14 @@ class Harness:
         return counts
 
 
-def harness_settings(database_url: str, **overrides: object) -> Settings:
+def harness_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for a harness; `overrides` are Settings fields (any of them, so Any)."""
     return Settings(
         database_url=database_url,
         grpc_addr="127.0.0.1:0",
         provision_demo=False,
         secret_key="" if database_url.startswith("sqlite") else TEST_SECRET.decode(),
-        **{**FAST_ARGON2, **overrides},  # type: ignore[arg-type]
+        **{**FAST_ARGON2, **overrides},
     )
 
 
@@ -211,20 +212,23 @@ async def harness(
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason carried in the status details."""
-    return error_info(error).reason
+    reason: str = error_info(error).reason
+    return reason
 
 
 def error_field(error: grpc.aio.AioRpcError) -> str:
     """The request field the google.rpc.ErrorInfo detail names ("" when none)."""
-    return error_info(error).metadata.get("field", "")
+    field: str = error_info(error).metadata.get("field", "")
+    return field
 
 
 def error_info(error: grpc.aio.AioRpcError) -> Any:
-    """The google.rpc.ErrorInfo detail of a failed call."""
+    """The google.rpc.ErrorInfo detail of a failed call (Any: googleapis-common-protos and
+    grpcio-status ship no py.typed, so mypy does not read their stubs)."""
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "no rich status details"
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):

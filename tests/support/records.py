@@ -3,6 +3,8 @@ every field a test does not care about filled in."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.records import SessionContext, SessionRecord, TokenKind, TokenRecord, TokenUse
 
 NOW = 1_700_000_000
@@ -18,7 +20,7 @@ def token(
     use: TokenUse = REFRESH,
     expires_at: int = NOW + 3600,
     customer: str | None = None,
-    **extra: object,
+    **extra: Any,
 ) -> TokenRecord:
     return TokenRecord(
         digest=digest,
@@ -31,11 +33,11 @@ def token(
         expires_at=expires_at,
         session_id=session,
         customer_id=customer,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
-def session(session_id: str = "s1", **extra: object) -> SessionRecord:
+def session(session_id: str = "s1", **extra: Any) -> SessionRecord:
     return SessionRecord(
         session_id=session_id,
         tenant="demo",
@@ -43,5 +45,5 @@ def session(session_id: str = "s1", **extra: object) -> SessionRecord:
         created_at=NOW - 60,
         updated_at=NOW - 60,
         context=SessionContext(currency="EUR", site_code="main", language="de"),
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )

@@ -9,6 +9,7 @@ import pytest
 
 from server import admin
 from server.abuse import AbuseControls, AddressThrottle, AnonymousQuota, LockPolicy
+from server.clock import ManualClock
 from server.core import Core
 from server.errors import InvalidCredentials
 from server.grants import anonymous, customer_password
@@ -185,7 +186,7 @@ async def test_a_locked_login_verifies_and_writes_as_a_wrong_one_does(
     written: list[int] = []
     verify, record = core.passwords.verify, core.store.record_login_failure
 
-    async def counting_verify(stored_hash: str | None, password: str) -> bool:
+    async def counting_verify(stored_hash: str, password: str) -> bool:
         verified.append(await verify(stored_hash, password))
         return verified[-1]
 
@@ -204,7 +205,8 @@ async def test_a_locked_login_verifies_and_writes_as_a_wrong_one_does(
     # counter, the two while locked without counting them.
     assert verified == [False, False, True, False]
     assert written == [1, 2, 2, 2]
-    core.clock.advance(60)  # type: ignore[attr-defined]
+    assert isinstance(core.clock, ManualClock)  # memory_core() builds it on a ManualClock
+    core.clock.advance(60)
     assert await attempt(core, "pw-123456") == "ok"  # the email's case does not matter
     assert (
         await core.store.get_login_failures(

@@ -44,7 +44,7 @@ MALFORMED = {
 @pytest.fixture
 async def service_secrets() -> dict[str, str]:
     """One of every secret the service issues, made by the service's own code."""
-    settings = Settings(**FAST_ARGON2)  # type: ignore[arg-type]
+    settings = Settings(**FAST_ARGON2)
     core = build_core(settings, MemoryStore(), clock=ManualClock(), secret=TEST_SECRET)
     await core.keys.ensure_active_key()
     jwt = await saas_token(

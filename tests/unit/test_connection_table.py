@@ -95,5 +95,6 @@ def test_limits_come_from_the_http_settings() -> None:
 )
 def test_zero_is_refused_for_every_limit(setting: str) -> None:
     with pytest.raises(ConfigError) as refused:
+        # The field is a parameter of the test, so mypy cannot match the value to its type.
         HttpLimits.from_settings(Settings(**{setting: 0}))  # type: ignore[arg-type]
     assert str(refused.value) == f"TOKENSERVICE_{setting.upper()} must be greater than 0"

@@ -93,6 +93,7 @@ def test_origin_lists_keep_order_drop_duplicates_and_are_bounded() -> None:
     ],
 )
 def test_malformed_cors_settings_are_refused_at_start(overrides: dict[str, object]) -> None:
+    # The field is a parameter of the test, so mypy cannot match the value to its type.
     settings = dataclasses.replace(Settings(), **overrides)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="TOKENSERVICE_CORS_"):
         process_origins(settings)

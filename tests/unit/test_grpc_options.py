@@ -78,6 +78,7 @@ def test_the_effective_connection_cap_overrides_the_setting() -> None:
 )
 def test_nonsense_is_refused_naming_the_variable(field: str, value: float, variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
+        # The field is a parameter of the test, so mypy cannot match the value to its type.
         limit_options(Settings(**{field: value}))  # type: ignore[arg-type]
 
 
@@ -89,7 +90,7 @@ def test_nonsense_is_refused_naming_the_variable(field: str, value: float, varia
     ],
 )
 def test_the_call_limits_refuse_zero_too(field: str, variable: str) -> None:
-    settings = Settings(**{field: 0})  # type: ignore[arg-type]
+    settings = Settings(**{field: 0})  # type: ignore[arg-type]  # field: a test parameter
     with pytest.raises(ConfigError, match=variable):
         ErrorInterceptor(
             message_timeout=settings.grpc_message_timeout_seconds,

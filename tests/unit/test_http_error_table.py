@@ -149,6 +149,7 @@ def test_every_401_and_only_a_401_carries_its_fault(error_class: type[TokenServi
         error_class.error,
         message,
     )
+    # customer_body() types the body's values as object; "details" is the list of the shape.
     assert [d["field"] for d in body["details"]] == ["tenant"]  # type: ignore[attr-defined]
     if error_class.http_status == 401:
         assert body["fault"] == FAULT_OF[error_class]

@@ -62,7 +62,7 @@ class ScriptedStore(MemoryStore):
 
 
 def make_core(store: MemoryStore, interval: float = 600.0) -> tuple[Core, ManualClock]:
-    settings = Settings(janitor_interval_seconds=interval, **FAST_ARGON2)  # type: ignore[arg-type]
+    settings = Settings(janitor_interval_seconds=interval, **FAST_ARGON2)
     clock = ManualClock(START)
     return build_core(settings, store, clock=clock, secret=TEST_SECRET), clock
 

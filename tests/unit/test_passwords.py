@@ -21,15 +21,15 @@ from server.passwords import TENANT_MAX_AGE, Passwords, most_common_parameters
 from server.records import ClientKind
 from server.settings import Settings
 from server.store.memory import MemoryStore
-from tests.support.defaults import FAST_ARGON2, TEST_SECRET
+from tests.support.defaults import FAST_ARGON2, TEST_SECRET, Argon2Parameters
 
-OLD = {**FAST_ARGON2, "argon2_time_cost": 2}
+OLD: Argon2Parameters = {**FAST_ARGON2, "argon2_time_cost": 2}
 NEW = FAST_ARGON2
 PASSWORD = "pw-123456"
 EMAIL = "ann@shop.example"
 
 
-def parameters_of(settings: dict[str, int]) -> Parameters:
+def parameters_of(settings: Argon2Parameters) -> Parameters:
     hasher = PasswordHasher(
         time_cost=settings["argon2_time_cost"],
         memory_cost=settings["argon2_memory_kib"],
@@ -48,7 +48,7 @@ class Service:
         self.store = store
         self.clock = ManualClock(1_800_000_000)
         self.verified: list[Parameters] = []
-        settings = Settings(login_max_failures_per_account=2, **NEW)  # type: ignore[arg-type]
+        settings = Settings(login_max_failures_per_account=2, **NEW)
         core = build_core(settings, store, clock=self.clock, secret=TEST_SECRET)
         passwords = Passwords(settings, store, clock=self.clock, on_verify=self.verified.append)
         self.core: Core = dataclasses.replace(core, passwords=passwords)
@@ -69,7 +69,7 @@ class Service:
 
 async def provisioned(store: MemoryStore | None = None) -> Service:
     store = store or MemoryStore()
-    old = build_core(Settings(**OLD), store, clock=ManualClock(), secret=TEST_SECRET)  # type: ignore[arg-type]
+    old = build_core(Settings(**OLD), store, clock=ManualClock(), secret=TEST_SECRET)
     await old.keys.ensure_active_key()
     for tenant in ("shop", "empty"):
         await admin.create_tenant(old, tenant)

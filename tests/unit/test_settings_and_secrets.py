@@ -12,9 +12,9 @@ from server.secret_key import (
     SecretKeyMissing,
     create_key_file,
     load_secret_key,
-    sqlite_file_path,
 )
 from server.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
+from server.store.sqlite_file import sqlite_file as sqlite_file_path
 
 
 def test_defaults_are_the_documented_ones() -> None:

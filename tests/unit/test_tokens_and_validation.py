@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -112,7 +113,9 @@ def test_messages_never_echo_the_value() -> None:
         (validation.email, "ann@shop.example\n"),
     ],
 )
-def test_a_trailing_newline_is_not_part_of_a_valid_value(check, value) -> None:  # type: ignore[no-untyped-def]
+def test_a_trailing_newline_is_not_part_of_a_valid_value(
+    check: Callable[[str], object], value: str
+) -> None:
     """`$` in a Python pattern also matches before a final newline: every check must look at
     the whole value, or "shop\\n" would pass as a tenant and reach the store and the log."""
     with pytest.raises(InvalidRequest):

@@ -178,8 +178,10 @@ async def test_a_parameter_given_twice_is_400(bridge: Bridge) -> None:
 async def test_parameters_it_does_not_define_are_ignored_even_repeated(bridge: Bridge) -> None:
     """Lenient as the reference is: a shop's tracking parameters do not break the login."""
     shop = await bridge.harness.shop("shopa")
-    params = [*params_of(shop).items(), ("utm_source", "a"), ("utm_source", "b"), ("x", "")]
-    response = await bridge.http.get(PATH, params=params)
+    response = await bridge.http.get(
+        PATH,
+        params=[*params_of(shop).items(), ("utm_source", "a"), ("utm_source", "b"), ("x", "")],
+    )
     assert response.status_code == 200, response.text
     assert response.json()["sessionId"]
 

@@ -38,7 +38,8 @@ async def refreshed(bridge: Bridge, shop: Shop, **params: str) -> dict[str, Any]
 
 
 async def is_active(bridge: Bridge, token: str) -> bool:
-    return (await bridge.harness.introspect(token)).active
+    active: bool = (await bridge.harness.introspect(token)).active
+    return active
 
 
 async def test_refresh_token_gives_a_new_pair_on_the_same_session(bridge: Bridge) -> None:

@@ -41,7 +41,8 @@ def assert_revoke_answer(response: httpx.Response) -> None:
 
 
 async def active(bridge: Bridge, token: str) -> bool:
-    return (await bridge.harness.introspect(token)).active
+    introspected: bool = (await bridge.harness.introspect(token)).active
+    return introspected
 
 
 async def test_revoking_an_access_token_leaves_the_sessions_refresh_token(bridge: Bridge) -> None:

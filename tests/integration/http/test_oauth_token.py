@@ -232,6 +232,8 @@ async def test_a_client_id_without_a_secret_is_invalid_client(bridge: Bridge, pa
             {"json": {**grant, "client_id": client_id}},
             {"data": grant, "headers": basic(client_id, "")},
         ):
+            # An attempt is post()'s keyword arguments (data/json/headers), values of mixed
+            # types that mypy cannot match through **.
             response = await bridge.http.post(path, **attempt)  # type: ignore[arg-type]
             answers.append(assert_error(response, 401, "invalid_client"))
             assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
@@ -268,6 +270,7 @@ async def test_standard_endpoint_answers_rfc6749_with_no_empty_fields(bridge: Br
             "headers": basic(shop.service_id, shop.service_secret),
         },
     ):
+        # post()'s keyword arguments of mixed types, which mypy cannot match through **.
         response = await bridge.http.post(STANDARD_TOKEN, **attempt)  # type: ignore[arg-type]
         assert response.status_code == 200, response.text
         body = response.json()

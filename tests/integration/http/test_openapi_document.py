@@ -23,7 +23,7 @@ import httpx
 import jsonschema_rs
 import pytest
 import schemathesis
-from schemathesis.core.failures import FailureGroup
+from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.openapi.checks import JsonSchemaError, MissingHeaders, UndefinedStatusCode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -31,8 +31,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+from starlette.routing import Route
 
 import http_bridge
+from http_bridge.access_log import AccessLog
 from http_bridge.app import ROUTES, context_of
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
@@ -75,7 +78,7 @@ def document() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def schema(document: dict[str, Any]) -> schemathesis.BaseSchema:
+def schema(document: dict[str, Any]) -> OpenApiSchema:
     return schemathesis.openapi.from_dict(document)
 
 
@@ -94,7 +97,7 @@ def operations_of(document: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def conforms(
-    schema: schemathesis.BaseSchema, response: httpx.Response, template: str | None = None
+    schema: OpenApiSchema, response: httpx.Response, template: str | None = None
 ) -> tuple[str, str, int]:
     """Runs schemathesis' conformance checks on a real response; raises on any mismatch."""
     method = response.request.method
@@ -114,7 +117,7 @@ def conforms(
 class Check:
     """Asserts a response's status, validates it against the document, and records it."""
 
-    schema: schemathesis.BaseSchema
+    schema: OpenApiSchema
     seen: set[tuple[str, str, int]] = dataclasses.field(default_factory=set)
 
     def __call__(
@@ -163,6 +166,12 @@ def test_document_is_valid_openapi_3_and_an_invalid_one_is_caught(
             pytest.fail(f"{name} passed validation")
 
 
+def methods_of(route: Route) -> set[str]:
+    """The methods of one of the bridge's routes, which all name theirs."""
+    assert route.methods is not None, f"{route.path} names no methods"
+    return route.methods
+
+
 def test_document_is_checked_in_as_two_space_indented_json(document: dict[str, Any]) -> None:
     text = DOCUMENT_PATH.read_text(encoding="utf-8")
     assert text == json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -170,7 +179,7 @@ def test_document_is_checked_in_as_two_space_indented_json(document: dict[str, A
 
 def test_document_lists_exactly_the_bridge_routes(document: dict[str, Any]) -> None:
     routed = {
-        (method, route.path) for route in ROUTES for method in route.methods if method != "HEAD"
+        (method, route.path) for route in ROUTES for method in methods_of(route) if method != "HEAD"
     }
     assert operations_of(document) == routed
     operation_ids = [
@@ -204,7 +213,7 @@ def test_every_response_schema_resolves_and_every_example_conforms(
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
 async def test_served_document_is_the_checked_in_file(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema
 ) -> None:
     response = await http.get("/openapi.json")
     assert response.status_code == 200
@@ -214,7 +223,7 @@ async def test_served_document_is_the_checked_in_file(
 
 
 async def test_every_route_answers_as_documented(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema
 ) -> None:
     shop = await bridge.harness.shop("docs")
     other = await bridge.harness.shop("other")
@@ -452,9 +461,11 @@ async def _discovery_and_health(http: httpx.AsyncClient, check: Check) -> None:
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
 async def test_readyz_while_draining_is_the_documented_503(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema
 ) -> None:
-    context_of(bridge.running.server.config.app).draining = True
+    app = bridge.running.server.config.app
+    assert isinstance(app, AccessLog)  # what uvicorn serves is the bridge's outermost app
+    context_of(app).draining = True
     response = await http.get("/readyz")
     assert response.status_code == 503
     conforms(schema, response)
@@ -463,7 +474,7 @@ async def test_readyz_while_draining_is_the_documented_503(
 @pytest.mark.parametrize("settings_overrides", [{"sqlite_busy_timeout_ms": 100}])
 @pytest.mark.parametrize("database_kind", ["sqlite"])  # locks the SQLite file itself
 async def test_a_locked_store_is_the_documented_503_with_retry_after(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema
 ) -> None:
     shop = await bridge.harness.shop("locked")
     locker = sqlite3.connect(bridge.harness.db_path, timeout=5, isolation_level=None)
@@ -548,7 +559,7 @@ def tampered(
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
 async def test_a_response_that_drifts_from_the_document_fails_validation(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema
 ) -> None:
     shop = await bridge.harness.shop("drift")
     issued = await http.post(
@@ -592,7 +603,7 @@ async def test_a_response_that_drifts_from_the_document_fails_validation(
             JsonSchemaError,
         ),
     }
-    cases = [
+    cases: list[tuple[str, schemathesis.Response, type[Failure]]] = [
         (name, tampered(real, body=body), failure) for name, (real, body, failure) in drifts.items()
     ]
     cases += [
@@ -622,7 +633,7 @@ MALFORMED_JSON = {
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
 @pytest.mark.parametrize("body", MALFORMED_JSON.values(), ids=MALFORMED_JSON.keys())
 async def test_malformed_json_bodies_answer_a_documented_400(
-    bridge: Bridge, http: httpx.AsyncClient, schema: schemathesis.BaseSchema, body: bytes
+    bridge: Bridge, http: httpx.AsyncClient, schema: OpenApiSchema, body: bytes
 ) -> None:
     response = await http.post(
         "/oauth/token", content=body, headers={"Content-Type": "application/json"}

@@ -26,7 +26,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import hypothesis
 import pytest
@@ -34,6 +34,7 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -68,6 +69,10 @@ API_CHECKS = [
     response_schema_conformance,
 ]
 Tally = collections.Counter[tuple[str, int]]
+# schemathesis' generics, with the parameters left open as schemathesis itself returns them
+# (get_all_operations yields bare APIOperations, as_strategy bare Cases).
+Operation: TypeAlias = schemathesis.APIOperation[Any, Any, Any, Any]
+OperationCase: TypeAlias = schemathesis.Case[Operation]
 
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
@@ -261,8 +266,12 @@ def by_status(tally: Tally) -> collections.Counter[int]:
 # ------------------------------------------------------------------ the Python API run
 
 
-def operations(schema: schemathesis.BaseSchema) -> list[schemathesis.APIOperation]:
-    return [result.ok() for result in schema.get_all_operations()]
+def operations(schema: schemathesis.BaseSchema) -> list[Operation]:
+    found: list[Operation] = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the document has an invalid operation: {result.err()}"
+        found.append(result.ok())
+    return found
 
 
 def labels_of(schema: schemathesis.BaseSchema) -> set[str]:
@@ -279,7 +288,7 @@ def run_cases(schema: schemathesis.BaseSchema, base_url: str, shop: Shop) -> Tal
 
 
 def exercise(
-    operation: schemathesis.APIOperation,
+    operation: Operation,
     base_url: str,
     session: requests.Session,
     real: RealData,
@@ -296,7 +305,7 @@ def exercise(
         suppress_health_check=list(hypothesis.HealthCheck),
     )
     @hypothesis.given(case=operation.as_strategy(), data=st.data())
-    def run(case: schemathesis.Case, data: st.DataObject) -> None:
+    def run(case: OperationCase, data: st.DataObject) -> None:
         if data.draw(st.integers(0, 9), label="real data") < 8:
             real.provision(case, data.draw)
         response = case.call(base_url=base_url, session=session)
@@ -320,7 +329,7 @@ class RealData:
         self.base_url = base_url
         self.shop = shop
 
-    def provision(self, case: schemathesis.Case, draw: Draw) -> None:
+    def provision(self, case: OperationCase, draw: Draw) -> None:
         shop = self.shop
         if "tenant" in (case.path_parameters or {}):
             case.path_parameters["tenant"] = shop.tenant
@@ -337,20 +346,20 @@ class RealData:
 
     # -- /oauth/*
 
-    def _oauth_token(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _oauth_token(self, case: OperationCase, draw: Draw) -> None:
         self._client(case, draw, kinds=["service"])
 
     _oauth2_token = _oauth_token  # the same grant, answered as RFC 6749 says
 
-    def _oauth_introspect(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _oauth_introspect(self, case: OperationCase, draw: Draw) -> None:
         self._client(case, draw, kinds=["service", "storefront"])
-        case.body["token"] = self._token(draw(st.sampled_from(TOKEN_KINDS)))
+        body_object(case)["token"] = self._token(draw(st.sampled_from(TOKEN_KINDS)))
 
     _oauth_revoke = _oauth_introspect
 
-    def _client(self, case: schemathesis.Case, draw: Draw, kinds: list[str]) -> None:
+    def _client(self, case: OperationCase, draw: Draw, kinds: list[str]) -> None:
         shop = self.shop
-        body = case.body
+        body = body_object(case)
         for name in ("client_id", "client_secret"):
             body.pop(name, None)
         case.headers.pop("Authorization", None)
@@ -364,7 +373,7 @@ class RealData:
 
     # -- /customerlogin/*
 
-    def _customerlogin_auth_anonymous_refresh(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _customerlogin_auth_anonymous_refresh(self, case: OperationCase, draw: Draw) -> None:
         session = self._anonymous()
         case.query.pop("refresh_token", None)
         case.query.pop("anonymous_token", None)
@@ -375,11 +384,11 @@ class RealData:
 
     # -- /customer/{tenant}/*
 
-    def _customer_tenant_login(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _customer_tenant_login(self, case: OperationCase, draw: Draw) -> None:
         case.headers.update(bearer(self._anonymous()["access_token"]))
-        case.body.update(email=self.shop.email, password=self.shop.password)
+        body_object(case).update(email=self.shop.email, password=self.shop.password)
 
-    def _customer_tenant_refreshauthtoken(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _customer_tenant_refreshauthtoken(self, case: OperationCase, draw: Draw) -> None:
         customer = self._customer()
         case.headers.update(bearer(customer["access_token"]))
         case.query["refreshToken"] = customer["refresh_token"]
@@ -389,10 +398,10 @@ class RealData:
         elif entity != "generated":
             case.query["legalEntityId"] = entity
 
-    def _customer_tenant_validateauthtoken(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _customer_tenant_validateauthtoken(self, case: OperationCase, draw: Draw) -> None:
         case.headers.update(bearer(self._token(draw(st.sampled_from(ACCESS_KINDS)))))
 
-    def _customer_tenant_logout(self, case: schemathesis.Case, draw: Draw) -> None:
+    def _customer_tenant_logout(self, case: OperationCase, draw: Draw) -> None:
         token = self._token(draw(st.sampled_from(["anonymous", "customer"])))
         case.headers.update(bearer(token))
         if draw(st.booleans(), label="explicit accessToken"):
@@ -444,6 +453,14 @@ class RealData:
 
 TOKEN_KINDS = ["anonymous", "anonymous refresh", "customer", "customer refresh", "service"]
 ACCESS_KINDS = ["anonymous", "customer", "service"]
+
+
+def body_object(case: OperationCase) -> dict[str, Any]:
+    """The generated body of an operation whose body is an object (the form and JSON bodies that
+    RealData fills in): schemathesis types a body as any JSON value, bytes or not set."""
+    body = case.body
+    assert isinstance(body, dict), f"{case.path}: the generated body is not an object"
+    return body
 
 
 def bearer(token: str) -> dict[str, str]:

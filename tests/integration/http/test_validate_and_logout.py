@@ -57,7 +57,8 @@ def live_tokens(anonymous: dict[str, Any], customer: dict[str, Any]) -> list[str
 
 
 async def active(bridge: Bridge, token: str) -> bool:
-    return (await bridge.harness.introspect(token)).active
+    introspected: bool = (await bridge.harness.introspect(token)).active
+    return introspected
 
 
 # --- validateauthtoken ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from server.records import TokenUse
 from server.store.cached import CachedStore, cached
 from server.store.migrate import upgrade
 from server.store.sql import SqlStore
+from tests.support.narrow import not_none
 from tests.support.records import NOW, session, token
 from tests.unit.test_token_cache import FakeMonotonic
 
@@ -34,7 +35,7 @@ async def test_another_replicas_revocation_is_seen_within_max_age(tmp_path: Path
     ]
     try:
         await a.save_tokens([token("a1", use=TokenUse.ACCESS)], session())
-        assert (await b.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+        assert not_none(await b.find_token("a1")).token.revoked_at is None
         await a.revoke_token("a1", NOW)
         clock.now += max_age - 0.01
         stale = await b.find_token("a1")

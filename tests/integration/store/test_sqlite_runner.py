@@ -5,7 +5,7 @@ leaves nothing of itself while the rest of its group is stored."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ async def runner(tmp_path: Path) -> AsyncIterator[tuple[SqliteRunner, list[int]]
     await r.close()
 
 
-def add(item_id: int, *, fail_after_insert: bool = False):  # type: ignore[no-untyped-def]
+def add(item_id: int, *, fail_after_insert: bool = False) -> Callable[[Connection], int]:
     def unit(conn: Connection) -> int:
         conn.execute(insert(items), {"id": item_id, "name": f"item {item_id}"})
         if fail_after_insert:

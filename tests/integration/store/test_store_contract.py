@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,7 @@ from server.store.protocol import TokenStore
 from server.store.schema import metadata, sessions, tokens
 from server.store.sql import SqlStore
 from tests.support.databases import sqlite_url
+from tests.support.narrow import not_none
 from tests.support.postgres import PostgresServer
 from tests.support.records import ACCESS, CUST, NOW, session, token
 
@@ -197,7 +198,7 @@ async def test_customers(store: TokenStore) -> None:
     assert "argon2" not in str(caught.value)
     assert await store.get_customer("c2") is None
     await store.create_customer(dataclasses.replace(alice, id="c3", tenant="other"))
-    assert (await store.find_customer("other", "alice@example.com")).id == "c3"  # type: ignore[union-attr]
+    assert not_none(await store.find_customer("other", "alice@example.com")).id == "c3"
     with pytest.raises(NotFound):
         await store.create_customer(dataclasses.replace(alice, id="c4", tenant="ghost"))
 
@@ -225,10 +226,10 @@ async def test_replace_password_hash_only_replaces_the_expected_hash(store: Toke
     await store.create_customer(customer("c2", "demo", "bob@x.example", "old"))
     assert not await store.replace_password_hash("c1", "something else", "new")
     assert not await store.replace_password_hash("ghost", "old", "new")
-    assert (await store.get_customer("c1")).password_hash == "old"  # type: ignore[union-attr]
+    assert not_none(await store.get_customer("c1")).password_hash == "old"
     assert await store.replace_password_hash("c1", "old", "new")
-    assert (await store.get_customer("c1")).password_hash == "new"  # type: ignore[union-attr]
-    assert (await store.get_customer("c2")).password_hash == "old"  # type: ignore[union-attr]
+    assert not_none(await store.get_customer("c1")).password_hash == "new"
+    assert not_none(await store.get_customer("c2")).password_hash == "old"
     found = await store.find_customer("demo", "ann@x.example")
     assert found is not None and found.password_hash == "new"
 
@@ -241,7 +242,7 @@ async def test_concurrent_password_hash_replacements_have_one_winner(store: Toke
     )
     assert sorted(results) == [False] * 7 + [True]
     winner = f"new-{results.index(True)}"
-    assert (await store.get_customer("c1")).password_hash == winner  # type: ignore[union-attr]
+    assert not_none(await store.get_customer("c1")).password_hash == winner
 
 
 # --- tokens and sessions ------------------------------------------------------------------------
@@ -274,7 +275,7 @@ async def test_refresh_rotated_updates_session(store: TokenStore) -> None:
         updated_at=NOW, context=SessionContext(currency="USD"), legal_entity_id="le9"
     )
     assert await do_refresh(store, new_pair("1"), update=change) is RefreshOutcome.ROTATED
-    presented = (await store.find_token("r1")).token  # type: ignore[union-attr]
+    presented = not_none(await store.find_token("r1")).token
     assert presented.rotated_at == NOW
     assert presented.revoked_at is None
     assert await store.find_token("r-1") == TokenView(token("r-1"))
@@ -294,7 +295,7 @@ async def test_refresh_grace_then_reuse(store: TokenStore) -> None:
     # Exactly grace_seconds later the rotated token still works ...
     assert await do_refresh(store, new_pair("2"), now=NOW + GRACE) is RefreshOutcome.GRACE
     assert await store.find_token("r-2") is not None
-    assert (await store.find_token("r1")).token.rotated_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.find_token("r1")).token.rotated_at == NOW
     # ... one second after that it is reuse: the whole session is revoked.
     assert await do_refresh(store, new_pair("3"), now=NOW + GRACE + 1) is RefreshOutcome.REUSED
     assert await store.find_token("r-3") is None
@@ -303,7 +304,7 @@ async def test_refresh_grace_then_reuse(store: TokenStore) -> None:
         view = await store.find_token(digest)
         assert view is not None
         assert view.token.revoked_at == NOW + GRACE + 1, digest
-    assert (await store.get_session("s1")).revoked_at == NOW + GRACE + 1  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s1")).revoked_at == NOW + GRACE + 1
     # Afterwards every token of the session is dead, the newest included.
     assert await do_refresh(store, new_pair("4"), presented="r-1") is RefreshOutcome.INVALID
 
@@ -312,7 +313,7 @@ async def test_refresh_kept(store: TokenStore) -> None:
     await start_session(store)
     assert await do_refresh(store, new_pair("1"), rotate=False) is RefreshOutcome.KEPT
     assert await do_refresh(store, new_pair("2"), rotate=False) is RefreshOutcome.KEPT
-    presented = (await store.find_token("r1")).token  # type: ignore[union-attr]
+    presented = not_none(await store.find_token("r1")).token
     assert presented.rotated_at is None
     assert presented.revoked_at is None
     assert await store.find_token("r-2") is not None
@@ -363,9 +364,9 @@ async def test_start_customer_session(store: TokenStore) -> None:
     assert (bound.customer_id, bound.legal_entity_id, bound.updated_at) == ("c1", "le1", NOW)
     assert bound.context == session().context
     # The anonymous tokens keep working (the storefront SDK refreshes its pre-login ones).
-    assert (await store.find_token("r1")).token.revoked_at is None  # type: ignore[union-attr]
-    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
-    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.find_token("r1")).token.revoked_at is None
+    assert not_none(await store.find_token("r-old")).token.revoked_at == NOW - 5
+    assert not_none(await store.find_token("a1")).token.revoked_at is None
     assert await store.find_token("cr") == TokenView(customer_tokens[1])
     # The same customer may log in again; another customer may not take the session over.
     assert await store.start_customer_session("s1", "c1", None, NOW + 1, [token("ca2")])
@@ -398,7 +399,7 @@ async def test_start_customer_session_then_refresh_with_the_anonymous_refresh_to
     for digest in ("ca", "cr", "a-1", "r-1", "a-2", "r-2"):
         view = await store.find_token(digest)
         assert view is not None and view.token.revoked_at == NOW + GRACE + 1, digest
-    assert (await store.get_session("s1")).revoked_at == NOW + GRACE + 1  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s1")).revoked_at == NOW + GRACE + 1
 
 
 async def test_start_customer_session_strict_revokes_the_anonymous_refresh_tokens(
@@ -409,10 +410,10 @@ async def test_start_customer_session_strict_revokes_the_anonymous_refresh_token
     assert await store.start_customer_session(
         "s1", "c1", None, NOW, customer_tokens, revoke_anonymous_refresh=True
     )
-    assert (await store.find_token("r1")).token.revoked_at == NOW  # type: ignore[union-attr]
-    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
-    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
-    assert (await store.find_token("cr")).token.revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.find_token("r1")).token.revoked_at == NOW
+    assert not_none(await store.find_token("r-old")).token.revoked_at == NOW - 5
+    assert not_none(await store.find_token("a1")).token.revoked_at is None
+    assert not_none(await store.find_token("cr")).token.revoked_at is None
     assert await do_refresh(store, new_pair("1")) is RefreshOutcome.INVALID
 
 
@@ -438,7 +439,7 @@ async def test_continue_anonymous_session(store: TokenStore) -> None:
     assert after is not None and after.updated_at == NOW
     assert after.context == SessionContext(currency="USD", site_code="main", language="de")
     # The presented access token stays as it was (legacy clients may present it again).
-    assert (await store.find_token("a1")).token.revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.find_token("a1")).token.revoked_at is None
 
 
 @pytest.mark.parametrize(
@@ -486,15 +487,15 @@ async def test_revoke_token_and_session(store: TokenStore) -> None:
     assert await store.revoke_token("a1", NOW) == 1
     assert await store.revoke_token("a1", NOW + 1) == 0
     assert await store.revoke_token("nope", NOW) == 0
-    assert (await store.find_token("a1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.find_token("a1")).token.revoked_at == NOW
     assert await store.revoke_session("s1", NOW + 2) == 1  # only r1 was still live
-    assert (await store.get_session("s1")).revoked_at == NOW + 2  # type: ignore[union-attr]
-    assert (await store.find_token("r1")).token.revoked_at == NOW + 2  # type: ignore[union-attr]
-    assert (await store.find_token("r-old")).token.revoked_at == NOW - 5  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s1")).revoked_at == NOW + 2
+    assert not_none(await store.find_token("r1")).token.revoked_at == NOW + 2
+    assert not_none(await store.find_token("r-old")).token.revoked_at == NOW - 5
     assert await store.revoke_session("s1", NOW + 3) == 0
-    assert (await store.get_session("s1")).revoked_at == NOW + 2  # type: ignore[union-attr]
-    assert (await store.find_token("other")).token.revoked_at is None  # type: ignore[union-attr]
-    assert (await store.get_session("s2")).revoked_at is None  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s1")).revoked_at == NOW + 2
+    assert not_none(await store.find_token("other")).token.revoked_at is None
+    assert not_none(await store.get_session("s2")).revoked_at is None
 
 
 # --- signing keys -------------------------------------------------------------------------------
@@ -504,7 +505,7 @@ def key(kid: str, created_at: int) -> SigningKeyRecord:
     )
 
 
-def _one_more(now: int):  # type: ignore[no-untyped-def]
+def _one_more(now: int) -> Callable[[LoginFailures | None], LoginFailures]:
     def next_state(current: LoginFailures | None) -> LoginFailures:
         failures = 1 if current is None else current.failures + 1
         return LoginFailures(failures, now, now + 60 if failures >= 3 else 0)
@@ -887,8 +888,8 @@ async def test_reuse_detection_still_fires_after_the_purge(store: TokenStore) ->
         rotate=True,
     )
     assert outcome is RefreshOutcome.REUSED
-    assert (await store.get_session("s3-live")).revoked_at == NOW  # type: ignore[union-attr]
-    assert (await store.find_token("live-r1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s3-live")).revoked_at == NOW
+    assert not_none(await store.find_token("live-r1")).token.revoked_at == NOW
     # The next sweep removes the session it revoked, with all its tokens.
     report = await store.purge_expired(NOW, batch_size=2)
     assert report == PurgeReport(tokens_removed=5, sessions_removed=1)
@@ -944,8 +945,8 @@ async def test_closing_checks_again_that_the_session_is_dead(store: TokenStore) 
     await store.save_tokens([token("dead", session="s2", expires_at=NOW)], session("s2"))
     await store.save_tokens([token("fresh", expires_at=NOW + 60)])  # s1 came back to life
     assert await store._close_sessions(["s1", "s2"], NOW) == 1
-    assert (await store.get_session("s1")).revoked_at is None  # type: ignore[union-attr]
-    assert (await store.get_session("s2")).revoked_at == NOW  # type: ignore[union-attr]
+    assert not_none(await store.get_session("s1")).revoked_at is None
+    assert not_none(await store.get_session("s2")).revoked_at == NOW
 
 
 @pytest.mark.postgres
@@ -979,7 +980,7 @@ async def test_postgres_purge_skips_a_session_a_refresh_is_writing(
             report = await asyncio.wait_for(store.purge_expired(NOW, batch_size=10), timeout=20)
             await refresh.commit()
         assert report == PurgeReport(0, 0)
-        assert (await store.get_session("s1")).revoked_at is None  # type: ignore[union-attr]
+        assert not_none(await store.get_session("s1")).revoked_at is None
         assert await present(store, {"old-r", "new-r"}) == {"old-r", "new-r"}
         # Committed, the refresh made the session live: the next purge keeps it too.
         assert await store.purge_expired(NOW, batch_size=10) == PurgeReport(0, 0)
