@@ -173,7 +173,7 @@ async def _run(settings: Settings, operation: Callable[[Core], Awaitable[T]]) ->
     try:
         return await operation(core)
     finally:
-        await core.store.close()
+        await core.close()
 
 
 @contextlib.contextmanager

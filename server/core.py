@@ -6,7 +6,9 @@ import dataclasses
 
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
+from server.outbound_http import OutboundHttp
 from server.passwords import Passwords
+from server.provider_keys import ProviderKeys
 from server.secret_key import load_secret_key
 from server.settings import Settings
 from server.signing import KeyCipher, KeyRing
@@ -25,6 +27,14 @@ class Core:
     keys: KeyRing
     # Per-process state of the abuse controls (address throttle, anonymous quota).
     abuse: AbuseControls
+    # The tenants' identity providers: the one outbound HTTP client, and their keys.
+    outbound: OutboundHttp
+    provider_keys: ProviderKeys
+
+    async def close(self) -> None:
+        """Closes what the core holds: the store and the outbound HTTP client."""
+        await self.outbound.close()
+        await self.store.close()
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -43,6 +53,7 @@ def build_core(
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
+    outbound = OutboundHttp(settings)
     return Core(
         settings=settings,
         store=store,
@@ -54,4 +65,6 @@ def build_core(
             store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds
         ),
         abuse=AbuseControls.from_settings(settings),
+        outbound=outbound,
+        provider_keys=ProviderKeys(settings, outbound, clock),
     )

@@ -231,6 +231,9 @@ class IssuedTokens:
     saas_token: str = ""
     session_idle_time: int = 0
     token_type: str = TOKEN_TYPE
+    # Social login: the provider's own tokens, answered as the reference shows.
+    external_access_token: str = ""
+    external_id_token: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
