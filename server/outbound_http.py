@@ -78,6 +78,11 @@ class OutboundHttp:
         """(status, parsed JSON) of a form POST to one of `provider`'s configured URLs."""
         return await self._request(provider, "POST", url, form=form, auth=auth)
 
+    async def get_discovery(self, provider: IdentityProviderRecord, url: str) -> tuple[int, Any]:
+        """(status, parsed JSON) of an OpenID discovery document: only for an administrator
+        configuring `provider` (server/identity_provider_admin.py), never for a caller."""
+        return await self._request(provider, "GET", url, extra_allowed=url)
+
     async def _request(
         self,
         provider: IdentityProviderRecord,
@@ -86,8 +91,9 @@ class OutboundHttp:
         *,
         form: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
+        extra_allowed: str = "",
     ) -> tuple[int, Any]:
-        if not url or url not in configured_urls(provider):
+        if not url or (url not in configured_urls(provider) and url != extra_allowed):
             # A programming error, not a caller's: refuse rather than fetch.
             raise IdentityProviderUnavailable("the URL is not one configured for the provider")
         try:

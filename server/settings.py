@@ -138,6 +138,9 @@ class Settings:
     idp_jwks_refetch_min_seconds: float = 30.0
     idp_leeway_seconds: int = 60
     idp_max_token_bytes: int = 8192
+    # Provider URLs must be https; on, http to a loopback address (127.0.0.1, [::1],
+    # localhost) is allowed too (local development and the tests).
+    idp_allow_http_loopback: bool = False
     provision_demo: bool = True
     log_level: str = "INFO"
 
