@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import httpx
+
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
 from server.outbound_http import OutboundHttp
@@ -46,14 +48,16 @@ def build_core(
     *,
     clock: Clock | None = None,
     secret: bytes | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Core:
     """Wires the collaborators; `secret` defaults to the configured server secret (read, never
     created: an entry point that starts the service uses server.startup.open_core, which also
-    proves that the secret is the database's)."""
+    proves that the secret is the database's). `http_transport` replaces the network under the
+    outbound HTTP client (unit tests)."""
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
-    outbound = OutboundHttp(settings)
+    outbound = OutboundHttp(settings, http_transport)
     return Core(
         settings=settings,
         store=store,
