@@ -255,7 +255,10 @@ def _handler(idp: LocalIdp) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the service stopped reading (an oversized answer): as it should
 
     return Handler
 
