@@ -10,6 +10,7 @@ for what a real provider cannot be asked to do.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import http.server
@@ -255,10 +256,9 @@ def _handler(idp: LocalIdp) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
+            # The service may stop reading (an oversized answer): as it should.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the service stopped reading (an oversized answer): as it should
 
     return Handler
 
