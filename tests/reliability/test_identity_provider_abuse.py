@@ -68,6 +68,10 @@ async def test_external_tokens_leak_nowhere_and_forged_kids_cost_one_fetch(
             await service.stop()
         finally:
             await service.close()
+        deleted = await cli(
+            env, "idp", "delete", "--tenant", shop.tenant, "--name", "gone", "--json"
+        )
+        assert json.loads(deleted) == {"deleted": True}
 
 
 async def _anonymous(http: httpx.AsyncClient, tenant: str, client_id: str) -> dict[str, str]:
