@@ -7,7 +7,9 @@ server/outbound_http.py and cached in this process.
   fetched again at once, but at most once per TOKENSERVICE_IDP_JWKS_REFETCH_MIN_SECONDS per
   provider, so that tokens with invented kids cost the forger, not the provider; a kid still
   unknown after that is refused until the interval has passed.
-- Concurrent misses of one provider share one fetch.
+- Concurrent misses of one provider share one fetch, and a fetch that failed is not tried
+  again within that interval either (the answer meanwhile is the same 503): a provider that
+  is down costs no request, and no timeout, per caller.
 - Only public signing keys with a kid are kept: a member with private parameters, another
   `use` than sig, or one PyJWT cannot read is left out (and the others still count).
 """
@@ -53,6 +55,7 @@ class ProviderKeys:
             collections.OrderedDict()
         )
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._failed: dict[tuple[str, str, str], float] = {}  # when a fetch last failed
         self.fetches = 0  # how many JWKS requests this process made (tests, metrics)
 
     async def key(self, provider: IdentityProviderRecord, kid: str) -> jwt.PyJWK | None:
@@ -69,13 +72,25 @@ class ProviderKeys:
             again = self._fresh(name)  # another caller may have fetched meanwhile
             if again is not None and again is not cached:
                 return again.keys.get(kid)
-            fetched = await self._fetch(provider)
+            failed = self._failed.get(name)
+            if failed is not None and self._clock.now() - failed < self._refetch_after:
+                raise IdentityProviderUnavailable(
+                    "the identity provider's JWKS could not be fetched just now; retry later"
+                )
+            try:
+                fetched = await self._fetch(provider)
+            except IdentityProviderUnavailable:
+                self._failed[name] = self._clock.now()
+                raise
+            self._failed.pop(name, None)
             self._remember(name, fetched)
         return fetched.keys.get(kid)
 
     def forget(self, provider: IdentityProviderRecord) -> None:
         """Drops a provider's cached keys (its configuration changed)."""
-        self._sets.pop((provider.tenant, provider.name, provider.jwks_uri), None)
+        name = (provider.tenant, provider.name, provider.jwks_uri)
+        self._sets.pop(name, None)
+        self._failed.pop(name, None)
 
     def _fresh(self, name: tuple[str, str, str]) -> _KeySet | None:
         cached = self._sets.get(name)
@@ -89,6 +104,7 @@ class ProviderKeys:
         while len(self._sets) > MAX_PROVIDERS:
             old, _ = self._sets.popitem(last=False)
             self._locks.pop(old, None)
+            self._failed.pop(old, None)
 
     async def _fetch(self, provider: IdentityProviderRecord) -> _KeySet:
         self.fetches += 1

@@ -362,3 +362,17 @@ async def test_provider_configuration_is_checked(setup: Setup) -> None:
     assert identity_provider_admin.check_url(core, loopback, "jwks_uri") == loopback
     with pytest.raises(InvalidRequest, match="https"):
         identity_provider_admin.check_url(core, "http://10.0.0.1/jwks", "jwks_uri")
+
+
+async def test_a_failed_fetch_is_not_retried_within_the_interval(setup: Setup) -> None:
+    setup.idp.jwks_mode = "error"
+    for _ in range(5):
+        with pytest.raises(IdentityProviderUnavailable):
+            await setup.exchange(setup.token())
+    assert setup.idp.requests["GET /jwks"] == 1
+    setup.idp.jwks_mode = "ok"
+    with pytest.raises(IdentityProviderUnavailable, match="retry later"):
+        await setup.exchange(setup.token())
+    setup.clock.advance(30)
+    await setup.exchange(setup.token())
+    assert setup.idp.requests["GET /jwks"] == 2
