@@ -2,9 +2,10 @@
 their validation live in `server.admin`, shared with the CLI.
 
 Every call needs `authorization: Bearer <service access token>` metadata. Tenant operations
-(a tenant's clients, customers, record and allowed origins) accept `tokenservice.admin` of that
-tenant; tenants and signing keys need
-`tokenservice.platform_admin`. Private keys, secret digests and password hashes never leave.
+(a tenant's clients, customers, record, allowed origins and identity providers) accept
+`tokenservice.admin` of that tenant; tenants and signing keys need
+`tokenservice.platform_admin`. Private keys, secret digests, password hashes and identity
+providers' client secrets never leave.
 """
 
 from __future__ import annotations
