@@ -36,6 +36,7 @@ SHOWN_QUERY_VALUES: dict[str, re.Pattern[str]] = {
     "currency": re.compile(r"[A-Za-z]{3}"),  # ISO 4217
     "language": re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}"),  # BCP 47, short
     "token_type_hint": re.compile(r"access_token|refresh_token"),  # RFC 7009 / RFC 7662
+    "config": _SHORT_ID,  # an identity provider's name (exchangeauthtoken, socialLogin)
 }
 
 # Documented parameters whose names may be shown (their values are masked); any other name is
@@ -48,6 +49,11 @@ KNOWN_QUERY_PARAMETERS = SHOWN_QUERY_VALUES.keys() | {
     "access_token",
     "token",
     "client_secret",
+    "subjectAccessToken",
+    "code",
+    "code_verifier",
+    "redirect_uri",
+    "nonce",
 }
 
 

@@ -54,7 +54,8 @@ from tokenservice.v1 import token_service_pb2 as pb
 log = logging.getLogger("tokenservice.http")
 ALLOWED_METHODS = ("GET", "POST")
 # Beside the CORS-safelisted ones (Accept, Content-Type, ...), which Starlette always allows.
-ALLOWED_HEADERS = ("Authorization", "Content-Type")
+# session-id: the reference's optional header of socialLogin (read by no route here).
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "session-id")
 # What a page must read of an error: when to retry, and which bearer token was refused.
 EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate")
 ANY_ORIGIN_GIVEN = r".+"  # BrowserAccess has already decided that the origin is allowed

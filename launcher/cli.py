@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tenant(commands)
     _add_client(commands)
     _add_customer(commands)
+    _add_identity_providers(commands)
     _add_keys(commands)
     _add_demo(commands)
     _add_janitor(commands)
@@ -236,6 +237,64 @@ def _add_customer(commands: Any) -> None:
         metavar="ID",
         help="one or more legal entity ids (repeatable)",
     )
+
+
+def _add_identity_providers(commands: Any) -> None:
+    group = _group(commands, "idp", "external identity providers (token exchange, social login)")
+    put = _command(
+        group,
+        "put",
+        "trust an OpenID provider for a tenant, or replace the one of that name",
+        provisioning_command("cmd_idp_put"),
+        json_output=True,
+    )
+    put.add_argument("--tenant", required=True)
+    put.add_argument(
+        "--name", default="default", help="the reference's `config` (default: default)"
+    )
+    put.add_argument("--issuer", default="", help="its exact `iss` (or from --discovery-url)")
+    put.add_argument("--jwks-uri", default="", help="https (or from --discovery-url)")
+    put.add_argument("--audience", required=True, help="the `aud` a token to exchange carries")
+    put.add_argument(
+        "--customer-claim", default="email", help="the claim holding the customer's e-mail"
+    )
+    put.add_argument(
+        "--create-customers",
+        action="store_true",
+        help="a verified identity without an account creates a customer",
+    )
+    put.add_argument("--customer-scopes", default="", help="space-separated, for new customers")
+    put.add_argument("--algorithms", default="", help="space-separated (default: RS256 ES256)")
+    put.add_argument("--client-id", default="", help="social login: this service's client id")
+    put.add_argument(
+        "--client-secret-file",
+        default="",
+        metavar="PATH",
+        help="social login: a file holding the client secret (first line)",
+    )
+    put.add_argument("--token-endpoint", default="", help="social login (or from --discovery-url)")
+    put.add_argument(
+        "--discovery-url",
+        default="",
+        help="read issuer, JWKS URI and token endpoint once from this OpenID discovery document",
+    )
+    listing = _command(
+        group,
+        "list",
+        "the tenant's identity providers (never their client secrets)",
+        provisioning_command("cmd_idp_list"),
+        json_output=True,
+    )
+    listing.add_argument("--tenant", required=True)
+    delete = _command(
+        group,
+        "delete",
+        "stop trusting an identity provider",
+        provisioning_command("cmd_idp_delete"),
+        json_output=True,
+    )
+    delete.add_argument("--tenant", required=True)
+    delete.add_argument("--name", default="default")
 
 
 def _add_keys(commands: Any) -> None:

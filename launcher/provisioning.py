@@ -1,5 +1,5 @@
-"""The provisioning commands of `tokenservice` (db, tenant, client, customer, keys, janitor,
-demo env): each opens the database named by TOKENSERVICE_DATABASE_URL as `serve` does
+"""The provisioning commands of `tokenservice` (db, tenant, client, customer, idp, keys,
+janitor, demo env): each opens the database named by TOKENSERVICE_DATABASE_URL as `serve` does
 (migrating it first), runs one operation of server/admin.py or server/janitor.py, and prints
 the result, or one JSON object with `--json` (`demo env` only reads the demo credentials file).
 Apart from launcher/cli.py, which imports this module only when one of these commands runs, so
@@ -20,11 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError
 
 from launcher import demo
-from server import admin, janitor
+from server import admin, identity_provider_admin, janitor
 from server.core import Core
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     SigningKeyRecord,
     TenantRecord,
 )
@@ -123,6 +124,53 @@ def cmd_customer_create(args: argparse.Namespace, settings: Settings) -> int:
     return _emit(args, customer_json(customer), line)
 
 
+def cmd_idp_put(args: argparse.Namespace, settings: Settings) -> int:
+    secret = ""
+    if args.client_secret_file:
+        with open(args.client_secret_file, encoding="utf-8") as file:
+            secret = file.readline().removesuffix("\n").removesuffix("\r")
+    draft = IdentityProviderRecord(
+        tenant=args.tenant,
+        name=args.name,
+        issuer=args.issuer,
+        jwks_uri=args.jwks_uri,
+        audience=args.audience,
+        created_at=0,
+        customer_claim=args.customer_claim,
+        create_customers=args.create_customers,
+        customer_scopes=tuple(args.customer_scopes.split()),
+        algorithms=tuple(args.algorithms.split()),
+        client_id=args.client_id,
+        client_secret=secret,
+        token_endpoint=args.token_endpoint,
+    )
+    record = _with_core(
+        settings,
+        lambda core: identity_provider_admin.put_identity_provider(
+            core, draft, discovery_url=args.discovery_url
+        ),
+    )
+    line = f"tenant {record.tenant} trusts identity provider {record.name} ({record.issuer})"
+    return _emit(args, identity_provider_json(record), line)
+
+
+def cmd_idp_list(args: argparse.Namespace, settings: Settings) -> int:
+    found = _with_core(
+        settings, lambda core: identity_provider_admin.list_identity_providers(core, args.tenant)
+    )
+    lines = [f"{p.name}  {p.issuer}  {p.audience}  {p.customer_claim}" for p in found]
+    return _emit(args, {"providers": [identity_provider_json(p) for p in found]}, *lines)
+
+
+def cmd_idp_delete(args: argparse.Namespace, settings: Settings) -> int:
+    deleted = _with_core(
+        settings,
+        lambda core: identity_provider_admin.delete_identity_provider(core, args.tenant, args.name),
+    )
+    line = f"deleted identity provider {args.name}" if deleted else "no such identity provider"
+    return _emit(args, {"deleted": deleted}, line)
+
+
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     key = _with_core(settings, admin.rotate_signing_key)
     delay = settings.signing_key_activation_seconds
@@ -173,7 +221,7 @@ async def _run(settings: Settings, operation: Callable[[Core], Awaitable[T]]) ->
     try:
         return await operation(core)
     finally:
-        await core.store.close()
+        await core.close()
 
 
 @contextlib.contextmanager
@@ -240,4 +288,23 @@ def signing_key_json(record: SigningKeyRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "retired_at": record.retired_at,
         "public_jwk": json.loads(record.public_jwk),
+    }
+
+
+def identity_provider_json(record: IdentityProviderRecord) -> dict[str, Any]:
+    """Everything but the client secret."""
+    return {
+        "tenant": record.tenant,
+        "name": record.name,
+        "issuer": record.issuer,
+        "jwks_uri": record.jwks_uri,
+        "audience": record.audience,
+        "customer_claim": record.customer_claim,
+        "create_customers": record.create_customers,
+        "customer_scopes": list(record.customer_scopes),
+        "algorithms": list(record.algorithms),
+        "client_id": record.client_id,
+        "has_client_secret": bool(record.client_secret),
+        "token_endpoint": record.token_endpoint,
+        "created_at": record.created_at,
     }

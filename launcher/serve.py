@@ -34,7 +34,7 @@ async def serve(settings: Settings) -> None:
         await prepare_store(core)
         await serve_core(core)
     finally:
-        await core.store.close()
+        await core.close()
     log.info("stopped")
 
 

@@ -87,7 +87,7 @@ async def supervise(settings: Settings, count: int) -> int:
     try:
         await prepare_store(core)
     finally:
-        await core.store.close()
+        await core.close()
     supervisor = Supervisor(settings)
     return await supervisor.run(count)
 
@@ -242,7 +242,7 @@ async def run_worker(settings: Settings, index: int) -> None:
         # One sweeper per machine is plenty: the first worker runs the janitor.
         await serve_core(core, reuse_port=True, stop=stop, sweep=index == 1)
     finally:
-        await core.store.close()
+        await core.close()
     log.info("stopped")
 
 

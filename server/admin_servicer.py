@@ -2,9 +2,10 @@
 their validation live in `server.admin`, shared with the CLI.
 
 Every call needs `authorization: Bearer <service access token>` metadata. Tenant operations
-(a tenant's clients, customers, record and allowed origins) accept `tokenservice.admin` of that
-tenant; tenants and signing keys need
-`tokenservice.platform_admin`. Private keys, secret digests and password hashes never leave.
+(a tenant's clients, customers, record, allowed origins and identity providers) accept
+`tokenservice.admin` of that tenant; tenants and signing keys need
+`tokenservice.platform_admin`. Private keys, secret digests, password hashes and identity
+providers' client secrets never leave.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Collection
 
 import grpc
 
-from server import admin
+from server import admin, identity_provider_admin
 from server.admin_auth import authorize_admin
 from server.core import Core
 from server.errors import InvalidRequest, InvalidToken
@@ -21,6 +22,7 @@ from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     SigningKeyRecord,
     TenantRecord,
 )
@@ -112,6 +114,34 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         )
         return customer_proto(customer)
 
+    async def PutIdentityProvider(
+        self, request: pb.PutIdentityProviderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IdentityProvider:
+        given = request.provider
+        await self._authorize(context, given.tenant, granting=given.customer_scopes)
+        record = await identity_provider_admin.put_identity_provider(
+            self._core, identity_provider_record(given), discovery_url=given.discovery_url
+        )
+        return identity_provider_proto(record)
+
+    async def ListIdentityProviders(
+        self, request: pb.ListIdentityProvidersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListIdentityProvidersResponse:
+        await self._authorize(context, request.tenant)
+        found = await identity_provider_admin.list_identity_providers(self._core, request.tenant)
+        return pb.ListIdentityProvidersResponse(
+            providers=[identity_provider_proto(record) for record in found]
+        )
+
+    async def DeleteIdentityProvider(
+        self, request: pb.DeleteIdentityProviderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteIdentityProviderResponse:
+        await self._authorize(context, request.tenant)
+        deleted = await identity_provider_admin.delete_identity_provider(
+            self._core, request.tenant, request.name
+        )
+        return pb.DeleteIdentityProviderResponse(deleted=deleted)
+
     async def RotateSigningKey(
         self, request: pb.RotateSigningKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.SigningKey:
@@ -189,4 +219,42 @@ def signing_key_proto(record: SigningKeyRecord) -> pb.SigningKey:
         created_at=record.created_at,
         retired_at=record.retired_at or 0,
         public_jwk=record.public_jwk,
+    )
+
+
+def identity_provider_record(message: pb.IdentityProvider) -> IdentityProviderRecord:
+    """The provider as given; identity_provider_admin checks it and fills the defaults."""
+    return IdentityProviderRecord(
+        tenant=message.tenant,
+        name=message.name,
+        issuer=message.issuer,
+        jwks_uri=message.jwks_uri,
+        audience=message.audience,
+        created_at=0,
+        customer_claim=message.customer_claim,
+        create_customers=message.create_customers,
+        customer_scopes=tuple(message.customer_scopes),
+        algorithms=tuple(message.algorithms),
+        client_id=message.client_id,
+        client_secret=message.client_secret,
+        token_endpoint=message.token_endpoint,
+    )
+
+
+def identity_provider_proto(record: IdentityProviderRecord) -> pb.IdentityProvider:
+    """Everything but the client secret, which is write only."""
+    return pb.IdentityProvider(
+        tenant=record.tenant,
+        name=record.name,
+        issuer=record.issuer,
+        jwks_uri=record.jwks_uri,
+        audience=record.audience,
+        customer_claim=record.customer_claim,
+        create_customers=record.create_customers,
+        customer_scopes=record.customer_scopes,
+        algorithms=record.algorithms,
+        client_id=record.client_id,
+        token_endpoint=record.token_endpoint,
+        has_client_secret=bool(record.client_secret),
+        created_at=record.created_at,
     )

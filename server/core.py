@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import httpx
+
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
+from server.outbound_http import OutboundHttp
 from server.passwords import Passwords
+from server.provider_keys import ProviderKeys
 from server.secret_key import load_secret_key
 from server.settings import Settings
 from server.signing import KeyCipher, KeyRing
@@ -25,6 +29,14 @@ class Core:
     keys: KeyRing
     # Per-process state of the abuse controls (address throttle, anonymous quota).
     abuse: AbuseControls
+    # The tenants' identity providers: the one outbound HTTP client, and their keys.
+    outbound: OutboundHttp
+    provider_keys: ProviderKeys
+
+    async def close(self) -> None:
+        """Closes what the core holds: the store and the outbound HTTP client."""
+        await self.outbound.close()
+        await self.store.close()
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -36,13 +48,16 @@ def build_core(
     *,
     clock: Clock | None = None,
     secret: bytes | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Core:
     """Wires the collaborators; `secret` defaults to the configured server secret (read, never
     created: an entry point that starts the service uses server.startup.open_core, which also
-    proves that the secret is the database's)."""
+    proves that the secret is the database's). `http_transport` replaces the network under the
+    outbound HTTP client (unit tests)."""
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
+    outbound = OutboundHttp(settings, http_transport)
     return Core(
         settings=settings,
         store=store,
@@ -54,4 +69,6 @@ def build_core(
             store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds
         ),
         abuse=AbuseControls.from_settings(settings),
+        outbound=outbound,
+        provider_keys=ProviderKeys(settings, outbound, clock),
     )

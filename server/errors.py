@@ -179,6 +179,17 @@ class StoreUnavailable(TokenServiceError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
 
 
+class IdentityProviderUnavailable(TokenServiceError):
+    """A tenant's external identity provider did not answer usably (down, too slow, a redirect,
+    an oversized or malformed answer): retry later. Never a credentials error; cause
+    "identity_provider" tells it from the store's unavailability."""
+
+    error = "temporarily_unavailable"
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    cause = "identity_provider"
+
+
 class ServerError(TokenServiceError):
     """Anything unexpected: reported with no details."""
 

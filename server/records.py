@@ -80,6 +80,34 @@ class CustomerRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class IdentityProviderRecord:
+    """An external OpenID provider a tenant trusts (docs/identity-providers.md): its tokens
+    become customer tokens (token exchange, social login). `name` is the reference's `config`
+    (the default is "default"). The client secret is stored as given, since it must be sent to
+    the provider's token endpoint; it is never shown back (admin answers `has_client_secret`)."""
+
+    tenant: str
+    name: str
+    issuer: str
+    jwks_uri: str
+    audience: str
+    created_at: int
+    # The claim whose value is the customer's e-mail address (email, or sub where the
+    # provider's subjects are e-mail addresses).
+    customer_claim: str = "email"
+    create_customers: bool = False
+    customer_scopes: tuple[str, ...] = ()
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    # Social login (OpenID Connect authorization code); empty when not configured.
+    client_id: str = ""
+    client_secret: str = ""
+    token_endpoint: str = ""
+
+    def __repr__(self) -> str:  # never show the secret, not even in a traceback
+        return f"IdentityProviderRecord(tenant={self.tenant!r}, name={self.name!r})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SessionContext:
     """The optional storefront context; None leaves a field unchanged on update."""
 
@@ -203,6 +231,9 @@ class IssuedTokens:
     saas_token: str = ""
     session_idle_time: int = 0
     token_type: str = TOKEN_TYPE
+    # Social login: the provider's own tokens, answered as the reference shows.
+    external_access_token: str = ""
+    external_id_token: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from server.grants import (
     client_credentials,
     customer_password,
     refresh,
+    social_login,
+    token_exchange,
 )
 from server.proxies import grpc_peer_host
 from server.records import (
@@ -42,7 +44,7 @@ USE_TO_PROTO = {
     TokenUse.REFRESH: pb.TOKEN_USE_REFRESH,
     TokenUse.SAAS: pb.TOKEN_USE_SAAS,
 }
-GRANTS = "client_credentials, anonymous or customer_password"
+GRANTS = "client_credentials, anonymous, customer_password, token_exchange or social_login"
 JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 # The HTTP client's address, sent by a standalone bridge (http_bridge/channel.py); believed only
 # from a peer listed in TOKENSERVICE_TRUSTED_PROXIES.
@@ -78,6 +80,24 @@ class TokenCalls:
                 cp.password,
                 cp.anonymous_token,
                 client_address=client_address,
+            )
+        elif grant == "token_exchange":
+            te = request.token_exchange
+            issued = await token_exchange.issue(
+                core,
+                te.tenant,
+                te.subject_token,
+                te.anonymous_token,
+                subject_token_type=te.subject_token_type,
+                config=te.config,
+            )
+        elif grant == "social_login":
+            sl = request.social_login
+            code = social_login.AuthorizationCode(
+                sl.code, sl.redirect_uri, sl.code_verifier, sl.nonce
+            )
+            issued = await social_login.issue(
+                core, sl.tenant, code, sl.anonymous_token, config=sl.config
             )
         else:
             raise UnsupportedGrantType(f"a grant is required: {GRANTS}", field="grant")
@@ -217,6 +237,8 @@ def token_response(issued: IssuedTokens) -> pb.TokenResponse:
         saas_token=issued.saas_token,
         session_idle_time=issued.session_idle_time,
         kind=KIND_TO_PROTO[issued.kind],
+        external_access_token=issued.external_access_token,
+        external_id_token=issued.external_id_token,
     )
 
 

@@ -126,6 +126,21 @@ class Settings:
     cors_max_age_seconds: int = 600
     cors_tenant_cache_seconds: float = 30.0
     cors_tenant_cache_size: int = 10_000
+    # External identity providers (token exchange, social login; docs/identity-providers.md):
+    # the outbound HTTP client's timeout per request and response size limit; how long a
+    # provider's JWKS is used before it is fetched again; how soon after a fetch a token with
+    # an unknown kid may cause another (per provider: forged kids cost the forger, not the
+    # provider); the clock leeway on the provider's exp, iat and nbf; and the largest subject
+    # token or authorization code accepted.
+    idp_http_timeout_seconds: float = 5.0
+    idp_max_response_bytes: int = 256 * 1024
+    idp_jwks_cache_seconds: float = 300.0
+    idp_jwks_refetch_min_seconds: float = 30.0
+    idp_leeway_seconds: int = 60
+    idp_max_token_bytes: int = 8192
+    # Provider URLs must be https; on, http to a loopback address (127.0.0.1, [::1],
+    # localhost) is allowed too (local development and the tests).
+    idp_allow_http_loopback: bool = False
     provision_demo: bool = True
     log_level: str = "INFO"
 

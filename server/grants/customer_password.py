@@ -65,9 +65,9 @@ async def issue(
     validation.password(password)
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
-    anonymous = await _anonymous_access_token(core, anonymous_token, tenant, now)
+    anonymous = await anonymous_access_token(core, anonymous_token, tenant, now)
     customer = await _verified_customer(core, tenant, email, password, client_address, now)
-    return await _continue_as_customer(core, anonymous, customer, now)
+    return await continue_as_customer(core, anonymous, customer, now)
 
 
 async def _verified_customer(
@@ -100,11 +100,12 @@ async def _verified_customer(
     return customer
 
 
-async def _continue_as_customer(
+async def continue_as_customer(
     core: Core, anonymous: TokenRecord, customer: CustomerRecord, now: int
 ) -> IssuedTokens:
     """The customer's tokens on the anonymous session, saved with the session's new owner in
-    one store transaction."""
+    one store transaction. Shared with the logins by an external identity provider
+    (grants/token_exchange.py, grants/social_login.py)."""
     assert anonymous.session_id is not None
     client = await session_client(core, anonymous.client_id)
     ttls = session_lifetimes(core, client, TokenKind.CUSTOMER)
@@ -150,7 +151,8 @@ async def _continue_as_customer(
     )
 
 
-async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
+async def anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
+    """The live anonymous access token of `tenant` that authorises a login, or the refusal."""
     record = await stored_token(
         core, token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
     )

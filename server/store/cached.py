@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -64,6 +65,8 @@ UNCACHED_READS = frozenset(
         "get_meta",
         "holds_data",
         "get_session",
+        "get_identity_provider",
+        "list_identity_providers",
     }
 )
 # Writes that drop the cached entries of the rows they change, before they return.
@@ -77,6 +80,8 @@ WRITES_KEEPING_CACHED_ROWS: dict[str, str] = {
     "create_tenant": "tenants are not cached",
     "set_allowed_origins": "tenants are not cached",
     "create_client": "inserts a new client; only clients found are cached",
+    "put_identity_provider": "identity providers are not cached here",
+    "delete_identity_provider": "identity providers are not cached here",
     "create_customer": "inserts a new customer; a cached token's email is that of an existing one",
     "replace_password_hash": "password hashes are not cached",
     "record_login_failure": "login-failure counters are not cached",
@@ -295,6 +300,18 @@ class CachedStore:
 
     async def set_allowed_origins(self, name: str, origins: Sequence[str]) -> TenantRecord | None:
         return await self._store.set_allowed_origins(name, origins)
+
+    async def put_identity_provider(self, provider: IdentityProviderRecord) -> None:
+        await self._store.put_identity_provider(provider)
+
+    async def get_identity_provider(self, tenant: str, name: str) -> IdentityProviderRecord | None:
+        return await self._store.get_identity_provider(tenant, name)
+
+    async def list_identity_providers(self, tenant: str) -> list[IdentityProviderRecord]:
+        return await self._store.list_identity_providers(tenant)
+
+    async def delete_identity_provider(self, tenant: str, name: str) -> bool:
+        return await self._store.delete_identity_provider(tenant, name)
 
     async def create_client(self, client: ClientRecord) -> None:
         await self._store.create_client(client)

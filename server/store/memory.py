@@ -15,6 +15,7 @@ from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
@@ -51,6 +52,7 @@ class MemoryStore:
         self._keys: dict[str, SigningKeyRecord] = {}
         self._login_failures: dict[tuple[str, str], LoginFailures] = {}
         self._meta: dict[str, str] = {}
+        self._providers: dict[tuple[str, str], IdentityProviderRecord] = {}
 
     async def close(self) -> None:
         return None
@@ -129,6 +131,22 @@ class MemoryStore:
             raise NotFound(tenant_missing(tenant))
 
     # --- login failures ---------------------------------------------------------------------
+    async def put_identity_provider(self, provider: IdentityProviderRecord) -> None:
+        async with self._lock:
+            self._require_tenant(provider.tenant)
+            self._providers[(provider.tenant, provider.name)] = provider
+
+    async def get_identity_provider(self, tenant: str, name: str) -> IdentityProviderRecord | None:
+        return self._providers.get((tenant, name))
+
+    async def list_identity_providers(self, tenant: str) -> list[IdentityProviderRecord]:
+        found = (p for (t, _), p in self._providers.items() if t == tenant)
+        return sorted(found, key=lambda p: p.name)
+
+    async def delete_identity_provider(self, tenant: str, name: str) -> bool:
+        async with self._lock:
+            return self._providers.pop((tenant, name), None) is not None
+
     async def get_login_failures(self, tenant: str, subject: str) -> LoginFailures | None:
         return self._login_failures.get((tenant, subject))
 

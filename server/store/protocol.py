@@ -16,6 +16,7 @@ from typing import Protocol
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -96,6 +97,28 @@ class Customers(CustomerPasswordHashes, Protocol):
         ...
 
     async def get_customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+
+class IdentityProviders(Protocol):
+    """The external OpenID providers a tenant trusts (server/identity_providers.py), by tenant
+    and name. Each method is one transaction; reads are plain reads."""
+
+    async def put_identity_provider(self, provider: IdentityProviderRecord) -> None:
+        """Stores `provider`, replacing the tenant's provider of that name if there is one,
+        in one transaction; NotFound, changing nothing, for an unknown tenant."""
+        ...
+
+    async def get_identity_provider(
+        self, tenant: str, name: str
+    ) -> IdentityProviderRecord | None: ...
+
+    async def list_identity_providers(self, tenant: str) -> list[IdentityProviderRecord]:
+        """The tenant's providers, by name."""
+        ...
+
+    async def delete_identity_provider(self, tenant: str, name: str) -> bool:
+        """Deletes one provider (one DELETE); False when there was none."""
+        ...
 
 
 class LoginFailureCounters(Protocol):
@@ -285,6 +308,7 @@ class TokenStore(
     Tenants,
     Clients,
     Customers,
+    IdentityProviders,
     LoginFailureCounters,
     SigningKeys,
     ServiceMeta,

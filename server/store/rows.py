@@ -11,6 +11,7 @@ from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     SessionContext,
@@ -164,4 +165,28 @@ def key_record(r: Any) -> SigningKeyRecord:
         status=KeyStatus(r.status),
         created_at=r.created_at,
         retired_at=r.retired_at,
+    )
+
+
+def identity_provider_row(p: IdentityProviderRecord) -> dict[str, Any]:
+    row = {field.name: getattr(p, field.name) for field in dataclasses.fields(p)}
+    row.update(customer_scopes=" ".join(p.customer_scopes), algorithms=" ".join(p.algorithms))
+    return row
+
+
+def identity_provider_record(r: Any) -> IdentityProviderRecord:
+    return IdentityProviderRecord(
+        tenant=r.tenant,
+        name=r.name,
+        issuer=r.issuer,
+        jwks_uri=r.jwks_uri,
+        audience=r.audience,
+        created_at=r.created_at,
+        customer_claim=r.customer_claim,
+        create_customers=bool(r.create_customers),
+        customer_scopes=tuple(r.customer_scopes.split()),
+        algorithms=tuple(r.algorithms.split()),
+        client_id=r.client_id,
+        client_secret=r.client_secret,
+        token_endpoint=r.token_endpoint,
     )

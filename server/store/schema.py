@@ -142,3 +142,24 @@ service_meta = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# External OpenID providers a tenant trusts (server/identity_providers.py, migration 0007).
+# Lists (algorithms, customer scopes) are space-separated. The client secret is kept as given:
+# it must be sent to the provider's token endpoint.
+identity_providers = Table(
+    "identity_providers",
+    metadata,
+    Column("tenant", String(64), ForeignKey("tenants.name"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("issuer", String(2048), nullable=False),
+    Column("jwks_uri", String(2048), nullable=False),
+    Column("audience", String(2048), nullable=False),
+    Column("customer_claim", String(64), nullable=False),
+    Column("create_customers", Boolean, nullable=False),
+    Column("customer_scopes", Text, nullable=False),
+    Column("algorithms", String(255), nullable=False),
+    Column("client_id", String(2048), nullable=False),
+    Column("client_secret", Text, nullable=False),
+    Column("token_endpoint", String(2048), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

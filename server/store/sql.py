@@ -30,6 +30,7 @@ from server.errors import InvalidRequest, StoreUnavailable
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
@@ -265,6 +266,35 @@ class SqlStore:
             duplicate=client_exists(client.client_id),
             missing=tenant_missing(client.tenant),
         )
+
+    @retried
+    async def put_identity_provider(self, provider: IdentityProviderRecord) -> None:
+        row = rows.identity_provider_row(provider)
+        key = {"ip_tenant": provider.tenant, "ip_name": provider.name}
+
+        def unit(conn: Connection) -> None:
+            conn.execute(statements.DELETE_IDENTITY_PROVIDER, key)
+            conn.execute(statements.INSERT_IDENTITY_PROVIDER, row)
+
+        await self._tx(unit, missing=tenant_missing(provider.tenant))
+
+    async def get_identity_provider(self, tenant: str, name: str) -> IdentityProviderRecord | None:
+        row = await self._first(
+            statements.IDENTITY_PROVIDER, {"ip_tenant": tenant, "ip_name": name}
+        )
+        return None if row is None else rows.identity_provider_record(row)
+
+    async def list_identity_providers(self, tenant: str) -> list[IdentityProviderRecord]:
+        found = await self._all(statements.IDENTITY_PROVIDERS, {"ip_tenant": tenant})
+        return [rows.identity_provider_record(r) for r in found]
+
+    @retried
+    async def delete_identity_provider(self, tenant: str, name: str) -> bool:
+        key = {"ip_tenant": tenant, "ip_name": name}
+        deleted = await self._tx(
+            lambda conn: conn.execute(statements.DELETE_IDENTITY_PROVIDER, key).rowcount
+        )
+        return bool(deleted)
 
     async def get_client(self, client_id: str) -> ClientRecord | None:
         row = await self._first(statements.CLIENT, {"client_id": client_id})

@@ -23,6 +23,7 @@ from server.records import KeyStatus, SessionUpdate, TokenKind, TokenUse
 from server.store.schema import (
     clients,
     customers,
+    identity_providers,
     login_failures,
     service_meta,
     sessions,
@@ -335,3 +336,18 @@ def update_session(session_id: str, change: SessionUpdate, *, anonymous_only: bo
     if anonymous_only:
         statement = statement.where(sessions.c.customer_id.is_(None))
     return statement
+
+
+# identity providers (server/identity_providers.py)
+_PROVIDER_KEY = (
+    identity_providers.c.tenant == bindparam("ip_tenant"),
+    identity_providers.c.name == bindparam("ip_name"),
+)
+INSERT_IDENTITY_PROVIDER = insert(identity_providers)
+IDENTITY_PROVIDER = select(identity_providers).where(*_PROVIDER_KEY)
+IDENTITY_PROVIDERS = (
+    select(identity_providers)
+    .where(identity_providers.c.tenant == bindparam("ip_tenant"))
+    .order_by(identity_providers.c.name)
+)
+DELETE_IDENTITY_PROVIDER = delete(identity_providers).where(*_PROVIDER_KEY)

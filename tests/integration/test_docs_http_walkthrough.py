@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher import demo
 from tests.support.doc_blocks import doc_sh_blocks
 from tests.support.processes import (
     free_port,
@@ -79,3 +80,23 @@ async def test_the_curl_walkthrough_runs(tmp_path: Path) -> None:
     assert after_logout["fault"]["detail"]["errorcode"] == "oauth.v2.InvalidAccessToken"
     assert {"active": False} in [json.loads(line) for line in lines if line.startswith("{")]
     assert '"keys":[' in out and '"issuer":' in out and '"status":"ready"' in out
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
+async def test_the_token_exchange_walkthrough_runs(tmp_path: Path) -> None:
+    grpc_port, http_port, idp_port = free_port(), free_port(), free_port()
+    script = doc_sh_blocks(DOCUMENT, "## Token exchange with an identity provider")[0]
+    assert "localhost:8080" in script and "127.0.0.1:8090" in script
+    script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
+    script = script.replace("127.0.0.1:8090", f"127.0.0.1:{idp_port}")
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    out = await run_beside_demo_server(
+        script, tmp_path, grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}"
+    )
+    answers = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    exchanged, validated, refused = answers[-3:]
+    assert {"subject_access_token", "access_token", "saas_token", "session_id"} <= set(exchanged)
+    assert validated["email"] == demo.CUSTOMER_EMAIL
+    assert refused["status"] == 400 and refused["type"] == "invalid_request"
+    assert refused["details"][0]["field"] == "subjectAccessToken"

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 PAUSE = 0.5
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- the attacker's side -------------------------------------------------------------------------

@@ -207,6 +207,7 @@ async def harness(
     finally:
         await channel.close()
         await running.stop(0)
+        await core.outbound.close()
         await store.close()
 
 

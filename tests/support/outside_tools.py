@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 NODE_MODULES = JS_DIR / "node_modules"
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 # What a headless Chromium needs on a closed network and as root (the machine notes): without
@@ -33,12 +33,13 @@ CHROMIUM_FLAGS = (
 SKIPPED: list[str] = []
 
 
-def need_node() -> str:
-    """The node binary, with tests/js installed; else skip (or fail where CI requires it)."""
+def need_node(package: str = "openid-client") -> str:
+    """The node binary, with tests/js installed (`package` among its modules); else skip (or
+    fail where CI requires it)."""
     node = shutil.which("node")
     if node is None:
         _unavailable("Node.js is not installed", "TOKENSERVICE_TEST_REQUIRE_NODE")
-    elif not (NODE_MODULES / "openid-client").is_dir():
+    elif not (NODE_MODULES / package).is_dir():
         _unavailable(
             "tests/js is not installed (make install runs npm ci there)",
             "TOKENSERVICE_TEST_REQUIRE_NODE",

@@ -27,6 +27,7 @@ LEGITIMATE = {
     "currency": ["EUR", "usd"],
     "language": ["de", "de-DE", "en_US", "zh-Hant-TW", "sr-Latn-RS"],
     "token_type_hint": ["access_token", "refresh_token"],
+    "config": ["default", "site_PL", "a" * 32],
 }
 # Values of the right alphabet but the wrong shape; masked too.
 MALFORMED = {
@@ -38,6 +39,7 @@ MALFORMED = {
     "currency": ["EURO", "EU", "EUR x", "€"],
     "language": ["d", "de-DE-x-verylongsubtag", "de DE", "de-DE-a-b-c"],
     "token_type_hint": ["x", "access", "saas_token", "access_token "],
+    "config": ["a" * 33, "site PL", "a/b"],
 }
 
 

@@ -34,6 +34,11 @@ EXPECTED = {
     errors.AlreadyExists: ("already_exists", 409, grpc.StatusCode.ALREADY_EXISTS),
     errors.RateLimited: ("rate_limited", 429, grpc.StatusCode.RESOURCE_EXHAUSTED),
     errors.StoreUnavailable: ("temporarily_unavailable", 503, grpc.StatusCode.UNAVAILABLE),
+    errors.IdentityProviderUnavailable: (
+        "temporarily_unavailable",
+        503,
+        grpc.StatusCode.UNAVAILABLE,
+    ),
     errors.ServerError: ("server_error", 500, grpc.StatusCode.INTERNAL),
 }
 

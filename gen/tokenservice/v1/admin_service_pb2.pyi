@@ -182,3 +182,69 @@ class RetireSigningKeyRequest(_message.Message):
     KID_FIELD_NUMBER: _ClassVar[int]
     kid: str
     def __init__(self, kid: _Optional[str] = ...) -> None: ...
+
+class IdentityProvider(_message.Message):
+    __slots__ = ("tenant", "name", "issuer", "jwks_uri", "audience", "customer_claim", "create_customers", "customer_scopes", "algorithms", "client_id", "client_secret", "token_endpoint", "has_client_secret", "created_at", "discovery_url")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    JWKS_URI_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    CREATE_CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    HAS_CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_URL_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    issuer: str
+    jwks_uri: str
+    audience: str
+    customer_claim: str
+    create_customers: bool
+    customer_scopes: _containers.RepeatedScalarFieldContainer[str]
+    algorithms: _containers.RepeatedScalarFieldContainer[str]
+    client_id: str
+    client_secret: str
+    token_endpoint: str
+    has_client_secret: bool
+    created_at: int
+    discovery_url: str
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., audience: _Optional[str] = ..., customer_claim: _Optional[str] = ..., create_customers: _Optional[bool] = ..., customer_scopes: _Optional[_Iterable[str]] = ..., algorithms: _Optional[_Iterable[str]] = ..., client_id: _Optional[str] = ..., client_secret: _Optional[str] = ..., token_endpoint: _Optional[str] = ..., has_client_secret: _Optional[bool] = ..., created_at: _Optional[int] = ..., discovery_url: _Optional[str] = ...) -> None: ...
+
+class PutIdentityProviderRequest(_message.Message):
+    __slots__ = ("provider",)
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    provider: IdentityProvider
+    def __init__(self, provider: _Optional[_Union[IdentityProvider, _Mapping]] = ...) -> None: ...
+
+class ListIdentityProvidersRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListIdentityProvidersResponse(_message.Message):
+    __slots__ = ("providers",)
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    providers: _containers.RepeatedCompositeFieldContainer[IdentityProvider]
+    def __init__(self, providers: _Optional[_Iterable[_Union[IdentityProvider, _Mapping]]] = ...) -> None: ...
+
+class DeleteIdentityProviderRequest(_message.Message):
+    __slots__ = ("tenant", "name")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteIdentityProviderResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...

@@ -69,6 +69,21 @@ class AdminServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.CreateCustomerRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.Customer.FromString,
                 _registered_method=True)
+        self.PutIdentityProvider = channel.unary_unary(
+                '/tokenservice.v1.AdminService/PutIdentityProvider',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.PutIdentityProviderRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.IdentityProvider.FromString,
+                _registered_method=True)
+        self.ListIdentityProviders = channel.unary_unary(
+                '/tokenservice.v1.AdminService/ListIdentityProviders',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersResponse.FromString,
+                _registered_method=True)
+        self.DeleteIdentityProvider = channel.unary_unary(
+                '/tokenservice.v1.AdminService/DeleteIdentityProvider',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.FromString,
+                _registered_method=True)
         self.RotateSigningKey = channel.unary_unary(
                 '/tokenservice.v1.AdminService/RotateSigningKey',
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.RotateSigningKeyRequest.SerializeToString,
@@ -133,6 +148,24 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutIdentityProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentityProviders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteIdentityProvider(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RotateSigningKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -188,6 +221,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CreateCustomer,
                     request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.CreateCustomerRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.Customer.SerializeToString,
+            ),
+            'PutIdentityProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutIdentityProvider,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.PutIdentityProviderRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.IdentityProvider.SerializeToString,
+            ),
+            'ListIdentityProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentityProviders,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersResponse.SerializeToString,
+            ),
+            'DeleteIdentityProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteIdentityProvider,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.SerializeToString,
             ),
             'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateSigningKey,
@@ -394,6 +442,87 @@ class AdminService:
             '/tokenservice.v1.AdminService/CreateCustomer',
             tokenservice_dot_v1_dot_admin__service__pb2.CreateCustomerRequest.SerializeToString,
             tokenservice_dot_v1_dot_admin__service__pb2.Customer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutIdentityProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/PutIdentityProvider',
+            tokenservice_dot_v1_dot_admin__service__pb2.PutIdentityProviderRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.IdentityProvider.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentityProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/ListIdentityProviders',
+            tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.ListIdentityProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteIdentityProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/DeleteIdentityProvider',
+            tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tokenservice/v1/token_service.proto\x12\x0ftokenservice.v1\x1a\x1cgoogle/api/annotations.proto\"@\n\x14\x43lientAuthentication\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"\xde\x01\n\x11IssueTokenRequest\x12\x45\n\x12\x63lient_credentials\x18\x01 \x01(\x0b\x32\'.tokenservice.v1.ClientCredentialsGrantH\x00\x12\x34\n\tanonymous\x18\x02 \x01(\x0b\x32\x1f.tokenservice.v1.AnonymousGrantH\x00\x12\x43\n\x11\x63ustomer_password\x18\x03 \x01(\x0b\x32&.tokenservice.v1.CustomerPasswordGrantH\x00\x42\x07\n\x05grant\"Q\n\x16\x43lientCredentialsGrant\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"e\n\x0e\x41nonymousGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1f.tokenservice.v1.SessionContext\"a\n\x15\x43ustomerPasswordGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x17\n\x0f\x61nonymous_token\x18\x04 \x01(\t\"`\n\x0eSessionContext\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x11\n\tsite_code\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_location\x18\x04 \x01(\t\"\xc9\x01\n\x13RefreshTokenRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x05 \x01(\t\x12\x30\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x1f.tokenservice.v1.SessionContext\x12\x17\n\x0f\x61nonymous_token\x18\x07 \x01(\t\"\x82\x02\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12 \n\x18refresh_token_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\x12\x12\n\nsaas_token\x18\x08 \x01(\t\x12\x19\n\x11session_idle_time\x18\t \x01(\x03\x12(\n\x04kind\x18\n \x01(\x0e\x32\x1a.tokenservice.v1.TokenKind\"\x9a\x01\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x03 \x01(\t\x12\x35\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32%.tokenservice.v1.ClientAuthentication\x12\x11\n\tas_bearer\x18\x05 \x01(\x08\"\xc6\x02\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.tokenservice.v1.TokenKind\x12,\n\ttoken_use\x18\x03 \x01(\x0e\x32\x19.tokenservice.v1.TokenUse\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x12\n\nexpires_in\x18\x07 \x01(\x03\x12\x0b\n\x03\x65xp\x18\x08 \x01(\x03\x12\x0b\n\x03iat\x18\t \x01(\x03\x12\x12\n\nsession_id\x18\n \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x0b \x01(\t\x12\r\n\x05\x65mail\x18\x0c \x01(\t\x12\x17\n\x0flegal_entity_id\x18\r \x01(\t\x12\x12\n\ntoken_type\x18\x0e \x01(\t\"\xae\x01\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x03 \x01(\t\x12\x13\n\x0b\x65nd_session\x18\x04 \x01(\x08\x12\x35\n\x06\x63\x61ller\x18\x05 \x01(\x0b\x32%.tokenservice.v1.ClientAuthentication\x12\x14\n\x0c\x62\x65\x61rer_token\x18\x06 \x01(\t\"\x10\n\x0eGetJwksRequest\"c\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\x0b\n\x03kid\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\x12\x0b\n\x03\x61lg\x18\x07 \x01(\t\"<\n\x0fGetJwksResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.tokenservice.v1.JsonWebKey\"*\n\x18GetAllowedOriginsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"4\n\x19GetAllowedOriginsResponse\x12\x17\n\x0f\x61llowed_origins\x18\x01 \x03(\t\"=\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x15\n\rrevoked_count\x18\x02 \x01(\x03*r\n\tTokenKind\x12\x1a\n\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14TOKEN_KIND_ANONYMOUS\x10\x01\x12\x17\n\x13TOKEN_KIND_CUSTOMER\x10\x02\x12\x16\n\x12TOKEN_KIND_SERVICE\x10\x03*f\n\x08TokenUse\x12\x19\n\x15TOKEN_USE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOKEN_USE_ACCESS\x10\x01\x12\x15\n\x11TOKEN_USE_REFRESH\x10\x02\x12\x12\n\x0eTOKEN_USE_SAAS\x10\x03\x32\xbd\x07\n\x0cTokenService\x12\xe4\x01\n\nIssueToken\x12\".tokenservice.v1.IssueTokenRequest\x1a\x1e.tokenservice.v1.TokenResponse\"\x91\x01\x82\xd3\xe4\x93\x02\x8a\x01\"\x0c/oauth/token:\x12\x63lient_credentialsZ%\x12#/customerlogin/auth/anonymous/loginZ?\"*/customer/{customer_password.tenant}/login:\x11\x63ustomer_password\x12\xaa\x01\n\x0cRefreshToken\x12$.tokenservice.v1.RefreshTokenRequest\x1a\x1e.tokenservice.v1.TokenResponse\"T\x82\xd3\xe4\x93\x02N\x12%/customerlogin/auth/anonymous/refreshZ%\x12#/customer/{tenant}/refreshauthtoken\x12\xaa\x01\n\x0fIntrospectToken\x12\'.tokenservice.v1.IntrospectTokenRequest\x1a(.tokenservice.v1.IntrospectTokenResponse\"D\x82\xd3\xe4\x93\x02>\"\x11/oauth/introspect:\x01*Z&\x12$/customer/{tenant}/validateauthtoken\x12\x8f\x01\n\x0bRevokeToken\x12#.tokenservice.v1.RevokeTokenRequest\x1a$.tokenservice.v1.RevokeTokenResponse\"5\x82\xd3\xe4\x93\x02/\"\r/oauth/revoke:\x01*Z\x1b\x12\x19/customer/{tenant}/logout\x12l\n\x07GetJwks\x12\x1f.tokenservice.v1.GetJwksRequest\x1a .tokenservice.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12l\n\x11GetAllowedOrigins\x12).tokenservice.v1.GetAllowedOriginsRequest\x1a*.tokenservice.v1.GetAllowedOriginsResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tokenservice/v1/token_service.proto\x12\x0ftokenservice.v1\x1a\x1cgoogle/api/annotations.proto\"@\n\x14\x43lientAuthentication\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"\xd8\x02\n\x11IssueTokenRequest\x12\x45\n\x12\x63lient_credentials\x18\x01 \x01(\x0b\x32\'.tokenservice.v1.ClientCredentialsGrantH\x00\x12\x34\n\tanonymous\x18\x02 \x01(\x0b\x32\x1f.tokenservice.v1.AnonymousGrantH\x00\x12\x43\n\x11\x63ustomer_password\x18\x03 \x01(\x0b\x32&.tokenservice.v1.CustomerPasswordGrantH\x00\x12=\n\x0etoken_exchange\x18\n \x01(\x0b\x32#.tokenservice.v1.TokenExchangeGrantH\x00\x12\x39\n\x0csocial_login\x18\x0b \x01(\x0b\x32!.tokenservice.v1.SocialLoginGrantH\x00\x42\x07\n\x05grant\"\x80\x01\n\x12TokenExchangeGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rsubject_token\x18\x02 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x03 \x01(\t\x12\x17\n\x0f\x61nonymous_token\x18\x04 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x05 \x01(\t\"\x95\x01\n\x10SocialLoginGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x14\n\x0credirect_uri\x18\x03 \x01(\t\x12\x15\n\rcode_verifier\x18\x04 \x01(\t\x12\r\n\x05nonce\x18\x05 \x01(\t\x12\x17\n\x0f\x61nonymous_token\x18\x06 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x07 \x01(\t\"Q\n\x16\x43lientCredentialsGrant\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"e\n\x0e\x41nonymousGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1f.tokenservice.v1.SessionContext\"a\n\x15\x43ustomerPasswordGrant\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x17\n\x0f\x61nonymous_token\x18\x04 \x01(\t\"`\n\x0eSessionContext\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x11\n\tsite_code\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x17\n\x0ftarget_location\x18\x04 \x01(\t\"\xc9\x01\n\x13RefreshTokenRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x04 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x05 \x01(\t\x12\x30\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x1f.tokenservice.v1.SessionContext\x12\x17\n\x0f\x61nonymous_token\x18\x07 \x01(\t\"\xbc\x02\n\rTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12 \n\x18refresh_token_expires_in\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\x12\x12\n\nsaas_token\x18\x08 \x01(\t\x12\x19\n\x11session_idle_time\x18\t \x01(\x03\x12(\n\x04kind\x18\n \x01(\x0e\x32\x1a.tokenservice.v1.TokenKind\x12\x1d\n\x15\x65xternal_access_token\x18\x14 \x01(\t\x12\x19\n\x11\x65xternal_id_token\x18\x15 \x01(\t\"\x9a\x01\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x03 \x01(\t\x12\x35\n\x06\x63\x61ller\x18\x04 \x01(\x0b\x32%.tokenservice.v1.ClientAuthentication\x12\x11\n\tas_bearer\x18\x05 \x01(\x08\"\xc6\x02\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.tokenservice.v1.TokenKind\x12,\n\ttoken_use\x18\x03 \x01(\x0e\x32\x19.tokenservice.v1.TokenUse\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x12\n\nexpires_in\x18\x07 \x01(\x03\x12\x0b\n\x03\x65xp\x18\x08 \x01(\x03\x12\x0b\n\x03iat\x18\t \x01(\x03\x12\x12\n\nsession_id\x18\n \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x0b \x01(\t\x12\r\n\x05\x65mail\x18\x0c \x01(\t\x12\x17\n\x0flegal_entity_id\x18\r \x01(\t\x12\x12\n\ntoken_type\x18\x0e \x01(\t\"\xae\x01\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x03 \x01(\t\x12\x13\n\x0b\x65nd_session\x18\x04 \x01(\x08\x12\x35\n\x06\x63\x61ller\x18\x05 \x01(\x0b\x32%.tokenservice.v1.ClientAuthentication\x12\x14\n\x0c\x62\x65\x61rer_token\x18\x06 \x01(\t\"\x10\n\x0eGetJwksRequest\"c\n\nJsonWebKey\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\t\n\x01y\x18\x04 \x01(\t\x12\x0b\n\x03kid\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\x12\x0b\n\x03\x61lg\x18\x07 \x01(\t\"<\n\x0fGetJwksResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.tokenservice.v1.JsonWebKey\"*\n\x18GetAllowedOriginsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"4\n\x19GetAllowedOriginsResponse\x12\x17\n\x0f\x61llowed_origins\x18\x01 \x03(\t\"=\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x15\n\rrevoked_count\x18\x02 \x01(\x03*r\n\tTokenKind\x12\x1a\n\x16TOKEN_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14TOKEN_KIND_ANONYMOUS\x10\x01\x12\x17\n\x13TOKEN_KIND_CUSTOMER\x10\x02\x12\x16\n\x12TOKEN_KIND_SERVICE\x10\x03*f\n\x08TokenUse\x12\x19\n\x15TOKEN_USE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOKEN_USE_ACCESS\x10\x01\x12\x15\n\x11TOKEN_USE_REFRESH\x10\x02\x12\x12\n\x0eTOKEN_USE_SAAS\x10\x03\x32\xa3\x08\n\x0cTokenService\x12\xca\x02\n\nIssueToken\x12\".tokenservice.v1.IssueTokenRequest\x1a\x1e.tokenservice.v1.TokenResponse\"\xf7\x01\x82\xd3\xe4\x93\x02\xf0\x01\"\x0c/oauth/token:\x12\x63lient_credentialsZ%\x12#/customerlogin/auth/anonymous/loginZ?\"*/customer/{customer_password.tenant}/login:\x11\x63ustomer_passwordZ5\"3/customer/{token_exchange.tenant}/exchangeauthtokenZ-\"+/customer/{social_login.tenant}/socialLogin\x12\xaa\x01\n\x0cRefreshToken\x12$.tokenservice.v1.RefreshTokenRequest\x1a\x1e.tokenservice.v1.TokenResponse\"T\x82\xd3\xe4\x93\x02N\x12%/customerlogin/auth/anonymous/refreshZ%\x12#/customer/{tenant}/refreshauthtoken\x12\xaa\x01\n\x0fIntrospectToken\x12\'.tokenservice.v1.IntrospectTokenRequest\x1a(.tokenservice.v1.IntrospectTokenResponse\"D\x82\xd3\xe4\x93\x02>\"\x11/oauth/introspect:\x01*Z&\x12$/customer/{tenant}/validateauthtoken\x12\x8f\x01\n\x0bRevokeToken\x12#.tokenservice.v1.RevokeTokenRequest\x1a$.tokenservice.v1.RevokeTokenResponse\"5\x82\xd3\xe4\x93\x02/\"\r/oauth/revoke:\x01*Z\x1b\x12\x19/customer/{tenant}/logout\x12l\n\x07GetJwks\x12\x1f.tokenservice.v1.GetJwksRequest\x1a .tokenservice.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12l\n\x11GetAllowedOrigins\x12).tokenservice.v1.GetAllowedOriginsRequest\x1a*.tokenservice.v1.GetAllowedOriginsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenservice.v1.token_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['IssueToken']._loaded_options = None
-  _globals['_TOKENSERVICE'].methods_by_name['IssueToken']._serialized_options = b'\202\323\344\223\002\212\001\"\014/oauth/token:\022client_credentialsZ%\022#/customerlogin/auth/anonymous/loginZ?\"*/customer/{customer_password.tenant}/login:\021customer_password'
+  _globals['_TOKENSERVICE'].methods_by_name['IssueToken']._serialized_options = b'\202\323\344\223\002\360\001\"\014/oauth/token:\022client_credentialsZ%\022#/customerlogin/auth/anonymous/loginZ?\"*/customer/{customer_password.tenant}/login:\021customer_passwordZ5\"3/customer/{token_exchange.tenant}/exchangeauthtokenZ-\"+/customer/{social_login.tenant}/socialLogin'
   _globals['_TOKENSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\202\323\344\223\002N\022%/customerlogin/auth/anonymous/refreshZ%\022#/customer/{tenant}/refreshauthtoken'
   _globals['_TOKENSERVICE'].methods_by_name['IntrospectToken']._loaded_options = None
@@ -42,44 +42,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\202\323\344\223\002/\"\r/oauth/revoke:\001*Z\033\022\031/customer/{tenant}/logout'
   _globals['_TOKENSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\030\022\026/.well-known/jwks.json'
-  _globals['_TOKENKIND']._serialized_start=2230
-  _globals['_TOKENKIND']._serialized_end=2344
-  _globals['_TOKENUSE']._serialized_start=2346
-  _globals['_TOKENUSE']._serialized_end=2448
+  _globals['_TOKENKIND']._serialized_start=2693
+  _globals['_TOKENKIND']._serialized_end=2807
+  _globals['_TOKENUSE']._serialized_start=2809
+  _globals['_TOKENUSE']._serialized_end=2911
   _globals['_CLIENTAUTHENTICATION']._serialized_start=86
   _globals['_CLIENTAUTHENTICATION']._serialized_end=150
   _globals['_ISSUETOKENREQUEST']._serialized_start=153
-  _globals['_ISSUETOKENREQUEST']._serialized_end=375
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=377
-  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=458
-  _globals['_ANONYMOUSGRANT']._serialized_start=460
-  _globals['_ANONYMOUSGRANT']._serialized_end=561
-  _globals['_CUSTOMERPASSWORDGRANT']._serialized_start=563
-  _globals['_CUSTOMERPASSWORDGRANT']._serialized_end=660
-  _globals['_SESSIONCONTEXT']._serialized_start=662
-  _globals['_SESSIONCONTEXT']._serialized_end=758
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=761
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=962
-  _globals['_TOKENRESPONSE']._serialized_start=965
-  _globals['_TOKENRESPONSE']._serialized_end=1223
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=1226
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=1380
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=1383
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=1709
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1712
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1886
-  _globals['_GETJWKSREQUEST']._serialized_start=1888
-  _globals['_GETJWKSREQUEST']._serialized_end=1904
-  _globals['_JSONWEBKEY']._serialized_start=1906
-  _globals['_JSONWEBKEY']._serialized_end=2005
-  _globals['_GETJWKSRESPONSE']._serialized_start=2007
-  _globals['_GETJWKSRESPONSE']._serialized_end=2067
-  _globals['_GETALLOWEDORIGINSREQUEST']._serialized_start=2069
-  _globals['_GETALLOWEDORIGINSREQUEST']._serialized_end=2111
-  _globals['_GETALLOWEDORIGINSRESPONSE']._serialized_start=2113
-  _globals['_GETALLOWEDORIGINSRESPONSE']._serialized_end=2165
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=2167
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=2228
-  _globals['_TOKENSERVICE']._serialized_start=2451
-  _globals['_TOKENSERVICE']._serialized_end=3408
+  _globals['_ISSUETOKENREQUEST']._serialized_end=497
+  _globals['_TOKENEXCHANGEGRANT']._serialized_start=500
+  _globals['_TOKENEXCHANGEGRANT']._serialized_end=628
+  _globals['_SOCIALLOGINGRANT']._serialized_start=631
+  _globals['_SOCIALLOGINGRANT']._serialized_end=780
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_start=782
+  _globals['_CLIENTCREDENTIALSGRANT']._serialized_end=863
+  _globals['_ANONYMOUSGRANT']._serialized_start=865
+  _globals['_ANONYMOUSGRANT']._serialized_end=966
+  _globals['_CUSTOMERPASSWORDGRANT']._serialized_start=968
+  _globals['_CUSTOMERPASSWORDGRANT']._serialized_end=1065
+  _globals['_SESSIONCONTEXT']._serialized_start=1067
+  _globals['_SESSIONCONTEXT']._serialized_end=1163
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=1166
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=1367
+  _globals['_TOKENRESPONSE']._serialized_start=1370
+  _globals['_TOKENRESPONSE']._serialized_end=1686
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=1689
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=1843
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=1846
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=2172
+  _globals['_REVOKETOKENREQUEST']._serialized_start=2175
+  _globals['_REVOKETOKENREQUEST']._serialized_end=2349
+  _globals['_GETJWKSREQUEST']._serialized_start=2351
+  _globals['_GETJWKSREQUEST']._serialized_end=2367
+  _globals['_JSONWEBKEY']._serialized_start=2369
+  _globals['_JSONWEBKEY']._serialized_end=2468
+  _globals['_GETJWKSRESPONSE']._serialized_start=2470
+  _globals['_GETJWKSRESPONSE']._serialized_end=2530
+  _globals['_GETALLOWEDORIGINSREQUEST']._serialized_start=2532
+  _globals['_GETALLOWEDORIGINSREQUEST']._serialized_end=2574
+  _globals['_GETALLOWEDORIGINSRESPONSE']._serialized_start=2576
+  _globals['_GETALLOWEDORIGINSRESPONSE']._serialized_end=2628
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=2630
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=2691
+  _globals['_TOKENSERVICE']._serialized_start=2914
+  _globals['_TOKENSERVICE']._serialized_end=3973
 # @@protoc_insertion_point(module_scope)

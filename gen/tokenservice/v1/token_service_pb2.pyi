@@ -39,14 +39,50 @@ class ClientAuthentication(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., client_secret: _Optional[str] = ...) -> None: ...
 
 class IssueTokenRequest(_message.Message):
-    __slots__ = ("client_credentials", "anonymous", "customer_password")
+    __slots__ = ("client_credentials", "anonymous", "customer_password", "token_exchange", "social_login")
     CLIENT_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXCHANGE_FIELD_NUMBER: _ClassVar[int]
+    SOCIAL_LOGIN_FIELD_NUMBER: _ClassVar[int]
     client_credentials: ClientCredentialsGrant
     anonymous: AnonymousGrant
     customer_password: CustomerPasswordGrant
-    def __init__(self, client_credentials: _Optional[_Union[ClientCredentialsGrant, _Mapping]] = ..., anonymous: _Optional[_Union[AnonymousGrant, _Mapping]] = ..., customer_password: _Optional[_Union[CustomerPasswordGrant, _Mapping]] = ...) -> None: ...
+    token_exchange: TokenExchangeGrant
+    social_login: SocialLoginGrant
+    def __init__(self, client_credentials: _Optional[_Union[ClientCredentialsGrant, _Mapping]] = ..., anonymous: _Optional[_Union[AnonymousGrant, _Mapping]] = ..., customer_password: _Optional[_Union[CustomerPasswordGrant, _Mapping]] = ..., token_exchange: _Optional[_Union[TokenExchangeGrant, _Mapping]] = ..., social_login: _Optional[_Union[SocialLoginGrant, _Mapping]] = ...) -> None: ...
+
+class TokenExchangeGrant(_message.Message):
+    __slots__ = ("tenant", "subject_token", "subject_token_type", "anonymous_token", "config")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    subject_token: str
+    subject_token_type: str
+    anonymous_token: str
+    config: str
+    def __init__(self, tenant: _Optional[str] = ..., subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., anonymous_token: _Optional[str] = ..., config: _Optional[str] = ...) -> None: ...
+
+class SocialLoginGrant(_message.Message):
+    __slots__ = ("tenant", "code", "redirect_uri", "code_verifier", "nonce", "anonymous_token", "config")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_URI_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERIFIER_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    code: str
+    redirect_uri: str
+    code_verifier: str
+    nonce: str
+    anonymous_token: str
+    config: str
+    def __init__(self, tenant: _Optional[str] = ..., code: _Optional[str] = ..., redirect_uri: _Optional[str] = ..., code_verifier: _Optional[str] = ..., nonce: _Optional[str] = ..., anonymous_token: _Optional[str] = ..., config: _Optional[str] = ...) -> None: ...
 
 class ClientCredentialsGrant(_message.Message):
     __slots__ = ("client_id", "client_secret", "scope")
@@ -111,7 +147,7 @@ class RefreshTokenRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., refresh_token: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., access_token: _Optional[str] = ..., context: _Optional[_Union[SessionContext, _Mapping]] = ..., anonymous_token: _Optional[str] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
-    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_token_expires_in", "session_id", "scope", "saas_token", "session_idle_time", "kind")
+    __slots__ = ("access_token", "token_type", "expires_in", "refresh_token", "refresh_token_expires_in", "session_id", "scope", "saas_token", "session_idle_time", "kind", "external_access_token", "external_id_token")
     ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +158,8 @@ class TokenResponse(_message.Message):
     SAAS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SESSION_IDLE_TIME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
     access_token: str
     token_type: str
     expires_in: int
@@ -132,7 +170,9 @@ class TokenResponse(_message.Message):
     saas_token: str
     session_idle_time: int
     kind: TokenKind
-    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_in: _Optional[int] = ..., session_id: _Optional[str] = ..., scope: _Optional[str] = ..., saas_token: _Optional[str] = ..., session_idle_time: _Optional[int] = ..., kind: _Optional[_Union[TokenKind, str]] = ...) -> None: ...
+    external_access_token: str
+    external_id_token: str
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., refresh_token: _Optional[str] = ..., refresh_token_expires_in: _Optional[int] = ..., session_id: _Optional[str] = ..., scope: _Optional[str] = ..., saas_token: _Optional[str] = ..., session_idle_time: _Optional[int] = ..., kind: _Optional[_Union[TokenKind, str]] = ..., external_access_token: _Optional[str] = ..., external_id_token: _Optional[str] = ...) -> None: ...
 
 class IntrospectTokenRequest(_message.Message):
     __slots__ = ("token", "tenant", "token_type_hint", "caller", "as_bearer")

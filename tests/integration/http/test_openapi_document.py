@@ -37,8 +37,11 @@ from starlette.routing import Route
 import http_bridge
 from http_bridge.access_log import AccessLog
 from http_bridge.app import ROUTES, context_of
+from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
+from tests.support.local_idp import LocalIdp, pkce_pair
+from tests.support.ports import free_port
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
 CHECKS = [
@@ -63,6 +66,8 @@ EXERCISED = {
     ("GET", "/customer/{tenant}/refreshauthtoken"): {200, 400, 401, 403, 404},
     ("GET", "/customer/{tenant}/validateauthtoken"): {200, 400, 401, 404},
     ("GET", "/customer/{tenant}/logout"): {204, 400, 401, 403, 404},
+    ("POST", "/customer/{tenant}/exchangeauthtoken"): {200, 400, 401, 403, 404, 413, 415, 503},
+    ("POST", "/customer/{tenant}/socialLogin"): {200, 400, 401, 403, 404, 413, 415},
     ("GET", "/.well-known/jwks.json"): {200},
     ("GET", "/.well-known/oauth-authorization-server"): {200},
     ("GET", "/openapi.json"): {200},
@@ -233,6 +238,7 @@ async def test_every_route_answers_as_documented(
     await _introspect_and_revoke(http, check, shop)
     await _anonymous(http, check, shop, other)
     await _customer(http, check, shop, other)
+    await _identity_providers(bridge, check, shop, other)
     await _discovery_and_health(http, check)
     await _expired_bearers(bridge, check, shop)  # last: it moves the clock
 
@@ -429,6 +435,74 @@ async def _customer(http: httpx.AsyncClient, check: Check, shop: Shop, other: Sh
     check(ended, 204)
     assert ended.content == b""
     check(await http.get(logout, headers=session), 401)
+
+
+async def _identity_providers(bridge: Bridge, check: Check, shop: Shop, other: Shop) -> None:
+    """Token exchange and social login, with tests/support/local_idp.py as the provider."""
+    http = bridge.http
+    with LocalIdp() as idp:
+        await bridge.harness.core.store.put_identity_provider(
+            IdentityProviderRecord(
+                tenant=shop.tenant,
+                name="default",
+                issuer=idp.issuer,
+                jwks_uri=idp.jwks_uri,
+                audience=idp.audience,
+                created_at=0,
+                client_id=idp.client_id,
+                client_secret=idp.client_secret,
+                token_endpoint=idp.token_endpoint,
+            )
+        )
+        anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])
+        foreign = bearer((await _anonymous_login(http, other)).json()["access_token"])
+        exchange = f"/customer/{shop.tenant}/exchangeauthtoken"
+        subject = {"subjectAccessToken": idp.token(shop.email)}
+        body = check(await http.post(exchange, params=subject, headers=anonymous), 200)
+        assert body["subject_access_token"] == subject["subjectAccessToken"]
+        anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])
+        check(await http.post(exchange, headers=anonymous), 400)
+        check(
+            await http.post(exchange, params={"subjectAccessToken": "a.b.c"}, headers=anonymous),
+            400,
+        )
+        check(await http.post(exchange, params=subject), 401)
+        check(await http.post(exchange, params=subject, headers=foreign), 403)
+        path = "/customer/{tenant}/exchangeauthtoken"
+        check(await http.post("/customer/a%2Fb/exchangeauthtoken", params=subject), 404, path)
+        big = {"config": "x" * BIG}
+        check(await http.post(exchange, params=subject, headers=anonymous, json=big), 413)
+        text = {**anonymous, "Content-Type": "text/x"}
+        check(await http.post(exchange, params=subject, headers=text, content=b"x"), 415)
+
+        social = f"/customer/{shop.tenant}/socialLogin"
+        verifier, _ = pkce_pair()
+        redirect = "https://shop.example/callback"
+        code = idp.authorization_code(shop.email, redirect, verifier)
+        login = {"code": code, "redirect_uri": redirect, "code_verifier": verifier}
+        body = check(await http.post(social, params=login, headers=anonymous), 200)
+        assert body["social_id_token"]
+        anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])
+        check(await http.post(social, params=login, headers=anonymous), 400)  # used up
+        check(await http.post(social, params=login), 401)
+        check(await http.post(social, params=login, headers=foreign), 403)
+        path = "/customer/{tenant}/socialLogin"
+        check(await http.post("/customer/a%2Fb/socialLogin", params=login), 404, path)
+        check(await http.post(social, params=login, headers=anonymous, json=big), 413)
+        check(await http.post(social, params=login, headers=text, content=b"x"), 415)
+
+        # A provider nobody answers for: 503.
+        gone = IdentityProviderRecord(
+            tenant=shop.tenant,
+            name="gone",
+            issuer=idp.issuer,
+            jwks_uri=f"http://127.0.0.1:{free_port()}/jwks",
+            audience=idp.audience,
+            created_at=0,
+        )
+        await bridge.harness.core.store.put_identity_provider(gone)
+        unreachable = {**subject, "config": "gone"}
+        check(await http.post(exchange, params=unreachable, headers=anonymous), 503)
 
 
 async def _expired_bearers(bridge: Bridge, check: Check, shop: Shop) -> None:

@@ -43,8 +43,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import http_bridge
+from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
+from tests.support.local_idp import LocalIdp, pkce_pair
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -147,8 +149,22 @@ async def test_schemathesis_cli_finds_no_server_error_and_no_drift(
 async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("cases")
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
-    # The checks make blocking requests: run them off the loop that serves the bridge.
-    tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop)
+    with LocalIdp() as idp:  # the tenant's identity provider, for the two routes that need one
+        await bridge.harness.core.store.put_identity_provider(
+            IdentityProviderRecord(
+                tenant=shop.tenant,
+                name="default",
+                issuer=idp.issuer,
+                jwks_uri=idp.jwks_uri,
+                audience=idp.audience,
+                created_at=0,
+                client_id=idp.client_id,
+                client_secret=idp.client_secret,
+                token_endpoint=idp.token_endpoint,
+            )
+        )
+        # The checks make blocking requests: run them off the loop that serves the bridge.
+        tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop, idp)
 
     print(
         f"\nschemathesis Python API: {tally.total()} cases, "
@@ -278,10 +294,10 @@ def labels_of(schema: schemathesis.BaseSchema) -> set[str]:
     return {f"{operation.method.upper()} {operation.path}" for operation in operations(schema)}
 
 
-def run_cases(schema: schemathesis.BaseSchema, base_url: str, shop: Shop) -> Tally:
+def run_cases(schema: schemathesis.BaseSchema, base_url: str, shop: Shop, idp: LocalIdp) -> Tally:
     tally: Tally = collections.Counter()
     with requests.Session() as session:
-        real = RealData(session, base_url, shop)
+        real = RealData(session, base_url, shop, idp)
         for operation in operations(schema):
             exercise(operation, base_url, session, real, tally)
     return tally
@@ -324,10 +340,13 @@ class RealData:
     Tokens are minted over HTTP from the bridge under test just before they are used, since
     the operations under test consume them (logout, revocation, rotation)."""
 
-    def __init__(self, session: requests.Session, base_url: str, shop: Shop) -> None:
+    def __init__(
+        self, session: requests.Session, base_url: str, shop: Shop, idp: LocalIdp | None = None
+    ) -> None:
         self.session = session
         self.base_url = base_url
         self.shop = shop
+        self.idp = idp
 
     def provision(self, case: OperationCase, draw: Draw) -> None:
         shop = self.shop
@@ -408,6 +427,31 @@ class RealData:
             case.query["accessToken"] = token
         else:
             case.query.pop("accessToken", None)
+
+    def _customer_tenant_exchangeauthtoken(self, case: OperationCase, draw: Draw) -> None:
+        if self.idp is None:  # no provider: the generated values stay
+            return
+        case.headers.update(bearer(self._anonymous()["access_token"]))
+        self._drop(case, "subject_token", "subject_token_type", "config", "subjectAccessToken")
+        case.query["subjectAccessToken"] = self.idp.token(self.shop.email)
+
+    def _customer_tenant_socialLogin(self, case: OperationCase, draw: Draw) -> None:
+        if self.idp is None:  # no provider: the generated values stay
+            return
+        case.headers.update(bearer(self._anonymous()["access_token"]))
+        self._drop(case, "code", "redirect_uri", "code_verifier", "nonce", "config")
+        verifier, _ = pkce_pair()
+        redirect = "https://shop.example/callback"
+        code = self.idp.authorization_code(self.shop.email, redirect, verifier)
+        case.query.update(code=code, redirect_uri=redirect, code_verifier=verifier)
+
+    @staticmethod
+    def _drop(case: OperationCase, *names: str) -> None:
+        """The generated values of these parameters, from the query and a body alike."""
+        for name in names:
+            case.query.pop(name, None)
+            if isinstance(case.body, dict):
+                case.body.pop(name, None)
 
     # -- minting
 

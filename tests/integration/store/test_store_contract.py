@@ -26,6 +26,7 @@ from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
+    IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
@@ -147,6 +148,47 @@ async def test_tenant_allowed_origins_are_replaced_whole(store: TokenStore) -> N
     assert await store.get_tenant("demo") == TenantRecord("demo", NOW)
     assert await store.set_allowed_origins("nope", shop) is None
     assert await store.get_tenant("nope") is None
+
+
+async def test_identity_providers_are_replaced_whole_and_deleted(store: TokenStore) -> None:
+    keycloak = IdentityProviderRecord(
+        tenant="demo",
+        name="default",
+        issuer="https://idp.example/realms/shop",
+        jwks_uri="https://idp.example/realms/shop/certs",
+        audience="storefront",
+        created_at=NOW,
+        customer_claim="sub",
+        create_customers=True,
+        customer_scopes=("customer.read", "order.read"),
+        algorithms=("RS256",),
+        client_id="shop",
+        client_secret="s3cret value",
+        token_endpoint="https://idp.example/realms/shop/token",
+    )
+    with pytest.raises(NotFound, match="tenant 'demo' does not exist"):
+        await store.put_identity_provider(keycloak)
+    assert await store.get_identity_provider("demo", "default") is None
+    await store.create_tenant(TenantRecord("demo", NOW))
+    await store.create_tenant(TenantRecord("other", NOW))
+    await store.put_identity_provider(keycloak)
+    site = dataclasses.replace(keycloak, name="site_PL", client_id="", client_secret="")
+    await store.put_identity_provider(site)
+    await store.put_identity_provider(dataclasses.replace(keycloak, tenant="other"))
+    assert await store.get_identity_provider("demo", "default") == keycloak
+    changed = dataclasses.replace(
+        keycloak, audience="shop", create_customers=False, created_at=NOW + 5
+    )
+    await store.put_identity_provider(changed)
+    assert await store.get_identity_provider("demo", "default") == changed
+    assert await store.list_identity_providers("demo") == [changed, site]
+    assert await store.delete_identity_provider("demo", "default") is True
+    assert await store.delete_identity_provider("demo", "default") is False
+    assert await store.list_identity_providers("demo") == [site]
+    assert await store.get_identity_provider("other", "default") == dataclasses.replace(
+        keycloak, tenant="other"
+    )
+    assert "s3cret" not in repr(keycloak)
 
 
 async def test_clients(store: TokenStore) -> None:
@@ -690,7 +732,7 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
@@ -711,7 +753,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0005",)]
+                assert version.all() == [("0007",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )
