@@ -52,7 +52,7 @@ from server.validation import TENANT_PATTERN
 from tokenservice.v1 import token_service_pb2 as pb
 
 log = logging.getLogger("tokenservice.http")
-ALLOWED_METHODS = ("GET", "POST")
+ALLOWED_METHODS = ("GET", "POST", "DELETE")
 # Beside the CORS-safelisted ones (Accept, Content-Type, ...), which Starlette always allows.
 ALLOWED_HEADERS = ("Authorization", "Content-Type")
 # What a page must read of an error: when to retry, and which bearer token was refused.

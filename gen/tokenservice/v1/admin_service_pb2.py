@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from tokenservice.v1 import token_service_pb2 as tokenservice_dot_v1_dot_token__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tokenservice/v1/admin_service.proto\x12\x0ftokenservice.v1\x1a\x1cgoogle/api/annotations.proto\"C\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x17\n\x0f\x61llowed_origins\x18\x03 \x03(\t\"#\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListTenantsRequest\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x18SetAllowedOriginsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0f\x61llowed_origins\x18\x02 \x03(\t\"?\n\x13ListTenantsResponse\x12(\n\x07tenants\x18\x01 \x03(\x0b\x32\x17.tokenservice.v1.Tenant\"\xe0\x01\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12)\n\x04kind\x18\x03 \x01(\x0e\x32\x1b.tokenservice.v1.ClientKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x18\n\x10\x61\x63\x63\x65ss_token_ttl\x18\x06 \x01(\x03\x12\x19\n\x11refresh_token_ttl\x18\x07 \x01(\x03\x12!\n\x19refresh_rotation_disabled\x18\x08 \x01(\x08\x12\x12\n\ncreated_at\x18\t \x01(\x03\"\xc6\x01\n\x13\x43reateClientRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.tokenservice.v1.ClientKind\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10\x61\x63\x63\x65ss_token_ttl\x18\x05 \x01(\x03\x12\x19\n\x11refresh_token_ttl\x18\x06 \x01(\x03\x12!\n\x19refresh_rotation_disabled\x18\x07 \x01(\x08\"V\n\x14\x43reateClientResponse\x12\'\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x17.tokenservice.v1.Client\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"$\n\x12ListClientsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"?\n\x13ListClientsResponse\x12(\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x17.tokenservice.v1.Client\"s\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10legal_entity_ids\x18\x05 \x03(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\"r\n\x15\x43reateCustomerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10legal_entity_ids\x18\x05 \x03(\t\"x\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x12\n\nretired_at\x18\x05 \x01(\x03\x12\x12\n\npublic_jwk\x18\x06 \x01(\t\"\x19\n\x17RotateSigningKeyRequest\"\x18\n\x16ListSigningKeysRequest\"D\n\x17ListSigningKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.tokenservice.v1.SigningKey\"&\n\x17RetireSigningKeyRequest\x12\x0b\n\x03kid\x18\x01 \x01(\t*^\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LIENT_KIND_STOREFRONT\x10\x01\x12\x17\n\x13\x43LIENT_KIND_SERVICE\x10\x02\x32\xa0\n\n\x0c\x41\x64minService\x12k\n\x0c\x43reateTenant\x12$.tokenservice.v1.CreateTenantRequest\x1a\x17.tokenservice.v1.Tenant\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/admin/v1/tenants:\x01*\x12s\n\x0bListTenants\x12#.tokenservice.v1.ListTenantsRequest\x1a$.tokenservice.v1.ListTenantsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/admin/v1/tenants\x12i\n\tGetTenant\x12!.tokenservice.v1.GetTenantRequest\x1a\x17.tokenservice.v1.Tenant\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/admin/v1/tenants/{name}\x12\x8e\x01\n\x11SetAllowedOrigins\x12).tokenservice.v1.SetAllowedOriginsRequest\x1a\x17.tokenservice.v1.Tenant\"5\x82\xd3\xe4\x93\x02/\x1a*/admin/v1/tenants/{tenant}/allowed-origins:\x01*\x12\x8a\x01\n\x0c\x43reateClient\x12$.tokenservice.v1.CreateClientRequest\x1a%.tokenservice.v1.CreateClientResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/admin/v1/tenants/{tenant}/clients:\x01*\x12\x84\x01\n\x0bListClients\x12#.tokenservice.v1.ListClientsRequest\x1a$.tokenservice.v1.ListClientsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/admin/v1/tenants/{tenant}/clients\x12\x84\x01\n\x0e\x43reateCustomer\x12&.tokenservice.v1.CreateCustomerRequest\x1a\x19.tokenservice.v1.Customer\"/\x82\xd3\xe4\x93\x02)\"$/admin/v1/tenants/{tenant}/customers:\x01*\x12\x83\x01\n\x10RotateSigningKey\x12(.tokenservice.v1.RotateSigningKeyRequest\x1a\x1b.tokenservice.v1.SigningKey\"(\x82\xd3\xe4\x93\x02\"\"\x1d/admin/v1/signing-keys:rotate:\x01*\x12\x84\x01\n\x0fListSigningKeys\x12\'.tokenservice.v1.ListSigningKeysRequest\x1a(.tokenservice.v1.ListSigningKeysResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/admin/v1/signing-keys\x12\x89\x01\n\x10RetireSigningKey\x12(.tokenservice.v1.RetireSigningKeyRequest\x1a\x1b.tokenservice.v1.SigningKey\".\x82\xd3\xe4\x93\x02(\"#/admin/v1/signing-keys/{kid}:retire:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tokenservice/v1/admin_service.proto\x12\x0ftokenservice.v1\x1a\x1cgoogle/api/annotations.proto\x1a#tokenservice/v1/token_service.proto\"C\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x03\x12\x17\n\x0f\x61llowed_origins\x18\x03 \x03(\t\"#\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListTenantsRequest\" \n\x10GetTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"C\n\x18SetAllowedOriginsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0f\x61llowed_origins\x18\x02 \x03(\t\"?\n\x13ListTenantsResponse\x12(\n\x07tenants\x18\x01 \x03(\x0b\x32\x17.tokenservice.v1.Tenant\"\xe0\x01\n\x06\x43lient\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12)\n\x04kind\x18\x03 \x01(\x0e\x32\x1b.tokenservice.v1.ClientKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x18\n\x10\x61\x63\x63\x65ss_token_ttl\x18\x06 \x01(\x03\x12\x19\n\x11refresh_token_ttl\x18\x07 \x01(\x03\x12!\n\x19refresh_rotation_disabled\x18\x08 \x01(\x08\x12\x12\n\ncreated_at\x18\t \x01(\x03\"\xc6\x01\n\x13\x43reateClientRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.tokenservice.v1.ClientKind\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10\x61\x63\x63\x65ss_token_ttl\x18\x05 \x01(\x03\x12\x19\n\x11refresh_token_ttl\x18\x06 \x01(\x03\x12!\n\x19refresh_rotation_disabled\x18\x07 \x01(\x08\"V\n\x14\x43reateClientResponse\x12\'\n\x06\x63lient\x18\x01 \x01(\x0b\x32\x17.tokenservice.v1.Client\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"$\n\x12ListClientsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"?\n\x13ListClientsResponse\x12(\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x17.tokenservice.v1.Client\"s\n\x08\x43ustomer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10legal_entity_ids\x18\x05 \x03(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\"r\n\x15\x43reateCustomerRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x18\n\x10legal_entity_ids\x18\x05 \x03(\t\"x\n\nSigningKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x12\n\nretired_at\x18\x05 \x01(\x03\x12\x12\n\npublic_jwk\x18\x06 \x01(\t\"\x19\n\x17RotateSigningKeyRequest\"\x18\n\x16ListSigningKeysRequest\"D\n\x17ListSigningKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x1b.tokenservice.v1.SigningKey\"&\n\x17RetireSigningKeyRequest\x12\x0b\n\x03kid\x18\x01 \x01(\t\"x\n\x1bListCustomerSessionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"c\n\x19\x45ndCustomerSessionRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\"k\n\x1a\x45ndCustomerSessionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x19\n\x11\x65xcept_session_id\x18\x04 \x01(\t\"H\n\x1d\x45ndLegalEntitySessionsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0flegal_entity_id\x18\x02 \x01(\t*^\n\nClientKind\x12\x1b\n\x17\x43LIENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43LIENT_KIND_STOREFRONT\x10\x01\x12\x17\n\x13\x43LIENT_KIND_SERVICE\x10\x02\x32\x92\x10\n\x0c\x41\x64minService\x12k\n\x0c\x43reateTenant\x12$.tokenservice.v1.CreateTenantRequest\x1a\x17.tokenservice.v1.Tenant\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/admin/v1/tenants:\x01*\x12s\n\x0bListTenants\x12#.tokenservice.v1.ListTenantsRequest\x1a$.tokenservice.v1.ListTenantsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/admin/v1/tenants\x12i\n\tGetTenant\x12!.tokenservice.v1.GetTenantRequest\x1a\x17.tokenservice.v1.Tenant\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/admin/v1/tenants/{name}\x12\x8e\x01\n\x11SetAllowedOrigins\x12).tokenservice.v1.SetAllowedOriginsRequest\x1a\x17.tokenservice.v1.Tenant\"5\x82\xd3\xe4\x93\x02/\x1a*/admin/v1/tenants/{tenant}/allowed-origins:\x01*\x12\x8a\x01\n\x0c\x43reateClient\x12$.tokenservice.v1.CreateClientRequest\x1a%.tokenservice.v1.CreateClientResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/admin/v1/tenants/{tenant}/clients:\x01*\x12\x84\x01\n\x0bListClients\x12#.tokenservice.v1.ListClientsRequest\x1a$.tokenservice.v1.ListClientsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/admin/v1/tenants/{tenant}/clients\x12\x84\x01\n\x0e\x43reateCustomer\x12&.tokenservice.v1.CreateCustomerRequest\x1a\x19.tokenservice.v1.Customer\"/\x82\xd3\xe4\x93\x02)\"$/admin/v1/tenants/{tenant}/customers:\x01*\x12\xb0\x01\n\x14ListCustomerSessions\x12,.tokenservice.v1.ListCustomerSessionsRequest\x1a%.tokenservice.v1.ListSessionsResponse\"C\x82\xd3\xe4\x93\x02=\x12;/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions\x12\xbf\x01\n\x12\x45ndCustomerSession\x12*.tokenservice.v1.EndCustomerSessionRequest\x1a$.tokenservice.v1.EndSessionsResponse\"W\x82\xd3\xe4\x93\x02Q\"L/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions/{session_id}:end:\x01*\x12\xb4\x01\n\x13\x45ndCustomerSessions\x12+.tokenservice.v1.EndCustomerSessionsRequest\x1a$.tokenservice.v1.EndSessionsResponse\"J\x82\xd3\xe4\x93\x02\x44\"?/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions:end:\x01*\x12\xc3\x01\n\x16\x45ndLegalEntitySessions\x12..tokenservice.v1.EndLegalEntitySessionsRequest\x1a$.tokenservice.v1.EndSessionsResponse\"S\x82\xd3\xe4\x93\x02M\"H/admin/v1/tenants/{tenant}/legal-entities/{legal_entity_id}/sessions:end:\x01*\x12\x83\x01\n\x10RotateSigningKey\x12(.tokenservice.v1.RotateSigningKeyRequest\x1a\x1b.tokenservice.v1.SigningKey\"(\x82\xd3\xe4\x93\x02\"\"\x1d/admin/v1/signing-keys:rotate:\x01*\x12\x84\x01\n\x0fListSigningKeys\x12\'.tokenservice.v1.ListSigningKeysRequest\x1a(.tokenservice.v1.ListSigningKeysResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/admin/v1/signing-keys\x12\x89\x01\n\x10RetireSigningKey\x12(.tokenservice.v1.RetireSigningKeyRequest\x1a\x1b.tokenservice.v1.SigningKey\".\x82\xd3\xe4\x93\x02(\"#/admin/v1/signing-keys/{kid}:retire:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,50 +47,66 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINSERVICE'].methods_by_name['ListClients']._serialized_options = b'\202\323\344\223\002$\022\"/admin/v1/tenants/{tenant}/clients'
   _globals['_ADMINSERVICE'].methods_by_name['CreateCustomer']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['CreateCustomer']._serialized_options = b'\202\323\344\223\002)\"$/admin/v1/tenants/{tenant}/customers:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ListCustomerSessions']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListCustomerSessions']._serialized_options = b'\202\323\344\223\002=\022;/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions'
+  _globals['_ADMINSERVICE'].methods_by_name['EndCustomerSession']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['EndCustomerSession']._serialized_options = b'\202\323\344\223\002Q\"L/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions/{session_id}:end:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['EndCustomerSessions']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['EndCustomerSessions']._serialized_options = b'\202\323\344\223\002D\"?/admin/v1/tenants/{tenant}/customers/{customer_id}/sessions:end:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['EndLegalEntitySessions']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['EndLegalEntitySessions']._serialized_options = b'\202\323\344\223\002M\"H/admin/v1/tenants/{tenant}/legal-entities/{legal_entity_id}/sessions:end:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['RotateSigningKey']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['RotateSigningKey']._serialized_options = b'\202\323\344\223\002\"\"\035/admin/v1/signing-keys:rotate:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['ListSigningKeys']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['ListSigningKeys']._serialized_options = b'\202\323\344\223\002\030\022\026/admin/v1/signing-keys'
   _globals['_ADMINSERVICE'].methods_by_name['RetireSigningKey']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['RetireSigningKey']._serialized_options = b'\202\323\344\223\002(\"#/admin/v1/signing-keys/{kid}:retire:\001*'
-  _globals['_CLIENTKIND']._serialized_start=1519
-  _globals['_CLIENTKIND']._serialized_end=1613
-  _globals['_TENANT']._serialized_start=86
-  _globals['_TENANT']._serialized_end=153
-  _globals['_CREATETENANTREQUEST']._serialized_start=155
-  _globals['_CREATETENANTREQUEST']._serialized_end=190
-  _globals['_LISTTENANTSREQUEST']._serialized_start=192
-  _globals['_LISTTENANTSREQUEST']._serialized_end=212
-  _globals['_GETTENANTREQUEST']._serialized_start=214
-  _globals['_GETTENANTREQUEST']._serialized_end=246
-  _globals['_SETALLOWEDORIGINSREQUEST']._serialized_start=248
-  _globals['_SETALLOWEDORIGINSREQUEST']._serialized_end=315
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=317
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=380
-  _globals['_CLIENT']._serialized_start=383
-  _globals['_CLIENT']._serialized_end=607
-  _globals['_CREATECLIENTREQUEST']._serialized_start=610
-  _globals['_CREATECLIENTREQUEST']._serialized_end=808
-  _globals['_CREATECLIENTRESPONSE']._serialized_start=810
-  _globals['_CREATECLIENTRESPONSE']._serialized_end=896
-  _globals['_LISTCLIENTSREQUEST']._serialized_start=898
-  _globals['_LISTCLIENTSREQUEST']._serialized_end=934
-  _globals['_LISTCLIENTSRESPONSE']._serialized_start=936
-  _globals['_LISTCLIENTSRESPONSE']._serialized_end=999
-  _globals['_CUSTOMER']._serialized_start=1001
-  _globals['_CUSTOMER']._serialized_end=1116
-  _globals['_CREATECUSTOMERREQUEST']._serialized_start=1118
-  _globals['_CREATECUSTOMERREQUEST']._serialized_end=1232
-  _globals['_SIGNINGKEY']._serialized_start=1234
-  _globals['_SIGNINGKEY']._serialized_end=1354
-  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=1356
-  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=1381
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=1383
-  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=1407
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=1409
-  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=1477
-  _globals['_RETIRESIGNINGKEYREQUEST']._serialized_start=1479
-  _globals['_RETIRESIGNINGKEYREQUEST']._serialized_end=1517
-  _globals['_ADMINSERVICE']._serialized_start=1616
-  _globals['_ADMINSERVICE']._serialized_end=2928
+  _globals['_CLIENTKIND']._serialized_start=1962
+  _globals['_CLIENTKIND']._serialized_end=2056
+  _globals['_TENANT']._serialized_start=123
+  _globals['_TENANT']._serialized_end=190
+  _globals['_CREATETENANTREQUEST']._serialized_start=192
+  _globals['_CREATETENANTREQUEST']._serialized_end=227
+  _globals['_LISTTENANTSREQUEST']._serialized_start=229
+  _globals['_LISTTENANTSREQUEST']._serialized_end=249
+  _globals['_GETTENANTREQUEST']._serialized_start=251
+  _globals['_GETTENANTREQUEST']._serialized_end=283
+  _globals['_SETALLOWEDORIGINSREQUEST']._serialized_start=285
+  _globals['_SETALLOWEDORIGINSREQUEST']._serialized_end=352
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=354
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=417
+  _globals['_CLIENT']._serialized_start=420
+  _globals['_CLIENT']._serialized_end=644
+  _globals['_CREATECLIENTREQUEST']._serialized_start=647
+  _globals['_CREATECLIENTREQUEST']._serialized_end=845
+  _globals['_CREATECLIENTRESPONSE']._serialized_start=847
+  _globals['_CREATECLIENTRESPONSE']._serialized_end=933
+  _globals['_LISTCLIENTSREQUEST']._serialized_start=935
+  _globals['_LISTCLIENTSREQUEST']._serialized_end=971
+  _globals['_LISTCLIENTSRESPONSE']._serialized_start=973
+  _globals['_LISTCLIENTSRESPONSE']._serialized_end=1036
+  _globals['_CUSTOMER']._serialized_start=1038
+  _globals['_CUSTOMER']._serialized_end=1153
+  _globals['_CREATECUSTOMERREQUEST']._serialized_start=1155
+  _globals['_CREATECUSTOMERREQUEST']._serialized_end=1269
+  _globals['_SIGNINGKEY']._serialized_start=1271
+  _globals['_SIGNINGKEY']._serialized_end=1391
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=1393
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=1418
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_start=1420
+  _globals['_LISTSIGNINGKEYSREQUEST']._serialized_end=1444
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_start=1446
+  _globals['_LISTSIGNINGKEYSRESPONSE']._serialized_end=1514
+  _globals['_RETIRESIGNINGKEYREQUEST']._serialized_start=1516
+  _globals['_RETIRESIGNINGKEYREQUEST']._serialized_end=1554
+  _globals['_LISTCUSTOMERSESSIONSREQUEST']._serialized_start=1556
+  _globals['_LISTCUSTOMERSESSIONSREQUEST']._serialized_end=1676
+  _globals['_ENDCUSTOMERSESSIONREQUEST']._serialized_start=1678
+  _globals['_ENDCUSTOMERSESSIONREQUEST']._serialized_end=1777
+  _globals['_ENDCUSTOMERSESSIONSREQUEST']._serialized_start=1779
+  _globals['_ENDCUSTOMERSESSIONSREQUEST']._serialized_end=1886
+  _globals['_ENDLEGALENTITYSESSIONSREQUEST']._serialized_start=1888
+  _globals['_ENDLEGALENTITYSESSIONSREQUEST']._serialized_end=1960
+  _globals['_ADMINSERVICE']._serialized_start=2059
+  _globals['_ADMINSERVICE']._serialized_end=4125
 # @@protoc_insertion_point(module_scope)
