@@ -2,8 +2,8 @@
 their validation live in `server.admin`, shared with the CLI.
 
 Every call needs `authorization: Bearer <service access token>` metadata. Tenant operations
-(a tenant's clients, customers, record and allowed origins) accept `tokenservice.admin` of that
-tenant; tenants and signing keys need
+(a tenant's clients, customers and their sessions, legal entities' sessions, record and allowed
+origins) accept `tokenservice.admin` of that tenant; tenants and signing keys need
 `tokenservice.platform_admin`. Private keys, secret digests and password hashes never leave.
 """
 
