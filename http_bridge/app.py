@@ -19,7 +19,7 @@ from http_bridge.cors import BrowserAccess, TenantOrigins, process_origins, tena
 from http_bridge.errors import Problem
 from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
-from http_bridge.routes import discovery, health, identity_providers, oauth, storefront
+from http_bridge.routes import discovery, health, identity_providers, oauth, sessions, storefront
 from server.proxies import Networks, parse_networks
 from server.settings import Settings
 
@@ -40,6 +40,9 @@ ROUTES = [
         methods=["POST"],
     ),
     Route("/customer/{tenant}/socialLogin", identity_providers.social_login, methods=["POST"]),
+    Route("/customer/{tenant}/me/sessions", sessions.list_sessions, methods=["GET"]),
+    Route("/customer/{tenant}/me/sessions", sessions.end_sessions, methods=["DELETE"]),
+    Route("/customer/{tenant}/me/sessions/{sessionId}", sessions.end_session, methods=["DELETE"]),
     Route("/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
     Route("/.well-known/oauth-authorization-server", discovery.metadata, methods=["GET"]),
     Route("/openapi.json", discovery.openapi, methods=["GET"]),

@@ -60,6 +60,16 @@ class TokenBackend(Protocol):
         """A tenant's CORS origins (http_bridge/cors.py caches them)."""
         ...
 
+    async def list_own_sessions(
+        self, request: pb.ListOwnSessionsRequest
+    ) -> pb.ListSessionsResponse: ...
+
+    async def end_own_session(self, request: pb.EndOwnSessionRequest) -> pb.EndSessionsResponse: ...
+
+    async def end_own_sessions(
+        self, request: pb.EndOwnSessionsRequest
+    ) -> pb.EndSessionsResponse: ...
+
     async def ready(self) -> bool:
         """True when calls can succeed now (the store, or the remote server, answers)."""
         ...

@@ -56,6 +56,17 @@ class ChannelBackend:
     ) -> pb.GetAllowedOriginsResponse:
         return await self._call(self._stub.GetAllowedOrigins, request)
 
+    async def list_own_sessions(
+        self, request: pb.ListOwnSessionsRequest
+    ) -> pb.ListSessionsResponse:
+        return await self._call(self._stub.ListOwnSessions, request)
+
+    async def end_own_session(self, request: pb.EndOwnSessionRequest) -> pb.EndSessionsResponse:
+        return await self._call(self._stub.EndOwnSession, request)
+
+    async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
+        return await self._call(self._stub.EndOwnSessions, request)
+
     async def ready(self) -> bool:
         try:
             answer = await self._health.Check(

@@ -52,7 +52,7 @@ from server.validation import TENANT_PATTERN
 from tokenservice.v1 import token_service_pb2 as pb
 
 log = logging.getLogger("tokenservice.http")
-ALLOWED_METHODS = ("GET", "POST")
+ALLOWED_METHODS = ("GET", "POST", "DELETE")
 # Beside the CORS-safelisted ones (Accept, Content-Type, ...), which Starlette always allows.
 # session-id: the reference's optional header of socialLogin (read by no route here).
 ALLOWED_HEADERS = ("Authorization", "Content-Type", "session-id")

@@ -1,5 +1,5 @@
 """The `tokenservice` command: serve, migrate, provision tenants, clients, customers and
-signing keys, and delete expired tokens (janitor).
+signing keys, list and end customers' sessions, and delete expired tokens (janitor).
 
 Provisioning works directly on the database named by TOKENSERVICE_DATABASE_URL (migrating it
 first), so it works before any server runs and beside a running one. `--json` prints one JSON
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client(commands)
     _add_customer(commands)
     _add_identity_providers(commands)
+    _add_legal_entity(commands)
     _add_keys(commands)
     _add_demo(commands)
     _add_janitor(commands)
@@ -237,6 +238,60 @@ def _add_customer(commands: Any) -> None:
         metavar="ID",
         help="one or more legal entity ids (repeatable)",
     )
+    _add_customer_sessions(group)
+
+
+def _add_customer_sessions(group: Any) -> None:
+    listing = _command(
+        group,
+        "sessions",
+        "list a customer's active sessions, newest first",
+        provisioning_command("cmd_customer_sessions"),
+        json_output=True,
+    )
+    _customer_named(listing)
+    listing.add_argument("--page-size", type=int, default=0, metavar="N", help="default: all")
+    listing.add_argument("--page-token", default="", help="from the previous page")
+    end_one = _command(
+        group,
+        "end-session",
+        "end one active session of a customer (revoking every token of it)",
+        provisioning_command("cmd_customer_end_session"),
+        json_output=True,
+    )
+    _customer_named(end_one)
+    end_one.add_argument("session_id", metavar="SESSION_ID")
+    end_all = _command(
+        group,
+        "end-sessions",
+        "end every session of a customer (log out everywhere)",
+        provisioning_command("cmd_customer_end_sessions"),
+        json_output=True,
+    )
+    _customer_named(end_all)
+    end_all.add_argument(
+        "--except", dest="except_session", default="", metavar="SESSION_ID", help="keep this one"
+    )
+
+
+def _customer_named(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", required=True)
+    named = parser.add_mutually_exclusive_group(required=True)
+    named.add_argument("--email")
+    named.add_argument("--id", dest="customer_id", metavar="CUSTOMER_ID")
+
+
+def _add_legal_entity(commands: Any) -> None:
+    group = _group(commands, "legal-entity", "legal entities")
+    end_all = _command(
+        group,
+        "end-sessions",
+        "end every session whose current legal entity is this one",
+        provisioning_command("cmd_legal_entity_end_sessions"),
+        json_output=True,
+    )
+    end_all.add_argument("--tenant", required=True)
+    end_all.add_argument("legal_entity_id", metavar="LEGAL_ENTITY_ID")
 
 
 def _add_identity_providers(commands: Any) -> None:

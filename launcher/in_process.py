@@ -51,6 +51,17 @@ class InProcessBackend:
     ) -> pb.GetAllowedOriginsResponse:
         return await _call(self._calls.get_allowed_origins(request))
 
+    async def list_own_sessions(
+        self, request: pb.ListOwnSessionsRequest
+    ) -> pb.ListSessionsResponse:
+        return await _call(self._calls.list_own_sessions(request))
+
+    async def end_own_session(self, request: pb.EndOwnSessionRequest) -> pb.EndSessionsResponse:
+        return await _call(self._calls.end_own_session(request))
+
+    async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
+        return await _call(self._calls.end_own_sessions(request))
+
     async def ready(self) -> bool:
         try:
             await self._core.store.ping()

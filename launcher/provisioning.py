@@ -1,6 +1,8 @@
-"""The provisioning commands of `tokenservice` (db, tenant, client, customer, idp, keys,
-janitor, demo env): each opens the database named by TOKENSERVICE_DATABASE_URL as `serve` does
-(migrating it first), runs one operation of server/admin.py or server/janitor.py, and prints
+"""The provisioning commands of `tokenservice` (db, tenant, client, customer and its sessions,
+legal-entity sessions, idp, keys, janitor, demo env): each opens the database named by
+TOKENSERVICE_DATABASE_URL as `serve` does (migrating it first), runs one operation of
+server/admin.py, server/identity_provider_admin.py, server/customer_sessions.py or
+server/janitor.py, and prints
 the result, or one JSON object with `--json` (`demo env` only reads the demo credentials file).
 Apart from launcher/cli.py, which imports this module only when one of these commands runs, so
 that `tokenservice bridge` and `serve` do not load what only provisioning needs.
@@ -20,11 +22,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError
 
 from launcher import demo
-from server import admin, identity_provider_admin, janitor
+from server import admin, customer_sessions, identity_provider_admin, janitor
 from server.core import Core
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     SigningKeyRecord,
     TenantRecord,
@@ -171,6 +174,77 @@ def cmd_idp_delete(args: argparse.Namespace, settings: Settings) -> int:
     return _emit(args, {"deleted": deleted}, line)
 
 
+def cmd_customer_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    """One page with --page-size; without, every page (each one read as the service would)."""
+
+    async def listing(core: Core) -> tuple[list[CustomerSession], str]:
+        found: list[CustomerSession] = []
+        token = args.page_token
+        while True:
+            page = await customer_sessions.list_of_customer(
+                core,
+                args.tenant,
+                email=args.email or "",
+                customer_id=args.customer_id or "",
+                page_size=args.page_size,
+                page_token=token,
+            )
+            found.extend(page.sessions)
+            token = page.next_page_token
+            if not token or args.page_size:
+                return found, token
+
+    found, next_token = _with_core(settings, listing)
+    result: dict[str, Any] = {"sessions": [session_json(s) for s in found]}
+    lines = [
+        f"{s.session_id}  created {s.created_at}  refreshed {s.updated_at}  expires "
+        f"{s.expires_at}  {s.legal_entity_id or '-'}"
+        for s in found
+    ]
+    if next_token:
+        result["next_page_token"] = next_token
+        lines.append(f"next page: --page-token {next_token}")
+    return _emit(args, result, *(lines or ["no active sessions"]))
+
+
+def cmd_customer_end_session(args: argparse.Namespace, settings: Settings) -> int:
+    _with_core(
+        settings,
+        lambda core: customer_sessions.end_of_customer(
+            core,
+            args.tenant,
+            args.session_id,
+            email=args.email or "",
+            customer_id=args.customer_id or "",
+        ),
+    )
+    return _emit(args, {"ended_sessions": 1}, f"ended session {args.session_id}")
+
+
+def cmd_customer_end_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    ended = _with_core(
+        settings,
+        lambda core: customer_sessions.end_all_of_customer(
+            core,
+            args.tenant,
+            email=args.email or "",
+            customer_id=args.customer_id or "",
+            except_session_id=args.except_session,
+        ),
+    )
+    return _emit(args, {"ended_sessions": ended}, f"ended {ended} sessions")
+
+
+def cmd_legal_entity_end_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    ended = _with_core(
+        settings,
+        lambda core: customer_sessions.end_all_of_legal_entity(
+            core, args.tenant, args.legal_entity_id
+        ),
+    )
+    return _emit(args, {"ended_sessions": ended}, f"ended {ended} sessions")
+
+
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     key = _with_core(settings, admin.rotate_signing_key)
     delay = settings.signing_key_activation_seconds
@@ -276,6 +350,18 @@ def customer_json(record: CustomerRecord) -> dict[str, Any]:
         "scopes": list(record.scopes),
         "legal_entity_ids": list(record.legal_entity_ids),
         "created_at": record.created_at,
+    }
+
+
+def session_json(record: CustomerSession) -> dict[str, Any]:
+    """What is safe to show: no token, no digest."""
+    return {
+        "session_id": record.session_id,
+        "client_id": record.client_id,
+        "created_at": record.created_at,
+        "last_refreshed_at": record.updated_at,
+        "expires_at": record.expires_at,
+        "legal_entity_id": record.legal_entity_id,
     }
 
 

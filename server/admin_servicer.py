@@ -2,10 +2,10 @@
 their validation live in `server.admin`, shared with the CLI.
 
 Every call needs `authorization: Bearer <service access token>` metadata. Tenant operations
-(a tenant's clients, customers, record, allowed origins and identity providers) accept
-`tokenservice.admin` of that tenant; tenants and signing keys need
-`tokenservice.platform_admin`. Private keys, secret digests, password hashes and identity
-providers' client secrets never leave.
+(a tenant's clients, customers and their sessions, legal entities' sessions, record, allowed
+origins and identity providers) accept `tokenservice.admin` of that tenant; tenants and signing
+keys need `tokenservice.platform_admin`. Private keys, secret digests, password hashes and
+identity providers' client secrets never leave.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 import grpc
 
-from server import admin, identity_provider_admin
+from server import admin, customer_sessions, identity_provider_admin
 from server.admin_auth import authorize_admin
 from server.core import Core
 from server.errors import InvalidRequest, InvalidToken
@@ -26,8 +26,10 @@ from server.records import (
     SigningKeyRecord,
     TenantRecord,
 )
+from server.servicer import sessions_response
 from tokenservice.v1 import admin_service_pb2 as pb
 from tokenservice.v1 import admin_service_pb2_grpc as pb_grpc
+from tokenservice.v1 import token_service_pb2 as token_pb
 
 AUTHORIZATION = "authorization"
 KIND_FROM_PROTO = {
@@ -141,6 +143,55 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             self._core, request.tenant, request.name
         )
         return pb.DeleteIdentityProviderResponse(deleted=deleted)
+
+    async def ListCustomerSessions(
+        self, request: pb.ListCustomerSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> token_pb.ListSessionsResponse:
+        await self._authorize(context, request.tenant)
+        page = await customer_sessions.list_of_customer(
+            self._core,
+            request.tenant,
+            email=request.email,
+            customer_id=request.customer_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return sessions_response(page)
+
+    async def EndCustomerSession(
+        self, request: pb.EndCustomerSessionRequest, context: grpc.aio.ServicerContext
+    ) -> token_pb.EndSessionsResponse:
+        await self._authorize(context, request.tenant)
+        await customer_sessions.end_of_customer(
+            self._core,
+            request.tenant,
+            request.session_id,
+            email=request.email,
+            customer_id=request.customer_id,
+        )
+        return token_pb.EndSessionsResponse(ended_count=1)
+
+    async def EndCustomerSessions(
+        self, request: pb.EndCustomerSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> token_pb.EndSessionsResponse:
+        await self._authorize(context, request.tenant)
+        ended = await customer_sessions.end_all_of_customer(
+            self._core,
+            request.tenant,
+            email=request.email,
+            customer_id=request.customer_id,
+            except_session_id=request.except_session_id,
+        )
+        return token_pb.EndSessionsResponse(ended_count=ended)
+
+    async def EndLegalEntitySessions(
+        self, request: pb.EndLegalEntitySessionsRequest, context: grpc.aio.ServicerContext
+    ) -> token_pb.EndSessionsResponse:
+        await self._authorize(context, request.tenant)
+        ended = await customer_sessions.end_all_of_legal_entity(
+            self._core, request.tenant, request.legal_entity_id
+        )
+        return token_pb.EndSessionsResponse(ended_count=ended)
 
     async def RotateSigningKey(
         self, request: pb.RotateSigningKeyRequest, context: grpc.aio.ServicerContext

@@ -140,6 +140,30 @@ class SessionUpdate:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CustomerSession:
+    """One active session of a customer as a listing shows it (TokenStore.list_customer_sessions):
+    what is safe to show its owner or an admin, no token and no digest. `expires_at` is when the
+    last of its tokens runs out (its refresh token, unless refreshed again)."""
+
+    session_id: str
+    tenant: str
+    client_id: str
+    created_at: int
+    updated_at: int  # the last login or refresh on it
+    expires_at: int
+    legal_entity_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class SessionCursor:
+    """Where a page of a customer's sessions ended: listings run newest first, by creation time
+    and then session id, and the next page starts after this one."""
+
+    created_at: int
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TokenRecord:
     digest: str
     kind: TokenKind

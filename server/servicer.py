@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import grpc
 
-from server import introspection, origins, revocation
+from server import customer_sessions, introspection, origins, revocation
 from server.core import Core
+from server.customer_sessions import SessionPage
 from server.errors import UnsupportedGrantType
 from server.grants import (
     anonymous,
@@ -155,6 +156,30 @@ class TokenCalls:
         allowed = await origins.of_tenant(self._core, request.tenant)
         return pb.GetAllowedOriginsResponse(allowed_origins=allowed)
 
+    async def list_own_sessions(
+        self, request: pb.ListOwnSessionsRequest
+    ) -> pb.ListSessionsResponse:
+        page = await customer_sessions.list_own(
+            self._core,
+            request.tenant,
+            request.bearer_token,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return sessions_response(page)
+
+    async def end_own_session(self, request: pb.EndOwnSessionRequest) -> pb.EndSessionsResponse:
+        await customer_sessions.end_own(
+            self._core, request.tenant, request.bearer_token, request.session_id
+        )
+        return pb.EndSessionsResponse(ended_count=1)
+
+    async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
+        ended = await customer_sessions.end_all_own(
+            self._core, request.tenant, request.bearer_token, keep_current=request.keep_current
+        )
+        return pb.EndSessionsResponse(ended_count=ended)
+
 
 class TokenServicer(pb_grpc.TokenServiceServicer):
     """TokenService over gRPC: TokenCalls, with the caller's address read from the call."""
@@ -193,6 +218,21 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         self, request: pb.GetAllowedOriginsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetAllowedOriginsResponse:
         return await self._calls.get_allowed_origins(request)
+
+    async def ListOwnSessions(
+        self, request: pb.ListOwnSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        return await self._calls.list_own_sessions(request)
+
+    async def EndOwnSession(
+        self, request: pb.EndOwnSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EndSessionsResponse:
+        return await self._calls.end_own_session(request)
+
+    async def EndOwnSessions(
+        self, request: pb.EndOwnSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EndSessionsResponse:
+        return await self._calls.end_own_sessions(request)
 
 
 def grpc_client_address(core: Core, context: grpc.aio.ServicerContext) -> str:
@@ -260,4 +300,22 @@ def introspection_response(result: Introspection) -> pb.IntrospectTokenResponse:
         email=result.email,
         legal_entity_id=result.legal_entity_id,
         token_type=result.token_type,
+    )
+
+
+def sessions_response(page: SessionPage) -> pb.ListSessionsResponse:
+    return pb.ListSessionsResponse(
+        sessions=[
+            pb.CustomerSession(
+                session_id=listed.session_id,
+                created_at=listed.created_at,
+                last_refreshed_at=listed.updated_at,
+                expires_at=listed.expires_at,
+                current=listed.session_id == page.current_session_id,
+                client_id=listed.client_id,
+                legal_entity_id=listed.legal_entity_id or "",
+            )
+            for listed in page.sessions
+        ],
+        next_page_token=page.next_page_token,
     )

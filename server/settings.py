@@ -79,6 +79,9 @@ class Settings:
     db_conflict_retries: int = 5
     # In-process caches (server/store/cached.py). A token revoked or rotated by another replica
     # stays cached here at most token_cache_seconds; 0 entries turns a cache off.
+    # The most sessions one page of a customer's session listing holds, and a page's size when
+    # the caller names none (server/customer_sessions.py; 1 to 1000).
+    sessions_page_size: int = 50
     token_cache_size: int = 50_000
     token_cache_seconds: float = 2.0
     client_cache_size: int = 10_000

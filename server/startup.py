@@ -27,6 +27,7 @@ import logging
 from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import make_url
 
+from server import customer_sessions
 from server.clock import Clock
 from server.core import Core, build_core
 from server.secret_key import (
@@ -55,6 +56,7 @@ async def open_core(
     """Opens (and, with `migrate`, migrates) the store and returns a core over it once the
     secret is proven to be the database's; raises SecretKeyError otherwise, with the store
     closed. The caller closes `core.store`."""
+    customer_sessions.check_settings(settings)
     source = secret_source(settings)
     missing: SecretKeyMissing | None = None
     secret: bytes | None = None

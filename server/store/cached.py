@@ -10,8 +10,10 @@ refreshing start with the client look-up. Both would otherwise be one database r
   every use, so the entry never outlives the token.
 - Rows change by revocation, rotation and customer login. Done through this store (this
   replica), they drop the affected entries before the call returns: the token by digest, and
-  every token of a session by session id. Done by another replica, they reach this one when the
-  entry ages out, after `max_age` at the latest: that is the documented bound
+  every token of a session by session id (of each session a customer's or a legal entity's
+  revocation ended, by the ids the store returns; when such a call fails, the write may have
+  committed all the same, so every entry is dropped). Done by another replica, they reach this
+  one when the entry ages out, after `max_age` at the latest: that is the documented bound
   (TOKENSERVICE_TOKEN_CACHE_SECONDS).
 - A database read that races with a change (it read the row before the change committed, and
   answers after the entries were dropped) must not put the old row back: every change bumps a
@@ -29,16 +31,19 @@ tests/unit/test_token_cache.py fails on a store method that is in neither.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    SessionCursor,
     SessionRecord,
     SessionUpdate,
     SigningKeyRecord,
@@ -67,11 +72,21 @@ UNCACHED_READS = frozenset(
         "get_session",
         "get_identity_provider",
         "list_identity_providers",
+        "list_customer_sessions",
     }
 )
 # Writes that drop the cached entries of the rows they change, before they return.
 DROPPING_WRITES = frozenset(
-    {"start_customer_session", "refresh", "revoke_token", "revoke_session", "purge_expired"}
+    {
+        "start_customer_session",
+        "refresh",
+        "revoke_token",
+        "revoke_session",
+        "purge_expired",
+        "revoke_customer_session",
+        "revoke_customer_sessions",
+        "revoke_legal_entity_sessions",
+    }
 )
 # Writes that change no cached row (a token by digest with its customer's email, a client), and
 # why.
@@ -282,6 +297,47 @@ class CachedStore:
         finally:
             self.tokens.drop_session(session_id)
 
+    async def revoke_customer_session(self, customer_id: str, session_id: str, *, now: int) -> bool:
+        try:
+            return await self._store.revoke_customer_session(customer_id, session_id, now=now)
+        finally:
+            self.tokens.drop_session(session_id)
+
+    async def revoke_customer_sessions(
+        self, customer_id: str, *, except_session_id: str | None = None, now: int
+    ) -> list[str]:
+        with self._dropping_all_on_failure():
+            ended = await self._store.revoke_customer_sessions(
+                customer_id, except_session_id=except_session_id, now=now
+            )
+        self._drop_sessions(ended)
+        return ended
+
+    async def revoke_legal_entity_sessions(
+        self, tenant: str, legal_entity_id: str, *, now: int
+    ) -> list[str]:
+        with self._dropping_all_on_failure():
+            ended = await self._store.revoke_legal_entity_sessions(tenant, legal_entity_id, now=now)
+        self._drop_sessions(ended)
+        return ended
+
+    @contextlib.contextmanager
+    def _dropping_all_on_failure(self) -> Iterator[None]:
+        """A revoke that failed may have committed (the answer was lost), and its session ids
+        are not known: every entry goes."""
+        try:
+            yield
+        except BaseException:
+            self.tokens.clear()
+            raise
+
+    def _drop_sessions(self, session_ids: Sequence[str]) -> None:
+        if len(session_ids) >= len(self.tokens):
+            self.tokens.clear()  # cheaper than one look-up each, and as correct
+            return
+        for session_id in session_ids:
+            self.tokens.drop_session(session_id)
+
     # --- everything else: forwarded (see UNCACHED_READS, WRITES_KEEPING_CACHED_ROWS) ------------
     async def close(self) -> None:
         await self._store.close()
@@ -385,6 +441,18 @@ class CachedStore:
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         return await self._store.get_session(session_id)
+
+    async def list_customer_sessions(
+        self,
+        customer_id: str,
+        *,
+        now: int,
+        limit: int,
+        after: SessionCursor | None = None,
+    ) -> list[CustomerSession]:
+        return await self._store.list_customer_sessions(
+            customer_id, now=now, limit=limit, after=after
+        )
 
     async def continue_anonymous_session(
         self,

@@ -15,11 +15,13 @@ from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    SessionCursor,
     SessionRecord,
     SessionUpdate,
     SigningKeyRecord,
@@ -358,6 +360,56 @@ class MemoryStore:
         async with self._lock:
             return self._revoke_session(session_id, now)
 
+    # --- a customer's sessions ---------------------------------------------------------------
+    async def list_customer_sessions(
+        self,
+        customer_id: str,
+        *,
+        now: int,
+        limit: int,
+        after: SessionCursor | None = None,
+    ) -> list[CustomerSession]:
+        found = []
+        for s in self._sessions.values():
+            cursor = SessionCursor(s.created_at, s.session_id)
+            if s.customer_id != customer_id or s.revoked_at is not None:
+                continue
+            if after is not None and cursor >= after:
+                continue
+            expires_at = self._session_expiry(s.session_id)
+            if expires_at is None or expires_at <= now:
+                continue
+            found.append((cursor, _listed(s, expires_at)))
+        found.sort(key=lambda item: item[0], reverse=True)
+        return [listed for _, listed in found[:limit]]
+
+    async def revoke_customer_session(self, customer_id: str, session_id: str, *, now: int) -> bool:
+        async with self._lock:
+            s = self._sessions.get(session_id)
+            if s is None or s.customer_id != customer_id or s.revoked_at is not None:
+                return False
+            expires_at = self._session_expiry(session_id)
+            if expires_at is None or expires_at <= now:
+                return False
+            self._revoke_session(session_id, now)
+            return True
+
+    async def revoke_customer_sessions(
+        self, customer_id: str, *, except_session_id: str | None = None, now: int
+    ) -> list[str]:
+        async with self._lock:
+            return self._revoke_sessions(
+                lambda s: s.customer_id == customer_id and s.session_id != except_session_id, now
+            )
+
+    async def revoke_legal_entity_sessions(
+        self, tenant: str, legal_entity_id: str, *, now: int
+    ) -> list[str]:
+        async with self._lock:
+            return self._revoke_sessions(
+                lambda s: s.tenant == tenant and s.legal_entity_id == legal_entity_id, now
+            )
+
     # --- cleanup ----------------------------------------------------------------------------
     async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
         """All at once, under the lock (batches are a SQL concern; the size is checked alike)."""
@@ -399,6 +451,17 @@ class MemoryStore:
                 changed += 1
         return changed
 
+    def _revoke_sessions(self, chosen: Callable[[SessionRecord], bool], now: int) -> list[str]:
+        ids = [sid for sid, s in self._sessions.items() if s.revoked_at is None and chosen(s)]
+        for sid in ids:
+            self._revoke_session(sid, now)
+        return ids
+
+    def _session_expiry(self, session_id: str) -> int | None:
+        """When the last unrevoked token of the session expires; None: it has none."""
+        live = [t.expires_at for t in self._session_tokens(session_id) if t.revoked_at is None]
+        return max(live, default=None)
+
     def _check_new(self, tokens: Sequence[TokenRecord]) -> None:
         digests = [t.digest for t in tokens]
         if len(set(digests)) != len(digests) or any(d in self._tokens for d in digests):
@@ -437,6 +500,18 @@ def _updated(session: SessionRecord, change: SessionUpdate) -> SessionRecord:
         legal_entity_id = change.legal_entity_id
     return dataclasses.replace(
         session, context=context, legal_entity_id=legal_entity_id, updated_at=change.updated_at
+    )
+
+
+def _listed(s: SessionRecord, expires_at: int) -> CustomerSession:
+    return CustomerSession(
+        session_id=s.session_id,
+        tenant=s.tenant,
+        client_id=s.client_id,
+        created_at=s.created_at,
+        updated_at=s.updated_at,
+        expires_at=expires_at,
+        legal_entity_id=s.legal_entity_id,
     )
 
 

@@ -16,10 +16,12 @@ from typing import Protocol
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    SessionCursor,
     SessionRecord,
     SessionUpdate,
     SigningKeyRecord,
@@ -275,6 +277,52 @@ class Sessions(Protocol):
         ...
 
 
+class CustomerSessions(Protocol):
+    """A customer's sessions, listed and ended (server/customer_sessions.py: "log out
+    everywhere", an admin ending a customer's or a legal entity's sessions, a password change
+    ending every other session). A session is *active* while it is not revoked and one of its
+    tokens is neither revoked nor expired at `now`. Every revoke is one transaction that
+    revokes the sessions and every token of them, and returns the ids of the sessions it
+    revoked, so that a cache in front (cached.py) drops their tokens before it returns. A
+    refresh racing with it either committed first (its new tokens are revoked too) or finds
+    the session revoked (RefreshOutcome.INVALID): no token of a revoked session stays live."""
+
+    async def list_customer_sessions(
+        self,
+        customer_id: str,
+        *,
+        now: int,
+        limit: int,
+        after: SessionCursor | None = None,
+    ) -> list[CustomerSession]:
+        """Up to `limit` active sessions of the customer, newest first (created_at, then
+        session_id, both descending), starting after `after`; a plain read (one range of
+        ix_sessions_customer_id)."""
+        ...
+
+    async def revoke_customer_session(self, customer_id: str, session_id: str, *, now: int) -> bool:
+        """Revokes session `session_id` and its tokens if it is an active session of the
+        customer; True when it was, False, changing nothing, otherwise (unknown, another
+        customer's, revoked or expired already)."""
+        ...
+
+    async def revoke_customer_sessions(
+        self, customer_id: str, *, except_session_id: str | None = None, now: int
+    ) -> list[str]:
+        """Revokes every session of the customer not revoked yet, but `except_session_id`
+        (the caller's own, on "log out everywhere else" or a password change), and every
+        token of them; returns the ids of the sessions it revoked (empty: nothing changed)."""
+        ...
+
+    async def revoke_legal_entity_sessions(
+        self, tenant: str, legal_entity_id: str, *, now: int
+    ) -> list[str]:
+        """Revokes every session of `tenant` not revoked yet whose current legal entity is
+        `legal_entity_id`, and every token of them; returns the ids of the sessions it
+        revoked."""
+        ...
+
+
 class Housekeeping(Protocol):
     """What the janitor (server/janitor.py) deletes: expired tokens and sessions, old login-failure
     counters."""
@@ -314,6 +362,7 @@ class TokenStore(
     ServiceMeta,
     Tokens,
     Sessions,
+    CustomerSessions,
     Housekeeping,
     Protocol,
 ):

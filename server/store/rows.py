@@ -11,6 +11,7 @@ from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
@@ -111,6 +112,18 @@ def session_record(r: Any) -> SessionRecord:
         customer_id=r.customer_id,
         legal_entity_id=r.legal_entity_id,
         revoked_at=r.revoked_at,
+    )
+
+
+def customer_session(r: Any) -> CustomerSession:
+    return CustomerSession(
+        session_id=r.session_id,
+        tenant=r.tenant,
+        client_id=r.client_id,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        expires_at=r.expires_at,
+        legal_entity_id=r.legal_entity_id,
     )
 
 

@@ -87,6 +87,9 @@ sessions = Table(
     Column("updated_at", BigInteger, nullable=False),
     # Indexed for the janitor, which deletes revoked sessions (migration 0002).
     Column("revoked_at", BigInteger, nullable=True, index=True),
+    # A customer's sessions newest first, and a legal entity's sessions (migration 0008).
+    Index("ix_sessions_customer_id_created_at", "customer_id", "created_at", "session_id"),
+    Index("ix_sessions_tenant_legal_entity_id", "tenant", "legal_entity_id"),
 )
 
 tokens = Table(

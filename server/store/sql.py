@@ -30,11 +30,13 @@ from server.errors import InvalidRequest, StoreUnavailable
 from server.records import (
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    SessionCursor,
     SessionRecord,
     SessionUpdate,
     SigningKeyRecord,
@@ -552,6 +554,57 @@ class SqlStore:
     async def revoke_session(self, session_id: str, now: int) -> int:
         return await self._tx(lambda conn: _revoke_session(conn, session_id, now))
 
+    # --- a customer's sessions ---------------------------------------------------------------
+    async def list_customer_sessions(
+        self,
+        customer_id: str,
+        *,
+        now: int,
+        limit: int,
+        after: SessionCursor | None = None,
+    ) -> list[CustomerSession]:
+        params = {
+            "cid": customer_id,
+            "now": now,
+            "limit": limit,
+            "after_created_at": statements.NO_CURSOR_CREATED_AT
+            if after is None
+            else after.created_at,
+            "after_session_id": "" if after is None else after.session_id,
+        }
+        found = await self._all(statements.CUSTOMER_SESSIONS, params)
+        return [rows.customer_session(r) for r in found]
+
+    @retried
+    async def revoke_customer_session(self, customer_id: str, session_id: str, *, now: int) -> bool:
+        params = {"sid": session_id, "cid": customer_id, "now": now}
+
+        def unit(conn: Connection) -> bool:
+            if conn.execute(statements.REVOKE_CUSTOMER_SESSION, params).rowcount == 0:
+                return False
+            conn.execute(statements.REVOKE_SESSION_TOKENS, params)
+            return True
+
+        return await self._tx(unit)
+
+    @retried
+    async def revoke_customer_sessions(
+        self, customer_id: str, *, except_session_id: str | None = None, now: int
+    ) -> list[str]:
+        params = {"cid": customer_id, "except_sid": except_session_id or "", "now": now}
+        return await self._tx(
+            lambda conn: _revoke_sessions(conn, statements.REVOKE_CUSTOMER_SESSIONS, params)
+        )
+
+    @retried
+    async def revoke_legal_entity_sessions(
+        self, tenant: str, legal_entity_id: str, *, now: int
+    ) -> list[str]:
+        params = {"le_tenant": tenant, "le": legal_entity_id, "now": now}
+        return await self._tx(
+            lambda conn: _revoke_sessions(conn, statements.REVOKE_LEGAL_ENTITY_SESSIONS, params)
+        )
+
     # --- cleanup ----------------------------------------------------------------------------
     async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
         """Three passes, each a loop of short transactions: expired service tokens; closing
@@ -645,6 +698,16 @@ def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
     params = {"sid": session_id, "now": now}
     conn.execute(statements.REVOKE_SESSION, params)
     return int(conn.execute(statements.REVOKE_SESSION_TOKENS, params).rowcount)
+
+
+def _revoke_sessions(conn: Connection, statement: Any, params: Mapping[str, Any]) -> list[str]:
+    """Revokes the sessions `statement` picks (it RETURNs their ids), then their tokens."""
+    ids = [str(sid) for sid in conn.execute(statement, params).scalars()]
+    step = statements.SESSION_IDS_PER_STATEMENT
+    for start in range(0, len(ids), step):
+        chunk = {"ids": ids[start : start + step], "now": params["now"]}
+        conn.execute(statements.REVOKE_TOKENS_OF_SESSIONS, chunk)
+    return ids
 
 
 def _insert_tokens(conn: Connection, token_rows: list[dict[str, Any]]) -> None:

@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
+    and_,
     bindparam,
     delete,
     exists,
+    func,
     insert,
     literal,
     or_,
@@ -151,6 +153,93 @@ BIND_CUSTOMER = (
     .values(
         customer_id=bindparam("cid"), legal_entity_id=bindparam("le"), updated_at=bindparam("now")
     )
+)
+
+# --- a customer's sessions: see TokenStore.list_customer_sessions and the revokes after it -----
+_st = tokens.alias("st")
+
+
+def _session_expiry(table: Any) -> Any:
+    """When the last unrevoked token of the session expires (NULL: none is left); read from
+    ix_tokens_session_id_expires_at."""
+    return (
+        select(func.max(_st.c.expires_at))
+        .where(_st.c.session_id == table.c.session_id, _st.c.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+
+
+_expiry = _session_expiry(sessions)
+# Keyset pagination, newest first: sessions strictly before the cursor (created_at, session_id).
+# Without a cursor the caller passes NO_CURSOR_CREATED_AT, later than any session.
+NO_CURSOR_CREATED_AT = 2**62
+CUSTOMER_SESSIONS = (
+    select(
+        sessions.c.session_id,
+        sessions.c.tenant,
+        sessions.c.client_id,
+        sessions.c.created_at,
+        sessions.c.updated_at,
+        sessions.c.legal_entity_id,
+        _expiry.label("expires_at"),
+    )
+    .where(
+        sessions.c.customer_id == bindparam("cid"),
+        sessions.c.revoked_at.is_(None),
+        or_(
+            sessions.c.created_at < bindparam("after_created_at"),
+            and_(
+                sessions.c.created_at == bindparam("after_created_at"),
+                sessions.c.session_id < bindparam("after_session_id"),
+            ),
+        ),
+        _expiry > bindparam("now"),
+    )
+    .order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+REVOKE_CUSTOMER_SESSION = (
+    update(sessions)
+    .where(
+        sessions.c.session_id == bindparam("sid"),
+        sessions.c.customer_id == bindparam("cid"),
+        sessions.c.revoked_at.is_(None),
+        _expiry > bindparam("now"),
+    )
+    .values(revoked_at=bindparam("now"))
+)
+# Each UPDATE locks the rows it revokes (PostgreSQL): a refresh waiting on one then finds it
+# revoked; one that committed first is seen by the tokens' UPDATE after it (read committed).
+REVOKE_CUSTOMER_SESSIONS = (
+    update(sessions)
+    .where(
+        sessions.c.customer_id == bindparam("cid"),
+        sessions.c.session_id != bindparam("except_sid"),
+        sessions.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("now"))
+    .returning(sessions.c.session_id)
+)
+REVOKE_LEGAL_ENTITY_SESSIONS = (
+    update(sessions)
+    .where(
+        sessions.c.tenant == bindparam("le_tenant"),
+        sessions.c.legal_entity_id == bindparam("le"),
+        sessions.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("now"))
+    .returning(sessions.c.session_id)
+)
+# Ids per statement when revoking the tokens of many sessions: far below SQLite's and
+# asyncpg's bound-parameter limits.
+SESSION_IDS_PER_STATEMENT = 500
+REVOKE_TOKENS_OF_SESSIONS = (
+    update(tokens)
+    .where(
+        tokens.c.session_id.in_(bindparam("ids", expanding=True)),
+        tokens.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("now"))
 )
 
 # --- login failures: see TokenStore.record_login_failure ---------------------------------------

@@ -26,4 +26,5 @@ async def test_the_grpcurl_walkthrough_runs(tmp_path: Path) -> None:
     out = await run_beside_demo_server(script, tmp_path, port)
     # Every section ran: the customer refresh switched the legal entity, the admin call answered.
     assert '"legal_entity_id": "le-demo-2"' in out
+    assert '"current": true' in out  # the customer's own session, listed
     assert '"kind": "TOKEN_KIND_SERVICE"' in out and '"client_secret":' in out

@@ -94,6 +94,9 @@ async def test_list_shows_every_service_through_reflection(
             "RevokeToken",
             "GetJwks",
             "GetAllowedOrigins",
+            "ListOwnSessions",
+            "EndOwnSession",
+            "EndOwnSessions",
         )
     }
 

@@ -2,11 +2,12 @@
 
 Two replicas (two `tokenservice serve` processes, one PostgreSQL database, one secret,
 provisioned beforehand with the CLI): a token issued by one is introspected, refreshed and
-revoked by the other, over gRPC and over HTTP; a SaaS token signed by one verifies with the
-other's JWKS; 100 simultaneous refreshes of one token spread over both all succeed on one live
-session. `serve --workers 2`: two worker processes (children of the parent) serve the same ports,
-SIGTERM to the parent stops them all with exit 0, a worker's death stops the rest with a non-zero
-exit, and on the embedded SQLite store it is refused at start.
+revoked by the other, over gRPC and over HTTP; a customer's sessions ended on one (or by the
+CLI) are inactive on the other within the cache bound; a SaaS token signed by one verifies
+with the other's JWKS; 100 simultaneous refreshes of one token spread over both all succeed on
+one live session. `serve --workers 2`: two worker processes (children of the parent) serve the
+same ports, SIGTERM to the parent stops them all with exit 0, a worker's death stops the rest
+with a non-zero exit, and on the embedded SQLite store it is refused at start.
 """
 
 from __future__ import annotations
@@ -532,6 +533,85 @@ async def test_a_hundred_simultaneous_refreshes_over_two_replicas_keep_one_sessi
             )
         )
         assert follow.session_id == first.session_id
+
+
+async def customer_session(replica: Replica, clients: Provisioned) -> pb.TokenResponse:
+    """A new customer session, logged in on `replica`."""
+    visitor = await replica.stub.IssueToken(anonymous_grant(clients))
+    return await replica.stub.IssueToken(
+        pb.IssueTokenRequest(
+            customer_password=pb.CustomerPasswordGrant(
+                tenant=TENANT, email=EMAIL, password=PASSWORD, anonymous_token=visitor.access_token
+            )
+        )
+    )
+
+
+@pytest.mark.postgres
+async def test_ending_a_customers_sessions_reaches_the_other_replica_within_the_cache_bound(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    """Ended on one replica (over HTTP and over gRPC): inactive there at once, on the other
+    within TOKENSERVICE_TOKEN_CACHE_SECONDS, although both had cached every token. Ended by the
+    CLI (a third process, caching nothing): on both within the bound."""
+    a, b, clients = replicas.a, replicas.b, replicas.clients
+    here, there = await customer_session(a, clients), await customer_session(a, clients)
+    elsewhere = await customer_session(b, clients)
+    entity = await customer_session(b, clients)
+    entity = await b.stub.RefreshToken(
+        pb.RefreshTokenRequest(
+            tenant=TENANT,
+            refresh_token=entity.refresh_token,
+            legal_entity_id="le-2",
+            access_token=entity.access_token,
+        )
+    )
+    sessions = (here, there, elsewhere, entity)
+    for replica in (a, b):
+        for session in sessions:
+            assert (await replica.introspect(session.access_token)).active  # cached on both
+
+    # The customer ends one session on B, over HTTP.
+    ended = await b.http.delete(
+        f"/customer/{TENANT}/me/sessions/{there.session_id}",
+        headers={"Authorization": f"Bearer {here.access_token}"},
+    )
+    assert ended.status_code == 204, ended.text
+    assert not (await b.introspect(there.access_token)).active
+    await within_cache_bound(lambda: _inactive_on(a, there.access_token), "A, one session")
+
+    # An admin's CLI ends the legal entity's sessions: no replica hears of it but by the bound.
+    env = postgres_env(tmp_path, replicas.database_url, *free_ports(2))
+    out = await cli(env, "legal-entity", "end-sessions", "--tenant", TENANT, "le-2", "--json")
+    assert json.loads(out) == {"ended_sessions": 1}
+    for replica in (a, b):
+        await within_cache_bound(
+            functools.partial(_inactive_on, replica, entity.access_token),
+            f"{replica.name}, the legal entity's session",
+        )
+
+    # The customer logs out everywhere else on A, over gRPC.
+    everywhere_else = await a.stub.EndOwnSessions(
+        pb.EndOwnSessionsRequest(tenant=TENANT, bearer_token=here.access_token, keep_current=True)
+    )
+    assert everywhere_else.ended_count == 1
+    assert not (await a.introspect(elsewhere.access_token)).active
+    await within_cache_bound(lambda: _inactive_on(b, elsewhere.access_token), "B, all but one")
+    for replica in (a, b):
+        assert (await replica.introspect(here.access_token)).active
+    listed = await b.stub.ListOwnSessions(
+        pb.ListOwnSessionsRequest(tenant=TENANT, bearer_token=here.access_token)
+    )
+    assert [(s.session_id, s.current) for s in listed.sessions] == [(here.session_id, True)]
+
+    # And the CLI ends the last one.
+    out = await cli(env, "customer", "end-sessions", "--tenant", TENANT, "--email", EMAIL)
+    assert out.strip() == "ended 1 sessions"
+    for replica in (a, b):
+        await within_cache_bound(
+            functools.partial(_inactive_on, replica, here.access_token),
+            f"{replica.name}, everywhere",
+        )
 
 
 @pytest.mark.postgres

@@ -170,6 +170,30 @@ async def test_a_refresh_drops_the_presented_token_and_its_session(
     assert not_none(await store.find_token("r1")).token.rotated_at == NOW
 
 
+async def test_a_customers_and_a_legal_entitys_revocations_drop_their_sessions_at_once() -> None:
+    """The sessions a bulk revoke ended (by the ids the store returns) leave the cache before
+    the call returns; a session it spared stays cached, read no more."""
+    inner = CountingStore()
+    store = cached(inner, token_capacity=100, max_age=60, client_capacity=10)
+    for sid, customer, entity in (("s1", "c1", None), ("s2", "c1", "le1"), ("s3", "c2", "le1")):
+        await inner.save_tokens(
+            [token(f"a-{sid}", session=sid, use=TokenUse.ACCESS)],
+            session(sid, customer_id=customer, legal_entity_id=entity),
+        )
+    for sid in ("s1", "s2", "s3"):
+        await store.find_token(f"a-{sid}")
+    reads = inner.token_reads
+
+    assert await store.revoke_customer_sessions("c1", except_session_id="s2", now=NOW) == ["s1"]
+    assert (await store.find_token("a-s1")).token.revoked_at == NOW  # type: ignore[union-attr]
+    assert (await store.find_token("a-s2")).token.revoked_at is None  # type: ignore[union-attr]
+    assert inner.token_reads == reads + 1  # only s1's token was read again
+
+    assert sorted(await store.revoke_legal_entity_sessions("demo", "le1", now=NOW)) == ["s2", "s3"]
+    for sid in ("s2", "s3"):
+        assert (await store.find_token(f"a-{sid}")).token.revoked_at == NOW  # type: ignore[union-attr]
+
+
 async def test_clients_are_read_once(counting: tuple[CountingStore, TokenStore]) -> None:
     inner, store = counting
     await store.create_tenant(TenantRecord("demo", NOW))
@@ -223,7 +247,7 @@ class RecordingStore:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
-        self.answer = object()
+        self.answer: object = object()
 
     def __getattr__(self, name: str) -> object:
         async def call(*args: object, **kwargs: object) -> object:
@@ -258,6 +282,8 @@ def placeholder_arguments(name: str) -> tuple[tuple[object, ...], dict[str, obje
 )
 async def test_each_method_forwards_its_arguments_and_drops_only_if_it_says_so(name: str) -> None:
     inner = RecordingStore()
+    if inspect.signature(protocol_method(name)).return_annotation == "list[str]":
+        inner.answer = []  # the ids of the sessions a revoke ended, which the cache reads
     tokens = TokenCache(capacity=10, max_age=60)
     # RecordingStore answers every method through __getattr__, which mypy cannot see as the
     # TokenStore protocol.

@@ -1,4 +1,5 @@
 from google.api import annotations_pb2 as _annotations_pb2
+from tokenservice.v1 import token_service_pb2 as _token_service_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -248,3 +249,49 @@ class DeleteIdentityProviderResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class ListCustomerSessionsRequest(_message.Message):
+    __slots__ = ("tenant", "email", "customer_id", "page_size", "page_token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    email: str
+    customer_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant: _Optional[str] = ..., email: _Optional[str] = ..., customer_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class EndCustomerSessionRequest(_message.Message):
+    __slots__ = ("tenant", "email", "customer_id", "session_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    email: str
+    customer_id: str
+    session_id: str
+    def __init__(self, tenant: _Optional[str] = ..., email: _Optional[str] = ..., customer_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class EndCustomerSessionsRequest(_message.Message):
+    __slots__ = ("tenant", "email", "customer_id", "except_session_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCEPT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    email: str
+    customer_id: str
+    except_session_id: str
+    def __init__(self, tenant: _Optional[str] = ..., email: _Optional[str] = ..., customer_id: _Optional[str] = ..., except_session_id: _Optional[str] = ...) -> None: ...
+
+class EndLegalEntitySessionsRequest(_message.Message):
+    __slots__ = ("tenant", "legal_entity_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    legal_entity_id: str
+    def __init__(self, tenant: _Optional[str] = ..., legal_entity_id: _Optional[str] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from tokenservice.v1 import admin_service_pb2 as tokenservice_dot_v1_dot_admin__service__pb2
+from tokenservice.v1 import token_service_pb2 as tokenservice_dot_v1_dot_token__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -83,6 +84,26 @@ class AdminServiceStub:
                 '/tokenservice.v1.AdminService/DeleteIdentityProvider',
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.FromString,
+                _registered_method=True)
+        self.ListCustomerSessions = channel.unary_unary(
+                '/tokenservice.v1.AdminService/ListCustomerSessions',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.ListCustomerSessionsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndCustomerSession = channel.unary_unary(
+                '/tokenservice.v1.AdminService/EndCustomerSession',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndCustomerSessions = channel.unary_unary(
+                '/tokenservice.v1.AdminService/EndCustomerSessions',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndLegalEntitySessions = channel.unary_unary(
+                '/tokenservice.v1.AdminService/EndLegalEntitySessions',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.EndLegalEntitySessionsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
                 _registered_method=True)
         self.RotateSigningKey = channel.unary_unary(
                 '/tokenservice.v1.AdminService/RotateSigningKey',
@@ -166,6 +187,34 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCustomerSessions(self, request, context):
+        """A customer's active sessions, newest first, a page at a time (docs/sessions.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndCustomerSession(self, request, context):
+        """Ends one active session of the customer; NOT_FOUND when it is not one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndCustomerSessions(self, request, context):
+        """Ends every session of the customer (but except_session_id, when given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndLegalEntitySessions(self, request, context):
+        """Ends every session of the tenant whose current legal entity is legal_entity_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RotateSigningKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -236,6 +285,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteIdentityProvider,
                     request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.SerializeToString,
+            ),
+            'ListCustomerSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomerSessions,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.ListCustomerSessionsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'EndCustomerSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndCustomerSession,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
+            ),
+            'EndCustomerSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndCustomerSessions,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
+            ),
+            'EndLegalEntitySessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndLegalEntitySessions,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.EndLegalEntitySessionsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
             ),
             'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RotateSigningKey,
@@ -523,6 +592,114 @@ class AdminService:
             '/tokenservice.v1.AdminService/DeleteIdentityProvider',
             tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderRequest.SerializeToString,
             tokenservice_dot_v1_dot_admin__service__pb2.DeleteIdentityProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCustomerSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/ListCustomerSessions',
+            tokenservice_dot_v1_dot_admin__service__pb2.ListCustomerSessionsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndCustomerSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/EndCustomerSession',
+            tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndCustomerSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/EndCustomerSessions',
+            tokenservice_dot_v1_dot_admin__service__pb2.EndCustomerSessionsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndLegalEntitySessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/EndLegalEntitySessions',
+            tokenservice_dot_v1_dot_admin__service__pb2.EndLegalEntitySessionsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,6 +30,70 @@ TOKEN_USE_ACCESS: TokenUse
 TOKEN_USE_REFRESH: TokenUse
 TOKEN_USE_SAAS: TokenUse
 
+class CustomerSession(_message.Message):
+    __slots__ = ("session_id", "created_at", "last_refreshed_at", "expires_at", "current", "client_id", "legal_entity_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_REFRESHED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    created_at: int
+    last_refreshed_at: int
+    expires_at: int
+    current: bool
+    client_id: str
+    legal_entity_id: str
+    def __init__(self, session_id: _Optional[str] = ..., created_at: _Optional[int] = ..., last_refreshed_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., current: _Optional[bool] = ..., client_id: _Optional[str] = ..., legal_entity_id: _Optional[str] = ...) -> None: ...
+
+class ListOwnSessionsRequest(_message.Message):
+    __slots__ = ("tenant", "bearer_token", "page_size", "page_token")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    BEARER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    bearer_token: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant: _Optional[str] = ..., bearer_token: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "next_page_token")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[CustomerSession]
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[CustomerSession, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class EndOwnSessionRequest(_message.Message):
+    __slots__ = ("tenant", "bearer_token", "session_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    BEARER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    bearer_token: str
+    session_id: str
+    def __init__(self, tenant: _Optional[str] = ..., bearer_token: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class EndOwnSessionsRequest(_message.Message):
+    __slots__ = ("tenant", "bearer_token", "keep_current")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    BEARER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KEEP_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    bearer_token: str
+    keep_current: bool
+    def __init__(self, tenant: _Optional[str] = ..., bearer_token: _Optional[str] = ..., keep_current: _Optional[bool] = ...) -> None: ...
+
+class EndSessionsResponse(_message.Message):
+    __slots__ = ("ended_count",)
+    ENDED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ended_count: int
+    def __init__(self, ended_count: _Optional[int] = ...) -> None: ...
+
 class ClientAuthentication(_message.Message):
     __slots__ = ("client_id", "client_secret")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,21 @@ class TokenServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.FromString,
                 _registered_method=True)
+        self.ListOwnSessions = channel.unary_unary(
+                '/tokenservice.v1.TokenService/ListOwnSessions',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.ListOwnSessionsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndOwnSession = channel.unary_unary(
+                '/tokenservice.v1.TokenService/EndOwnSession',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndOwnSessions = channel.unary_unary(
+                '/tokenservice.v1.TokenService/EndOwnSessions',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -117,6 +132,31 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListOwnSessions(self, request, context):
+        """The caller's own sessions, newest first, a page at a time (docs/sessions.md). Authorised by
+        `bearer_token`, an active customer access token of `tenant`: UNAUTHENTICATED
+        `invalid_token` when it is not one (metadata `cause: expired` when it only expired),
+        PERMISSION_DENIED for an active access token that is not a customer's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndOwnSession(self, request, context):
+        """Ends one active session of the caller (its current one too); NOT_FOUND for any other id,
+        another customer's included, so that ids cannot be probed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndOwnSessions(self, request, context):
+        """"Log out everywhere": ends every session of the caller, or every one but the bearer's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +189,21 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.GetAllowedOrigins,
                     request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.SerializeToString,
+            ),
+            'ListOwnSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOwnSessions,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.ListOwnSessionsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'EndOwnSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndOwnSession,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
+            ),
+            'EndOwnSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndOwnSessions,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +368,87 @@ class TokenService:
             '/tokenservice.v1.TokenService/GetAllowedOrigins',
             tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsRequest.SerializeToString,
             tokenservice_dot_v1_dot_token__service__pb2.GetAllowedOriginsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOwnSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/ListOwnSessions',
+            tokenservice_dot_v1_dot_token__service__pb2.ListOwnSessionsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndOwnSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/EndOwnSession',
+            tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndOwnSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/EndOwnSessions',
+            tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

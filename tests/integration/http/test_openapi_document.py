@@ -68,6 +68,9 @@ EXERCISED = {
     ("GET", "/customer/{tenant}/logout"): {204, 400, 401, 403, 404},
     ("POST", "/customer/{tenant}/exchangeauthtoken"): {200, 400, 401, 403, 404, 413, 415, 503},
     ("POST", "/customer/{tenant}/socialLogin"): {200, 400, 401, 403, 404, 413, 415},
+    ("GET", "/customer/{tenant}/me/sessions"): {200, 400, 401, 403, 404},
+    ("DELETE", "/customer/{tenant}/me/sessions"): {204, 400, 401, 403, 404},
+    ("DELETE", "/customer/{tenant}/me/sessions/{sessionId}"): {204, 400, 401, 403, 404},
     ("GET", "/.well-known/jwks.json"): {200},
     ("GET", "/.well-known/oauth-authorization-server"): {200},
     ("GET", "/openapi.json"): {200},
@@ -111,9 +114,14 @@ def conforms(
         assert operation is not None, f"{method} {response.request.url.path} is not documented"
     else:
         operation = schema[template][method]
-    # Every path parameter of the bridge is the {tenant} segment: /customer/{tenant}/...
+    # The bridge's path parameters are whole segments: {tenant} of /customer/{tenant}/..., and
+    # {sessionId} of .../me/sessions/{sessionId}.
     raw_path = response.request.url.raw_path.decode().split("?", 1)[0]
-    parameters = {"tenant": raw_path.split("/")[2]} if "{tenant}" in operation.path else {}
+    parameters = {
+        template[1:-1]: segment
+        for template, segment in zip(operation.path.split("/"), raw_path.split("/"), strict=False)
+        if template.startswith("{")
+    }
     operation.Case(path_parameters=parameters).validate_response(response, checks=CHECKS)
     return method, operation.path, response.status_code
 
@@ -239,6 +247,7 @@ async def test_every_route_answers_as_documented(
     await _anonymous(http, check, shop, other)
     await _customer(http, check, shop, other)
     await _identity_providers(bridge, check, shop, other)
+    await _sessions(bridge, check, shop, other)
     await _discovery_and_health(http, check)
     await _expired_bearers(bridge, check, shop)  # last: it moves the clock
 
@@ -503,6 +512,36 @@ async def _identity_providers(bridge: Bridge, check: Check, shop: Shop, other: S
         await bridge.harness.core.store.put_identity_provider(gone)
         unreachable = {**subject, "config": "gone"}
         check(await http.post(exchange, params=unreachable, headers=anonymous), 503)
+
+
+async def _sessions(bridge: Bridge, check: Check, shop: Shop, other: Shop) -> None:
+    http = bridge.http
+    listing = f"/customer/{shop.tenant}/me/sessions"
+    no_such_tenant = "/customer/a%2Fb/me/sessions"
+    mine = [await bridge.customer_login(shop) for _ in range(2)]
+    theirs = await bridge.customer_login(other)
+    me = bearer(mine[0]["access_token"])
+    visitor = bearer((await bridge.anonymous_login(shop))["access_token"])
+    page = check(await http.get(listing, params={"pageSize": "1"}, headers=me), 200)
+    check(await http.get(listing, params={"pageToken": page["nextPageToken"]}, headers=me), 200)
+    check(await http.get(listing, params={"pageSize": "x"}, headers=me), 400)
+    check(await http.get(listing), 401)
+    check(await http.get(listing, headers=visitor), 403)
+    check(await http.get(no_such_tenant, headers=me), 404, "/customer/{tenant}/me/sessions")
+
+    one = "/customer/{tenant}/me/sessions/{sessionId}"
+    check(await http.delete(f"{listing}/{theirs['session_id']}", headers=me), 404, one)
+    check(await http.delete(f"{listing}/not%20an%20id", headers=me), 400, one)
+    check(await http.delete(f"{listing}/{mine[1]['session_id']}"), 401, one)
+    check(await http.delete(f"{listing}/{mine[1]['session_id']}", headers=visitor), 403, one)
+    check(await http.delete(f"{listing}/{mine[1]['session_id']}", headers=me), 204, one)
+
+    check(await http.delete(listing, params={"keepCurrent": "yes"}, headers=me), 400)
+    check(await http.delete(listing, headers=visitor), 403)
+    check(await http.delete(no_such_tenant, headers=me), 404, "/customer/{tenant}/me/sessions")
+    check(await http.delete(listing, params={"keepCurrent": "true"}, headers=me), 204)
+    check(await http.delete(listing, headers=me), 204)
+    check(await http.delete(listing, headers=me), 401)
 
 
 async def _expired_bearers(bridge: Bridge, check: Check, shop: Shop) -> None:

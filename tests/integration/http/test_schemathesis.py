@@ -268,6 +268,9 @@ def har_statuses(path: Path) -> Tally:
     for entry in entries:
         request_path = "/" + entry["request"]["url"].split("/", 3)[3].split("?", 1)[0]
         template = re.sub(r"^/customer/[^/]*/", "/customer/{tenant}/", request_path)
+        template = re.sub(
+            r"^(/customer/\{tenant\}/me/sessions)/[^/]*$", r"\1/{sessionId}", template
+        )
         tally[(f"{entry['request']['method']} {template}", entry["response"]["status"])] += 1
     return tally
 
@@ -452,6 +455,18 @@ class RealData:
             case.query.pop(name, None)
             if isinstance(case.body, dict):
                 case.body.pop(name, None)
+
+    def _customer_tenant_me_sessions(self, case: OperationCase, draw: Draw) -> None:
+        """Listing and "log out everywhere": a fresh customer's own token."""
+        case.headers.update(bearer(self._customer()["access_token"]))
+        if draw(st.booleans(), label="first page"):
+            case.query.pop("pageToken", None)
+
+    def _customer_tenant_me_sessions_sessionId(self, case: OperationCase, draw: Draw) -> None:
+        customer = self._customer()
+        case.headers.update(bearer(customer["access_token"]))
+        if draw(st.booleans(), label="own session"):
+            case.path_parameters["sessionId"] = customer["session_id"]
 
     # -- minting
 

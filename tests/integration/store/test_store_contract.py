@@ -26,12 +26,14 @@ from server.records import (
     ClientKind,
     ClientRecord,
     CustomerRecord,
+    CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
     SessionContext,
+    SessionCursor,
     SessionUpdate,
     SigningKeyRecord,
     TenantRecord,
@@ -40,6 +42,7 @@ from server.records import (
     TokenView,
 )
 from server.settings import Settings
+from server.store import statements
 from server.store.cached import cached
 from server.store.factory import open_store
 from server.store.memory import MemoryStore
@@ -51,7 +54,7 @@ from server.store.sql import SqlStore
 from tests.support.databases import sqlite_url
 from tests.support.narrow import not_none
 from tests.support.postgres import PostgresServer
-from tests.support.records import ACCESS, CUST, NOW, session, token
+from tests.support.records import ACCESS, ANON, CUST, NOW, session, token
 
 GRACE = 10
 
@@ -540,6 +543,163 @@ async def test_revoke_token_and_session(store: TokenStore) -> None:
     assert not_none(await store.get_session("s2")).revoked_at is None
 
 
+# --- a customer's sessions ----------------------------------------------------------------------
+async def customer_session(
+    store: TokenStore,
+    sid: str,
+    customer: str | None,
+    *,
+    created_at: int = NOW - 60,
+    legal_entity: str | None = None,
+    tenant: str = "demo",
+    expires_at: int = NOW + 3600,
+) -> None:
+    """Session `sid` of `customer`, with an access token `a-{sid}` (ending first) and a refresh
+    token `r-{sid}` expiring at `expires_at`."""
+    kind = CUST if customer else ANON
+    await store.save_tokens(
+        [
+            token(
+                f"a-{sid}", session=sid, kind=kind, use=ACCESS, expires_at=min(NOW + 60, expires_at)
+            ),
+            token(f"r-{sid}", session=sid, kind=kind, expires_at=expires_at),
+        ],
+        dataclasses.replace(
+            session(sid, customer_id=customer, legal_entity_id=legal_entity),
+            tenant=tenant,
+            created_at=created_at,
+            updated_at=created_at + 5,
+        ),
+    )
+
+
+async def live_digests(store: TokenStore, *digests: str) -> set[str]:
+    found = [await store.find_token(d) for d in digests]
+    return {v.token.digest for v in found if v is not None and v.token.revoked_at is None}
+
+
+async def test_a_customers_active_sessions_are_listed_newest_first_a_page_at_a_time(
+    store: TokenStore,
+) -> None:
+    for n in range(5):
+        await customer_session(store, f"c1-{n}", "c1", created_at=NOW - 100 + n)
+    await customer_session(store, "c1-same-time", "c1", created_at=NOW - 100 + 4)
+    await customer_session(store, "c1-expired", "c1", expires_at=NOW)
+    await customer_session(store, "c1-revoked", "c1")
+    await store.revoke_session("c1-revoked", NOW - 1)
+    await customer_session(store, "c2-0", "c2")
+    await customer_session(store, "anonymous", None)
+
+    first = await store.list_customer_sessions("c1", now=NOW, limit=3)
+    assert [s.session_id for s in first] == ["c1-same-time", "c1-4", "c1-3"]
+    assert first[1] == CustomerSession(
+        session_id="c1-4",
+        tenant="demo",
+        client_id="web",
+        created_at=NOW - 96,
+        updated_at=NOW - 91,
+        expires_at=NOW + 3600,  # the refresh token's, the last to end
+    )
+    cursor = SessionCursor(first[-1].created_at, first[-1].session_id)
+    rest = await store.list_customer_sessions("c1", now=NOW, limit=3, after=cursor)
+    assert [s.session_id for s in rest] == ["c1-2", "c1-1", "c1-0"]
+    cursor = SessionCursor(rest[-1].created_at, rest[-1].session_id)
+    assert await store.list_customer_sessions("c1", now=NOW, limit=3, after=cursor) == []
+    assert await store.list_customer_sessions("nobody", now=NOW, limit=3) == []
+    # The refresh token still unrevoked is what keeps a session listed.
+    await store.revoke_token("r-c1-0", NOW)
+    listed = await store.list_customer_sessions("c1", now=NOW, limit=10)
+    assert "c1-0" in {s.session_id for s in listed}  # its access token lives a minute more
+    later = await store.list_customer_sessions("c1", now=NOW + 60, limit=10)
+    assert "c1-0" not in {s.session_id for s in later}
+
+
+async def test_ending_one_session_of_a_customer(store: TokenStore) -> None:
+    await customer_session(store, "mine", "c1", legal_entity="le1")
+    await customer_session(store, "other", "c1")
+    await customer_session(store, "theirs", "c2")
+    await customer_session(store, "dead", "c1", expires_at=NOW)
+    theirs = await snapshot_of(store, "theirs")
+    assert not await store.revoke_customer_session("c1", "theirs", now=NOW)
+    assert not await store.revoke_customer_session("c1", "unknown", now=NOW)
+    assert not await store.revoke_customer_session("c1", "dead", now=NOW)
+    assert await snapshot_of(store, "theirs") == theirs
+    assert (await store.get_session("dead")).revoked_at is None  # type: ignore[union-attr]
+
+    assert await store.revoke_customer_session("c1", "mine", now=NOW)
+    assert (await store.get_session("mine")).revoked_at == NOW  # type: ignore[union-attr]
+    assert await live_digests(store, "a-mine", "r-mine", "a-other", "r-other") == {
+        "a-other",
+        "r-other",
+    }
+    assert not await store.revoke_customer_session("c1", "mine", now=NOW + 1)  # once only
+
+
+async def snapshot_of(store: TokenStore, sid: str) -> tuple[object, ...]:
+    return (
+        await store.get_session(sid),
+        await store.find_token(f"a-{sid}"),
+        await store.find_token(f"r-{sid}"),
+    )
+
+
+async def test_ending_every_session_of_a_customer_but_one(store: TokenStore) -> None:
+    for sid in ("one", "two", "three"):
+        await customer_session(store, sid, "c1")
+    await customer_session(store, "theirs", "c2")
+    theirs = await snapshot_of(store, "theirs")
+    ended = await store.revoke_customer_sessions("c1", except_session_id="two", now=NOW)
+    assert sorted(ended) == ["one", "three"]
+    for sid in ("one", "three"):
+        assert (await store.get_session(sid)).revoked_at == NOW  # type: ignore[union-attr]
+        assert await live_digests(store, f"a-{sid}", f"r-{sid}") == set()
+    assert await live_digests(store, "a-two", "r-two") == {"a-two", "r-two"}
+    assert await snapshot_of(store, "theirs") == theirs
+    # Their refresh tokens are no good any more; a second call has nothing left to end.
+    outcome = await store.refresh(
+        "r-one",
+        "one",
+        [token("a-new", session="one", use=ACCESS)],
+        SessionUpdate(updated_at=NOW),
+        now=NOW,
+        grace_seconds=GRACE,
+        rotate=True,
+    )
+    assert outcome is RefreshOutcome.INVALID
+    assert await store.find_token("a-new") is None
+    assert await store.revoke_customer_sessions("c1", except_session_id="two", now=NOW) == []
+    assert await store.revoke_customer_sessions("c1", now=NOW + 1) == ["two"]
+    assert await store.list_customer_sessions("c1", now=NOW + 1, limit=10) == []
+
+
+async def test_ending_every_session_of_a_legal_entity(store: TokenStore) -> None:
+    await customer_session(store, "le1-a", "c1", legal_entity="le1")
+    await customer_session(store, "le1-b", "c2", legal_entity="le1")
+    await customer_session(store, "le2", "c1", legal_entity="le2")
+    await customer_session(store, "other-tenant", "c3", legal_entity="le1", tenant="zeta")
+    ended = await store.revoke_legal_entity_sessions("demo", "le1", now=NOW)
+    assert sorted(ended) == ["le1-a", "le1-b"]
+    assert await live_digests(store, "r-le1-a", "r-le1-b") == set()
+    assert await live_digests(store, "r-le2", "r-other-tenant") == {"r-le2", "r-other-tenant"}
+    assert await store.revoke_legal_entity_sessions("demo", "le1", now=NOW) == []
+    assert await store.revoke_legal_entity_sessions("demo", "nope", now=NOW) == []
+
+
+async def test_ending_more_sessions_than_one_statement_names(store: TokenStore) -> None:
+    count = statements.SESSION_IDS_PER_STATEMENT + 3
+    await asyncio.gather(
+        *(
+            store.save_tokens(
+                [token(f"r{n}", session=f"s{n}", kind=CUST)], session(f"s{n}", customer_id="c1")
+            )
+            for n in range(count)
+        )
+    )
+    ended = await store.revoke_customer_sessions("c1", now=NOW)
+    assert sorted(ended) == sorted(f"s{n}" for n in range(count))
+    assert await live_digests(store, *(f"r{n}" for n in range(count))) == set()
+
+
 # --- signing keys -------------------------------------------------------------------------------
 def key(kid: str, created_at: int) -> SigningKeyRecord:
     return SigningKeyRecord(
@@ -732,7 +892,7 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {*metadata.tables, "alembic_version"}
     db.close()
@@ -753,7 +913,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0007",)]
+                assert version.all() == [("0008",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )
