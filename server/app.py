@@ -20,6 +20,7 @@ from server.grpc_options import limit_options
 from server.interceptors import ErrorInterceptor
 from server.servicer import TokenServicer
 from server.store.protocol import Health
+from server.unary_calls import CallsInFlight
 from tokenservice.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -64,14 +65,25 @@ class RunningServer:
     port: int
     core: Core
     health: StoreAwareHealth
+    calls: CallsInFlight
 
     async def stop(self, grace: float | None = None, delay: float = 0.0) -> None:
-        """Drains: NOT_SERVING first, so balancers stop sending; after `delay`, stop taking
-        calls and wait up to `grace` for the ones in flight."""
+        """Drains: NOT_SERVING first, so balancers stop sending; after `delay`, refuse new calls
+        (UNAVAILABLE, ShuttingDown) and wait up to `grace` for the unary calls in flight, then
+        stop, ending what is left: streams (health Watch, which would otherwise hold the stop
+        for the whole grace) and calls the grace did not see finish.
+
+        The service refuses new calls itself while it waits, rather than leaving that to grpc
+        core's stop(grace), which answers the calls it received but no handler took yet with
+        CANCELLED (grpc/grpc#41785): a client retries UNAVAILABLE elsewhere, not CANCELLED."""
         await self.health.enter_graceful_shutdown()
         if delay > 0:
             await asyncio.sleep(delay)
-        await self.server.stop(grace)
+        self.calls.drain()
+        if grace:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.calls.drained.wait(), timeout=grace)
+        await self.server.stop(0)
 
 
 async def start_server(
@@ -122,7 +134,9 @@ async def start_server(
     serving = health_pb2.HealthCheckResponse.SERVING
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, serving)
-    return RunningServer(server=server, port=port, core=core, health=health_servicer)
+    return RunningServer(
+        server=server, port=port, core=core, health=health_servicer, calls=interceptor.calls
+    )
 
 
 async def finish_rehashes(core: Core) -> None:

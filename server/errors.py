@@ -190,6 +190,17 @@ class IdentityProviderUnavailable(TokenServiceError):
     cause = "identity_provider"
 
 
+class ShuttingDown(TokenServiceError):
+    """The server is draining: the calls it took finish, a new one goes elsewhere. Said by the
+    service itself rather than by grpc core's shutdown, which answers calls it holds but no
+    handler has taken yet with CANCELLED (grpc/grpc#41785), a status clients do not retry."""
+
+    error = "temporarily_unavailable"
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    cause = "shutting_down"
+
+
 class ServerError(TokenServiceError):
     """Anything unexpected: reported with no details."""
 

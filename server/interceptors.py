@@ -27,7 +27,13 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server import metrics
-from server.errors import InvalidRequest, RateLimited, ServerError, TokenServiceError
+from server.errors import (
+    InvalidRequest,
+    RateLimited,
+    ServerError,
+    ShuttingDown,
+    TokenServiceError,
+)
 from server.unary_calls import AT_LIMIT, CallsInFlight, MessageNotRead, RequestReader
 
 log = logging.getLogger("tokenservice.rpc")
@@ -132,8 +138,9 @@ def guarded(
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         if calls.count >= calls.limit and not calls.admits(reader):
-            series.record(_AT_LIMIT_CODE, time.perf_counter() - started)
-            return answer_without_abort(context, _AT_LIMIT_STATUS)
+            refused = _DRAINING if calls.draining else _AT_LIMIT
+            series.record(refused[0], time.perf_counter() - started)
+            return answer_without_abort(context, refused[1])
         code = _OK
         calls.count += 1
         try:
@@ -160,6 +167,8 @@ def guarded(
             await context.abort(*status_of(ServerError("internal error")))
         finally:
             calls.count -= 1
+            if calls.draining:
+                calls.call_ended()
             series.record(_CODE_NAMES[code], time.perf_counter() - started)
         if log.isEnabledFor(logging.DEBUG):
             _log(method, code, started)
@@ -177,8 +186,9 @@ def streaming_response(
 
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> None:
         if calls.count >= calls.limit and not calls.admits(reader):
-            return answer_without_abort(context, _AT_LIMIT_STATUS)
+            return answer_without_abort(context, (_DRAINING if calls.draining else _AT_LIMIT)[1])
         calls.count += 1
+        calls.streams += 1
         try:
             try:
                 request = _parsed(await reader.one_request(context))
@@ -194,6 +204,7 @@ def streaming_response(
                 await inner(request, context)
         finally:
             calls.count -= 1
+            calls.streams -= 1
 
     return call
 
@@ -250,5 +261,9 @@ def _log(method: str, code: grpc.StatusCode, started: float, reason: str = "") -
 
 
 # A refusal at the limit is the same answer every time: built once.
-_AT_LIMIT_STATUS = status_of(RateLimited(AT_LIMIT, retry_after=1))
-_AT_LIMIT_CODE = RateLimited.grpc_code.name
+# (the metrics' code name, the status) of a call refused at the limit, and while draining
+_AT_LIMIT = (RateLimited.grpc_code.name, status_of(RateLimited(AT_LIMIT, retry_after=1)))
+_DRAINING = (
+    ShuttingDown.grpc_code.name,
+    status_of(ShuttingDown("the server is shutting down: retry on another replica")),
+)

@@ -161,7 +161,17 @@ class CallsInFlight:
     make room ends an event-loop step after the newcomer starts, so the count may pass the
     limit by the evictions still under way."""
 
-    __slots__ = ("__weakref__", "count", "evictable_after", "limit", "refusals", "unread")
+    __slots__ = (
+        "__weakref__",
+        "count",
+        "drained",
+        "draining",
+        "evictable_after",
+        "limit",
+        "refusals",
+        "streams",
+        "unread",
+    )
 
     def __init__(self, limit: int, *, evictable_after: float = 1.0) -> None:
         if limit < 1:
@@ -169,7 +179,10 @@ class CallsInFlight:
         if evictable_after < 0:
             raise ConfigError("TOKENSERVICE_GRPC_EVICTABLE_AFTER_SECONDS must not be negative")
         self.count = 0
+        self.streams = 0  # of count: the streaming ones (health Watch), which drain never waits for
         self.limit = limit
+        self.draining = False
+        self.drained = asyncio.Event()  # set once draining and no unary call is left
         self.evictable_after = evictable_after
         # Refusals and evictions say the server is at its limit: warnings. Calls that sent no
         # message, or not in time, are the clients' doing: information.
@@ -179,9 +192,24 @@ class CallsInFlight:
         )
         metrics.track_grpc_calls_in_flight(self)
 
+    def drain(self) -> None:
+        """From now on every new call is refused (ShuttingDown), through the limit's own check
+        (a limit of 0), so the calls' fast path pays nothing for it."""
+        self.draining = True
+        self.limit = 0
+        self.call_ended()
+
+    def call_ended(self) -> None:
+        """While draining, after a unary call ends: whether it was the last."""
+        if self.count == self.streams:
+            self.drained.set()
+
     def admits(self, reader: RequestReader) -> bool:
         """Whether a new call may start: below the limit, or at it once the longest-waiting
-        call has been evicted for it. A refusal is counted in the summary log."""
+        call has been evicted for it. A refusal is counted in the summary log; while draining
+        every call is refused, and none is evicted or counted."""
+        if self.draining:
+            return False
         if self.count < self.limit or reader.evict_oldest(self.evictable_after):
             return True
         self.refusals.add("refused")

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -25,6 +23,7 @@ from http_bridge.backend import RpcFailure
 from http_bridge.channel import ChannelBackend
 from server import metrics
 from server.app import start_server
+from tests.support import waiting
 from tests.support.harness import Harness, error_reason
 from tests.support.raw_grpc import (
     ENHANCE_YOUR_CALM,
@@ -65,19 +64,9 @@ async def raw(harness: Harness) -> AsyncIterator[Callable[[], Awaitable[RawGrpcC
         await client.close()
 
 
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+def eventually(condition: Callable[[], bool | Awaitable[bool]], what: str) -> Awaitable[None]:
     """Waits until `condition()` holds, at most WAIT_SECONDS."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        if await _holds(condition):
-            return
-        assert time.monotonic() < deadline, f"not within {WAIT_SECONDS} s: {what}"
-        await asyncio.sleep(0.02)
-
-
-async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
-    value = condition()
-    return await value if inspect.isawaitable(value) else value
+    return waiting.eventually(condition, what, within=WAIT_SECONDS)
 
 
 def calls_in_flight() -> float:

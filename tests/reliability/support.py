@@ -94,11 +94,12 @@ class Ledger:
 LEDGER = Ledger()
 
 
-def grpc_code(error: grpc.RpcError) -> str:
-    """`CODE/reason` of a failed call (the ErrorInfo reason, if any); records its message."""
+def grpc_code(error: grpc.RpcError, *, with_cause: bool = False) -> str:
+    """`CODE/reason` of a failed call (the ErrorInfo reason, if any), and `/cause` after it
+    `with_cause` when ErrorInfo names one; records its message."""
     code = error.code()
     LEDGER.error_text(f"gRPC {code.name}", error.details() or "")
-    reason = ""
+    reason = cause = ""
     try:
         status = rpc_status.from_call(error)
     except ValueError:
@@ -107,7 +108,9 @@ def grpc_code(error: grpc.RpcError) -> str:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason = info.reason
+            reason, cause = info.reason, info.metadata.get("cause", "")
+    if with_cause and cause:
+        reason = f"{reason}/{cause}"
     return f"{code.name}/{reason}" if reason else code.name
 
 

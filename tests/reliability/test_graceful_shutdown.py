@@ -62,11 +62,21 @@ EDGE_SECONDS = 0.1
 EXIT_MARGIN_SECONDS = 1.0
 CALL_TIMEOUT = DELAY_SECONDS + GRACE_SECONDS + 10
 HEALTH_SERVICES = ("", "tokenservice.v1.TokenService")
-# How a server that no longer takes calls refuses one (the call never ran).
-REFUSED = frozenset({"UNAVAILABLE", "HTTP 503/temporarily_unavailable", "ConnectError"})
-# How calls the server had received but not started are dropped when it stops taking calls:
-# grpc core cancels the calls it had not handed to the service yet; uvicorn closes keep-alive
-# connections whose next request it has not begun to read (a client retries those).
+# How a server that no longer takes calls refuses one (the call never ran): the service itself
+# while it drains (UNAVAILABLE, reason temporarily_unavailable, cause shutting_down), grpc
+# core once it has stopped, the bridge with a 503, or a closed port.
+REFUSED = frozenset(
+    {
+        "UNAVAILABLE/temporarily_unavailable/shutting_down",
+        "UNAVAILABLE",
+        "HTTP 503/temporarily_unavailable",
+        "ConnectError",
+    }
+)
+# How calls the server had received but not started are dropped when it stops: grpc core
+# cancels the calls it had not handed to the service yet (grpc/grpc#41785; the service refuses
+# new calls itself while it drains, so only those arriving at the very stop); uvicorn closes
+# keep-alive connections whose next request it has not begun to read (a client retries those).
 DROPPED_AT_STOP = frozenset({"CANCELLED", "ReadError", "RemoteProtocolError"})
 
 pytestmark = pytest.mark.timeout(TIMEOUT)
@@ -105,7 +115,9 @@ class Burst:
         try:
             answer = await call
         except grpc.aio.AioRpcError as error:
-            failed = Call(kind, started, time.monotonic(), grpc_code(error), presented)
+            failed = Call(
+                kind, started, time.monotonic(), grpc_code(error, with_cause=True), presented
+            )
             self.calls.append(failed)
             return None
         except httpx.TransportError as error:

@@ -39,6 +39,7 @@ EXPECTED = {
         503,
         grpc.StatusCode.UNAVAILABLE,
     ),
+    errors.ShuttingDown: ("temporarily_unavailable", 503, grpc.StatusCode.UNAVAILABLE),
     errors.ServerError: ("server_error", 500, grpc.StatusCode.INTERNAL),
 }
 
