@@ -19,7 +19,7 @@ from http_bridge.cors import BrowserAccess, TenantOrigins, process_origins, tena
 from http_bridge.errors import Problem
 from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
-from http_bridge.routes import discovery, health, oauth, storefront
+from http_bridge.routes import accounts, discovery, health, oauth, storefront
 from server.proxies import Networks, parse_networks
 from server.settings import Settings
 
@@ -34,6 +34,26 @@ ROUTES = [
     Route("/customer/{tenant}/refreshauthtoken", storefront.customer_refresh, methods=["GET"]),
     Route("/customer/{tenant}/validateauthtoken", storefront.validate, methods=["GET"]),
     Route("/customer/{tenant}/logout", storefront.logout, methods=["GET"]),
+    Route("/customer/{tenant}/signup", accounts.sign_up, methods=["POST"]),
+    Route(
+        "/customer/{tenant}/signup/optin/refresh_token",
+        accounts.resend_sign_up_link,
+        methods=["POST"],
+    ),
+    Route("/customer/{tenant}/signup/optin/{token}", accounts.confirm_sign_up, methods=["GET"]),
+    Route("/customer/{tenant}/password/change", accounts.change_password, methods=["POST"]),
+    Route("/customer/{tenant}/password/reset", accounts.request_password_reset, methods=["POST"]),
+    Route("/customer/{tenant}/password/reset/update", accounts.reset_password, methods=["POST"]),
+    Route(
+        "/customer/{tenant}/me/accounts/internal/email/change",
+        accounts.request_email_change,
+        methods=["POST"],
+    ),
+    Route(
+        "/customer/{tenant}/me/accounts/internal/email/change/confirm",
+        accounts.confirm_email_change,
+        methods=["POST"],
+    ),
     Route("/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
     Route("/.well-known/oauth-authorization-server", discovery.metadata, methods=["GET"]),
     Route("/openapi.json", discovery.openapi, methods=["GET"]),

@@ -6,6 +6,8 @@ import dataclasses
 
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
+from server.mail.delivery import MailDelivery, mailer_for
+from server.mail.message import Mailer
 from server.passwords import Passwords
 from server.secret_key import load_secret_key
 from server.settings import Settings
@@ -25,6 +27,8 @@ class Core:
     keys: KeyRing
     # Per-process state of the abuse controls (address throttle, anonymous quota).
     abuse: AbuseControls
+    # Account mail (sign-up links, password resets, e-mail changes), delivered off the request.
+    mail: MailDelivery
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -36,10 +40,12 @@ def build_core(
     *,
     clock: Clock | None = None,
     secret: bytes | None = None,
+    mailer: Mailer | None = None,
 ) -> Core:
     """Wires the collaborators; `secret` defaults to the configured server secret (read, never
     created: an entry point that starts the service uses server.startup.open_core, which also
-    proves that the secret is the database's)."""
+    proves that the secret is the database's). `mailer` defaults to the settings' (SMTP or the
+    outbox folder: server/mail/delivery.py)."""
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
@@ -54,4 +60,5 @@ def build_core(
             store, cipher, clock, activation_seconds=settings.signing_key_activation_seconds
         ),
         abuse=AbuseControls.from_settings(settings),
+        mail=MailDelivery(mailer or mailer_for(settings), max_pending=settings.mail_max_pending),
     )

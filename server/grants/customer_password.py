@@ -21,6 +21,7 @@ from server import metrics, validation
 from server.core import Core
 from server.errors import (
     AccessDenied,
+    AccountNotConfirmed,
     InvalidCredentials,
     InvalidGrant,
     InvalidToken,
@@ -48,6 +49,7 @@ from server.records import (
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"
 NOT_ANONYMOUS = "anonymous_token is not an active anonymous access token"
+NOT_CONFIRMED = "this account waits for the confirmation link sent by e-mail"
 
 
 async def issue(
@@ -65,12 +67,12 @@ async def issue(
     validation.password(password)
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
-    anonymous = await _anonymous_access_token(core, anonymous_token, tenant, now)
-    customer = await _verified_customer(core, tenant, email, password, client_address, now)
-    return await _continue_as_customer(core, anonymous, customer, now)
+    anonymous = await anonymous_access_token(core, anonymous_token, tenant, now)
+    customer = await verified_customer(core, tenant, email, password, client_address, now)
+    return await continue_as_customer(core, anonymous, customer, now)
 
 
-async def _verified_customer(
+async def verified_customer(
     core: Core, tenant: str, email: str, password: str, client_address: str, now: int
 ) -> CustomerRecord:
     """The customer whose password this is, or the refusal: a throttled address is told to
@@ -94,17 +96,19 @@ async def _verified_customer(
         await _failed(core, tenant, subject, client_address, now, locked=locked)
         raise InvalidCredentials(WRONG_CREDENTIALS)
     assert customer is not None
+    if not customer.active:  # told only to whoever knows the password
+        raise AccountNotConfirmed(NOT_CONFIRMED)
     core.passwords.rehash_if_outdated(customer, password)
     if stored is not None:
         await core.store.clear_login_failures(tenant, subject)
     return customer
 
 
-async def _continue_as_customer(
+async def continue_as_customer(
     core: Core, anonymous: TokenRecord, customer: CustomerRecord, now: int
 ) -> IssuedTokens:
     """The customer's tokens on the anonymous session, saved with the session's new owner in
-    one store transaction."""
+    one store transaction (also the answer of a confirmed sign-up: server/accounts/signup.py)."""
     assert anonymous.session_id is not None
     client = await session_client(core, anonymous.client_id)
     ttls = session_lifetimes(core, client, TokenKind.CUSTOMER)
@@ -150,7 +154,9 @@ async def _continue_as_customer(
     )
 
 
-async def _anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
+async def anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
+    """The live anonymous access token of `tenant` (also what authorises the account calls:
+    server/accounts/bearers.py)."""
     record = await stored_token(
         core, token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
     )

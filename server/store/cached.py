@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     LoginFailures,
@@ -64,11 +66,21 @@ UNCACHED_READS = frozenset(
         "get_meta",
         "holds_data",
         "get_session",
+        "get_account_policy",
     }
 )
 # Writes that drop the cached entries of the rows they change, before they return.
 DROPPING_WRITES = frozenset(
-    {"start_customer_session", "refresh", "revoke_token", "revoke_session", "purge_expired"}
+    {
+        "start_customer_session",
+        "refresh",
+        "revoke_token",
+        "revoke_session",
+        "purge_expired",
+        "reset_password",
+        "change_password",
+        "change_email",
+    }
 )
 # Writes that change no cached row (a token by digest with its customer's email, a client), and
 # why.
@@ -88,6 +100,10 @@ WRITES_KEEPING_CACHED_ROWS: dict[str, str] = {
     "add_meta_if_absent": "service metadata is not cached",
     "save_tokens": "inserts new tokens and sessions only; only tokens found are cached",
     "continue_anonymous_session": "updates the session (not cached), inserts new tokens only",
+    "set_account_policy": "account policies are not cached",
+    "save_account_link": "account links are not cached",
+    "purge_account_links": "account links are not cached",
+    "activate_customer": "changes a customer's active flag and a link; neither is cached",
 }
 
 
@@ -277,7 +293,49 @@ class CachedStore:
         finally:
             self.tokens.drop_session(session_id)
 
+    # A password change or reset ends sessions of the customer, an e-mail change changes the
+    # email its cached tokens carry: rare writes, so every entry goes, and this replica's
+    # introspection sees the change at once.
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        try:
+            return await self._store.reset_password(tenant, digest, new_hash, now)
+        finally:
+            self.tokens.clear()
+
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        try:
+            return await self._store.change_password(
+                customer_id, expected_hash, new_hash, keep_session_id, now
+            )
+        finally:
+            self.tokens.clear()
+
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        try:
+            return await self._store.change_email(tenant, digest, now)
+        finally:
+            self.tokens.clear()
+
     # --- everything else: forwarded (see UNCACHED_READS, WRITES_KEEPING_CACHED_ROWS) ------------
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        return await self._store.get_account_policy(tenant)
+
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        await self._store.set_account_policy(policy)
+
+    async def save_account_link(self, link: AccountLink) -> None:
+        await self._store.save_account_link(link)
+
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        return await self._store.activate_customer(tenant, digest, now)
+
+    async def purge_account_links(self, now: int) -> int:
+        return await self._store.purge_account_links(now)
+
     async def close(self) -> None:
         await self._store.close()
 

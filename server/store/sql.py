@@ -26,11 +26,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Row
 from sqlalchemy.engine import Connection
 
-from server.errors import InvalidRequest, StoreUnavailable
+from server.errors import InvalidRequest, NotFound, StoreUnavailable
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     KeyStatus,
+    LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -304,6 +307,91 @@ class SqlStore:
         params = {"ph_id": customer_id, "ph_expected": expected, "ph_new": new}
         return await self._tx(
             lambda conn: conn.execute(statements.REPLACE_PASSWORD_HASH, params).rowcount == 1
+        )
+
+    # --- customer accounts (server/accounts/) --------------------------------------------------
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        row = await self._first(statements.ACCOUNT_POLICY, {"tenant": tenant})
+        return None if row is None else rows.account_policy_record(row)
+
+    @retried
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        row = rows.account_policy_row(policy)
+
+        def unit(conn: Connection) -> None:
+            if conn.execute(statements.TENANT, {"name": policy.tenant}).first() is None:
+                raise NotFound(tenant_missing(policy.tenant))
+            conn.execute(statements.DELETE_ACCOUNT_POLICY, {"tenant": policy.tenant})
+            conn.execute(statements.INSERT_ACCOUNT_POLICY, row)
+
+        await self._tx(unit)
+
+    @retried
+    async def save_account_link(self, link: AccountLink) -> None:
+        row = rows.account_link_row(link)
+        params = {"al_customer": link.customer_id, "al_purpose": link.purpose.value}
+
+        def unit(conn: Connection) -> None:
+            conn.execute(statements.DELETE_CUSTOMER_LINKS, params)
+            conn.execute(statements.INSERT_ACCOUNT_LINK, row)
+
+        await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
+
+    @retried
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        def unit(conn: Connection) -> CustomerRecord | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.OPT_IN, now)
+            if link is None:
+                return None
+            conn.execute(statements.ACTIVATE_CUSTOMER, {"cu_id": link.customer_id})
+            return _customer(conn, link.customer_id)
+
+        return await self._tx(unit)
+
+    @retried
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        def unit(conn: Connection) -> list[str] | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.PASSWORD_RESET, now)
+            if link is None:
+                return None
+            params = {"cu_id": link.customer_id, "cu_hash": new_hash}
+            conn.execute(statements.SET_PASSWORD_HASH, params)
+            return _end_customer_sessions(conn, link.customer_id, "", now)
+
+        return await self._tx(unit)
+
+    @retried
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        params = {"ph_id": customer_id, "ph_expected": expected_hash, "ph_new": new_hash}
+
+        def unit(conn: Connection) -> list[str] | None:
+            if conn.execute(statements.REPLACE_PASSWORD_HASH, params).rowcount != 1:
+                return None
+            return _end_customer_sessions(conn, customer_id, keep_session_id, now)
+
+        return await self._tx(unit)
+
+    @retried
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        def unit(conn: Connection) -> CustomerRecord | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.EMAIL_CHANGE, now)
+            if link is None or link.new_email is None:
+                return None
+            conn.execute(
+                statements.SET_EMAIL, {"cu_id": link.customer_id, "cu_email": link.new_email}
+            )
+            return _customer(conn, link.customer_id)
+
+        return await self._tx(unit, duplicate=customer_exists(tenant))
+
+    @retried
+    async def purge_account_links(self, now: int) -> int:
+        return await self._tx(
+            lambda conn: int(conn.execute(statements.PURGE_ACCOUNT_LINKS, {"now": now}).rowcount)
         )
 
     # --- login failures ---------------------------------------------------------------------
@@ -613,6 +701,32 @@ def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
     params = {"sid": session_id, "now": now}
     conn.execute(statements.REVOKE_SESSION, params)
     return int(conn.execute(statements.REVOKE_SESSION_TOKENS, params).rowcount)
+
+
+def _consume_link(
+    conn: Connection, tenant: str, digest: str, purpose: LinkPurpose, now: int
+) -> AccountLink | None:
+    """The live link, deleted; None when there is none or a concurrent caller deleted it
+    first (the DELETE's row count decides)."""
+    params = {"al_digest": digest, "al_purpose": purpose.value, "al_tenant": tenant, "now": now}
+    row = conn.execute(statements.LIVE_ACCOUNT_LINK, params).first()
+    if row is None or conn.execute(statements.CONSUME_ACCOUNT_LINK, params).rowcount != 1:
+        return None
+    return rows.account_link_record(row)
+
+
+def _customer(conn: Connection, customer_id: str) -> CustomerRecord | None:
+    row = conn.execute(statements.CUSTOMER, {"id": customer_id}).first()
+    return None if row is None else rows.customer_record(row)
+
+
+def _end_customer_sessions(conn: Connection, customer_id: str, keep: str, now: int) -> list[str]:
+    """Revokes every open session of the customer but `keep`, with their tokens."""
+    found = conn.execute(statements.CUSTOMER_OPEN_SESSIONS, {"cu_id": customer_id}).all()
+    ended = [str(r.session_id) for r in found if r.session_id != keep]
+    for session_id in ended:
+        _revoke_session(conn, session_id, now)
+    return ended
 
 
 def _insert_tokens(conn: Connection, token_rows: list[dict[str, Any]]) -> None:

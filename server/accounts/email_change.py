@@ -1,0 +1,68 @@
+"""E-mail change: `POST /customer/{tenant}/me/accounts/internal/email/change` mails a one-time
+token to the NEW address, and `POST .../email/change/confirm` moves the login to it.
+
+The request is authorised by the customer's own access token and proves the current e-mail
+and password as a login does (argon2; the login throttle counts a wrong one); the e-mail in
+the body must be the token's customer's. A new address that another customer of the tenant
+has is refused at the confirm (409), not at the request, so the request cannot be used to find
+out who has an account. The confirm (authorised by an anonymous token of the tenant, as the
+reference says) consumes the token and changes the e-mail in one store transaction; from then
+on only the new address logs in. Sessions stay: they belong to the same customer, and its
+tokens report the new e-mail (this replica at once, others within the token cache's bound).
+"""
+
+from __future__ import annotations
+
+from server import validation
+from server.accounts import bearers, links
+from server.core import Core
+from server.errors import AlreadyExists, InvalidCredentials, InvalidGrant, InvalidRequest
+from server.grants import customer_password
+from server.records import LinkPurpose
+
+BAD_LINK = "the e-mail change token is invalid, expired or used already"
+SAME_EMAIL = "newEmail is the current email"
+EXISTS = "a customer with this email already exists"
+
+
+async def request(
+    core: Core,
+    tenant: str,
+    access_token: str,
+    email: str,
+    password: str,
+    new_email: str,
+    *,
+    client_address: str = "",
+) -> None:
+    validation.tenant(tenant)
+    email = validation.email(email)
+    validation.password(password)
+    new_email = validation.email(new_email, "newEmail")
+    now = core.now()
+    bearer = await bearers.customer(core, access_token, tenant, now)
+    if new_email == email:
+        raise InvalidRequest(SAME_EMAIL, field="newEmail")
+    customer = await customer_password.verified_customer(
+        core, tenant, email, password, client_address, now
+    )
+    if customer.id != bearer.customer_id:  # another customer's right credentials
+        raise InvalidCredentials(customer_password.WRONG_CREDENTIALS)
+    token, link = links.new_link(
+        core, LinkPurpose.EMAIL_CHANGE, tenant, customer.id, now, new_email=new_email
+    )
+    message = links.message(core, LinkPurpose.EMAIL_CHANGE, tenant, new_email, token)
+    core.mail.deliver(message, first=lambda: core.store.save_account_link(link))
+
+
+async def confirm(core: Core, tenant: str, token: str, anonymous_token: str) -> None:
+    validation.tenant(tenant)
+    digest = links.presented_digest(core, token)
+    now = core.now()
+    await bearers.anonymous(core, anonymous_token, tenant, now)
+    try:
+        customer = await core.store.change_email(tenant, digest, now)
+    except AlreadyExists:
+        raise AlreadyExists(EXISTS, field="token") from None
+    if customer is None:
+        raise InvalidGrant(BAD_LINK, field="token")
