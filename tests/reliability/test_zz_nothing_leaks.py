@@ -2,8 +2,9 @@
 puts it last) and reads what they left in the ledger: every line the servers they started wrote
 to stdout and stderr (SIGKILLed, drained, fuzzed at DEBUG level, through PostgreSQL outages),
 every error message and error body their clients received, and every /metrics snapshot taken
-before a server stopped. None may hold an issued token (access, refresh, SaaS), a client secret
-or a customer password.
+before a server stopped. None may hold an issued token (access, refresh, SaaS), a client secret,
+a customer password, the e-mail address of an account flow, or a mailed one-time token (sign-up
+opt-in, password reset, e-mail change: test_account_flows.py).
 
 Token-like values are found by scanning every run of URL-safe characters for each secret length
 (so a token glued to other characters is found too); other secrets by plain substring search.
