@@ -51,8 +51,8 @@ async def request(
     token, link = links.new_link(
         core, LinkPurpose.EMAIL_CHANGE, tenant, customer.id, now, new_email=new_email
     )
-    message = links.message(core, LinkPurpose.EMAIL_CHANGE, tenant, new_email, token)
-    core.mail.deliver(message, first=lambda: core.store.save_account_link(link))
+    await core.store.save_account_link(link)
+    core.mail.deliver(links.message(core, LinkPurpose.EMAIL_CHANGE, tenant, new_email, token))
 
 
 async def confirm(core: Core, tenant: str, token: str, anonymous_token: str) -> None:

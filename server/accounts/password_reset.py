@@ -5,9 +5,12 @@ Both authorised by an anonymous access token of the tenant, as the reference say
 
 The request answers 204 for every e-mail, and in the same time: the steps on the request's
 path are the same for a known and an unknown e-mail (the checks, the throttle's read and write
-per e-mail and address, one customer look-up, one token minted), and what only a known e-mail
-causes (storing the link, sending the mail) happens after the answer (server/mail/
-delivery.py). No argon2 runs on this path for either. An account that waits for its opt-in is
+per e-mail and address, one customer look-up, one token minted and its link stored), and the
+one thing only a known e-mail causes, sending the mail, happens after the answer (server/mail/
+delivery.py). For an unknown e-mail the link stored belongs to no customer (`NO_CUSTOMER`):
+nothing can use it (its token is never sent anywhere, and a link without its customer changes
+nothing), and the next such request replaces it, so they never pile up. No argon2 runs on this
+path for either. An account that waits for its opt-in is
 sent a reset too: the mail proves the address as the opt-in would, but the reset does not
 activate it (the opt-in link does).
 
@@ -26,6 +29,7 @@ from server.errors import InvalidGrant
 from server.records import LinkPurpose
 
 BAD_LINK = "the reset token is invalid, expired or used already"
+NO_CUSTOMER = ""  # the customer of an unknown e-mail's link
 
 
 async def request(
@@ -37,13 +41,13 @@ async def request(
     await bearers.anonymous(core, anonymous_token, tenant, now)
     await throttle.admit(core, "password_reset", tenant, email, client_address, now)
     customer = await core.store.find_customer(tenant, email)
-    token, link = links.new_link(
-        core, LinkPurpose.PASSWORD_RESET, tenant, customer.id if customer else "", now
-    )
-    if customer is None:
-        return
-    message = links.message(core, LinkPurpose.PASSWORD_RESET, tenant, customer.email, token)
-    core.mail.deliver(message, first=lambda: core.store.save_account_link(link))
+    owner = customer.id if customer is not None else NO_CUSTOMER
+    token, link = links.new_link(core, LinkPurpose.PASSWORD_RESET, tenant, owner, now)
+    await core.store.save_account_link(link)
+    if customer is not None:
+        core.mail.deliver(
+            links.message(core, LinkPurpose.PASSWORD_RESET, tenant, customer.email, token)
+        )
 
 
 async def update(

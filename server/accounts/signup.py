@@ -7,7 +7,8 @@ tenant's account policy asks for a double opt-in, the account is created inactiv
 log in: server/grants/customer_password.py) and a one-time link is mailed; the link activates
 it and answers a customer token on the anonymous session that opens it, as a login would
 (customer_password.continue_as_customer). A resend mails a fresh link (the earlier ones stop
-working) and answers the same for every e-mail, known, unknown or active already.
+working) and answers the same for every e-mail, known, unknown or active already (it is not
+timed like a password reset: the 409 of a sign-up tells as much).
 
 An e-mail that exists answers 409 with the reference's conflict and no more (not whether the
 account is active). Sign-up and resend are throttled per e-mail and per client address
@@ -70,7 +71,7 @@ async def sign_up(
     except AlreadyExists:  # a concurrent sign-up with the same e-mail won
         raise AlreadyExists(EXISTS, field="email") from None
     if rules.double_opt_in:
-        _send_link(core, customer, now)
+        await _send_link(core, customer, now)
     return SignedUp(customer.id, rules.double_opt_in)
 
 
@@ -97,12 +98,13 @@ async def resend(
     await throttle.admit(core, "optin_resend", tenant, email, client_address, now)
     customer = await core.store.find_customer(tenant, email)
     if customer is not None and not customer.active:
-        _send_link(core, customer, now)
+        await _send_link(core, customer, now)
 
 
-def _send_link(core: Core, customer: CustomerRecord, now: int) -> None:
-    """The link is stored just before its mail is sent, off the request (server/mail/
-    delivery.py): the answer does not wait for either."""
+async def _send_link(core: Core, customer: CustomerRecord, now: int) -> None:
+    """Stores the link, then mails it off the request (server/mail/delivery.py)."""
     token, link = links.new_link(core, LinkPurpose.OPT_IN, customer.tenant, customer.id, now)
-    message = links.message(core, LinkPurpose.OPT_IN, customer.tenant, customer.email, token)
-    core.mail.deliver(message, first=lambda: core.store.save_account_link(link))
+    await core.store.save_account_link(link)
+    core.mail.deliver(
+        links.message(core, LinkPurpose.OPT_IN, customer.tenant, customer.email, token)
+    )

@@ -1,8 +1,8 @@
 """Delivering mail off the request path: the caller's answer never waits for a mail server.
 
-That keeps a slow or absent mail server from slowing sign-up, and it is what makes a password
-reset for a known e-mail answer in the time an unknown one does (server/accounts/
-password_reset.py): the request only schedules a delivery. At most
+That keeps a slow or absent mail server from slowing sign-up, and it is part of what makes a
+password reset for a known e-mail answer in the time an unknown one does (server/accounts/
+password_reset.py): the request only schedules a delivery. A delivery touches no store. At most
 TOKENSERVICE_MAIL_MAX_PENDING deliveries wait at once, per process; beyond that, or when a
 delivery fails, the message is dropped and logged by its kind only (never its address or
 body): the customer asks again, and the throttle bounds how often.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from server.mail.message import Mailer, MailMessage
 from server.mail.outbox import OutboxMailer, outbox_dir
@@ -35,11 +34,8 @@ class MailDelivery:
         self._max_pending = max(max_pending, 1)
         self._pending: set[asyncio.Task[None]] = set()
 
-    def deliver(
-        self, message: MailMessage, *, first: Callable[[], Awaitable[object]] | None = None
-    ) -> None:
-        """Schedules sending `message`, after `first()` (storing the link the message holds)
-        when given; returns at once. When `first` fails, nothing is sent."""
+    def deliver(self, message: MailMessage) -> None:
+        """Schedules sending `message`; returns at once."""
         if len(self._pending) >= self._max_pending:
             log.warning(
                 "mail: %s message dropped: %d deliveries pending",
@@ -47,7 +43,7 @@ class MailDelivery:
                 len(self._pending),
             )
             return
-        task = asyncio.create_task(self._send(message, first))
+        task = asyncio.create_task(self._send(message))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -56,12 +52,8 @@ class MailDelivery:
         while self._pending:
             await asyncio.wait(list(self._pending))
 
-    async def _send(
-        self, message: MailMessage, first: Callable[[], Awaitable[object]] | None
-    ) -> None:
+    async def _send(self, message: MailMessage) -> None:
         try:
-            if first is not None:
-                await first()
             await self.mailer.send(message)
         except Exception as error:  # reported by kind only; the customer can ask again
             log.warning("mail: %s message not delivered (%s)", message.kind, type(error).__name__)

@@ -104,9 +104,9 @@ class Accounts(Protocol):
     """What customers do to their own accounts (server/accounts/): the tenant's account
     policy, and the mailed one-time tokens (AccountLink, digests only) whose use changes the
     account. Consuming a link is single use: the DELETE of its row decides the one caller that
-    gets it, on any replica; a link of another tenant, of another purpose or expired is not
-    found. Each consuming method is one transaction: on a refusal (None, or an error) nothing
-    changed, the link included."""
+    gets it, on any replica; a link of another tenant, of another purpose, expired, or whose
+    customer does not exist (password_reset.NO_CUSTOMER) is not found. Each consuming method
+    is one transaction: on a refusal (None, or an error) nothing changed, the link included."""
 
     async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
         """The tenant's stored policy; None when it has none (defaults apply). A plain read."""

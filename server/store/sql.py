@@ -706,11 +706,14 @@ def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
 def _consume_link(
     conn: Connection, tenant: str, digest: str, purpose: LinkPurpose, now: int
 ) -> AccountLink | None:
-    """The live link, deleted; None when there is none or a concurrent caller deleted it
-    first (the DELETE's row count decides)."""
+    """The live link of an existing customer, deleted; None, deleting nothing, when there is
+    none, and None when a concurrent caller deleted it first (the DELETE's row count
+    decides)."""
     params = {"al_digest": digest, "al_purpose": purpose.value, "al_tenant": tenant, "now": now}
     row = conn.execute(statements.LIVE_ACCOUNT_LINK, params).first()
-    if row is None or conn.execute(statements.CONSUME_ACCOUNT_LINK, params).rowcount != 1:
+    if row is None or _customer(conn, row.customer_id) is None:
+        return None
+    if conn.execute(statements.CONSUME_ACCOUNT_LINK, params).rowcount != 1:
         return None
     return rows.account_link_record(row)
 

@@ -320,3 +320,29 @@ async def test_an_email_change_needs_the_right_password_and_a_free_address(shop:
     with pytest.raises(AlreadyExists):
         await email_change.confirm(shop.core, T, token, await shop.anonymous())
     assert (await shop.login("ann@shop.example")).access_token
+
+
+async def test_a_reset_takes_the_same_store_steps_for_known_and_unknown_emails(
+    shop: Shop,
+) -> None:
+    """Before the answer: the same store calls in the same order (the mail alone differs, and
+    it is sent after the answer)."""
+    await shop.sign_up("ann@shop.example")
+    calls: list[str] = []
+    store = shop.core.store
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            calls.append(name)
+            return getattr(store, name)
+
+    recording = dataclasses.replace(shop.core, store=Recording())  # type: ignore[arg-type]
+    seen = []
+    for email in ("ann@shop.example", "nobody@shop.example"):
+        token = await shop.anonymous()
+        calls.clear()
+        await password_reset.request(recording, T, email, token, client_address="10.0.0.2")
+        seen.append(list(calls))
+    assert seen[0] == seen[1]
+    assert "save_account_link" in seen[0] and "find_customer" in seen[0]
+    assert len(await shop.mailed()) == 1

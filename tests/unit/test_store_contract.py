@@ -408,6 +408,15 @@ async def test_concurrent_uses_of_one_link_have_one_winner(store: TokenStore) ->
     assert sorted(r is None for r in results) == [False, True, True, True]
 
 
+async def test_a_link_of_no_customer_is_never_used(store: TokenStore) -> None:
+    """What a reset for an unknown e-mail stores (password_reset.NO_CUSTOMER)."""
+    await account_store(store)
+    await store.save_account_link(link("d1", RESET, customer_id=""))
+    await store.save_account_link(link("d2", RESET, customer_id=""))  # replaces d1
+    assert await store.reset_password("demo", "d2", "h2", NOW) is None
+    assert await store.purge_account_links(NOW + 601) == 1  # d2 alone, still there
+
+
 async def test_purge_account_links_deletes_only_expired_ones(store: TokenStore) -> None:
     await account_store(store)
     await store.save_account_link(link("l1", OPT_IN, expires_at=NOW))
