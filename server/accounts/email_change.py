@@ -2,13 +2,14 @@
 token to the NEW address, and `POST .../email/change/confirm` moves the login to it.
 
 The request is authorised by the customer's own access token and proves the current e-mail
-and password as a login does (argon2; the login throttle counts a wrong one); the e-mail in
-the body must be the token's customer's. A new address that another customer of the tenant
-has is refused at the confirm (409), not at the request, so the request cannot be used to find
-out who has an account. The confirm (authorised by an anonymous token of the tenant, as the
-reference says) consumes the token and changes the e-mail in one store transaction; from then
-on only the new address logs in. Sessions stay: they belong to the same customer, and its
-tokens report the new e-mail (this replica at once, others within the token cache's bound).
+and password as a login does (argon2; the login throttle counts a wrong one), against the
+token's own account only; the e-mail in the body must be that account's. A new address that
+another customer of the tenant has is refused at the confirm (409), not at the request, so the
+request cannot be used to find out who has an account. The confirm (authorised by an anonymous
+token of the tenant, as the reference says) consumes the token and changes the e-mail in one
+store transaction; from then on only the new address logs in. Sessions stay: they belong to
+the same customer, and its tokens report the new e-mail (this replica at once, others within
+the token cache's bound).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from __future__ import annotations
 from server import validation
 from server.accounts import bearers, links
 from server.core import Core
-from server.errors import AlreadyExists, InvalidCredentials, InvalidGrant, InvalidRequest
+from server.errors import (
+    AlreadyExists,
+    InvalidCredentials,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+)
 from server.grants import customer_password
 from server.records import LinkPurpose
 
@@ -43,10 +50,16 @@ async def request(
     bearer = await bearers.customer(core, access_token, tenant, now)
     if new_email == email:
         raise InvalidRequest(SAME_EMAIL, field="newEmail")
+    assert bearer.customer_id is not None
+    own = await core.store.get_customer(bearer.customer_id)
+    if own is None:
+        raise InvalidToken(bearers.NOT_CUSTOMER)
+    # The password is checked against the token's own account only (never another's), and the
+    # e-mail given must be that account's: a wrong one answers as a wrong password does.
     customer = await customer_password.verified_customer(
-        core, tenant, email, password, client_address, now
+        core, tenant, own.email, password, client_address, now
     )
-    if customer.id != bearer.customer_id:  # another customer's right credentials
+    if email != customer.email:
         raise InvalidCredentials(customer_password.WRONG_CREDENTIALS)
     token, link = links.new_link(
         core, LinkPurpose.EMAIL_CHANGE, tenant, customer.id, now, new_email=new_email

@@ -29,6 +29,7 @@ from server.records import CustomerRecord, IssuedTokens, LinkPurpose
 
 EXISTS = "a customer with this email already exists"
 BAD_LINK = "the sign-up token is invalid, expired or used already"
+TAKEN_SESSION = "this session is closed or belongs to a customer; open the link in a new one"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,12 @@ async def confirm(core: Core, tenant: str, token: str, anonymous_token: str) -> 
     digest = links.presented_digest(core, token)
     now = core.now()
     anonymous = await bearers.anonymous(core, anonymous_token, tenant, now)
+    assert anonymous.session_id is not None
+    # Checked before the link is used, so that a refusal changes nothing: a waiting account
+    # never logged in, so a session that has a customer is another's.
+    session = await core.store.get_session(anonymous.session_id)
+    if session is None or session.revoked_at is not None or session.customer_id is not None:
+        raise InvalidGrant(TAKEN_SESSION, field="anonymous_token")
     customer = await core.store.activate_customer(tenant, digest, now)
     if customer is None:
         raise InvalidGrant(BAD_LINK, field="token")

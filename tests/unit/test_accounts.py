@@ -346,3 +346,19 @@ async def test_a_reset_takes_the_same_store_steps_for_known_and_unknown_emails(
     assert seen[0] == seen[1]
     assert "save_account_link" in seen[0] and "find_customer" in seen[0]
     assert len(await shop.mailed()) == 1
+
+
+async def test_an_opt_in_on_a_customers_session_is_refused_and_keeps_the_link(
+    shop: Shop,
+) -> None:
+    await shop.sign_up("bob@shop.example")
+    await opt_in(shop)
+    await shop.sign_up("ann@shop.example")
+    [link] = await shop.mailed()
+    anon = await anonymous.issue(shop.core, T, "front")
+    await customer_password.issue(shop.core, T, "bob@shop.example", PASSWORD, anon.access_token)
+    with pytest.raises(InvalidGrant, match="belongs to a customer"):
+        await signup.confirm(shop.core, T, link, anon.access_token)
+    customer = await shop.core.store.find_customer(T, "ann@shop.example")
+    assert customer is not None and not customer.active
+    assert (await signup.confirm(shop.core, T, link, await shop.anonymous())).access_token
