@@ -10,7 +10,9 @@ refreshing start with the client look-up. Both would otherwise be one database r
   every use, so the entry never outlives the token.
 - Rows change by revocation, rotation and customer login. Done through this store (this
   replica), they drop the affected entries before the call returns: the token by digest, and
-  every token of a session by session id. Done by another replica, they reach this one when the
+  every token of a session by session id. A password change or reset (which end sessions of a
+  customer) and an e-mail change (which changes the e-mail cached tokens carry) are rare, and
+  drop every entry. Done by another replica, they reach this one when the
   entry ages out, after `max_age` at the latest: that is the documented bound
   (TOKENSERVICE_TOKEN_CACHE_SECONDS).
 - A database read that races with a change (it read the row before the change committed, and
