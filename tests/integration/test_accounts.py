@@ -112,11 +112,17 @@ async def test_double_opt_in_sign_up_through_the_outbox(harness: Harness) -> Non
     assert seen.active and seen.customer_id == done.customer_id
     assert (await login(harness, shop, "new@acme.example", PASSWORD)).access_token
     assert await harness.query("SELECT count(*) FROM account_links") == [(0,)]
-    with pytest.raises(grpc.aio.AioRpcError) as used:
+    with pytest.raises(grpc.aio.AioRpcError) as taken:  # the session is the customer's now
         await stub.ConfirmSignUp(
             apb.ConfirmSignUpRequest(
                 tenant="acme", token=token, anonymous_token=anonymous.access_token
             )
+        )
+    assert error_field(taken.value) == "anonymous_token"
+    fresh = (await harness.anonymous(shop)).access_token
+    with pytest.raises(grpc.aio.AioRpcError) as used:
+        await stub.ConfirmSignUp(
+            apb.ConfirmSignUpRequest(tenant="acme", token=token, anonymous_token=fresh)
         )
     assert used.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (error_reason(used.value), error_field(used.value)) == ("invalid_grant", "token")
