@@ -19,7 +19,15 @@ from http_bridge.cors import BrowserAccess, TenantOrigins, process_origins, tena
 from http_bridge.errors import Problem
 from http_bridge.metrics import HttpMetrics, metrics_endpoint
 from http_bridge.responses import family_of, problem_response
-from http_bridge.routes import discovery, health, identity_providers, oauth, sessions, storefront
+from http_bridge.routes import (
+    accounts,
+    discovery,
+    health,
+    identity_providers,
+    oauth,
+    sessions,
+    storefront,
+)
 from server.proxies import Networks, parse_networks
 from server.settings import Settings
 
@@ -43,6 +51,26 @@ ROUTES = [
     Route("/customer/{tenant}/me/sessions", sessions.list_sessions, methods=["GET"]),
     Route("/customer/{tenant}/me/sessions", sessions.end_sessions, methods=["DELETE"]),
     Route("/customer/{tenant}/me/sessions/{sessionId}", sessions.end_session, methods=["DELETE"]),
+    Route("/customer/{tenant}/signup", accounts.sign_up, methods=["POST"]),
+    Route(
+        "/customer/{tenant}/signup/optin/refresh_token",
+        accounts.resend_sign_up_link,
+        methods=["POST"],
+    ),
+    Route("/customer/{tenant}/signup/optin/{token}", accounts.confirm_sign_up, methods=["GET"]),
+    Route("/customer/{tenant}/password/change", accounts.change_password, methods=["POST"]),
+    Route("/customer/{tenant}/password/reset", accounts.request_password_reset, methods=["POST"]),
+    Route("/customer/{tenant}/password/reset/update", accounts.reset_password, methods=["POST"]),
+    Route(
+        "/customer/{tenant}/me/accounts/internal/email/change",
+        accounts.request_email_change,
+        methods=["POST"],
+    ),
+    Route(
+        "/customer/{tenant}/me/accounts/internal/email/change/confirm",
+        accounts.confirm_email_change,
+        methods=["POST"],
+    ),
     Route("/.well-known/jwks.json", discovery.jwks, methods=["GET"]),
     Route("/.well-known/oauth-authorization-server", discovery.metadata, methods=["GET"]),
     Route("/openapi.json", discovery.openapi, methods=["GET"]),

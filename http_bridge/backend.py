@@ -1,4 +1,5 @@
-"""What the bridge needs from the token service: the TokenService RPCs and a readiness check.
+"""What the bridge needs from the token service: the TokenService and AccountService RPCs and a
+readiness check.
 
 Two implementations: `launcher.in_process.InProcessBackend` calls the servicer in the same
 process (no network hop; it lives with the launcher because it needs the whole core), and
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import grpc
 
+from tokenservice.v1 import account_service_pb2 as account_pb
 from tokenservice.v1 import token_service_pb2 as pb
 
 
@@ -37,7 +39,44 @@ class RpcFailure(Exception):
         return f"{self.code.name} {self.reason}: {self.message}"
 
 
-class TokenBackend(Protocol):
+class AccountBackend(Protocol):
+    """The AccountService RPCs (server/account_servicer.py). `client_address`: the HTTP
+    client's, for the account-request and login throttles."""
+
+    async def sign_up(
+        self, request: account_pb.SignUpRequest, *, client_address: str = ""
+    ) -> account_pb.SignUpResponse: ...
+
+    async def confirm_sign_up(
+        self, request: account_pb.ConfirmSignUpRequest
+    ) -> pb.TokenResponse: ...
+
+    async def resend_sign_up_link(
+        self, request: account_pb.ResendSignUpLinkRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted: ...
+
+    async def change_password(
+        self, request: account_pb.ChangePasswordRequest, *, client_address: str = ""
+    ) -> account_pb.SessionsEnded: ...
+
+    async def request_password_reset(
+        self, request: account_pb.RequestPasswordResetRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted: ...
+
+    async def reset_password(
+        self, request: account_pb.ResetPasswordRequest
+    ) -> account_pb.SessionsEnded: ...
+
+    async def request_email_change(
+        self, request: account_pb.RequestEmailChangeRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted: ...
+
+    async def confirm_email_change(
+        self, request: account_pb.ConfirmEmailChangeRequest
+    ) -> account_pb.AccountAccepted: ...
+
+
+class TokenBackend(AccountBackend, Protocol):
     async def issue_token(
         self, request: pb.IssueTokenRequest, *, client_address: str = ""
     ) -> pb.TokenResponse:

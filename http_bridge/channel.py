@@ -11,6 +11,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from http_bridge.backend import RpcFailure
+from tokenservice.v1 import account_service_pb2 as account_pb
+from tokenservice.v1 import account_service_pb2_grpc as account_grpc
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -25,6 +27,7 @@ class ChannelBackend:
     def __init__(self, target: str, *, timeout_seconds: float = 10.0) -> None:
         self._channel = grpc.aio.insecure_channel(target)
         self._stub = pb_grpc.TokenServiceStub(self._channel)
+        self._accounts = account_grpc.AccountServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout_seconds
 
@@ -34,8 +37,9 @@ class ChannelBackend:
         """The HTTP client's address travels as x-forwarded-for metadata; the server believes
         it only when this bridge's address is in its TOKENSERVICE_TRUSTED_PROXIES, and
         otherwise throttles this bridge's own address."""
-        metadata = (("x-forwarded-for", client_address),) if client_address else None
-        return await self._call(self._stub.IssueToken, request, metadata=metadata)
+        return await self._call(
+            self._stub.IssueToken, request, metadata=forwarded_for(client_address)
+        )
 
     async def refresh_token(self, request: pb.RefreshTokenRequest) -> pb.TokenResponse:
         return await self._call(self._stub.RefreshToken, request)
@@ -67,6 +71,55 @@ class ChannelBackend:
     async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
         return await self._call(self._stub.EndOwnSessions, request)
 
+    # --- AccountService (the client's address travels as for IssueToken) ----------------------
+    async def sign_up(
+        self, request: account_pb.SignUpRequest, *, client_address: str = ""
+    ) -> account_pb.SignUpResponse:
+        return await self._call(
+            self._accounts.SignUp, request, metadata=forwarded_for(client_address)
+        )
+
+    async def confirm_sign_up(self, request: account_pb.ConfirmSignUpRequest) -> pb.TokenResponse:
+        return await self._call(self._accounts.ConfirmSignUp, request)
+
+    async def resend_sign_up_link(
+        self, request: account_pb.ResendSignUpLinkRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await self._call(
+            self._accounts.ResendSignUpLink, request, metadata=forwarded_for(client_address)
+        )
+
+    async def change_password(
+        self, request: account_pb.ChangePasswordRequest, *, client_address: str = ""
+    ) -> account_pb.SessionsEnded:
+        return await self._call(
+            self._accounts.ChangePassword, request, metadata=forwarded_for(client_address)
+        )
+
+    async def request_password_reset(
+        self, request: account_pb.RequestPasswordResetRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await self._call(
+            self._accounts.RequestPasswordReset, request, metadata=forwarded_for(client_address)
+        )
+
+    async def reset_password(
+        self, request: account_pb.ResetPasswordRequest
+    ) -> account_pb.SessionsEnded:
+        return await self._call(self._accounts.ResetPassword, request)
+
+    async def request_email_change(
+        self, request: account_pb.RequestEmailChangeRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await self._call(
+            self._accounts.RequestEmailChange, request, metadata=forwarded_for(client_address)
+        )
+
+    async def confirm_email_change(
+        self, request: account_pb.ConfirmEmailChangeRequest
+    ) -> account_pb.AccountAccepted:
+        return await self._call(self._accounts.ConfirmEmailChange, request)
+
     async def ready(self) -> bool:
         try:
             answer = await self._health.Check(
@@ -90,6 +143,10 @@ class ChannelBackend:
             return await method(request, timeout=self._timeout, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             raise failure_of_call(error) from None
+
+
+def forwarded_for(client_address: str) -> tuple[tuple[str, str], ...] | None:
+    return (("x-forwarded-for", client_address),) if client_address else None
 
 
 def failure_of_call(error: grpc.aio.AioRpcError) -> RpcFailure:

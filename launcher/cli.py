@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_keys(commands)
     _add_demo(commands)
     _add_janitor(commands)
+    _add_mail(commands)
     return parser
 
 
@@ -171,6 +172,29 @@ def _add_tenant(commands: Any) -> None:
         nargs="*",
         metavar="ORIGIN",
         help="scheme://host[:port], e.g. https://shop.example (none: clear the list)",
+    )
+    policy = _command(
+        group,
+        "account-policy",
+        "show, or change, the tenant's account rules: double opt-in at sign-up, password policy",
+        provisioning_command("cmd_tenant_account_policy"),
+        json_output=True,
+    )
+    policy.add_argument("name", metavar="NAME")
+    policy.add_argument(
+        "--double-opt-in",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sign-up waits for a mailed link before the account can log in",
+    )
+    policy.add_argument(
+        "--password-min-length", type=int, metavar="N", help="shortest new password (6-128)"
+    )
+    policy.add_argument(
+        "--reject-common-passwords",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refuse the most common passwords as new passwords",
     )
 
 
@@ -386,6 +410,25 @@ def _add_demo(commands: Any) -> None:
         'print the demo credentials as shell exports: eval "$(tokenservice demo env)"',
         provisioning_command("cmd_demo_env"),
     )
+
+
+def _add_mail(commands: Any) -> None:
+    group = _group(commands, "mail", "the embedded outbox: account mail written as files")
+    _command(
+        group,
+        "list",
+        "list the messages in the outbox, oldest first",
+        provisioning_command("cmd_mail_list"),
+        json_output=True,
+    )
+    show = _command(
+        group,
+        "show",
+        "print one message of the outbox (it holds a one-time token: keep it private)",
+        provisioning_command("cmd_mail_show"),
+        json_output=True,
+    )
+    show.add_argument("id", metavar="ID", help="as `mail list` prints it")
 
 
 def _add_janitor(commands: Any) -> None:

@@ -13,9 +13,11 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from http_bridge.errors import failure_of
+from server.account_servicer import AccountCalls
 from server.core import Core
 from server.errors import ServerError, TokenServiceError
 from server.servicer import TokenCalls
+from tokenservice.v1 import account_service_pb2 as account_pb
 from tokenservice.v1 import token_service_pb2 as pb
 
 log = logging.getLogger("tokenservice.http")
@@ -26,6 +28,7 @@ class InProcessBackend:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._calls = TokenCalls(core)
+        self._accounts = AccountCalls(core)
 
     async def issue_token(
         self, request: pb.IssueTokenRequest, *, client_address: str = ""
@@ -61,6 +64,51 @@ class InProcessBackend:
 
     async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
         return await _call(self._calls.end_own_sessions(request))
+
+    # --- AccountService ---------------------------------------------------------------------
+    async def sign_up(
+        self, request: account_pb.SignUpRequest, *, client_address: str = ""
+    ) -> account_pb.SignUpResponse:
+        return await _call(self._accounts.sign_up(request, client_address=client_address))
+
+    async def confirm_sign_up(self, request: account_pb.ConfirmSignUpRequest) -> pb.TokenResponse:
+        return await _call(self._accounts.confirm_sign_up(request))
+
+    async def resend_sign_up_link(
+        self, request: account_pb.ResendSignUpLinkRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await _call(
+            self._accounts.resend_sign_up_link(request, client_address=client_address)
+        )
+
+    async def change_password(
+        self, request: account_pb.ChangePasswordRequest, *, client_address: str = ""
+    ) -> account_pb.SessionsEnded:
+        return await _call(self._accounts.change_password(request, client_address=client_address))
+
+    async def request_password_reset(
+        self, request: account_pb.RequestPasswordResetRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await _call(
+            self._accounts.request_password_reset(request, client_address=client_address)
+        )
+
+    async def reset_password(
+        self, request: account_pb.ResetPasswordRequest
+    ) -> account_pb.SessionsEnded:
+        return await _call(self._accounts.reset_password(request))
+
+    async def request_email_change(
+        self, request: account_pb.RequestEmailChangeRequest, *, client_address: str = ""
+    ) -> account_pb.AccountAccepted:
+        return await _call(
+            self._accounts.request_email_change(request, client_address=client_address)
+        )
+
+    async def confirm_email_change(
+        self, request: account_pb.ConfirmEmailChangeRequest
+    ) -> account_pb.AccountAccepted:
+        return await _call(self._accounts.confirm_email_change(request))
 
     async def ready(self) -> bool:
         try:

@@ -25,6 +25,7 @@ from launcher import demo
 from server import admin, customer_sessions, identity_provider_admin, janitor
 from server.core import Core
 from server.records import (
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
@@ -72,6 +73,67 @@ def cmd_tenant_set_origins(args: argparse.Namespace, settings: Settings) -> int:
         settings, lambda core: admin.set_allowed_origins(core, args.name, args.origins)
     )
     return _emit(args, tenant_json(tenant), *tenant_lines(tenant))
+
+
+def cmd_tenant_account_policy(args: argparse.Namespace, settings: Settings) -> int:
+    changes = (args.double_opt_in, args.password_min_length, args.reject_common_passwords)
+    if all(change is None for change in changes):
+        policy = _with_core(settings, lambda core: admin.get_account_policy(core, args.name))
+    else:
+        policy = _with_core(
+            settings,
+            lambda core: admin.set_account_policy(
+                core,
+                args.name,
+                double_opt_in=args.double_opt_in,
+                password_min_length=args.password_min_length,
+                reject_common_passwords=args.reject_common_passwords,
+            ),
+        )
+    result = {
+        "tenant": policy.tenant,
+        "double_opt_in": policy.double_opt_in,
+        "password_min_length": policy.password_min_length,
+        "reject_common_passwords": policy.reject_common_passwords,
+    }
+    return _emit(args, result, *account_policy_lines(policy))
+
+
+def account_policy_lines(policy: AccountPolicy) -> list[str]:
+    return [
+        policy.tenant,
+        f"double opt-in: {'on' if policy.double_opt_in else 'off'}",
+        f"password minimum length: {policy.password_min_length}",
+        f"reject common passwords: {'on' if policy.reject_common_passwords else 'off'}",
+    ]
+
+
+def cmd_mail_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Reads the outbox folder only: no database is opened."""
+    from server.mail import outbox
+
+    messages = outbox.list_messages(outbox.outbox_dir(settings))
+    listed = [{"id": m.id, "to": m.to, "subject": m.subject, "kind": m.kind} for m in messages]
+    lines = [f"{m.id}  {m.kind}  {m.to}  {m.subject}" for m in messages]
+    return _emit(args, {"messages": listed}, *(lines or ["the outbox is empty"]))
+
+
+def cmd_mail_show(args: argparse.Namespace, settings: Settings) -> int:
+    from server.mail import outbox
+
+    message = outbox.find_message(outbox.outbox_dir(settings), args.id)
+    if message is None:
+        print(f"error: no message '{args.id}' in the outbox", file=sys.stderr)
+        return 1
+    result = {
+        "id": message.id,
+        "to": message.to,
+        "subject": message.subject,
+        "kind": message.kind,
+        "body": message.body,
+    }
+    lines = [f"To: {message.to}", f"Subject: {message.subject}", "", message.body]
+    return _emit(args, result, *lines)
 
 
 def tenant_lines(tenant: TenantRecord) -> list[str]:

@@ -1,5 +1,7 @@
-"""Abuse controls: customer-login lockout (per account, per client address) and anonymous-token
-quotas (per storefront client).
+"""Abuse controls: customer-login lockout (per account, per client address), anonymous-token
+quotas (per storefront client), and the throttle of the account requests that send mail or
+create accounts (sign-up, password reset, opt-in resend: the same LockPolicy, counting every
+request instead of failures; server/accounts/throttle.py applies it).
 
 The lockout follows Keycloak's brute-force detection in spirit: no permanent lockout; the
 `max_failures`-th failure locks for `wait_increment` seconds, every further failure (after the
@@ -142,6 +144,12 @@ class AbuseControls:
     addresses: AddressThrottle
     anonymous: AnonymousQuota
     trusted_proxies: Networks = ()
+    # Account requests (server/accounts/throttle.py): per e-mail in the store (the policy
+    # here), per client address in this process.
+    account_requests: LockPolicy = LockPolicy(0, 0, 0, 0)
+    account_addresses: AddressThrottle = dataclasses.field(
+        default_factory=lambda: AddressThrottle(LockPolicy(0, 0, 0, 0))
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AbuseControls:
@@ -162,7 +170,21 @@ class AbuseControls:
                 capacity=settings.login_address_table_size,
             ),
             trusted_proxies=parse_networks(settings.trusted_proxies),
+            account_requests=_account_policy(settings, settings.account_requests_per_email),
+            account_addresses=AddressThrottle(
+                _account_policy(settings, settings.account_requests_per_address),
+                capacity=settings.login_address_table_size,
+            ),
         )
 
     def client_address(self, peer: str, forwarded_for: str = "") -> str:
         return client_address(peer, forwarded_for, self.trusted_proxies)
+
+
+def _account_policy(settings: Settings, max_requests: int) -> LockPolicy:
+    return LockPolicy(
+        max_failures=max_requests,
+        wait_increment=settings.account_throttle_wait_seconds,
+        max_wait=settings.account_throttle_max_wait_seconds,
+        reset_after=settings.account_throttle_reset_seconds,
+    )

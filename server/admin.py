@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Sequence
 
 from server import origins, validation
+from server.accounts import policy as account_policy
 from server.core import Core
 from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.records import (
+    AccountPolicy,
     ClientKind,
     ClientRecord,
     CustomerRecord,
@@ -71,6 +73,39 @@ async def set_allowed_origins(core: Core, tenant: str, allowed: Sequence[str]) -
     if record is None:
         raise NotFound(f"unknown tenant '{tenant}'", field="tenant")
     return record
+
+
+async def get_account_policy(core: Core, tenant: str) -> AccountPolicy:
+    """The tenant's account rules (its defaults when none were set)."""
+    await get_tenant(core, tenant)
+    return await account_policy.of_tenant(core, tenant)
+
+
+async def set_account_policy(
+    core: Core,
+    tenant: str,
+    *,
+    double_opt_in: bool | None = None,
+    password_min_length: int | None = None,
+    reject_common_passwords: bool | None = None,
+) -> AccountPolicy:
+    """Changes the given rules of the tenant's account policy (None: keeps the current one).
+    Takes effect at the next call: policies are not cached."""
+    validation.tenant(tenant)
+    current = await get_account_policy(core, tenant)
+    changed = AccountPolicy(
+        tenant=tenant,
+        double_opt_in=current.double_opt_in if double_opt_in is None else double_opt_in,
+        password_min_length=(
+            current.password_min_length if password_min_length is None else password_min_length
+        ),
+        reject_common_passwords=(
+            current.reject_common_passwords
+            if reject_common_passwords is None
+            else reject_common_passwords
+        ),
+    )
+    return await account_policy.set_policy(core, changed)
 
 
 async def create_client(

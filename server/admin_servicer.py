@@ -19,6 +19,7 @@ from server.admin_auth import authorize_admin
 from server.core import Core
 from server.errors import InvalidRequest, InvalidToken
 from server.records import (
+    AccountPolicy,
     ClientKind,
     ClientRecord,
     CustomerRecord,
@@ -78,6 +79,31 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             self._core, request.tenant, tuple(request.allowed_origins)
         )
         return tenant_proto(record)
+
+    async def GetAccountPolicy(
+        self, request: pb.GetAccountPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AccountPolicy:
+        await self._authorize(context, request.tenant)
+        return account_policy_proto(await admin.get_account_policy(self._core, request.tenant))
+
+    async def SetAccountPolicy(
+        self, request: pb.AccountPolicy, context: grpc.aio.ServicerContext
+    ) -> pb.AccountPolicy:
+        await self._authorize(context, request.tenant)
+        record = await admin.set_account_policy(
+            self._core,
+            request.tenant,
+            double_opt_in=(request.double_opt_in if request.HasField("double_opt_in") else None),
+            password_min_length=(
+                request.password_min_length if request.HasField("password_min_length") else None
+            ),
+            reject_common_passwords=(
+                request.reject_common_passwords
+                if request.HasField("reject_common_passwords")
+                else None
+            ),
+        )
+        return account_policy_proto(record)
 
     async def CreateClient(
         self, request: pb.CreateClientRequest, context: grpc.aio.ServicerContext
@@ -234,6 +260,15 @@ def client_kind(value: int) -> ClientKind:
 def tenant_proto(record: TenantRecord) -> pb.Tenant:
     return pb.Tenant(
         name=record.name, created_at=record.created_at, allowed_origins=record.allowed_origins
+    )
+
+
+def account_policy_proto(record: AccountPolicy) -> pb.AccountPolicy:
+    return pb.AccountPolicy(
+        tenant=record.tenant,
+        double_opt_in=record.double_opt_in,
+        password_min_length=record.password_min_length,
+        reject_common_passwords=record.reject_common_passwords,
     )
 
 

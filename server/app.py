@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.account_servicer import AccountServicer
 from server.admin_servicer import AdminServicer
 from server.core import Core
 from server.errors import TokenServiceError
@@ -22,6 +23,8 @@ from server.servicer import TokenServicer
 from server.store.protocol import Health
 from server.unary_calls import CallsInFlight
 from tokenservice.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
     admin_service_pb2,
     admin_service_pb2_grpc,
     token_service_pb2,
@@ -31,6 +34,7 @@ from tokenservice.v1 import (
 SERVICE_NAMES = (
     token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
 )
 
 
@@ -116,6 +120,7 @@ async def start_server(
     )
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(TokenServicer(core), server)
     admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core), server)
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(core), server)
     if extra_handlers:
         server.add_generic_rpc_handlers(tuple(extra_handlers))
     health_servicer = StoreAwareHealth(core.store)
@@ -146,3 +151,4 @@ async def finish_rehashes(core: Core) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(core.settings.shutdown_grace_seconds):
             await core.passwords.settled()
+            await core.mail.settled()  # account mail already scheduled goes out too

@@ -8,6 +8,8 @@ import httpx
 
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
+from server.mail.delivery import MailDelivery, mailer_for
+from server.mail.message import Mailer
 from server.outbound_http import OutboundHttp
 from server.passwords import Passwords
 from server.provider_keys import ProviderKeys
@@ -29,6 +31,8 @@ class Core:
     keys: KeyRing
     # Per-process state of the abuse controls (address throttle, anonymous quota).
     abuse: AbuseControls
+    # Account mail (sign-up links, password resets, e-mail changes), delivered off the request.
+    mail: MailDelivery
     # The tenants' identity providers: the one outbound HTTP client, and their keys.
     outbound: OutboundHttp
     provider_keys: ProviderKeys
@@ -49,11 +53,13 @@ def build_core(
     clock: Clock | None = None,
     secret: bytes | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    mailer: Mailer | None = None,
 ) -> Core:
     """Wires the collaborators; `secret` defaults to the configured server secret (read, never
     created: an entry point that starts the service uses server.startup.open_core, which also
     proves that the secret is the database's). `http_transport` replaces the network under the
-    outbound HTTP client (unit tests)."""
+    outbound HTTP client (unit tests); `mailer` defaults to the settings' (SMTP or the outbox
+    folder: server/mail/delivery.py)."""
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
@@ -71,4 +77,5 @@ def build_core(
         abuse=AbuseControls.from_settings(settings),
         outbound=outbound,
         provider_keys=ProviderKeys(settings, outbound, clock),
+        mail=MailDelivery(mailer or mailer_for(settings), max_pending=settings.mail_max_pending),
     )

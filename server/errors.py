@@ -125,6 +125,16 @@ class InvalidCredentials(TokenServiceError):
     fault = Fault("Invalid email or password", "tokenservice.invalid_credentials")
 
 
+class AccountNotConfirmed(TokenServiceError):
+    """The e-mail and password are right, but the account waits for its double opt-in link
+    (server/accounts/signup.py). Said only after the password verified, so it tells nothing
+    to whoever does not know the password."""
+
+    error = "account_not_confirmed"
+    http_status = 403
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class InvalidScope(TokenServiceError):
     error = "invalid_scope"
     http_status = 400

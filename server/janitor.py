@@ -43,6 +43,9 @@ async def sweep(core: Core, *, batch_size: int = DEFAULT_BATCH_SIZE) -> PurgeRep
         forgotten = await core.store.purge_login_failures(now - reset)
         if forgotten:
             log.info("janitor: forgot %d quiet failed-login counters", forgotten)
+    links = await core.store.purge_account_links(now)
+    if links:
+        log.info("janitor: removed %d expired account links", links)
     return report
 
 

@@ -117,6 +117,9 @@ ABUSE_EVENTS = (
     "login_address_refused",  # a login refused because its client address was locked
     "anonymous_refused",  # an anonymous token refused by its client's quota
     "refresh_token_reused",  # a rotated refresh token presented after its grace: session revoked
+    "signup_refused",  # a sign-up refused by the account-request throttle (per e-mail or address)
+    "password_reset_refused",  # a password-reset request refused by that throttle
+    "optin_resend_refused",  # an opt-in link resend refused by that throttle
 )
 _abuse = dict.fromkeys(ABUSE_EVENTS, 0)
 # The HTTP bridge's connection limits (http_bridge/connection_limits.py), by event.

@@ -77,6 +77,42 @@ class CustomerRecord:
     scopes: tuple[str, ...]
     legal_entity_ids: tuple[str, ...]
     created_at: int
+    # False while a double opt-in sign-up waits for its link (server/accounts/signup.py): such
+    # an account cannot log in.
+    active: bool = True
+
+
+class LinkPurpose(enum.StrEnum):
+    """What a mailed one-time token (an AccountLink) does when it comes back."""
+
+    OPT_IN = "opt_in"  # activates a double opt-in sign-up
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose, not a secret
+    EMAIL_CHANGE = "email_change"  # moves the login to `new_email`
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountLink:
+    """A mailed one-time token, stored only as its keyed digest (server/tokens.py), single
+    use and short-lived (TokenStore.save_account_link and the methods that consume one)."""
+
+    digest: str
+    purpose: LinkPurpose
+    tenant: str
+    customer_id: str
+    created_at: int
+    expires_at: int
+    new_email: str | None = None  # EMAIL_CHANGE only, lower-cased
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountPolicy:
+    """A tenant's account rules (server/accounts/policy.py); a tenant without a stored policy
+    has `AccountPolicy(tenant)`."""
+
+    tenant: str
+    double_opt_in: bool = False
+    password_min_length: int = 8
+    reject_common_passwords: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

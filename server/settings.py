@@ -144,6 +144,38 @@ class Settings:
     # Provider URLs must be https; on, http to a loopback address (127.0.0.1, [::1],
     # localhost) is allowed too (local development and the tests).
     idp_allow_http_loopback: bool = False
+    # Customer accounts (server/accounts/, docs/accounts.md). The mailed one-time tokens' lifetimes.
+    signup_link_ttl_seconds: int = 86400
+    password_reset_ttl_seconds: int = 3600
+    email_change_ttl_seconds: int = 3600
+    # The link in a mail: this base with "{tenant}" replaced, then "/<action>?token=<token>"
+    # (action: signup-optin, password-reset, email-change); empty: the mail carries the token alone.
+    account_link_base_url: str = ""
+    # Sign-up, password reset and opt-in resend (server/abuse.py AccountRequestThrottle): the
+    # max-th request in a row per e-mail (in the store, every replica) or per client address (per
+    # process) locks further ones for wait seconds, each further one for one more wait, up to
+    # max_wait; a quiet period of reset seconds forgets the count. 0 requests turns one off.
+    account_requests_per_email: int = 5
+    account_requests_per_address: int = 50
+    account_throttle_wait_seconds: int = 300
+    account_throttle_max_wait_seconds: int = 3600
+    account_throttle_reset_seconds: int = 3600
+    # Mail (server/mail/). Without smtp_host, each message is a file (mode 0600) in the outbox
+    # folder: mail_outbox_dir, or "outbox" beside the SQLite database (else in the working dir).
+    mail_from: str = "no-reply@localhost"
+    mail_outbox_dir: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    # A file holding the SMTP password alone (never the password itself in the environment).
+    smtp_password_file: str = ""
+    # CA certificates (PEM) that the server's STARTTLS certificate is checked against; empty:
+    # the system's.
+    smtp_ca_file: str = ""
+    smtp_timeout_seconds: float = 10.0
+    # Messages waiting to be delivered, per process; beyond it a message is dropped and logged.
+    mail_max_pending: int = 100
     provision_demo: bool = True
     log_level: str = "INFO"
 

@@ -32,6 +32,8 @@ class KeyedDigest:
         self._client_secret_key = _subkey(secret, b"tokenservice client secret digest v1")
         self._login_key = _subkey(secret, b"tokenservice login subject v1")
         self._canary_key = _subkey(secret, b"tokenservice secret canary v1")
+        self._link_key = _subkey(secret, b"tokenservice account link v1")
+        self._request_key = _subkey(secret, b"tokenservice account request subject v1")
 
     # hmac.digest: the stdlib's one-shot path, about 7 us against 10 us for hmac.new() here.
     def token(self, token: str) -> str:
@@ -45,6 +47,17 @@ class KeyedDigest:
         no email address typed at the login (unknown ones included) in the clear."""
         message = f"{tenant}\0{email.lower()}".encode()
         return hmac.digest(self._login_key, message, hashlib.sha256).hex()
+
+    def link(self, token: str) -> str:
+        """A mailed one-time token's digest (server/accounts/links.py), under a subkey of its
+        own: a link token is never accepted as an access token, nor the other way round."""
+        return hmac.digest(self._link_key, token.encode(), hashlib.sha256).hex()
+
+    def request_subject(self, action: str, tenant: str, email: str) -> str:
+        """The key of an e-mail's counter of `action` requests (sign-up, reset, opt-in resend:
+        server/abuse.py AccountRequestThrottle), apart from its failed-login counter."""
+        message = f"{action}\0{tenant}\0{email.lower()}".encode()
+        return hmac.digest(self._request_key, message, hashlib.sha256).hex()
 
     def canary(self) -> str:
         """The value stored at a database's first start (server/startup.py) that later starts

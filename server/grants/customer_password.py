@@ -21,6 +21,7 @@ from server import metrics, validation
 from server.core import Core
 from server.errors import (
     AccessDenied,
+    AccountNotConfirmed,
     InvalidCredentials,
     InvalidGrant,
     InvalidToken,
@@ -48,6 +49,7 @@ from server.records import (
 WRONG_CREDENTIALS = "wrong email or password"
 ADDRESS_THROTTLED = "too many failed logins from this address; retry later"
 NOT_ANONYMOUS = "anonymous_token is not an active anonymous access token"
+NOT_CONFIRMED = "this account waits for the confirmation link sent by e-mail"
 
 
 async def issue(
@@ -66,11 +68,11 @@ async def issue(
     validation.token(anonymous_token, "anonymous_token")
     now = core.now()
     anonymous = await anonymous_access_token(core, anonymous_token, tenant, now)
-    customer = await _verified_customer(core, tenant, email, password, client_address, now)
+    customer = await verified_customer(core, tenant, email, password, client_address, now)
     return await continue_as_customer(core, anonymous, customer, now)
 
 
-async def _verified_customer(
+async def verified_customer(
     core: Core, tenant: str, email: str, password: str, client_address: str, now: int
 ) -> CustomerRecord:
     """The customer whose password this is, or the refusal: a throttled address is told to
@@ -94,6 +96,8 @@ async def _verified_customer(
         await _failed(core, tenant, subject, client_address, now, locked=locked)
         raise InvalidCredentials(WRONG_CREDENTIALS)
     assert customer is not None
+    if not customer.active:  # told only to whoever knows the password
+        raise AccountNotConfirmed(NOT_CONFIRMED)
     core.passwords.rehash_if_outdated(customer, password)
     if stored is not None:
         await core.store.clear_login_failures(tenant, subject)
@@ -105,7 +109,8 @@ async def continue_as_customer(
 ) -> IssuedTokens:
     """The customer's tokens on the anonymous session, saved with the session's new owner in
     one store transaction. Shared with the logins by an external identity provider
-    (grants/token_exchange.py, grants/social_login.py)."""
+    (grants/token_exchange.py, grants/social_login.py) and with a confirmed sign-up
+    (server/accounts/signup.py)."""
     assert anonymous.session_id is not None
     client = await session_client(core, anonymous.client_id)
     ttls = session_lifetimes(core, client, TokenKind.CUSTOMER)
@@ -152,7 +157,8 @@ async def continue_as_customer(
 
 
 async def anonymous_access_token(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
-    """The live anonymous access token of `tenant` that authorises a login, or the refusal."""
+    """The live anonymous access token of `tenant` that authorises a login (and the account
+    calls: server/accounts/bearers.py), or the refusal."""
     record = await stored_token(
         core, token, TokenUse.ACCESS, kind=TokenKind.ANONYMOUS, in_session=True
     )

@@ -11,9 +11,11 @@ refreshing start with the client look-up. Both would otherwise be one database r
 - Rows change by revocation, rotation and customer login. Done through this store (this
   replica), they drop the affected entries before the call returns: the token by digest, and
   every token of a session by session id (of each session a customer's or a legal entity's
-  revocation ended, by the ids the store returns; when such a call fails, the write may have
-  committed all the same, so every entry is dropped). Done by another replica, they reach this
-  one when the entry ages out, after `max_age` at the latest: that is the documented bound
+  revocation, password change or reset ended, by the ids the store returns; when such a call
+  fails, the write may have committed all the same, so every entry is dropped). An e-mail
+  change (which changes the e-mail cached tokens carry) is rare, and drops every entry. Done
+  by another replica, they reach this one when the entry ages out, after `max_age` at the
+  latest: that is the documented bound
   (TOKENSERVICE_TOKEN_CACHE_SECONDS).
 - A database read that races with a change (it read the row before the change committed, and
   answers after the entries were dropped) must not put the old row back: every change bumps a
@@ -36,6 +38,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
@@ -73,6 +77,7 @@ UNCACHED_READS = frozenset(
         "get_identity_provider",
         "list_identity_providers",
         "list_customer_sessions",
+        "get_account_policy",
     }
 )
 # Writes that drop the cached entries of the rows they change, before they return.
@@ -86,6 +91,9 @@ DROPPING_WRITES = frozenset(
         "revoke_customer_session",
         "revoke_customer_sessions",
         "revoke_legal_entity_sessions",
+        "reset_password",
+        "change_password",
+        "change_email",
     }
 )
 # Writes that change no cached row (a token by digest with its customer's email, a client), and
@@ -108,6 +116,10 @@ WRITES_KEEPING_CACHED_ROWS: dict[str, str] = {
     "add_meta_if_absent": "service metadata is not cached",
     "save_tokens": "inserts new tokens and sessions only; only tokens found are cached",
     "continue_anonymous_session": "updates the session (not cached), inserts new tokens only",
+    "set_account_policy": "account policies are not cached",
+    "save_account_link": "account links are not cached",
+    "purge_account_links": "account links are not cached",
+    "activate_customer": "changes a customer's active flag and a link; neither is cached",
 }
 
 
@@ -338,7 +350,49 @@ class CachedStore:
         for session_id in session_ids:
             self.tokens.drop_session(session_id)
 
+    # A password change or reset ends sessions of the customer: their entries go, as for the
+    # other revocations of a customer's sessions.
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        with self._dropping_all_on_failure():
+            ended = await self._store.reset_password(tenant, digest, new_hash, now)
+        self._drop_sessions(ended or [])
+        return ended
+
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        with self._dropping_all_on_failure():
+            ended = await self._store.change_password(
+                customer_id, expected_hash, new_hash, keep_session_id, now
+            )
+        self._drop_sessions(ended or [])
+        return ended
+
+    # An e-mail change changes the email its cached tokens carry: rare, so every entry goes.
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        try:
+            return await self._store.change_email(tenant, digest, now)
+        finally:
+            self.tokens.clear()
+
     # --- everything else: forwarded (see UNCACHED_READS, WRITES_KEEPING_CACHED_ROWS) ------------
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        return await self._store.get_account_policy(tenant)
+
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        await self._store.set_account_policy(policy)
+
+    async def save_account_link(self, link: AccountLink) -> None:
+        await self._store.save_account_link(link)
+
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        return await self._store.activate_customer(tenant, digest, now)
+
+    async def purge_account_links(self, now: int) -> int:
+        return await self._store.purge_account_links(now)
+
     async def close(self) -> None:
         await self._store.close()
 

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
+    LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -55,6 +58,8 @@ class MemoryStore:
         self._login_failures: dict[tuple[str, str], LoginFailures] = {}
         self._meta: dict[str, str] = {}
         self._providers: dict[tuple[str, str], IdentityProviderRecord] = {}
+        self._account_policies: dict[str, AccountPolicy] = {}
+        self._account_links: dict[str, AccountLink] = {}
 
     async def close(self) -> None:
         return None
@@ -131,6 +136,92 @@ class MemoryStore:
     def _require_tenant(self, tenant: str) -> None:
         if tenant not in self._tenants:
             raise NotFound(tenant_missing(tenant))
+
+    # --- customer accounts (server/accounts/) --------------------------------------------------
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        return self._account_policies.get(tenant)
+
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        async with self._lock:
+            self._require_tenant(policy.tenant)
+            self._account_policies[policy.tenant] = policy
+
+    async def save_account_link(self, link: AccountLink) -> None:
+        async with self._lock:
+            if link.digest in self._account_links:
+                raise AlreadyExists(IDENTIFIER_EXISTS)
+            for digest, other in list(self._account_links.items()):
+                if (other.customer_id, other.purpose) == (link.customer_id, link.purpose):
+                    del self._account_links[digest]
+            self._account_links[link.digest] = link
+
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        async with self._lock:
+            link = self._live_link(tenant, digest, LinkPurpose.OPT_IN, now)
+            customer = self._customers.get(link.customer_id) if link else None
+            if link is None or customer is None:
+                return None
+            del self._account_links[digest]
+            customer = dataclasses.replace(customer, active=True)
+            self._customers[customer.id] = customer
+            return customer
+
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        async with self._lock:
+            link = self._live_link(tenant, digest, LinkPurpose.PASSWORD_RESET, now)
+            customer = self._customers.get(link.customer_id) if link else None
+            if link is None or customer is None:
+                return None
+            del self._account_links[digest]
+            self._customers[customer.id] = dataclasses.replace(customer, password_hash=new_hash)
+            return self._end_customer_sessions(customer.id, None, now)
+
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        async with self._lock:
+            customer = self._customers.get(customer_id)
+            if customer is None or customer.password_hash != expected_hash:
+                return None
+            self._customers[customer_id] = dataclasses.replace(customer, password_hash=new_hash)
+            return self._end_customer_sessions(customer_id, keep_session_id, now)
+
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        async with self._lock:
+            link = self._live_link(tenant, digest, LinkPurpose.EMAIL_CHANGE, now)
+            customer = self._customers.get(link.customer_id) if link else None
+            if link is None or customer is None or link.new_email is None:
+                return None
+            taken = await self.find_customer(customer.tenant, link.new_email)
+            if taken is not None and taken.id != customer.id:
+                raise AlreadyExists(customer_exists(tenant))
+            del self._account_links[digest]
+            customer = dataclasses.replace(customer, email=link.new_email)
+            self._customers[customer.id] = customer
+            return customer
+
+    async def purge_account_links(self, now: int) -> int:
+        async with self._lock:
+            doomed = [d for d, link in self._account_links.items() if link.expires_at <= now]
+            for digest in doomed:
+                del self._account_links[digest]
+            return len(doomed)
+
+    def _live_link(
+        self, tenant: str, digest: str, purpose: LinkPurpose, now: int
+    ) -> AccountLink | None:
+        link = self._account_links.get(digest)
+        if link is None or (link.tenant, link.purpose) != (tenant, purpose):
+            return None
+        return link if link.expires_at > now else None
+
+    def _end_customer_sessions(self, customer_id: str, keep: str | None, now: int) -> list[str]:
+        """revoke_customer_sessions, under the caller's lock."""
+        return self._revoke_sessions(
+            lambda s: s.customer_id == customer_id and s.session_id != keep, now
+        )
 
     # --- login failures ---------------------------------------------------------------------
     async def put_identity_provider(self, provider: IdentityProviderRecord) -> None:
@@ -398,9 +489,7 @@ class MemoryStore:
         self, customer_id: str, *, except_session_id: str | None = None, now: int
     ) -> list[str]:
         async with self._lock:
-            return self._revoke_sessions(
-                lambda s: s.customer_id == customer_id and s.session_id != except_session_id, now
-            )
+            return self._end_customer_sessions(customer_id, except_session_id, now)
 
     async def revoke_legal_entity_sessions(
         self, tenant: str, legal_entity_id: str, *, now: int

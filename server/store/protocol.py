@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
@@ -120,6 +122,59 @@ class IdentityProviders(Protocol):
 
     async def delete_identity_provider(self, tenant: str, name: str) -> bool:
         """Deletes one provider (one DELETE); False when there was none."""
+
+
+class Accounts(Protocol):
+    """What customers do to their own accounts (server/accounts/): the tenant's account
+    policy, and the mailed one-time tokens (AccountLink, digests only) whose use changes the
+    account. Consuming a link is single use: the DELETE of its row decides the one caller that
+    gets it, on any replica; a link of another tenant, of another purpose, expired, or whose
+    customer does not exist (password_reset.NO_CUSTOMER) is not found. Each consuming method
+    is one transaction: on a refusal (None, or an error) nothing changed, the link included."""
+
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        """The tenant's stored policy; None when it has none (defaults apply). A plain read."""
+        ...
+
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        """Replaces the tenant's policy, in one transaction; NotFound for an unknown tenant."""
+        ...
+
+    async def save_account_link(self, link: AccountLink) -> None:
+        """Stores `link`, deleting the customer's other links of the same purpose in the same
+        transaction (a new mail supersedes the earlier ones)."""
+        ...
+
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        """Consumes a live OPT_IN link and marks its customer active; returns the customer as
+        it is now, or None when there is no such link."""
+        ...
+
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        """Consumes a live PASSWORD_RESET link, sets its customer's password hash and revokes
+        every session of the customer with all their tokens; returns the ended session ids, or
+        None when there is no such link."""
+        ...
+
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        """Sets the password hash to `new_hash` if it is still `expected_hash` (one conditional
+        UPDATE: a concurrent change wins) and revokes every other session of the customer than
+        `keep_session_id`; returns the ended session ids, or None, changing nothing, when the
+        hash was changed meanwhile."""
+        ...
+
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        """Consumes a live EMAIL_CHANGE link and moves its customer's email to the link's
+        `new_email`; returns the customer as it is now, or None when there is no such link.
+        AlreadyExists, changing nothing, when another customer of the tenant has that email."""
+        ...
+
+    async def purge_account_links(self, now: int) -> int:
+        """Deletes the links that expired by `now` (the janitor); returns how many."""
         ...
 
 
@@ -357,6 +412,7 @@ class TokenStore(
     Clients,
     Customers,
     IdentityProviders,
+    Accounts,
     LoginFailureCounters,
     SigningKeys,
     ServiceMeta,

@@ -8,12 +8,15 @@ import json
 from typing import Any
 
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientKind,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
+    LinkPurpose,
     LoginFailures,
     SessionContext,
     SessionRecord,
@@ -79,6 +82,36 @@ def customer_record(r: Any) -> CustomerRecord:
         scopes=tuple(r.scopes.split()),
         legal_entity_ids=tuple(json.loads(r.legal_entity_ids)),
         created_at=r.created_at,
+        active=bool(r.active),
+    )
+
+
+def account_link_row(link: AccountLink) -> dict[str, Any]:
+    return {**dataclasses.asdict(link), "purpose": link.purpose.value}
+
+
+def account_link_record(r: Any) -> AccountLink:
+    return AccountLink(
+        digest=r.digest,
+        purpose=LinkPurpose(r.purpose),
+        tenant=r.tenant,
+        customer_id=r.customer_id,
+        created_at=r.created_at,
+        expires_at=r.expires_at,
+        new_email=r.new_email,
+    )
+
+
+def account_policy_row(policy: AccountPolicy) -> dict[str, Any]:
+    return dataclasses.asdict(policy)
+
+
+def account_policy_record(r: Any) -> AccountPolicy:
+    return AccountPolicy(
+        tenant=r.tenant,
+        double_opt_in=bool(r.double_opt_in),
+        password_min_length=int(r.password_min_length),
+        reject_common_passwords=bool(r.reject_common_passwords),
     )
 
 

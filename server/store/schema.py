@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 
 # Deterministic constraint names, so that later migrations can alter them by name.
@@ -68,6 +69,8 @@ customers = Table(
     Column("scopes", Text, nullable=False),  # space-separated
     Column("legal_entity_ids", Text, nullable=False),  # JSON list of strings
     Column("created_at", BigInteger, nullable=False),
+    # False while a double opt-in sign-up waits for its link (migration 0006).
+    Column("active", Boolean, nullable=False, server_default=true()),
     UniqueConstraint("tenant", "email"),
 )
 
@@ -165,4 +168,30 @@ identity_providers = Table(
     Column("client_secret", Text, nullable=False),
     Column("token_endpoint", String(2048), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+# Mailed one-time tokens: sign-up opt-in, password reset, e-mail change (server/accounts/,
+# migration 0006). Only the keyed digest of a token is stored; a row is deleted when used.
+account_links = Table(
+    "account_links",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("customer_id", String(64), nullable=False),
+    Column("new_email", String(320), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False, index=True),
+    # A customer's links of one purpose, replaced by a new one (save_account_link).
+    Index("ix_account_links_customer_id_purpose", "customer_id", "purpose"),
+)
+
+# Each tenant's account rules (server/accounts/policy.py, migration 0006); no row: defaults.
+account_policies = Table(
+    "account_policies",
+    metadata,
+    Column("tenant", String(64), ForeignKey("tenants.name"), primary_key=True),
+    Column("double_opt_in", Boolean, nullable=False),
+    Column("password_min_length", Integer, nullable=False),
+    Column("reject_common_passwords", Boolean, nullable=False),
 )

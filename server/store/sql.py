@@ -26,13 +26,16 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Row
 from sqlalchemy.engine import Connection
 
-from server.errors import InvalidRequest, StoreUnavailable
+from server.errors import InvalidRequest, NotFound, StoreUnavailable
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
+    LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -338,6 +341,91 @@ class SqlStore:
         params = {"ph_id": customer_id, "ph_expected": expected, "ph_new": new}
         return await self._tx(
             lambda conn: conn.execute(statements.REPLACE_PASSWORD_HASH, params).rowcount == 1
+        )
+
+    # --- customer accounts (server/accounts/) --------------------------------------------------
+    async def get_account_policy(self, tenant: str) -> AccountPolicy | None:
+        row = await self._first(statements.ACCOUNT_POLICY, {"tenant": tenant})
+        return None if row is None else rows.account_policy_record(row)
+
+    @retried
+    async def set_account_policy(self, policy: AccountPolicy) -> None:
+        row = rows.account_policy_row(policy)
+
+        def unit(conn: Connection) -> None:
+            if conn.execute(statements.TENANT, {"name": policy.tenant}).first() is None:
+                raise NotFound(tenant_missing(policy.tenant))
+            conn.execute(statements.DELETE_ACCOUNT_POLICY, {"tenant": policy.tenant})
+            conn.execute(statements.INSERT_ACCOUNT_POLICY, row)
+
+        await self._tx(unit)
+
+    @retried
+    async def save_account_link(self, link: AccountLink) -> None:
+        row = rows.account_link_row(link)
+        params = {"al_customer": link.customer_id, "al_purpose": link.purpose.value}
+
+        def unit(conn: Connection) -> None:
+            conn.execute(statements.DELETE_CUSTOMER_LINKS, params)
+            conn.execute(statements.INSERT_ACCOUNT_LINK, row)
+
+        await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
+
+    @retried
+    async def activate_customer(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        def unit(conn: Connection) -> CustomerRecord | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.OPT_IN, now)
+            if link is None:
+                return None
+            conn.execute(statements.ACTIVATE_CUSTOMER, {"cu_id": link.customer_id})
+            return _customer(conn, link.customer_id)
+
+        return await self._tx(unit)
+
+    @retried
+    async def reset_password(
+        self, tenant: str, digest: str, new_hash: str, now: int
+    ) -> list[str] | None:
+        def unit(conn: Connection) -> list[str] | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.PASSWORD_RESET, now)
+            if link is None:
+                return None
+            params = {"cu_id": link.customer_id, "cu_hash": new_hash}
+            conn.execute(statements.SET_PASSWORD_HASH, params)
+            return _end_customer_sessions(conn, link.customer_id, None, now)
+
+        return await self._tx(unit)
+
+    @retried
+    async def change_password(
+        self, customer_id: str, expected_hash: str, new_hash: str, keep_session_id: str, now: int
+    ) -> list[str] | None:
+        params = {"ph_id": customer_id, "ph_expected": expected_hash, "ph_new": new_hash}
+
+        def unit(conn: Connection) -> list[str] | None:
+            if conn.execute(statements.REPLACE_PASSWORD_HASH, params).rowcount != 1:
+                return None
+            return _end_customer_sessions(conn, customer_id, keep_session_id, now)
+
+        return await self._tx(unit)
+
+    @retried
+    async def change_email(self, tenant: str, digest: str, now: int) -> CustomerRecord | None:
+        def unit(conn: Connection) -> CustomerRecord | None:
+            link = _consume_link(conn, tenant, digest, LinkPurpose.EMAIL_CHANGE, now)
+            if link is None or link.new_email is None:
+                return None
+            conn.execute(
+                statements.SET_EMAIL, {"cu_id": link.customer_id, "cu_email": link.new_email}
+            )
+            return _customer(conn, link.customer_id)
+
+        return await self._tx(unit, duplicate=customer_exists(tenant))
+
+    @retried
+    async def purge_account_links(self, now: int) -> int:
+        return await self._tx(
+            lambda conn: int(conn.execute(statements.PURGE_ACCOUNT_LINKS, {"now": now}).rowcount)
         )
 
     # --- login failures ---------------------------------------------------------------------
@@ -708,6 +796,35 @@ def _revoke_sessions(conn: Connection, statement: Any, params: Mapping[str, Any]
         chunk = {"ids": ids[start : start + step], "now": params["now"]}
         conn.execute(statements.REVOKE_TOKENS_OF_SESSIONS, chunk)
     return ids
+
+
+def _consume_link(
+    conn: Connection, tenant: str, digest: str, purpose: LinkPurpose, now: int
+) -> AccountLink | None:
+    """The live link of an existing customer, deleted; None, deleting nothing, when there is
+    none, and None when a concurrent caller deleted it first (the DELETE's row count
+    decides)."""
+    params = {"al_digest": digest, "al_purpose": purpose.value, "al_tenant": tenant, "now": now}
+    row = conn.execute(statements.LIVE_ACCOUNT_LINK, params).first()
+    if row is None or _customer(conn, row.customer_id) is None:
+        return None
+    if conn.execute(statements.CONSUME_ACCOUNT_LINK, params).rowcount != 1:
+        return None
+    return rows.account_link_record(row)
+
+
+def _customer(conn: Connection, customer_id: str) -> CustomerRecord | None:
+    row = conn.execute(statements.CUSTOMER, {"id": customer_id}).first()
+    return None if row is None else rows.customer_record(row)
+
+
+def _end_customer_sessions(
+    conn: Connection, customer_id: str, keep: str | None, now: int
+) -> list[str]:
+    """Revokes every open session of the customer but `keep`, with their tokens (what
+    revoke_customer_sessions does, inside the caller's transaction)."""
+    params = {"cid": customer_id, "except_sid": keep or "", "now": now}
+    return _revoke_sessions(conn, statements.REVOKE_CUSTOMER_SESSIONS, params)
 
 
 def _insert_tokens(conn: Connection, token_rows: list[dict[str, Any]]) -> None:

@@ -23,6 +23,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from server.records import KeyStatus, SessionUpdate, TokenKind, TokenUse
 from server.store.schema import (
+    account_links,
+    account_policies,
     clients,
     customers,
     identity_providers,
@@ -440,3 +442,39 @@ IDENTITY_PROVIDERS = (
     .order_by(identity_providers.c.name)
 )
 DELETE_IDENTITY_PROVIDER = delete(identity_providers).where(*_PROVIDER_KEY)
+# --- customer accounts (server/accounts/) ------------------------------------------------------
+ACCOUNT_POLICY = select(account_policies).where(account_policies.c.tenant == bindparam("tenant"))
+DELETE_ACCOUNT_POLICY = delete(account_policies).where(
+    account_policies.c.tenant == bindparam("tenant")
+)
+INSERT_ACCOUNT_POLICY = insert(account_policies)
+INSERT_ACCOUNT_LINK = insert(account_links)
+DELETE_CUSTOMER_LINKS = delete(account_links).where(
+    account_links.c.customer_id == bindparam("al_customer"),
+    account_links.c.purpose == bindparam("al_purpose"),
+)
+LIVE_ACCOUNT_LINK = select(account_links).where(
+    account_links.c.digest == bindparam("al_digest"),
+    account_links.c.purpose == bindparam("al_purpose"),
+    account_links.c.tenant == bindparam("al_tenant"),
+    account_links.c.expires_at > bindparam("now"),
+)
+# The consuming DELETE: its row count decides the one caller that uses the link.
+CONSUME_ACCOUNT_LINK = delete(account_links).where(
+    account_links.c.digest == bindparam("al_digest"),
+    account_links.c.expires_at > bindparam("now"),
+)
+PURGE_ACCOUNT_LINKS = delete(account_links).where(account_links.c.expires_at <= bindparam("now"))
+ACTIVATE_CUSTOMER = (
+    update(customers).where(customers.c.id == bindparam("cu_id")).values(active=True)
+)
+SET_PASSWORD_HASH = (
+    update(customers)
+    .where(customers.c.id == bindparam("cu_id"))
+    .values(password_hash=bindparam("cu_hash"))
+)
+SET_EMAIL = (
+    update(customers)
+    .where(customers.c.id == bindparam("cu_id"))
+    .values(email=bindparam("cu_email"))
+)

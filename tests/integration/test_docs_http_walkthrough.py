@@ -100,3 +100,23 @@ async def test_the_token_exchange_walkthrough_runs(tmp_path: Path) -> None:
     assert validated["email"] == demo.CUSTOMER_EMAIL
     assert refused["status"] == 400 and refused["type"] == "invalid_request"
     assert refused["details"][0]["field"] == "subjectAccessToken"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.slow  # a whole service in processes; make test-fast leaves it out
+async def test_the_sign_up_and_reset_walkthrough_runs(tmp_path: Path) -> None:
+    """Sign-up, a reset token read from the outbox with `tokenservice mail`, the new password,
+    and a login with it: the section's block as written (port and virtualenv adapted)."""
+    grpc_port, http_port = free_port(), free_port()
+    [script] = doc_sh_blocks(DOCUMENT, "## Sign-up and a password reset through the outbox")
+    script = script.replace("localhost:8080", f"127.0.0.1:{http_port}")
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    out = await run_beside_demo_server(
+        script, tmp_path, grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}"
+    )
+    lines = out.splitlines()
+    assert set(json.loads(lines[0])) == {"id"} and lines[1] == "201", out
+    assert lines[2:4] == ["204", "204"], out  # the reset request, then the update
+    login = json.loads(lines[4])
+    assert login["access_token"] and login["saas_token"], out
+    assert (tmp_path / "outbox").is_dir()

@@ -166,7 +166,7 @@ def test_every_command_the_parser_defers_exists_in_provisioning() -> None:
     found = dict(handlers(cli.build_parser()))
     assert found["serve"] is cli.cmd_serve and found["bridge"] is cli.cmd_bridge
     deferred = {words: h.__name__ for words, h in found.items() if words not in ("serve", "bridge")}
-    assert len(deferred) == 20, sorted(deferred)
+    assert len(deferred) == 23, sorted(deferred)
     missing = {
         w: name for w, name in deferred.items() if not callable(getattr(provisioning, name, None))
     }

@@ -1,6 +1,7 @@
 """Item 5, bad input at volume, against a real `tokenservice serve` (SQLite, DEBUG logging):
 
-- Hypothesis over every RPC request message of TokenService and AdminService: messages built
+- Hypothesis over every RPC request message of TokenService, AdminService and AccountService:
+  messages built
   from the descriptors (every field: real values such as live tokens, ids and secrets, boundary
   lengths, arbitrary Unicode, huge and negative integers, unknown enum values, nested messages,
   one member of a oneof), some of them then corrupted at the byte level, sent with and without
@@ -45,6 +46,9 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from hypothesis import strategies as st
 
+from server import admin
+from server.settings import Settings
+from server.startup import open_core
 from tests.integration.http.test_schemathesis import (
     API_CHECKS,
     DOCUMENT_PATH,
@@ -65,7 +69,7 @@ from tests.reliability.support import (
     tally,
 )
 from tests.support.harness import Shop
-from tokenservice.v1 import admin_service_pb2, token_service_pb2
+from tokenservice.v1 import account_service_pb2, admin_service_pb2, token_service_pb2
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -99,6 +103,10 @@ def fuzz_env(tmp_path: Path) -> dict[str, str]:
         # (test_abuse_controls.py).
         TOKENSERVICE_LOGIN_MAX_FAILURES_PER_ACCOUNT="0",
         TOKENSERVICE_LOGIN_MAX_FAILURES_PER_ADDRESS="0",
+        # Likewise the account-request throttle: it counts every sign-up, reset and resend, a
+        # refused one (409) too, in the store (its tests: tests/unit/test_accounts.py).
+        TOKENSERVICE_ACCOUNT_REQUESTS_PER_EMAIL="0",
+        TOKENSERVICE_ACCOUNT_REQUESTS_PER_ADDRESS="0",
     )
 
 
@@ -244,6 +252,7 @@ def every_method() -> list[MethodDescriptor]:
     services = (
         token_service_pb2.DESCRIPTOR.services_by_name["TokenService"],
         admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"],
+        account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
     )
     return [method for service in services for method in service.methods]
 
@@ -445,13 +454,15 @@ async def test_hypothesis_over_every_rpc_request_message(tmp_path: Path) -> None
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-def run_http_cases(base_url: str, shop: Shop, stored: Stored, cases: int) -> Findings:
+def run_http_cases(
+    base_url: str, shop: Shop, stored: Stored, cases: int, outbox_dir: Path
+) -> Findings:
     findings = Findings()
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
     operations = api_operations(schema)  # every one of them valid
     per_operation = math.ceil(cases / len(operations))
     with requests.Session() as session:
-        real = RealData(session, base_url, shop)
+        real = RealData(session, base_url, shop, outbox_dir)
         # Operations with few distinct inputs run out before their share: further passes, each
         # with its own seed, until the total is reached.
         for number in range(50):
@@ -533,10 +544,17 @@ async def test_schemathesis_over_every_http_route(tmp_path: Path) -> None:
         customer_id="",
         legal_entities=shop.legal_entities,
     )
+    # A double opt-in, so that RealData gets fresh customers for the account routes through
+    # the outbox (beside the database).
+    core = await open_core(Settings.from_env(env))
+    try:
+        await admin.set_account_policy(core, shop.tenant, double_opt_in=True)
+    finally:
+        await core.store.close()
     try:
         await service.start()
         findings = await asyncio.to_thread(
-            run_http_cases, service.http_base, as_shop, stored, HTTP_CASES
+            run_http_cases, service.http_base, as_shop, stored, HTTP_CASES, tmp_path / "outbox"
         )
         await service.stop()
     finally:

@@ -2,10 +2,11 @@
 puts it last) and reads what they left in the ledger: every line the servers they started wrote
 to stdout and stderr (SIGKILLed, drained, fuzzed at DEBUG level, through PostgreSQL outages),
 every error message and error body their clients received, and every /metrics snapshot taken
-before a server stopped. None may hold an issued token (access, refresh, SaaS), a client secret
-or a customer password, nor an external identity provider's token, ID token, authorization
-code, PKCE verifier or the service's client secret at the provider
-(test_identity_provider_abuse.py puts those in the ledger).
+before a server stopped. None may hold an issued token (access, refresh, SaaS), a client secret,
+a customer password, the e-mail address of an account flow, a mailed one-time token (sign-up
+opt-in, password reset, e-mail change: test_account_flows.py), nor an external identity
+provider's token, ID token, authorization code, PKCE verifier or the service's client secret at
+the provider (test_identity_provider_abuse.py puts those in the ledger).
 
 Token-like values are found by scanning every run of URL-safe characters for each secret length
 (so a token glued to other characters is found too); other secrets by plain substring search.

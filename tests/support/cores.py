@@ -9,6 +9,7 @@ import httpx
 
 from server.clock import ManualClock
 from server.core import Core, build_core
+from server.mail.message import Mailer
 from server.settings import Settings
 from server.store.memory import MemoryStore
 from tests.support.defaults import FAST_ARGON2, TEST_SECRET
@@ -17,16 +18,21 @@ START = 1_800_000_000  # the manual clock's first reading, in epoch seconds
 
 
 async def memory_core(
-    *, http_transport: httpx.AsyncBaseTransport | None = None, **settings: Any
+    *,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    mailer: Mailer | None = None,
+    **settings: Any,
 ) -> Core:
     """A core with `settings` over the defaults (and fast argon2), on a fresh memory store;
-    `http_transport` stands in for the network under the outbound HTTP client."""
+    `http_transport` stands in for the network under the outbound HTTP client, `mailer`
+    receives its mail (the default writes to an outbox folder)."""
     core = build_core(
         Settings(**{**FAST_ARGON2, **settings}),
         MemoryStore(),
         clock=ManualClock(START),
         secret=TEST_SECRET,
         http_transport=http_transport,
+        mailer=mailer,
     )
     await core.keys.ensure_active_key()
     return core

@@ -185,7 +185,9 @@ async def harness(
         # upgrade, as `tokenservice serve` does on every start. Migrating an empty file is
         # tested where that is the point (test_startup_refusals, the store contract, the docs).
         copy_sqlite_template(request.getfixturevalue("sqlite_template"), db_path)
-    settings = harness_settings(database_url, **settings_overrides)
+    # Account mail goes to the test's own outbox folder (not beside a PostgreSQL-less cwd).
+    outbox = {"mail_outbox_dir": str(tmp_path / "outbox")}
+    settings = harness_settings(database_url, **{**outbox, **settings_overrides})
     clock = ManualClock()
     core = await open_core(settings, clock=clock)  # as `tokenservice serve` starts
     store = core.store

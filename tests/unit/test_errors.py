@@ -27,6 +27,11 @@ EXPECTED = {
     errors.InvalidToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.ExpiredToken: ("invalid_token", 401, grpc.StatusCode.UNAUTHENTICATED),
     errors.InvalidCredentials: ("invalid_grant", 401, grpc.StatusCode.UNAUTHENTICATED),
+    errors.AccountNotConfirmed: (
+        "account_not_confirmed",
+        403,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
     errors.InvalidScope: ("invalid_scope", 400, grpc.StatusCode.PERMISSION_DENIED),
     errors.UnauthorizedClient: ("unauthorized_client", 400, grpc.StatusCode.PERMISSION_DENIED),
     errors.AccessDenied: ("access_denied", 403, grpc.StatusCode.PERMISSION_DENIED),

@@ -295,3 +295,21 @@ class EndLegalEntitySessionsRequest(_message.Message):
     tenant: str
     legal_entity_id: str
     def __init__(self, tenant: _Optional[str] = ..., legal_entity_id: _Optional[str] = ...) -> None: ...
+
+class GetAccountPolicyRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class AccountPolicy(_message.Message):
+    __slots__ = ("tenant", "double_opt_in", "password_min_length", "reject_common_passwords")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_OPT_IN_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_MIN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    REJECT_COMMON_PASSWORDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    double_opt_in: bool
+    password_min_length: int
+    reject_common_passwords: bool
+    def __init__(self, tenant: _Optional[str] = ..., double_opt_in: _Optional[bool] = ..., password_min_length: _Optional[int] = ..., reject_common_passwords: _Optional[bool] = ...) -> None: ...

@@ -55,6 +55,16 @@ class AdminServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
                 _registered_method=True)
+        self.GetAccountPolicy = channel.unary_unary(
+                '/tokenservice.v1.AdminService/GetAccountPolicy',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.GetAccountPolicyRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.FromString,
+                _registered_method=True)
+        self.SetAccountPolicy = channel.unary_unary(
+                '/tokenservice.v1.AdminService/SetAccountPolicy',
+                request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.FromString,
+                _registered_method=True)
         self.CreateClient = channel.unary_unary(
                 '/tokenservice.v1.AdminService/CreateClient',
                 request_serializer=tokenservice_dot_v1_dot_admin__service__pb2.CreateClientRequest.SerializeToString,
@@ -147,6 +157,19 @@ class AdminServiceServicer:
         """Replaces the browser origins whose pages may call the tenant's storefront endpoints
         (CORS); an empty list leaves only the service-wide TOKENSERVICE_CORS_ALLOWED_ORIGINS.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccountPolicy(self, request, context):
+        """A tenant's account rules: double opt-in at sign-up, and the password policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAccountPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -255,6 +278,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.SetAllowedOrigins,
                     request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.Tenant.SerializeToString,
+            ),
+            'GetAccountPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccountPolicy,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.GetAccountPolicyRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.SerializeToString,
+            ),
+            'SetAccountPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccountPolicy,
+                    request_deserializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.SerializeToString,
             ),
             'CreateClient': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateClient,
@@ -430,6 +463,60 @@ class AdminService:
             '/tokenservice.v1.AdminService/SetAllowedOrigins',
             tokenservice_dot_v1_dot_admin__service__pb2.SetAllowedOriginsRequest.SerializeToString,
             tokenservice_dot_v1_dot_admin__service__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccountPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/GetAccountPolicy',
+            tokenservice_dot_v1_dot_admin__service__pb2.GetAccountPolicyRequest.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccountPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenservice.v1.AdminService/SetAccountPolicy',
+            tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.SerializeToString,
+            tokenservice_dot_v1_dot_admin__service__pb2.AccountPolicy.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,10 +37,13 @@ from starlette.routing import Route
 import http_bridge
 from http_bridge.access_log import AccessLog
 from http_bridge.app import ROUTES, context_of
+from server import admin
+from server.mail import outbox
 from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
 from tests.support.local_idp import LocalIdp, pkce_pair
+from tests.support.mail import token_in
 from tests.support.ports import free_port
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
@@ -71,6 +74,14 @@ EXERCISED = {
     ("GET", "/customer/{tenant}/me/sessions"): {200, 400, 401, 403, 404},
     ("DELETE", "/customer/{tenant}/me/sessions"): {204, 400, 401, 403, 404},
     ("DELETE", "/customer/{tenant}/me/sessions/{sessionId}"): {204, 400, 401, 403, 404},
+    ("POST", "/customer/{tenant}/signup"): {201, 400, 401, 403, 404, 409, 413, 415},
+    ("POST", "/customer/{tenant}/signup/optin/refresh_token"): {202, 400, 401},
+    ("GET", "/customer/{tenant}/signup/optin/{token}"): {200, 400, 401},
+    ("POST", "/customer/{tenant}/password/change"): {204, 400, 401},
+    ("POST", "/customer/{tenant}/password/reset"): {204, 400, 401, 429},
+    ("POST", "/customer/{tenant}/password/reset/update"): {204, 400, 401},
+    ("POST", "/customer/{tenant}/me/accounts/internal/email/change"): {204, 400, 401, 403},
+    ("POST", "/customer/{tenant}/me/accounts/internal/email/change/confirm"): {204, 400, 409},
     ("GET", "/.well-known/jwks.json"): {200},
     ("GET", "/.well-known/oauth-authorization-server"): {200},
     ("GET", "/openapi.json"): {200},
@@ -248,6 +259,7 @@ async def test_every_route_answers_as_documented(
     await _customer(http, check, shop, other)
     await _identity_providers(bridge, check, shop, other)
     await _sessions(bridge, check, shop, other)
+    await _accounts(bridge, check, shop, other)
     await _discovery_and_health(http, check)
     await _expired_bearers(bridge, check, shop)  # last: it moves the clock
 
@@ -542,6 +554,85 @@ async def _sessions(bridge: Bridge, check: Check, shop: Shop, other: Shop) -> No
     check(await http.delete(listing, params={"keepCurrent": "true"}, headers=me), 204)
     check(await http.delete(listing, headers=me), 204)
     check(await http.delete(listing, headers=me), 401)
+
+
+async def _mailed_token(bridge: Bridge) -> str:
+    """The one-time token of the newest message in the outbox."""
+    await bridge.harness.core.mail.settled()
+    messages = outbox.list_messages(Path(bridge.harness.core.settings.mail_outbox_dir))
+    return token_in(messages[-1].body)
+
+
+async def _accounts(bridge: Bridge, check: Check, shop: Shop, other: Shop) -> None:
+    http = bridge.http
+    base = f"/customer/{shop.tenant}"
+    anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])
+    foreign = bearer((await _anonymous_login(http, other)).json()["access_token"])
+    await admin.set_account_policy(bridge.harness.core, shop.tenant, double_opt_in=True)
+    new = {"email": "new@docs.example", "password": "a long and unusual passphrase"}
+
+    signup = f"{base}/signup"
+    created = check(await http.post(signup, json=new, headers=anonymous), 201)
+    assert created["id"]
+    check(await http.post(signup, json=new, headers=anonymous), 409)
+    check(await http.post(signup, json={**new, "password": "qwerty123"}, headers=anonymous), 400)
+    check(await http.post(signup, json=new), 401)
+    check(await http.post(signup, json=new, headers=foreign), 403)
+    path = "/customer/{tenant}/signup"
+    check(await http.post("/customer/a%2Fb/signup", json=new, headers=anonymous), 404, path)
+    big = {**new, "password": "x" * BIG}
+    check(await http.post(signup, json=big, headers=anonymous), 413)
+    check(await http.post(signup, data=new, headers=anonymous), 415)
+
+    resend = f"{base}/signup/optin/refresh_token"
+    check(await http.post(resend, json={"email": new["email"]}, headers=anonymous), 202)
+    check(await http.post(resend, json={"email": "nope"}, headers=anonymous), 400)
+    check(await http.post(resend, json={"email": new["email"]}), 401)
+    optin = f"{base}/signup/optin/" + await _mailed_token(bridge)
+    check(await http.get(optin), 401)
+    customer = check(await http.get(optin, headers=anonymous), 200)
+    check(await http.get(optin, headers=anonymous), 400)  # used
+
+    session = bearer(customer["access_token"])
+    change = f"{base}/password/change"
+    passwords = {"currentPassword": new["password"], "newPassword": "a new long passphrase"}
+    check(await http.post(change, json={**passwords, "newPassword": "short"}, headers=session), 400)
+    check(await http.post(change, json=passwords, headers=anonymous), 401)
+    check(await http.post(change, json=passwords, headers=session), 204)
+    password = passwords["newPassword"]
+
+    email_change = f"{base}/me/accounts/internal/email/change"
+    ask = {"email": new["email"], "password": password, "newEmail": shop.email}
+    check(await http.post(email_change, json={**ask, "newEmail": "x"}, headers=session), 400)
+    check(await http.post(email_change, json={**ask, "password": "wrong!"}, headers=session), 401)
+    check(await http.post(email_change, json=ask, headers=bearer(foreign["Authorization"])), 401)
+    other_customer = (await _customer_login(http, other)).json()["access_token"]
+    check(await http.post(email_change, json=ask, headers=bearer(other_customer)), 403)
+    check(await http.post(email_change, json=ask, headers=session), 204)
+    confirm = f"{email_change}/confirm"
+    taken = {"token": await _mailed_token(bridge)}  # shop.email is the shop customer's
+    check(await http.post(confirm, json=taken, headers=anonymous), 409)
+    check(await http.post(confirm, json={"token": "x" * 43}, headers=anonymous), 400)
+    ask = {**ask, "newEmail": "moved@docs.example"}
+    check(await http.post(email_change, json=ask, headers=session), 204)
+    moved = {"token": await _mailed_token(bridge)}
+    check(await http.post(confirm, json=moved, headers=anonymous), 204)
+
+    reset = f"{base}/password/reset"
+    check(await http.post(reset, json={"email": "moved@docs.example"}, headers=anonymous), 204)
+    check(await http.post(reset, json={}, headers=anonymous), 400)
+    check(await http.post(reset, json={"email": "moved@docs.example"}), 401)
+    update = f"{base}/password/reset/update"
+    token = await _mailed_token(bridge)
+    renewed = {"token": token, "password": "yet another passphrase"}
+    check(await http.post(update, json={**renewed, "password": "abc"}, headers=anonymous), 400)
+    check(await http.post(update, json=renewed), 401)
+    check(await http.post(update, json=renewed, headers=anonymous), 204)
+    anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])  # reset ended
+    many = {"email": "many@docs.example"}
+    for _ in range(bridge.harness.core.settings.account_requests_per_email):
+        assert (await http.post(reset, json=many, headers=anonymous)).status_code == 204
+    check(await http.post(reset, json=many, headers=anonymous), 429)
 
 
 async def _expired_bearers(bridge: Bridge, check: Check, shop: Shop) -> None:

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -43,16 +44,27 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import http_bridge
+from server import admin
+from server.mail import outbox
 from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
 from tests.support.local_idp import LocalIdp, pkce_pair
+from tests.support.mail import token_in
 
 DOCUMENT_PATH = Path(http_bridge.__file__).parent / "openapi.json"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 SEED = 20240611
 CLI_MAX_EXAMPLES = 40  # per operation, fuzzing phase; coverage adds its own fixed set
 API_MAX_EXAMPLES = 30  # per operation
+# The account operations' real data costs several requests and argon2 hashes per case (a fresh
+# customer signed up and confirmed): fewer cases there keep the run within its timeout.
+ACCOUNT_MAX_EXAMPLES = 8
+ACCOUNT_PATHS = (
+    "/customer/{tenant}/signup",
+    "/customer/{tenant}/password",
+    "/customer/{tenant}/me",
+)
 CLI_TIMEOUT = 100  # seconds; the run takes a few
 CLI_CHECKS = (
     "not_a_server_error",
@@ -75,6 +87,16 @@ Tally = collections.Counter[tuple[str, int]]
 # (get_all_operations yields bare APIOperations, as_strategy bare Cases).
 Operation: TypeAlias = schemathesis.APIOperation[Any, Any, Any, Any]
 OperationCase: TypeAlias = schemathesis.Case[Operation]
+ACCOUNT_PASSWORD = "a long and unusual passphrase"
+CHANGED_PASSWORD = "another long passphrase"
+MAIL_WAIT_SECONDS = 30
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """The account-request throttles off: the runs send hundreds of sign-ups and resets from
+    one address (the throttle has tests of its own)."""
+    return {"account_requests_per_email": 0, "account_requests_per_address": 0}
 
 
 @pytest.mark.parametrize("bridge", ["in_process"], indirect=True)
@@ -148,7 +170,11 @@ async def test_schemathesis_cli_finds_no_server_error_and_no_drift(
 @pytest.mark.slow  # hundreds of generated requests; make test-fast leaves it out
 async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("cases")
+    # With a double opt-in, a sign-up mails a link whose confirm logs the new customer in: how
+    # the account operations get fresh customers (the shop's own keeps its password).
+    await admin.set_account_policy(bridge.harness.core, shop.tenant, double_opt_in=True)
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
+    folder = Path(bridge.harness.core.settings.mail_outbox_dir)
     with LocalIdp() as idp:  # the tenant's identity provider, for the two routes that need one
         await bridge.harness.core.store.put_identity_provider(
             IdentityProviderRecord(
@@ -164,7 +190,7 @@ async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) 
             )
         )
         # The checks make blocking requests: run them off the loop that serves the bridge.
-        tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop, idp)
+        tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop, folder, idp)
 
     print(
         f"\nschemathesis Python API: {tally.total()} cases, "
@@ -271,6 +297,10 @@ def har_statuses(path: Path) -> Tally:
         template = re.sub(
             r"^(/customer/\{tenant\}/me/sessions)/[^/]*$", r"\1/{sessionId}", template
         )
+        optin = re.fullmatch(r"(/customer/\{tenant\}/signup/optin/)([^/]+)", template)
+        method = entry["request"]["method"]
+        if optin and (optin.group(2) != "refresh_token" or method == "GET"):
+            template = optin.group(1) + "{token}"
         tally[(f"{entry['request']['method']} {template}", entry["response"]["status"])] += 1
     return tally
 
@@ -297,10 +327,12 @@ def labels_of(schema: schemathesis.BaseSchema) -> set[str]:
     return {f"{operation.method.upper()} {operation.path}" for operation in operations(schema)}
 
 
-def run_cases(schema: schemathesis.BaseSchema, base_url: str, shop: Shop, idp: LocalIdp) -> Tally:
+def run_cases(
+    schema: schemathesis.BaseSchema, base_url: str, shop: Shop, outbox_dir: Path, idp: LocalIdp
+) -> Tally:
     tally: Tally = collections.Counter()
     with requests.Session() as session:
-        real = RealData(session, base_url, shop, idp)
+        real = RealData(session, base_url, shop, outbox_dir, idp)
         for operation in operations(schema):
             exercise(operation, base_url, session, real, tally)
     return tally
@@ -314,9 +346,10 @@ def exercise(
     tally: Tally,
 ) -> None:
     label = f"{operation.method.upper()} {operation.path}"
+    account = operation.path.startswith(ACCOUNT_PATHS)
 
     @hypothesis.settings(
-        max_examples=API_MAX_EXAMPLES,
+        max_examples=ACCOUNT_MAX_EXAMPLES if account else API_MAX_EXAMPLES,
         deadline=None,
         database=None,
         derandomize=True,
@@ -344,12 +377,19 @@ class RealData:
     the operations under test consume them (logout, revocation, rotation)."""
 
     def __init__(
-        self, session: requests.Session, base_url: str, shop: Shop, idp: LocalIdp | None = None
+        self,
+        session: requests.Session,
+        base_url: str,
+        shop: Shop,
+        outbox_dir: Path,
+        idp: LocalIdp | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url
         self.shop = shop
         self.idp = idp
+        self.outbox_dir = outbox_dir
+        self.accounts = 0
 
     def provision(self, case: OperationCase, draw: Draw) -> None:
         shop = self.shop
@@ -468,6 +508,107 @@ class RealData:
         if draw(st.booleans(), label="own session"):
             case.path_parameters["sessionId"] = customer["session_id"]
 
+    # -- /customer/{tenant}/ account operations, on fresh customers
+
+    def _customer_tenant_signup(self, case: OperationCase, draw: Draw) -> None:
+        case.headers.update(self._anonymous_bearer())
+        json_body(case).update(email=self._new_email(), password=ACCOUNT_PASSWORD)
+
+    def _customer_tenant_signup_optin_refresh_token(self, case: OperationCase, draw: Draw) -> None:
+        case.headers.update(self._anonymous_bearer())
+        json_body(case)["email"] = self.shop.email
+
+    def _customer_tenant_signup_optin_token(self, case: OperationCase, draw: Draw) -> None:
+        email = self._signed_up()
+        case.headers.update(self._anonymous_bearer())
+        case.path_parameters["token"] = self._mailed(email)
+
+    def _customer_tenant_password_change(self, case: OperationCase, draw: Draw) -> None:
+        customer, _ = self._fresh_customer()
+        case.headers.update(bearer(customer["access_token"]))
+        json_body(case).update(currentPassword=ACCOUNT_PASSWORD, newPassword=CHANGED_PASSWORD)
+
+    def _customer_tenant_password_reset(self, case: OperationCase, draw: Draw) -> None:
+        case.headers.update(self._anonymous_bearer())
+        json_body(case)["email"] = draw(st.sampled_from([self.shop.email, self._new_email()]))
+
+    def _customer_tenant_password_reset_update(self, case: OperationCase, draw: Draw) -> None:
+        _, email = self._fresh_customer()
+        self._accepted("password/reset", {"email": email})
+        case.headers.update(self._anonymous_bearer())
+        json_body(case).update(
+            token=self._mailed(email, "password-reset"), password=CHANGED_PASSWORD
+        )
+
+    def _customer_tenant_me_accounts_internal_email_change(
+        self, case: OperationCase, draw: Draw
+    ) -> None:
+        customer, email = self._fresh_customer()
+        case.headers.update(bearer(customer["access_token"]))
+        json_body(case).update(email=email, password=ACCOUNT_PASSWORD, newEmail=self._new_email())
+
+    def _customer_tenant_me_accounts_internal_email_change_confirm(
+        self, case: OperationCase, draw: Draw
+    ) -> None:
+        customer, email = self._fresh_customer()
+        new_email = self._new_email()
+        ask = {"email": email, "password": ACCOUNT_PASSWORD, "newEmail": new_email}
+        self._accepted("me/accounts/internal/email/change", ask, customer["access_token"])
+        case.headers.update(self._anonymous_bearer())
+        json_body(case)["token"] = self._mailed(new_email, "email-change")
+
+    def _new_email(self) -> str:
+        self.accounts += 1
+        return f"fresh{self.accounts}@cases.example"
+
+    def _signed_up(self) -> str:
+        """A new account waiting for its opt-in link; its e-mail."""
+        email = self._new_email()
+        response = self.session.post(
+            f"{self.base_url}/customer/{self.shop.tenant}/signup",
+            json={"email": email, "password": ACCOUNT_PASSWORD},
+            headers=self._anonymous_bearer(),
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return email
+
+    def _fresh_customer(self) -> tuple[dict[str, Any], str]:
+        """A new, confirmed customer logged in: its token response and e-mail."""
+        email = self._signed_up()
+        token = self._mailed(email)
+        customer = self._ok(
+            "GET",
+            f"/customer/{self.shop.tenant}/signup/optin/{token}",
+            headers=self._anonymous_bearer(),
+        )
+        return customer, email
+
+    def _accepted(self, route: str, body: dict[str, str], token: str = "") -> None:
+        headers = bearer(token) if token else self._anonymous_bearer()
+        response = self.session.post(
+            f"{self.base_url}/customer/{self.shop.tenant}/{route}",
+            json=body,
+            headers=headers,
+            timeout=30,
+        )
+        assert response.status_code == 204, response.text
+
+    def _mailed(self, email: str, kind: str = "signup-optin") -> str:
+        """The token of the message of `kind` to `email`, once the service has written it
+        (each fresh address gets at most one of each kind)."""
+        deadline = time.monotonic() + MAIL_WAIT_SECONDS
+        while True:
+            messages = outbox.list_messages(self.outbox_dir)
+            sent = [m for m in messages if (m.to, m.kind) == (email, kind)]
+            if sent:
+                return token_in(sent[-1].body)
+            assert time.monotonic() < deadline, f"no mail to {email}"
+            time.sleep(0.01)
+
+    def _anonymous_bearer(self) -> dict[str, str]:
+        return bearer(self._anonymous()["access_token"])
+
     # -- minting
 
     def _token(self, kind: str) -> str:
@@ -529,3 +670,10 @@ def bearer(token: str) -> dict[str, str]:
 def basic(client_id: str, secret: str) -> dict[str, str]:
     encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     return {"Authorization": f"Basic {encoded}"}
+
+
+def json_body(case: OperationCase) -> dict[str, Any]:
+    """The JSON object body schemathesis generated for an operation whose body is one."""
+    body = case.body
+    assert isinstance(body, dict), f"not a JSON object body: {type(body).__name__}"
+    return body

@@ -23,12 +23,15 @@ from sqlalchemy.pool import NullPool
 
 from server.errors import AlreadyExists, InvalidRequest, NotFound, StoreUnavailable
 from server.records import (
+    AccountLink,
+    AccountPolicy,
     ClientKind,
     ClientRecord,
     CustomerRecord,
     CustomerSession,
     IdentityProviderRecord,
     KeyStatus,
+    LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
@@ -246,6 +249,183 @@ async def test_customers(store: TokenStore) -> None:
     assert not_none(await store.find_customer("other", "alice@example.com")).id == "c3"
     with pytest.raises(NotFound):
         await store.create_customer(dataclasses.replace(alice, id="c4", tenant="ghost"))
+
+
+# --- customer accounts (server/accounts/) ------------------------------------------------------
+OPT_IN, RESET, EMAIL = LinkPurpose.OPT_IN, LinkPurpose.PASSWORD_RESET, LinkPurpose.EMAIL_CHANGE
+
+
+def link(
+    digest: str, purpose: LinkPurpose, customer_id: str = "c1", **extra: object
+) -> AccountLink:
+    fields: dict[str, object] = {"tenant": "demo", "created_at": NOW, "expires_at": NOW + 600}
+    fields.update(extra)
+    return AccountLink(digest, purpose, customer_id=customer_id, **fields)  # type: ignore[arg-type]
+
+
+async def account_store(store: TokenStore, *, active: bool = True) -> CustomerRecord:
+    """Tenants demo and other, customer c1 (alice@example.com, hash h1) of demo."""
+    for name in ("demo", "other"):
+        await store.create_tenant(TenantRecord(name, NOW))
+    alice = dataclasses.replace(customer("c1", "demo", "alice@example.com", "h1"), active=active)
+    await store.create_customer(alice)
+    return alice
+
+
+async def account_session(store: TokenStore, session_id: str, customer_id: str = "c1") -> None:
+    """A session of the customer with an access and a refresh token named after it."""
+    await store.save_tokens(
+        [
+            token(
+                f"{session_id}-a", session=session_id, kind=CUST, use=ACCESS, customer=customer_id
+            ),
+            token(f"{session_id}-r", session=session_id, kind=CUST, customer=customer_id),
+        ],
+        session(session_id, customer_id=customer_id),
+    )
+
+
+async def revoked(store: TokenStore, *digests: str) -> list[bool]:
+    views = [await store.find_token(d) for d in digests]
+    return [view is not None and view.token.revoked_at is not None for view in views]
+
+
+async def test_account_policy_is_replaced_whole(store: TokenStore) -> None:
+    await account_store(store)
+    assert await store.get_account_policy("demo") is None
+    strict = AccountPolicy("demo", double_opt_in=True, password_min_length=12)
+    await store.set_account_policy(strict)
+    assert await store.get_account_policy("demo") == strict
+    await store.set_account_policy(AccountPolicy("demo", reject_common_passwords=False))
+    assert await store.get_account_policy("demo") == AccountPolicy(
+        "demo", reject_common_passwords=False
+    )
+    assert await store.get_account_policy("other") is None
+    with pytest.raises(NotFound):
+        await store.set_account_policy(AccountPolicy("ghost"))
+
+
+async def test_an_opt_in_link_activates_once_and_a_new_link_replaces_the_old(
+    store: TokenStore,
+) -> None:
+    await account_store(store, active=False)
+    await store.save_account_link(link("l1", OPT_IN))
+    await store.save_account_link(link("l2", OPT_IN))  # a resend: l1 stops working
+    await store.save_account_link(link("r1", RESET))  # another purpose stays
+    assert await store.activate_customer("demo", "l1", NOW) is None
+    assert not (await store.get_customer("c1")).active  # type: ignore[union-attr]
+    activated = await store.activate_customer("demo", "l2", NOW)
+    assert activated is not None and activated.active
+    assert (await store.get_customer("c1")).active  # type: ignore[union-attr]
+    assert await store.activate_customer("demo", "l2", NOW) is None  # used
+    assert await store.purge_account_links(NOW + 601) == 1  # r1 was still there
+
+
+@pytest.mark.parametrize("case", ["other tenant", "other purpose", "expired", "unknown"])
+async def test_a_link_that_does_not_fit_changes_nothing(store: TokenStore, case: str) -> None:
+    await account_store(store, active=False)
+    await account_session(store, "s1")
+    await store.save_account_link(link("l1", OPT_IN))
+    await store.save_account_link(link("r1", RESET))
+    await store.save_account_link(link("e1", EMAIL, new_email="new@example.com"))
+    tenant, now = "demo", NOW
+    digests = {"l1": "l1", "r1": "r1", "e1": "e1"}
+    if case == "other tenant":
+        tenant = "other"
+    elif case == "other purpose":
+        digests = {"l1": "r1", "r1": "e1", "e1": "l1"}
+    elif case == "expired":
+        now = NOW + 600
+    else:
+        digests = {"l1": "x", "r1": "y", "e1": "z"}
+    before = (await store.get_customer("c1"), await revoked(store, "s1-a", "s1-r"))
+    assert await store.activate_customer(tenant, digests["l1"], now) is None
+    assert await store.reset_password(tenant, digests["r1"], "h2", now) is None
+    assert await store.change_email(tenant, digests["e1"], now) is None
+    assert (await store.get_customer("c1"), await revoked(store, "s1-a", "s1-r")) == before
+    # Every link is still there, usable once as what it is.
+    assert await store.activate_customer("demo", "l1", NOW) is not None
+    assert await store.reset_password("demo", "r1", "h2", NOW) == ["s1"]
+    assert await store.change_email("demo", "e1", NOW) is not None
+
+
+async def test_reset_password_sets_the_hash_and_ends_every_session(store: TokenStore) -> None:
+    await account_store(store)
+    await store.create_customer(customer("c2", "demo", "bob@example.com", "hb"))
+    for session_id in ("s1", "s2"):
+        await account_session(store, session_id)
+    await account_session(store, "s3", "c2")
+    await store.save_account_link(link("r1", RESET))
+    ended = await store.reset_password("demo", "r1", "h2", NOW)
+    assert sorted(ended or []) == ["s1", "s2"]
+    assert (await store.get_customer("c1")).password_hash == "h2"  # type: ignore[union-attr]
+    assert await revoked(store, "s1-a", "s1-r", "s2-a", "s2-r") == [True] * 4
+    assert await revoked(store, "s3-a", "s3-r") == [False, False]  # another customer's
+    assert (await store.get_session("s1")).revoked_at == NOW  # type: ignore[union-attr]
+    assert await store.reset_password("demo", "r1", "h3", NOW) is None  # used
+
+
+async def test_change_password_keeps_one_session_and_needs_the_expected_hash(
+    store: TokenStore,
+) -> None:
+    await account_store(store)
+    for session_id in ("s1", "s2", "s3"):
+        await account_session(store, session_id)
+    before = await revoked(store, "s1-a", "s2-a", "s3-a")
+    assert await store.change_password("c1", "not-h1", "h2", "s1", NOW) is None
+    assert (await store.get_customer("c1")).password_hash == "h1"  # type: ignore[union-attr]
+    assert await revoked(store, "s1-a", "s2-a", "s3-a") == before
+    ended = await store.change_password("c1", "h1", "h2", "s1", NOW)
+    assert sorted(ended or []) == ["s2", "s3"]
+    assert await revoked(store, "s1-a", "s1-r") == [False, False]
+    assert await revoked(store, "s2-a", "s2-r", "s3-a", "s3-r") == [True] * 4
+    assert (await store.get_customer("c1")).password_hash == "h2"  # type: ignore[union-attr]
+    assert await store.change_password("ghost", "h1", "h2", "s1", NOW) is None
+
+
+async def test_change_email_moves_the_login_and_a_taken_email_keeps_the_link(
+    store: TokenStore,
+) -> None:
+    await account_store(store)
+    await store.create_customer(customer("c2", "demo", "bob@example.com", "hb"))
+    await store.save_account_link(link("e1", EMAIL, new_email="bob@example.com"))
+    with pytest.raises(AlreadyExists):
+        await store.change_email("demo", "e1", NOW)
+    assert (await store.get_customer("c1")).email == "alice@example.com"  # type: ignore[union-attr]
+    await store.save_account_link(link("e2", EMAIL, new_email="alice.new@example.com"))
+    moved = await store.change_email("demo", "e2", NOW)
+    assert moved is not None and moved.email == "alice.new@example.com"
+    assert await store.find_customer("demo", "alice@example.com") is None
+    assert (await store.find_customer("demo", "Alice.New@example.com")) == moved
+    assert await store.change_email("demo", "e2", NOW) is None
+
+
+async def test_concurrent_uses_of_one_link_have_one_winner(store: TokenStore) -> None:
+    await account_store(store)
+    await account_session(store, "s1")
+    await store.save_account_link(link("r1", RESET))
+    results = await asyncio.gather(
+        *(store.reset_password("demo", "r1", f"h-{i}", NOW) for i in range(4))
+    )
+    assert sorted(r is None for r in results) == [False, True, True, True]
+
+
+async def test_a_link_of_no_customer_is_never_used(store: TokenStore) -> None:
+    """What a reset for an unknown e-mail stores (password_reset.NO_CUSTOMER)."""
+    await account_store(store)
+    await store.save_account_link(link("d1", RESET, customer_id=""))
+    await store.save_account_link(link("d2", RESET, customer_id=""))  # replaces d1
+    assert await store.reset_password("demo", "d2", "h2", NOW) is None
+    assert await store.purge_account_links(NOW + 601) == 1  # d2 alone, still there
+
+
+async def test_purge_account_links_deletes_only_expired_ones(store: TokenStore) -> None:
+    await account_store(store)
+    await store.save_account_link(link("l1", OPT_IN, expires_at=NOW))
+    await store.save_account_link(link("r1", RESET, expires_at=NOW + 1))
+    assert await store.purge_account_links(NOW) == 1
+    assert await store.purge_account_links(NOW) == 0
+    assert await store.reset_password("demo", "r1", "h2", NOW) == []
 
 
 # --- customer password hashes (server/passwords.py) --------------------------------------------
