@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import bench.run
-from bench.load import Measurement, Scenario, measure
+from bench.load import Measurement, Scenario, measure, metrics_ok_counter
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
             bench.run.ROOT = tree  # running_service starts bench/server.py in ROOT
             url = f"sqlite+aiosqlite:///{workdir / 'tokens.db'}"
             service = stack.enter_context(bench.run.running_service(url, workdir))
-            services[tree] = (service, {s.name: s for s in bench.run.scenarios(service)})
+            services[tree] = (service, {s.name: s for s in bench.run.scenarios(service)[0]})
         for number in range(args.rounds):
             order = trees[number % len(trees) :] + trees[: number % len(trees)]
             for name in args.scenarios:
@@ -56,14 +56,19 @@ def main() -> None:
                             if scenarios[name].protocol == "grpc"
                             else (service.http_url)
                         )
+                        method = scenarios[name].grpc_method
                         results[(name, in_flight, tree)].append(
                             measure(
                                 scenarios[name],
                                 base_url=base,
-                                metrics_url=service.metrics_url,
                                 pid=service.process.pid,
                                 requests=args.requests,
                                 in_flight=in_flight,
+                                ok_count=(
+                                    metrics_ok_counter(service.metrics_url, method)
+                                    if method
+                                    else None
+                                ),
                             )
                         )
             print(f"round {number + 1} of {args.rounds} done", flush=True)

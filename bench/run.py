@@ -1,20 +1,30 @@
-"""`make bench`: the service's throughput and latency against ceilings measured in the same run.
+"""`make bench`: the service beside its peers and against independent ceilings, in one run.
 
-For each store (embedded SQLite; PostgreSQL when reachable) it starts the service as `serve`
-runs it (bench/server.py, which adds a no-op gRPC method and a no-op HTTP route on the same
-stacks), then, `--runs` times over, measures every scenario at 10 and 100 requests in flight
-with h2load (bench/load.py), each run taking its ceilings afresh. A scenario's ratio is its
-requests/s over its ceiling's in the same run; the figures printed are medians over the runs.
+For each store (embedded SQLite; PostgreSQL when reachable) it starts, each as its own process:
+the service as `serve` runs it (bench/server.py, which also serves its own-stack no-op gRPC
+method and HTTP route, kept as the "our stack's overhead" figure), the bare gRPC ceiling and
+the bare HTTP ceiling (bench/ceilings.py: grpc.aio and uvicorn with stock settings, answering
+with messages of the service's own sizes) and, on SQLite, the peers node-oidc-provider and
+django-oauth-toolkit (bench/peers.py; installed into a cache folder outside the source tree,
+skipped with a notice where they cannot be had). Where taskset works and there are two cores
+or more, h2load runs on the first core and every server on the second.
+
+Then `--runs` rounds: in each, at each load of `--in-flight`, every gRPC scenario of every
+server, then every HTTP one, is measured back to back, in an order that rotates from round to
+round, so that the machine's drift falls on all of them alike. A ratio is the median over the
+rounds of a scenario's requests/s over its ceiling's (or a peer's) in the same round; every
+other figure is a median over the rounds. After every measurement one more request is sent by
+a real client and its answer checked (bench/checks.py: a token, an active introspection), and
+the failed count is what the server itself did not count as OK (gRPC) or h2load's non-2xx.
 Customer login is compared with the argon2id verify rate of the same parameters measured alone
-(in this process, as many threads as CPUs, the service idle). Then, unless --memory-tokens 0,
-resident memory after issuing that many tokens (and after filling the introspection cache past
-its bound); and one `serve` worker against two (PostgreSQL only; bench/workers.py). And,
-unless --no-http-protocols, what the HTTP bridge's LimitedHttpToolsProtocol costs: the no-op
-route and GET validateauthtoken served by it, by uvicorn's stock httptools protocol and by
-uvicorn's h11 protocol, one process serving all three (bench/server.py --http-protocols),
-measured in `--protocol-rounds` interleaved rounds.
+on the server's core. Then, unless turned off: resident memory after `--memory-tokens`; one
+`serve` worker against two (PostgreSQL, bench/workers.py); the HTTP protocol implementations
+(bench/server.py --http-protocols). bench/report.py writes the report and a goals table (issue
+16's goals, met or not, with their figures); a run with fewer than 3 rounds or 5,000 requests
+is labelled a smoke run there. The raw figures go beside it as JSON.
 
     .venv/bin/python -m bench.run [--runs 3] [--requests 5000] [--stores sqlite postgres]
+                                  [--peers install|cached|off] [--in-flight 10 100]
                                   [--memory-tokens 1000000] [--protocol-rounds 5]
                                   [--output bench/results.md]
 """
@@ -24,8 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
-import datetime
 import json
 import os
 import platform
@@ -39,7 +49,8 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,6 +60,8 @@ from argon2 import PasswordHasher, Type
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from bench import ceilings, peers, report
+from bench.checks import CheckFailed, check
 from bench.load import (
     Measurement,
     Scenario,
@@ -56,6 +69,8 @@ from bench.load import (
     h2load,
     h2load_version,
     measure,
+    metrics_ok_counter,
+    pin_load,
     resident_mib,
 )
 from tokenservice.v1 import token_service_pb2 as pb
@@ -67,23 +82,70 @@ POSTGRES_URL = os.environ.get(
 )
 IN_FLIGHT = (10, 100)
 SERVICE = "/tokenservice.v1.TokenService/"
-# path: (ceiling or "argon2", lowest ratio the issue asks for, extra condition)
-TARGETS = {
-    "introspect_seen": 0.80,
-    "introspect_unseen": 0.40,
-    "issue_client_credentials": 0.35,
-    "issue_anonymous": 0.35,
-    "refresh": 0.25,
-    "customer_login": 0.80,
-    "http_validate": 0.50,
-    "http_introspect": 0.50,
-    "http_token": 0.30,
-}
-P99_TARGET_MS = 5.0  # introspect_seen at 10 in flight
 MEMORY_CHUNK = 100_000  # tokens per h2load run of the memory phase
+FORM = "content-type: application/x-www-form-urlencoded"
 
 
-# --- the service under test ---------------------------------------------------------------------
+# --- pinning ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Pinning:
+    """Which core the load generator runs on and which the servers run on (None: not pinned)."""
+
+    load_cpu: int | None
+    server_cpu: int | None
+    why_not: str = ""
+
+    @property
+    def server_prefix(self) -> list[str]:
+        return [] if self.server_cpu is None else ["taskset", "-c", str(self.server_cpu)]
+
+    @property
+    def load_prefix(self) -> list[str]:
+        return [] if self.load_cpu is None else ["taskset", "-c", str(self.load_cpu)]
+
+    def describe(self) -> str:
+        if self.server_cpu is None:
+            return f"not pinned ({self.why_not})"
+        return f"h2load on CPU {self.load_cpu}, every server (all its processes) on CPU " + (
+            f"{self.server_cpu} (taskset)"
+        )
+
+
+def choose_pinning(wanted: bool) -> Pinning:
+    if not wanted:
+        return Pinning(None, None, "--no-pin")
+    if shutil.which("taskset") is None:
+        return Pinning(None, None, "taskset is not installed")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return Pinning(None, None, f"only {len(cpus)} CPU available")
+    return Pinning(cpus[0], cpus[1])
+
+
+@contextmanager
+def on_cpu(cpu: int | None) -> Iterator[None]:
+    """This process (and the threads it starts meanwhile) on one CPU for a while."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def cpus_of(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+# --- the servers under test ---------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -94,11 +156,39 @@ def free_port() -> int:
 
 
 @dataclasses.dataclass
+class Server:
+    """One server process measured in a run, as the report lists it."""
+
+    name: str  # ours, bare_grpc, bare_http, oidc_provider, dot
+    label: str
+    pid: int
+    command: list[str]
+    url: str  # http://127.0.0.1:PORT (gRPC or HTTP, by the scenario)
+    grpc_url: str = ""  # ours only: the gRPC port (url is its HTTP port)
+    ok_count: Callable[[str], float] | None = None  # gRPC: the server's count of OK calls
+    versions: str = ""
+
+    def base_url(self, scenario: Scenario) -> str:
+        return self.grpc_url if scenario.protocol == "grpc" and self.grpc_url else self.url
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "pid": self.pid,
+            "command": self.command,
+            "cpus": cpus_of(self.pid),
+            "versions": self.versions,
+        }
+
+
+@dataclasses.dataclass
 class Service:
     process: subprocess.Popen[bytes]
     grpc_port: int
     http_port: int
     fixtures: dict[str, str]
+    command: list[str]
 
     @property
     def grpc_url(self) -> str:
@@ -112,10 +202,28 @@ class Service:
     def metrics_url(self) -> str:
         return f"{self.http_url}/metrics"
 
+    def server(self) -> Server:
+        def ok(method: str) -> float:
+            return metrics_ok_counter(self.metrics_url, method)()
+
+        return Server(
+            "ours",
+            "ours",
+            self.process.pid,
+            self.command,
+            self.http_url,
+            self.grpc_url,
+            ok,
+            f"grpcio {grpc.__version__}",
+        )
+
 
 @contextmanager
 def running_service(
-    database_url: str, workdir: Path, server_args: tuple[str, ...] = ()
+    database_url: str,
+    workdir: Path,
+    server_args: tuple[str, ...] = (),
+    pin: tuple[str, ...] = (),
 ) -> Iterator[Service]:
     grpc_port, http_port = free_port(), free_port()
     fixtures = workdir / "fixtures.json"
@@ -133,24 +241,23 @@ def running_service(
     if not database_url.startswith("sqlite"):
         env["TOKENSERVICE_SECRET_KEY"] = secrets.token_urlsafe(48)
     log = (workdir / "service.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.server", str(fixtures), *server_args],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [*pin, sys.executable, "-m", "bench.server", str(fixtures), *server_args]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until_serving(process, grpc_port, fixtures, workdir / "service.log")
-        yield Service(process, grpc_port, http_port, json.loads(fixtures.read_text()))
+        yield Service(process, grpc_port, http_port, json.loads(fixtures.read_text()), command)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_serving(
@@ -172,11 +279,115 @@ def wait_until_serving(
     raise RuntimeError(f"the service did not start within 60 s:\n{log.read_text()}")
 
 
+def bare_grpc_calls(target: str) -> Callable[[str], float]:
+    """The bare gRPC ceiling's own count of calls it answered."""
+
+    def count(method: str) -> float:
+        with grpc.insecure_channel(target) as channel:
+            answer: bytes = channel.unary_unary(ceilings.GRPC_COUNT_METHOD)(b"", timeout=10)
+        return float(answer.decode())
+
+    return count
+
+
+@contextmanager
+def running_ceiling(kind: str, response: bytes, workdir: Path, pin: list[str]) -> Iterator[Server]:
+    """A bare ceiling (bench/ceilings.py) as its own process, answering `response`'s bytes."""
+    port = free_port()
+    response_file = workdir / f"ceiling-{kind}.bin"
+    response_file.write_bytes(response)
+    log_path = workdir / f"ceiling-{kind}.log"
+    command = [*pin, sys.executable, "-m", "bench.ceilings", kind, str(port), str(response_file)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        target = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {kind} ceiling exited:\n{log_path.read_text()}")
+            try:
+                if kind == "grpc":
+                    bare_grpc_calls(target)("")
+                else:
+                    urllib.request.urlopen(
+                        f"http://{target}{ceilings.HTTP_PATH}", timeout=1
+                    ).close()
+                break
+            except (grpc.RpcError, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {kind} ceiling did not start") from None
+                time.sleep(0.1)
+        if kind == "grpc":
+            yield Server(
+                "bare_grpc",
+                "bare grpc.aio no-op",
+                process.pid,
+                command,
+                f"http://{target}",
+                ok_count=bare_grpc_calls(target),
+                versions=f"grpcio {grpc.__version__}, stock grpc.aio.server(), no interceptors",
+            )
+        else:
+            yield Server(
+                "bare_http",
+                "bare uvicorn + Starlette no-op",
+                process.pid,
+                command,
+                f"http://{target}",
+                versions=uvicorn_versions(),
+            )
+    finally:
+        stop(process)
+
+
+def uvicorn_versions() -> str:
+    import starlette
+    import uvicorn
+
+    return f"uvicorn {uvicorn.__version__} (httptools), Starlette {starlette.__version__}"
+
+
+@contextmanager
+def running_peers(
+    mode: str, workdir: Path, pin: list[str], notices: list[str]
+) -> Iterator[list[peers.Peer]]:
+    """Every peer that can be had, started; a notice for each that cannot."""
+    running: list[peers.Peer] = []
+    with contextlib.ExitStack() as stack:
+        for label, install, start in (
+            ("node-oidc-provider", peers.install_node, peers.node_oidc_provider),
+            ("django-oauth-toolkit", peers.install_dot, peers.django_oauth_toolkit),
+        ):
+            if mode == "off":
+                notices.append(f"{label}: not run (--peers off)")
+                continue
+            try:
+                folder = install(mode)
+                running.append(stack.enter_context(start(folder, free_port(), workdir, pin)))
+            except peers.Unavailable as why:
+                notices.append(f"{label}: skipped, {why}")
+                print(f"notice: {label} skipped: {why}", flush=True)
+        yield running
+
+
 # --- what is sent -------------------------------------------------------------------------------
 
 
-def scenarios(service: Service) -> list[Scenario]:
-    """Every scenario, with request bodies holding live tokens minted now over gRPC."""
+def rpc(message: object) -> bytes:
+    return grpc_frame(message.SerializeToString())  # type: ignore[attr-defined]
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Real answers of the service, whose sizes the bare ceilings answer with."""
+
+    grpc_introspection: bytes  # a serialized IntrospectTokenResponse of an active token
+    http_introspection: bytes  # the JSON body of POST /oauth/introspect
+
+
+def scenarios(service: Service) -> tuple[list[Scenario], Samples]:
+    """Every scenario of the service, with request bodies holding live tokens minted now."""
     f = service.fixtures
     tenant = f["tenant"]
     with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
@@ -188,29 +399,45 @@ def scenarios(service: Service) -> list[Scenario]:
             return response
 
         seen = anonymous(f["storefront_id"]).access_token
-        assert stub.IntrospectToken(pb.IntrospectTokenRequest(token=seen, tenant=tenant)).active
+        introspection = stub.IntrospectToken(pb.IntrospectTokenRequest(token=seen, tenant=tenant))
+        assert introspection.active
         steady = anonymous(f["steady_storefront_id"])
         login_session = anonymous(f["storefront_id"]).access_token
     never_seen = secrets.token_urlsafe(32)
-
-    def rpc(message: object) -> bytes:
-        return grpc_frame(message.SerializeToString())  # type: ignore[attr-defined]
 
     introspect_seen = rpc(pb.IntrospectTokenRequest(token=seen, tenant=tenant))
     client_credentials = pb.ClientCredentialsGrant(
         client_id=f["service_id"], client_secret=f["service_secret"]
     )
-    form = "application/x-www-form-urlencoded"
     service_form = {"client_id": f["service_id"], "client_secret": f["service_secret"]}
-    return [
-        Scenario("grpc_noop", "gRPC no-op (ceiling)", "grpc", "/bench.Noop/Call", introspect_seen),
+    introspect_form = urllib.parse.urlencode({"token": seen, **service_form}).encode()
+    with urllib.request.urlopen(  # noqa: S310 - loopback
+        urllib.request.Request(  # noqa: S310 - loopback
+            service.http_url + "/oauth/introspect",
+            data=introspect_form,
+            headers={"content-type": FORM.split(": ")[1]},
+        ),
+        timeout=10,
+    ) as answer:
+        http_introspection = answer.read()
+    listed = [
+        Scenario(
+            "grpc_noop",
+            "ours: own-stack no-op (our interceptors, no work)",
+            "grpc",
+            "/bench.Noop/Call",
+            introspect_seen,
+            ceiling="bare_grpc",
+            expect="active",
+        ),
         Scenario(
             "introspect_seen",
             "IntrospectToken, token seen before",
             "grpc",
             SERVICE + "IntrospectToken",
             introspect_seen,
-            ceiling="grpc_noop",
+            ceiling="bare_grpc",
+            expect="active",
         ),
         Scenario(
             "introspect_unseen",
@@ -218,7 +445,8 @@ def scenarios(service: Service) -> list[Scenario]:
             "grpc",
             SERVICE + "IntrospectToken",
             rpc(pb.IntrospectTokenRequest(token=never_seen, tenant=tenant)),
-            ceiling="grpc_noop",
+            ceiling="bare_grpc",
+            expect="inactive",
         ),
         Scenario(
             "issue_client_credentials",
@@ -226,7 +454,8 @@ def scenarios(service: Service) -> list[Scenario]:
             "grpc",
             SERVICE + "IssueToken",
             rpc(pb.IssueTokenRequest(client_credentials=client_credentials)),
-            ceiling="grpc_noop",
+            ceiling="bare_grpc",
+            expect="token",
         ),
         Scenario(
             "issue_anonymous",
@@ -238,7 +467,8 @@ def scenarios(service: Service) -> list[Scenario]:
                     anonymous=pb.AnonymousGrant(tenant=tenant, client_id=f["storefront_id"])
                 )
             ),
-            ceiling="grpc_noop",
+            ceiling="bare_grpc",
+            expect="token",
         ),
         Scenario(
             "refresh",
@@ -252,7 +482,8 @@ def scenarios(service: Service) -> list[Scenario]:
                     refresh_token=steady.refresh_token,
                 )
             ),
-            ceiling="grpc_noop",
+            ceiling="bare_grpc",
+            expect="token",
         ),
         Scenario(
             "customer_login",
@@ -271,24 +502,36 @@ def scenarios(service: Service) -> list[Scenario]:
             ),
             ceiling="argon2",
             requests_factor=0.01,
+            expect="token",
         ),
-        Scenario("http_noop", "HTTP no-op route (ceiling)", "http", "/bench/noop"),
+        Scenario(
+            "http_noop",
+            "ours: own-stack no-op route (our middleware, no work)",
+            "http",
+            "/bench/noop",
+            introspect_form,
+            headers=(FORM,),
+            ceiling="bare_http",
+            expect="ok",
+        ),
         Scenario(
             "http_validate",
             "HTTP GET validateauthtoken",
             "http",
             f"/customer/{tenant}/validateauthtoken",
             headers=(f"authorization: Bearer {seen}",),
-            ceiling="http_noop",
+            ceiling="bare_http",
+            expect="ok",
         ),
         Scenario(
             "http_introspect",
             "HTTP POST /oauth/introspect",
             "http",
             "/oauth/introspect",
-            urllib.parse.urlencode({"token": seen, **service_form}).encode(),
-            headers=(f"content-type: {form}",),
-            ceiling="http_noop",
+            introspect_form,
+            headers=(FORM,),
+            ceiling="bare_http",
+            expect="active",
         ),
         Scenario(
             "http_token",
@@ -296,14 +539,107 @@ def scenarios(service: Service) -> list[Scenario]:
             "http",
             "/oauth/token",
             urllib.parse.urlencode({"grant_type": "client_credentials", **service_form}).encode(),
-            headers=(f"content-type: {form}",),
-            ceiling="http_noop",
+            headers=(FORM,),
+            ceiling="bare_http",
+            expect="token",
+        ),
+    ]
+    return listed, Samples(introspection.SerializeToString(), http_introspection)
+
+
+def ceiling_scenarios(samples: Samples, service_scenarios: list[Scenario]) -> list[Scenario]:
+    """The bare ceilings, sent the service's own request bodies (IntrospectToken's, and POST
+    /oauth/introspect's form)."""
+    by_name = {s.name: s for s in service_scenarios}
+    return [
+        Scenario(
+            "bare_grpc",
+            "bare grpc.aio no-op (ceiling)",
+            "grpc",
+            ceilings.GRPC_METHOD,
+            by_name["introspect_seen"].body,
+            server="bare_grpc",
+            expect="active",
+        ),
+        Scenario(
+            "bare_http",
+            "bare uvicorn + Starlette no-op (ceiling)",
+            "http",
+            ceilings.HTTP_PATH,
+            by_name["http_introspect"].body,
+            headers=(FORM,),
+            server="bare_http",
+            expect="ok",
         ),
     ]
 
 
-def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
-    """Verifies per second of the service's argon2id parameters, one thread per CPU."""
+def post_form(url: str, form: dict[str, str]) -> dict[str, object]:
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        url, data=urllib.parse.urlencode(form).encode(), headers={"content-type": FORM[14:]}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
+        parsed: dict[str, object] = json.loads(answer.read())
+        return parsed
+
+
+def peer_scenarios(peer: peers.Peer, in_flight: tuple[int, ...]) -> list[Scenario]:
+    """The same two requests as the service's /oauth/token and /oauth/introspect scenarios, in
+    the peer's own routes, with a token the peer issued just now."""
+    plain = peer.clients["plain"]
+    token = post_form(
+        peer.http_url + peer.token_path, {"grant_type": "client_credentials", **plain}
+    )
+    token_form = urllib.parse.urlencode({"grant_type": "client_credentials", **plain}).encode()
+    introspect_form = urllib.parse.urlencode({"token": str(token["access_token"]), **plain})
+    secret = " (plain secret)" if "hashed" in peer.clients else ""
+    listed = [
+        Scenario(
+            f"{peer.name}_token",
+            f"{peer.label}: token client_credentials{secret}",
+            "http",
+            peer.token_path,
+            token_form,
+            headers=(FORM,),
+            ceiling="bare_http",
+            server=peer.name,
+            expect="token",
+        ),
+        Scenario(
+            f"{peer.name}_introspect",
+            f"{peer.label}: introspection",
+            "http",
+            peer.introspect_path,
+            introspect_form.encode(),
+            headers=(FORM,),
+            ceiling="bare_http",
+            server=peer.name,
+            expect="active",
+        ),
+    ]
+    if "hashed" in peer.clients:
+        hashed_form = {"grant_type": "client_credentials", **peer.clients["hashed"]}
+        listed.append(
+            Scenario(
+                f"{peer.name}_token_hashed",
+                f"{peer.label}: token client_credentials (default hashed secret)",
+                "http",
+                peer.token_path,
+                urllib.parse.urlencode(hashed_form).encode(),
+                headers=(FORM,),
+                ceiling="bare_http",
+                requests_factor=0.005,
+                server=peer.name,
+                expect="token",
+                in_flight=in_flight[:1],  # PBKDF2 at a few per second: the lowest load only
+            )
+        )
+    return listed
+
+
+def argon2_verify_rate(fixtures: dict[str, str], cpu: int | None, seconds: float = 4.0) -> float:
+    """Verifies per second of the service's argon2id parameters, one thread per CPU the server
+    may use (just the server's core where pinned), measured on those CPUs."""
     hasher = PasswordHasher(
         time_cost=int(fixtures["argon2_time_cost"]),
         memory_cost=int(fixtures["argon2_memory_kib"]),
@@ -311,20 +647,20 @@ def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
         type=Type.ID,
     )
     stored = hasher.hash(fixtures["password"])
-    threads = os.cpu_count() or 1
-    deadline = time.perf_counter() + seconds
+    threads = 1 if cpu is not None else (os.cpu_count() or 1)
 
-    def verify_until_deadline() -> int:
+    def verify_until(deadline: float) -> int:
         count = 0
         while time.perf_counter() < deadline:
             hasher.verify(stored, fixtures["password"])
             count += 1
         return count
 
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(lambda _: verify_until_deadline(), range(threads)))
-    return total / (time.perf_counter() - started)
+    with on_cpu(cpu), concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        deadline = started + seconds
+        total = sum(pool.map(lambda _: verify_until(deadline), range(threads)))
+        return total / (time.perf_counter() - started)
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -332,61 +668,148 @@ def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
 
 @dataclasses.dataclass
 class Row:
+    """One scenario at one load: a measurement per round (index = round)."""
+
     scenario: Scenario
     in_flight: int
     runs: list[Measurement] = dataclasses.field(default_factory=list)
-    ratios: list[float] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         return float(statistics.median(getattr(m, field) for m in self.runs))
 
     @property
-    def ratio(self) -> float | None:
-        return statistics.median(self.ratios) if self.ratios else None
+    def failed(self) -> int:
+        return sum(m.failed for m in self.runs)
 
 
-def measure_store(name: str, database_url: str, args: argparse.Namespace) -> list[Row]:
-    print(f"\n== {name}: {args.runs} runs x {args.requests} requests per scenario", flush=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp,
-        running_service(database_url, Path(tmp)) as service,
-    ):
-        all_scenarios = [
-            s for s in scenarios(service) if not args.only or s.name in args.only or not s.ceiling
-        ]
-        rows = {(s.name, n): Row(s, n) for s in all_scenarios for n in IN_FLIGHT}
-        for run in range(1, args.runs + 1):
-            measures_login = any(s.ceiling == "argon2" for s in all_scenarios)
-            argon2 = argon2_verify_rate(service.fixtures) if measures_login else 0.0
-            print(f"-- run {run}: argon2id verify alone {argon2:.1f}/s", flush=True)
-            for in_flight in IN_FLIGHT:
-                ceilings = {"argon2": argon2}
-                for scenario in all_scenarios:
-                    base = service.grpc_url if scenario.protocol == "grpc" else service.http_url
-                    result = measure(
-                        scenario,
-                        base_url=base,
-                        metrics_url=service.metrics_url,
-                        pid=service.process.pid,
-                        requests=args.requests,
-                        in_flight=in_flight,
+@dataclasses.dataclass
+class StoreResult:
+    """What one store's part of the run measured: every row, the servers, the argon2 rates."""
+
+    store: str
+    rows: dict[tuple[str, int], Row]
+    servers: list[dict[str, object]]  # Server.describe() of every server process
+    argon2: list[float]  # per round
+    notices: list[str]
+
+    def row(self, name: str, in_flight: int) -> Row | None:
+        return self.rows.get((name, in_flight))
+
+    def ratio(self, name: str, other: str, in_flight: int, field: str = "per_second") -> float:
+        """Median over rounds of `name`'s figure over `other`'s in the same round."""
+        mine, theirs = self.rows.get((name, in_flight)), self.rows.get((other, in_flight))
+        if other == "argon2" and mine is not None:
+            pairs = [(getattr(m, field), a) for m, a in zip(mine.runs, self.argon2, strict=True)]
+        elif mine is None or theirs is None:
+            return float("nan")
+        else:
+            pairs = [
+                (getattr(m, field), getattr(t, field))
+                for m, t in zip(mine.runs, theirs.runs, strict=True)
+            ]
+        return float(statistics.median(a / b for a, b in pairs if b))
+
+
+def rotated(items: list[Scenario], round_: int, rounds: int) -> list[Scenario]:
+    """`items` starting at a point that moves by len/rounds from round to round."""
+    if not items:
+        return items
+    shift = (round_ * max(1, len(items) // max(1, rounds))) % len(items)
+    return items[shift:] + items[:shift]
+
+
+def measure_store(
+    name: str, database_url: str, args: argparse.Namespace, pinning: Pinning, with_peers: bool
+) -> StoreResult:
+    print(f"\n== {name}: {args.runs} rounds x {args.requests} requests per scenario", flush=True)
+    pin = pinning.server_prefix
+    notices: list[str] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
+        service = stack.enter_context(running_service(database_url, tmp, pin=tuple(pin)))
+        ours, samples = scenarios(service)
+        servers = [service.server()]
+        servers.append(
+            stack.enter_context(running_ceiling("grpc", samples.grpc_introspection, tmp, pin))
+        )
+        servers.append(
+            stack.enter_context(running_ceiling("http", samples.http_introspection, tmp, pin))
+        )
+        every = [*ceiling_scenarios(samples, ours), *ours]
+        if with_peers:
+            for peer in stack.enter_context(running_peers(args.peers, tmp, pin, notices)):
+                servers.append(
+                    Server(
+                        peer.name,
+                        peer.label,
+                        peer.process.pid,
+                        [*pin, *map(str, peer.process.args)],  # type: ignore[arg-type]
+                        peer.http_url,
+                        versions=peer.versions,
                     )
-                    row = rows[(scenario.name, in_flight)]
-                    row.runs.append(result)
-                    if scenario.ceiling:
-                        row.ratios.append(result.per_second / ceilings[scenario.ceiling])
-                    else:
-                        ceilings[scenario.name] = result.per_second
-                    print(f"   {describe(row, result)}", flush=True)
-    return list(rows.values())
+                )
+                every += peer_scenarios(peer, tuple(args.in_flight))
+        if args.only:
+            every = [s for s in every if s.name in args.only or s.name.startswith("bare_")]
+        by_server = {s.name: s for s in servers}
+        rows = {
+            (s.name, n): Row(s, n)
+            for n in args.in_flight
+            for s in every
+            if not s.in_flight or n in s.in_flight
+        }
+        argon2: list[float] = []
+        for round_ in range(args.runs):
+            measures_login = any(s.ceiling == "argon2" for s in every)
+            rate = argon2_verify_rate(service.fixtures, pinning.server_cpu) if measures_login else 0
+            argon2.append(rate)
+            print(f"-- round {round_ + 1}: argon2id verify alone {rate:.1f}/s", flush=True)
+            for in_flight in args.in_flight:
+                for protocol in ("grpc", "http"):
+                    chosen = [r.scenario for (_, n), r in rows.items() if n == in_flight]
+                    chosen = [s for s in chosen if s.protocol == protocol]
+                    for scenario in rotated(chosen, round_, args.runs):
+                        server = by_server[scenario.server]
+                        result = measure_one(scenario, server, args.requests, in_flight)
+                        rows[(scenario.name, in_flight)].runs.append(result)
+                        print(f"   {describe(scenario, result)}", flush=True)
+        described = [s.describe() for s in servers]  # while they run: their CPUs, pids
+    return StoreResult(name, rows, described, argon2, notices)
 
 
-def describe(row: Row, m: Measurement) -> str:
-    ratio = f" ratio {row.ratios[-1]:.2f}" if row.scenario.ceiling and row.ratios else ""
+def measure_one(scenario: Scenario, server: Server, requests: int, in_flight: int) -> Measurement:
+    base = server.base_url(scenario)
+    ok_count = None
+    if scenario.protocol == "grpc":
+        assert server.ok_count is not None
+        counter = server.ok_count
+
+        def ok_count() -> float:
+            return counter(scenario.path)
+
+    result = measure(
+        scenario,
+        base_url=base,
+        pid=server.pid,
+        requests=requests,
+        in_flight=in_flight,
+        ok_count=ok_count,
+    )
+    try:
+        checked = "ok: " + check(scenario, base)
+        failed = result.failed
+    except CheckFailed as why:
+        checked = f"FAILED: {why}"
+        failed = result.failed + 1
+    return dataclasses.replace(result, checked=checked, failed=failed)
+
+
+def describe(scenario: Scenario, m: Measurement) -> str:
     failed = f"  FAILED {m.failed}" if m.failed else ""
     return (
-        f"{row.scenario.name:<26} {m.in_flight:>3} in flight {m.per_second:>8.0f}/s "
-        f"p50 {m.p50_ms:6.2f} ms p99 {m.p99_ms:6.2f} ms cpu {m.cpu_us:6.0f} us{ratio}{failed}"
+        f"{scenario.name:<26} {m.in_flight:>3} in flight {m.per_second:>8.0f}/s "
+        f"p50 {m.p50_ms:6.2f} ms p99 {m.p99_ms:6.2f} ms cpu {m.cpu_us:6.0f} us "
+        f"check {m.checked}{failed}"
     )
 
 
@@ -417,36 +840,36 @@ class ProtocolRow:
         return float(statistics.median(getattr(m, field) / getattr(s, field) for m, s in pairs))
 
 
-def protocols_phase(args: argparse.Namespace) -> list[ProtocolRow]:
+def protocols_phase(args: argparse.Namespace, pinning: Pinning) -> list[ProtocolRow]:
     """The same app behind each protocol in one process; every round measures each
     implementation back to back, in an order that rotates from round to round."""
     rounds = args.protocol_rounds
     print(f"\n== HTTP protocols: {rounds} rounds x {args.requests} requests (SQLite)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-protocols-") as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'tokens.db'}"
-        with running_service(url, Path(tmp), ("--http-protocols",)) as service:
+        pin = tuple(pinning.server_prefix)
+        with running_service(url, Path(tmp), ("--http-protocols",), pin) as service:
             f = service.fixtures
             urls = {
                 "limited": service.http_url,
                 "httptools": f"http://127.0.0.1:{f['http_port_httptools']}",
                 "h11": f"http://127.0.0.1:{f['http_port_h11']}",
             }
-            chosen = [s for s in scenarios(service) if s.name in PROTOCOL_SCENARIOS]
+            chosen = [s for s in scenarios(service)[0] if s.name in PROTOCOL_SCENARIOS]
             rows = {
                 (s.name, n): ProtocolRow(s, n, {name: [] for name in PROTOCOLS})
                 for s in chosen
-                for n in IN_FLIGHT
+                for n in args.in_flight
             }
             names = list(PROTOCOLS)
             for round_ in range(rounds):
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
-                for in_flight in IN_FLIGHT:
+                for in_flight in args.in_flight:
                     for scenario in chosen:
                         for name in order:
                             result = measure(
                                 scenario,
                                 base_url=urls[name],
-                                metrics_url=service.metrics_url,
                                 pid=service.process.pid,
                                 requests=args.requests,
                                 in_flight=in_flight,
@@ -490,7 +913,7 @@ def memory_phase(tokens: int, args: argparse.Namespace) -> dict[str, float]:
         with running_service(url, Path(tmp)) as service:
             pid = service.process.pid
             figures = {"at rest": resident_mib(pid)}
-            issue = next(s for s in scenarios(service) if s.name == "issue_client_credentials")
+            issue = next(s for s in scenarios(service)[0] if s.name == "issue_client_credentials")
             started = time.monotonic()
             issued = 0
             while issued < tokens:
@@ -581,7 +1004,7 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-# --- the report ---------------------------------------------------------------------------------
+# --- the machine --------------------------------------------------------------------------------
 
 
 def machine() -> str:
@@ -596,90 +1019,6 @@ def machine() -> str:
         f"{platform.platform()}, Python {platform.python_version()}, grpcio {grpc.__version__}, "
         f"{h2load_version()}; load generator on the same machine, loopback only"
     )
-
-
-def table(rows: list[Row]) -> list[str]:
-    lines = [
-        "| path | in flight | req/s | p50 ms | p99 ms | CPU us/req | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        ratio = row.ratio
-        target = TARGETS.get(row.scenario.name)
-        verdict = ""
-        if target is not None and ratio is not None:
-            met = ratio >= target
-            if row.scenario.name == "introspect_seen" and row.in_flight == 10:
-                met = met and row.median("p99_ms") <= P99_TARGET_MS
-                verdict = f"≥ {target:.2f}, p99 ≤ {P99_TARGET_MS:g} ms: "
-            else:
-                verdict = f"≥ {target:.2f}: "
-            verdict += "met" if met else "**not met**"
-        failed = sum(m.failed for m in row.runs)
-        label = row.scenario.label + (f" ({failed} failed)" if failed else "")
-        lines.append(
-            f"| {label} | {row.in_flight} | {row.median('per_second'):,.0f} | "
-            f"{row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} | "
-            f"{row.median('cpu_us'):,.0f} | {'' if ratio is None else f'{ratio:.2f}'} | {verdict} |"
-        )
-    return lines
-
-
-def write_report(
-    path: Path,
-    results: dict[str, list[Row]],
-    memory: dict[str, float],
-    workers: str,
-    protocols: list[ProtocolRow],
-    args: argparse.Namespace,
-) -> None:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    out = [
-        "# Benchmark results",
-        "",
-        f"Written by `make bench` (bench/run.py) on {now}.",
-        "",
-        f"Machine: {machine()}.",
-        "",
-        f"Method: h2load sends {args.requests:,} requests per scenario (customer login: "
-        f"{max(20, int(args.requests * 0.01))}) after a warm-up of a tenth as many, at 10 and at "
-        f"100 in flight (gRPC: up to 10 HTTP/2 connections, streams shared among them; HTTP: "
-        f"one HTTP/1.1 connection per request in flight). {args.runs} runs; every figure is the "
-        "median over the runs, and a ratio is the median of per-run ratios of a scenario's "
-        "requests/s to its ceiling's in the same run: the no-op gRPC method on the same server "
-        "and interceptors, the no-op HTTP route on the same ASGI stack, and for customer login "
-        "the argon2id verify rate of the same parameters measured alone (one thread per CPU). "
-        "gRPC successes are the service's own count of OK answers (/metrics), HTTP successes "
-        "h2load's count of 2xx. CPU us/req: the service process's CPU time (all threads) over "
-        "the requests. RefreshToken uses a client with rotation off, so one refresh token can "
-        "be sent again and again (each call still writes the session and a new access token).",
-        "",
-    ]
-    for store, rows in results.items():
-        out += [f"## {store}", "", *table(rows), ""]
-    if protocols:
-        out += [
-            "## HTTP protocol implementations (SQLite)",
-            "",
-            f"One process serves the same bridge app (same core, routes and ASGI stack) with "
-            f"each HTTP protocol on its own port (bench/server.py --http-protocols); "
-            f"{args.protocol_rounds} rounds, each measuring every implementation back to back "
-            f"in an order that rotates from round to round, {args.requests:,} requests each "
-            "after the warm-up. Figures are medians over the rounds; the ratios are medians of "
-            "per-round ratios to stock httptools.",
-            "",
-            *protocols_table(protocols),
-            "",
-        ]
-    if memory:
-        out += ["## Resident memory (SQLite)", ""]
-        out += [f"- {label}: {mib:.0f} MiB" for label, mib in memory.items()]
-        out += [""]
-    if workers:
-        out += ["## One worker against two (PostgreSQL, bench/workers.py)", "", "```"]
-        out += [workers.strip(), "```", ""]
-    path.write_text("\n".join(out))
-    print(f"\nwritten to {path}", flush=True)
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -704,9 +1043,17 @@ def check_tools() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--in-flight", type=int, nargs="+", default=list(IN_FLIGHT))
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--peers",
+        choices=["install", "cached", "off"],
+        default="install",
+        help="install: install the peers when missing (cache folder); cached: only if installed",
+    )
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--only", nargs="+", default=[], help="measure only these scenarios (and the ceilings)"
     )
@@ -718,29 +1065,59 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md")
     args = parser.parse_args()
     check_tools()
-    print(machine(), flush=True)
-    results: dict[str, list[Row]] = {}
+    pinning = choose_pinning(args.pin)
+    pin_load(pinning.load_prefix)
+    described = machine()
+    print(described, flush=True)
+    print(f"pinning: {pinning.describe()}", flush=True)
+    results: list[StoreResult] = []
+    notices: list[str] = []
     pg = postgres_reachable()
     if "sqlite" in args.stores:
         with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'tokens.db'}"
-            results["SQLite (embedded)"] = measure_store("SQLite", url, args)
+            results.append(measure_store("SQLite", url, args, pinning, with_peers=True))
     if "postgres" in args.stores:
         if pg:
             with postgres_database() as url:
-                results["PostgreSQL"] = measure_store("PostgreSQL", url, args)
+                results.append(measure_store("PostgreSQL", url, args, pinning, with_peers=False))
         else:
+            notices.append(f"PostgreSQL: not reachable at {POSTGRES_URL}")
             print(f"\nPostgreSQL not reachable at {POSTGRES_URL}: its figures are skipped")
-    protocols = protocols_phase(args) if args.http_protocols else []
+    for result in results:
+        notices += result.notices
+    protocols = protocols_phase(args, pinning) if args.http_protocols else []
     memory = memory_phase(args.memory_tokens, args) if args.memory_tokens else {}
     workers = workers_phase() if args.workers and pg else ""
-    for store, rows in results.items():
-        print(f"\n{store}")
-        print("\n".join(table(rows)))
-    if protocols:
-        print("\nHTTP protocols")
-        print("\n".join(protocols_table(protocols)))
-    write_report(args.output, results, memory, workers, protocols, args)
+    protocol_cpu = None
+    for row in protocols:
+        if row.scenario.name == "http_validate" and row.in_flight == min(args.in_flight):
+            protocol_cpu = row.ratio("limited", "cpu_us")
+    report.write_report(
+        args.output,
+        results,
+        args=args,
+        pinning=pinning,
+        machine=described,
+        notices=notices,
+        protocol_lines=protocols_section(protocols, args) if protocols else [],
+        protocol_cpu=protocol_cpu,
+        memory=memory,
+        workers=workers,
+    )
+
+
+def protocols_section(rows: list[ProtocolRow], args: argparse.Namespace) -> list[str]:
+    return [
+        "One process serves the same bridge app (same core, routes and ASGI stack) with each "
+        "HTTP protocol on its own port (bench/server.py --http-protocols); "
+        f"{args.protocol_rounds} rounds, each measuring every implementation back to back in an "
+        f"order that rotates from round to round, {args.requests:,} requests each after the "
+        "warm-up. Figures are medians over the rounds; the ratios are medians of per-round "
+        "ratios to stock httptools.",
+        "",
+        *protocols_table(rows),
+    ]
 
 
 if __name__ == "__main__":
