@@ -10,7 +10,8 @@ package-lock.json; a virtualenv with pip from requirements.txt, every package pi
 test` never downloads); `--peers off` runs none. A peer that cannot be had (no Node.js, an
 install that fails) is skipped with a notice, and the report says so.
 
-    node-oidc-provider: `node server.mjs PORT CLIENT_ID SECRET`, its in-memory adapter
+    node-oidc-provider: `node server.mjs PORT CLIENT_ID` (secret in its environment), its
+                        in-memory adapter
     django-oauth-toolkit: gunicorn gthread, 2 workers x 4 threads, SQLite (WAL), migrated and
                           provisioned afresh in the run's temporary folder
 """
@@ -150,8 +151,9 @@ def node_oidc_provider(folder: Path, port: int, workdir: Path, pin: list[str]) -
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*pin, "node", "server.mjs", str(port), client["client_id"], client["client_secret"]],
+            [*pin, "node", "server.mjs", str(port), client["client_id"]],
             cwd=folder,
+            env={**os.environ, "BENCH_CLIENT_SECRET": client["client_secret"]},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

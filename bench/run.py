@@ -743,7 +743,7 @@ def measure_store(
                         peer.name,
                         peer.label,
                         peer.process.pid,
-                        [*pin, *map(str, peer.process.args)],  # type: ignore[arg-type]
+                        [str(part) for part in peer.process.args],  # type: ignore[union-attr]
                         peer.http_url,
                         versions=peer.versions,
                     )

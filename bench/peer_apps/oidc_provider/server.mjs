@@ -1,10 +1,11 @@
 // node-oidc-provider as the benchmark's peer (bench/peers.py installs the pinned package-lock.json
-// into a cache folder and runs `node server.mjs PORT CLIENT_ID CLIENT_SECRET`): client_credentials
+// into a cache folder and runs `BENCH_CLIENT_SECRET=... node server.mjs PORT CLIENT_ID`): client_credentials
 // and introspection enabled, one confidential client authenticating with client_secret_post, the
 // package's own in-memory adapter (so nothing it issues is persisted), no other feature.
 import Provider from 'oidc-provider';
 
-const [port, clientId, clientSecret] = process.argv.slice(2);
+const [port, clientId] = process.argv.slice(2);
+const clientSecret = process.env.BENCH_CLIENT_SECRET; // not on the command line: ps shows that
 const issuer = `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
   clients: [{
