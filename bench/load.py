@@ -48,6 +48,7 @@ class Scenario:
     server: str = "ours"  # which server answers: ours, bare_grpc, bare_http, oidc_provider, dot
     expect: str = ""  # what the spot-check wants (bench/checks.py): token, active, inactive, ok
     in_flight: tuple[int, ...] = ()  # measured only at these loads (empty: at every load)
+    introspect_path: str = ""  # token scenarios: where the spot-check introspects the token
 
     @property
     def grpc_method(self) -> str:

@@ -542,6 +542,7 @@ def scenarios(service: Service) -> tuple[list[Scenario], Samples]:
             headers=(FORM,),
             ceiling="bare_http",
             expect="token",
+            introspect_path="/oauth/introspect",
         ),
     ]
     return listed, Samples(introspection.SerializeToString(), http_introspection)
@@ -604,6 +605,7 @@ def peer_scenarios(peer: peers.Peer, in_flight: tuple[int, ...]) -> list[Scenari
             ceiling="bare_http",
             server=peer.name,
             expect="token",
+            introspect_path=peer.introspect_path,
         ),
         Scenario(
             f"{peer.name}_introspect",
@@ -631,6 +633,7 @@ def peer_scenarios(peer: peers.Peer, in_flight: tuple[int, ...]) -> list[Scenari
                 requests_factor=0.005,
                 server=peer.name,
                 expect="token",
+                introspect_path=peer.introspect_path,
                 in_flight=in_flight[:1],  # PBKDF2 at a few per second: the lowest load only
             )
         )

@@ -83,11 +83,15 @@ def row(rows: list[list[str]], label: str, in_flight: str = "10") -> list[str]:
     return found[0]
 
 
-def assert_measured(cells: list[str], *, ratio: bool) -> None:
-    """req/s and CPU per request measured, every answer OK and checked, a ratio if asked."""
+TOKEN = "access_token that introspects active"
+
+
+def assert_measured(cells: list[str], checked: str, *, ratio: bool) -> None:
+    """req/s and CPU per request measured, every answer OK and spot-checked as `checked`
+    (bench/checks.py), a ratio to the bare ceiling if asked."""
     assert float(cells[2].replace(",", "")) > 0, cells  # requests/s
     assert float(cells[5].replace(",", "")) > 0, cells  # CPU us per request
-    assert re.fullmatch(r"all [\d,]+ OK, checked \S+", cells[10]), cells
+    assert re.fullmatch(rf"all [\d,]+ OK, checked {checked}", cells[10]), cells
     if ratio:
         assert re.fullmatch(r"\d+\.\d\d", cells[7]), cells  # vs the bare ceiling
 
@@ -119,14 +123,14 @@ def test_bench_measures_paths_against_independent_ceilings(tmp_path: Path) -> No
     assert "Machine:" in report
     assert "SMOKE RUN" in report and "## Goals (issue 16) — smoke figures" in report
     rows = table_rows(report)
-    for label in (
-        "ours: IntrospectToken, token seen before",
-        "ours: IssueToken anonymous",
-        "ours: HTTP GET validateauthtoken",
+    for label, checked in (
+        ("ours: IntrospectToken, token seen before", "active"),
+        ("ours: IssueToken anonymous", TOKEN),
+        ("ours: HTTP GET validateauthtoken", "2xx"),
     ):
-        assert_measured(row(rows, label), ratio=True)
-    assert_measured(row(rows, "bare grpc.aio no-op (ceiling)"), ratio=False)
-    assert_measured(row(rows, "bare uvicorn + Starlette no-op (ceiling)"), ratio=False)
+        assert_measured(row(rows, label), checked, ratio=True)
+    assert_measured(row(rows, "bare grpc.aio no-op (ceiling)"), "active", ratio=False)
+    assert_measured(row(rows, "bare uvicorn + Starlette no-op (ceiling)"), "2xx", ratio=False)
     assert "### gRPC" in report and "### HTTP GET validateauthtoken" in report
 
     # The goals table: the measured goals have a figure and a verdict, the others say so.
@@ -184,14 +188,17 @@ def test_bench_measures_the_peers_beside_the_service(tmp_path: Path) -> None:
         "dot_introspect",
     )
     rows = table_rows(report)
-    for label in (
-        "node-oidc-provider: token client_credentials",
-        "node-oidc-provider: introspection",
-        "django-oauth-toolkit: token client_credentials (plain secret)",
-        "django-oauth-toolkit: introspection",
+    for label, checked in (
+        ("ours: HTTP POST /oauth/token client_credentials", TOKEN),
+        ("node-oidc-provider: token client_credentials", TOKEN),
+        ("node-oidc-provider: introspection", "active"),
+        ("django-oauth-toolkit: token client_credentials (plain secret)", TOKEN),
+        ("django-oauth-toolkit: introspection", "active"),
     ):
         cells = row(rows, label)
-        assert_measured(cells, ratio=True)
+        assert_measured(cells, checked, ratio=True)
+        if label.startswith("ours"):
+            continue
         assert re.fullmatch(r"\d+\.\d\d", cells[9]), cells  # ours over this peer
     for goal in ("HTTP /oauth/token ahead of node", "HTTP introspection ahead of node"):
         cells = next(r for r in rows if r[0].startswith(goal))
