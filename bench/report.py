@@ -407,6 +407,11 @@ def write_report(
     if workers:
         out += ["## One worker against two (PostgreSQL, bench/workers.py)", "", "```"]
         out += [workers.strip(), "```", ""]
+    out += [
+        "Earlier figures, against the own-stack ceilings and before pinning: "
+        "[earlier-results.md](earlier-results.md).",
+        "",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out))
     path.with_suffix(".json").write_text(json.dumps(raw(results, args, now), indent=1) + "\n")

@@ -960,7 +960,7 @@ def workers_phase() -> str:
     """bench/workers.py: IntrospectToken with one and two `serve` workers on PostgreSQL."""
     print("\n== one serve worker against two (PostgreSQL)", flush=True)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "workers.py"), "--runs", "3"],
+        [sys.executable, "-m", "bench.workers", "--runs", "3"],
         capture_output=True,
         text=True,
         check=False,
