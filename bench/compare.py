@@ -23,7 +23,9 @@ import tempfile
 from pathlib import Path
 
 import bench.run
-from bench.load import Measurement, Scenario, measure, metrics_ok_counter
+import bench.servers
+from bench.load import Measurement, Scenario, measure, metrics_ok_counter, pin_load
+from bench.scenarios import scenarios as service_scenarios
 
 
 def main() -> None:
@@ -35,16 +37,20 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", default=["grpc_noop", "introspect_seen"])
     args = parser.parse_args()
     bench.run.check_tools()
+    pinning = bench.servers.choose_pinning(True)  # h2load on one core, the services on another
+    pin_load(pinning.load_prefix)
+    print(f"pinning: {pinning.describe()}", flush=True)
     trees = [tree.resolve() for tree in args.trees]
     results: dict[tuple[str, int, Path], list[Measurement]] = collections.defaultdict(list)
     with contextlib.ExitStack() as stack:
-        services: dict[Path, tuple[bench.run.Service, dict[str, Scenario]]] = {}
+        services: dict[Path, tuple[bench.servers.Service, dict[str, Scenario]]] = {}
         for tree in trees:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="compare-")))
-            bench.run.ROOT = tree  # running_service starts bench/server.py in ROOT
+            bench.servers.ROOT = tree  # running_service starts bench/server.py in ROOT
             url = f"sqlite+aiosqlite:///{workdir / 'tokens.db'}"
-            service = stack.enter_context(bench.run.running_service(url, workdir))
-            services[tree] = (service, {s.name: s for s in bench.run.scenarios(service)[0]})
+            pin = tuple(pinning.server_prefix)
+            service = stack.enter_context(bench.servers.running_service(url, workdir, pin=pin))
+            services[tree] = (service, {s.name: s for s in service_scenarios(service)[0]})
         for number in range(args.rounds):
             order = trees[number % len(trees) :] + trees[: number % len(trees)]
             for name in args.scenarios:

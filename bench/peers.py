@@ -36,7 +36,6 @@ from pathlib import Path
 APPS = Path(__file__).resolve().parent / "peer_apps"
 NODE_APP = APPS / "oidc_provider"
 DOT_APP = APPS / "dot"
-FORM = "content-type: application/x-www-form-urlencoded"
 
 
 def cache_root() -> Path:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
-    from bench.run import Pinning, Row, StoreResult
+    from bench.run import Row, StoreResult
+    from bench.servers import Pinning
 
 SMOKE_RUNS, SMOKE_REQUESTS = 3, 5000
 HTTP_TABLES = {

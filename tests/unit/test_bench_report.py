@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench.load import Measurement, Scenario
 from bench.report import goals, is_smoke, write_report
-from bench.run import Pinning, Row, StoreResult
+from bench.run import Row, StoreResult
+from bench.servers import Pinning
 
 
 def measured(per_second: float, cpu_us: float = 100.0, p99_ms: float = 5.0) -> Measurement:
