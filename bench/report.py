@@ -308,8 +308,10 @@ DIFFERENCES = """\
   committed by the writer thread's group commit; PostgreSQL: a transaction per write) and
   answers introspection from a bounded cache keyed by the token's digest; one process.
 - **node-oidc-provider** (pinned in bench/peer_apps/oidc_provider/package-lock.json) keeps its
-  tokens in its own in-memory adapter (an LRU in the process): it persists nothing, a restart
-  forgets every token, and two processes could not share them. One Node.js process (Node.js
+  tokens in its own in-memory adapter (an LRU of 1,000 entries in the process): it persists
+  nothing, forgets all but its 1,000 most recent tokens (so the harness mints the token its
+  introspections ask about just before each introspection measurement), a restart forgets
+  every token, and two processes could not share them. One Node.js process (Node.js
   20, older than the 22 the package asks for: it warns and runs). Opaque access tokens, 14,400 s
   like ours, client_secret_post. Its token answer has no refresh token or scope, like ours for
   service clients.

@@ -40,6 +40,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,7 +55,7 @@ import grpc
 from argon2 import PasswordHasher, Type
 from sqlalchemy.engine import make_url
 
-from bench import report
+from bench import peers, report
 from bench.checks import CheckFailed, check
 from bench.load import (
     Measurement,
@@ -65,7 +66,7 @@ from bench.load import (
     pin_load,
     resident_mib,
 )
-from bench.scenarios import ceiling_scenarios, peer_scenarios, scenarios
+from bench.scenarios import ceiling_scenarios, peer_scenarios, renewed, scenarios
 from bench.servers import (
     Pinning,
     Server,
@@ -186,6 +187,7 @@ def measure_store(
             stack.enter_context(running_ceiling("http", samples.http_introspection, tmp, pin))
         )
         every = [*ceiling_scenarios(samples, ours), *ours]
+        running: dict[str, peers.Peer] = {}
         if with_peers:
             for peer in stack.enter_context(running_peers(args.peers, tmp, pin, notices)):
                 servers.append(
@@ -199,6 +201,7 @@ def measure_store(
                     )
                 )
                 every += peer_scenarios(peer, tuple(args.in_flight))
+                running[peer.name] = peer
         if args.only:
             every = [s for s in every if s.name in args.only or s.name.startswith("bare_")]
         by_server = {s.name: s for s in servers}
@@ -220,7 +223,8 @@ def measure_store(
                     chosen = [s for s in chosen if s.protocol == protocol]
                     for scenario in rotated(chosen, round_, args.runs):
                         server = by_server[scenario.server]
-                        result = measure_one(scenario, server, args.requests, in_flight)
+                        now = renewed(scenario, running)
+                        result = measure_one(now, server, args.requests, in_flight)
                         rows[(scenario.name, in_flight)].runs.append(result)
                         print(f"   {describe(scenario, result)}", flush=True)
         described = [s.describe() for s in servers]  # while they run: their CPUs, pids
@@ -514,6 +518,8 @@ def main() -> None:
     parser.add_argument("--protocol-rounds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that every server this run started is stopped with it
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     check_tools()
     pinning = choose_pinning(args.pin)
     pin_load(pinning.load_prefix)

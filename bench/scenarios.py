@@ -238,15 +238,32 @@ def post_form(url: str, form: dict[str, str]) -> dict[str, object]:
         return parsed
 
 
+def peer_introspection(peer: peers.Peer) -> bytes:
+    """An introspection request body for a token the peer issues now. Made afresh before every
+    introspection measurement: node-oidc-provider's in-memory adapter keeps only its 1,000 most
+    recent entries, so the token made at the start is forgotten once the token scenario has
+    run, and its introspections would measure `active: false` answers (the spot-check says so)."""
+    plain = peer.clients["plain"]
+    grant = {"grant_type": "client_credentials", **plain}
+    token = post_form(peer.http_url + peer.token_path, grant)
+    return urllib.parse.urlencode({"token": str(token["access_token"]), **plain}).encode()
+
+
+def renewed(scenario: Scenario, running: dict[str, peers.Peer]) -> Scenario:
+    """The scenario as it is to be sent now: a peer's introspection with a fresh token."""
+    peer = running.get(scenario.server)
+    if peer is None or scenario.name != f"{peer.name}_introspect":
+        return scenario
+    return dataclasses.replace(scenario, body=peer_introspection(peer))
+
+
 def peer_scenarios(peer: peers.Peer, in_flight: tuple[int, ...]) -> list[Scenario]:
     """The same two requests as the service's /oauth/token and /oauth/introspect scenarios, in
-    the peer's own routes, with a token the peer issued just now."""
+    the peer's own routes, with a token the peer issued just now (renewed before every
+    introspection measurement, see peer_introspection)."""
     plain = peer.clients["plain"]
-    token = post_form(
-        peer.http_url + peer.token_path, {"grant_type": "client_credentials", **plain}
-    )
     token_form = urllib.parse.urlencode({"grant_type": "client_credentials", **plain}).encode()
-    introspect_form = urllib.parse.urlencode({"token": str(token["access_token"]), **plain})
+    introspect_form = peer_introspection(peer).decode()
     secret = " (plain secret)" if "hashed" in peer.clients else ""
     listed = [
         Scenario(
