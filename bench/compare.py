@@ -1,7 +1,8 @@
 """Two or more builds of the service measured against each other in one session: the service of
 every source tree runs at once (as bench/run.py runs it, on its own SQLite file), and each
 round measures every scenario on every tree in turn, the order rotating from round to round,
-so that a noisy machine's drift falls on all of them alike. Prints medians over the rounds, and
+so that a noisy machine's drift falls on all of them alike; h2load and the services are pinned
+to different cores where taskset works (bench/servers.py). Prints medians over the rounds, and
 for every tree after the first the median of its per-round ratios to the first tree (requests/s
 and CPU per request), which is the figure to trust on a shared machine.
 
