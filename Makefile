@@ -6,14 +6,15 @@ STAMP  := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser proto run test test-fast soak bench fmt lint typecheck check lock hooks clean
+.PHONY: help install browser proto run test test-fast soak bench bench-peers fmt lint typecheck check lock hooks clean
 
 help:
 	@echo "make run    start the service on the embedded SQLite store (installs first)"
 	@echo "make test   install and run the whole test suite"
 	@echo "make test-fast  the suite without the tests marked slow (for the edit-test loop)"
 	@echo "make soak   the reliability suite at full size (minutes; prints its numbers)"
-	@echo "make bench  throughput and latency against no-op ceilings (h2load; writes bench/results.md)"
+	@echo "make bench  beside the peers and against bare ceilings, every path (h2load; writes bench/results.md)"
+	@echo "make bench-peers  just the side-by-side on SQLite: ours, the peers, the bare ceilings"
 	@echo "make proto  regenerate gen/ from protos/"
 	@echo "make fmt    ruff check --fix, then ruff format"
 	@echo "make lint   ruff (lint + format check)"
@@ -83,9 +84,15 @@ soak: $(STAMP)
 		$(BIN)/python -m pytest tests/reliability -p no:cacheprovider -rA $(PYTEST_ARGS)
 
 # Loopback only; h2load is installed from Debian's nghttp2-client when missing and run as root.
-# Quicker: make bench BENCH_ARGS="--runs 1 --requests 1000 --memory-tokens 0 --no-workers"
+# The peers (node-oidc-provider, django-oauth-toolkit) are installed at pinned versions into
+# ~/.cache/tokenservice-bench (TOKENSERVICE_BENCH_CACHE) when missing; --peers off leaves them out.
+# A smoke run (labelled so in the report):
+#   make bench BENCH_ARGS="--runs 1 --requests 1000 --memory-tokens 0 --no-workers"
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.run --stores sqlite --memory-tokens 0 --no-workers --no-http-protocols $(BENCH_ARGS)
 
 # Fixes first, then formatting: a fix can leave code that needs reformatting (ruff's advice).
 fmt: $(STAMP)

@@ -1,7 +1,8 @@
 """Two or more builds of the service measured against each other in one session: the service of
 every source tree runs at once (as bench/run.py runs it, on its own SQLite file), and each
 round measures every scenario on every tree in turn, the order rotating from round to round,
-so that a noisy machine's drift falls on all of them alike. Prints medians over the rounds, and
+so that a noisy machine's drift falls on all of them alike; h2load and the services are pinned
+to different cores where taskset works (bench/servers.py). Prints medians over the rounds, and
 for every tree after the first the median of its per-round ratios to the first tree (requests/s
 and CPU per request), which is the figure to trust on a shared machine.
 
@@ -23,7 +24,9 @@ import tempfile
 from pathlib import Path
 
 import bench.run
-from bench.load import Measurement, Scenario, measure
+import bench.servers
+from bench.load import Measurement, Scenario, measure, metrics_ok_counter, pin_load
+from bench.scenarios import scenarios as service_scenarios
 
 
 def main() -> None:
@@ -35,16 +38,20 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", default=["grpc_noop", "introspect_seen"])
     args = parser.parse_args()
     bench.run.check_tools()
+    pinning = bench.servers.choose_pinning(True)  # h2load on one core, the services on another
+    pin_load(pinning.load_prefix)
+    print(f"pinning: {pinning.describe()}", flush=True)
     trees = [tree.resolve() for tree in args.trees]
     results: dict[tuple[str, int, Path], list[Measurement]] = collections.defaultdict(list)
     with contextlib.ExitStack() as stack:
-        services: dict[Path, tuple[bench.run.Service, dict[str, Scenario]]] = {}
+        services: dict[Path, tuple[bench.servers.Service, dict[str, Scenario]]] = {}
         for tree in trees:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="compare-")))
-            bench.run.ROOT = tree  # running_service starts bench/server.py in ROOT
+            bench.servers.ROOT = tree  # running_service starts bench/server.py in ROOT
             url = f"sqlite+aiosqlite:///{workdir / 'tokens.db'}"
-            service = stack.enter_context(bench.run.running_service(url, workdir))
-            services[tree] = (service, {s.name: s for s in bench.run.scenarios(service)})
+            pin = tuple(pinning.server_prefix)
+            service = stack.enter_context(bench.servers.running_service(url, workdir, pin=pin))
+            services[tree] = (service, {s.name: s for s in service_scenarios(service)[0]})
         for number in range(args.rounds):
             order = trees[number % len(trees) :] + trees[: number % len(trees)]
             for name in args.scenarios:
@@ -56,14 +63,19 @@ def main() -> None:
                             if scenarios[name].protocol == "grpc"
                             else (service.http_url)
                         )
+                        method = scenarios[name].grpc_method
                         results[(name, in_flight, tree)].append(
                             measure(
                                 scenarios[name],
                                 base_url=base,
-                                metrics_url=service.metrics_url,
                                 pid=service.process.pid,
                                 requests=args.requests,
                                 in_flight=in_flight,
+                                ok_count=(
+                                    metrics_ok_counter(service.metrics_url, method)
+                                    if method
+                                    else None
+                                ),
                             )
                         )
             print(f"round {number + 1} of {args.rounds} done", flush=True)

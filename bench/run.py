@@ -1,20 +1,30 @@
-"""`make bench`: the service's throughput and latency against ceilings measured in the same run.
+"""`make bench`: the service beside its peers and against independent ceilings, in one run.
 
-For each store (embedded SQLite; PostgreSQL when reachable) it starts the service as `serve`
-runs it (bench/server.py, which adds a no-op gRPC method and a no-op HTTP route on the same
-stacks), then, `--runs` times over, measures every scenario at 10 and 100 requests in flight
-with h2load (bench/load.py), each run taking its ceilings afresh. A scenario's ratio is its
-requests/s over its ceiling's in the same run; the figures printed are medians over the runs.
+For each store (embedded SQLite; PostgreSQL when reachable) it starts, each as its own process:
+the service as `serve` runs it (bench/server.py, which also serves its own-stack no-op gRPC
+method and HTTP route, kept as the "our stack's overhead" figure), the bare gRPC ceiling and
+the bare HTTP ceiling (bench/ceilings.py: grpc.aio and uvicorn with stock settings, answering
+with messages of the service's own sizes) and, on SQLite, the peers node-oidc-provider and
+django-oauth-toolkit (bench/peers.py; installed into a cache folder outside the source tree,
+skipped with a notice where they cannot be had). Where taskset works and there are two cores
+or more, h2load runs on the first core and every server on the second.
+
+Then `--runs` rounds: in each, at each load of `--in-flight`, every gRPC scenario of every
+server, then every HTTP one, is measured back to back, in an order that rotates from round to
+round, so that the machine's drift falls on all of them alike. A ratio is the median over the
+rounds of a scenario's requests/s over its ceiling's (or a peer's) in the same round; every
+other figure is a median over the rounds. After every measurement one more request is sent by
+a real client and its answer checked (bench/checks.py: a token, an active introspection), and
+the failed count is what the server itself did not count as OK (gRPC) or h2load's non-2xx.
 Customer login is compared with the argon2id verify rate of the same parameters measured alone
-(in this process, as many threads as CPUs, the service idle). Then, unless --memory-tokens 0,
-resident memory after issuing that many tokens (and after filling the introspection cache past
-its bound); and one `serve` worker against two (PostgreSQL only; bench/workers.py). And,
-unless --no-http-protocols, what the HTTP bridge's LimitedHttpToolsProtocol costs: the no-op
-route and GET validateauthtoken served by it, by uvicorn's stock httptools protocol and by
-uvicorn's h11 protocol, one process serving all three (bench/server.py --http-protocols),
-measured in `--protocol-rounds` interleaved rounds.
+on the server's core. Then, unless turned off: resident memory after `--memory-tokens`; one
+`serve` worker against two (PostgreSQL, bench/workers.py); the HTTP protocol implementations
+(bench/server.py --http-protocols). bench/report.py writes the report and a goals table (issue
+16's goals, met or not, with their figures); a run with fewer than 3 rounds or 5,000 requests
+is labelled a smoke run there. The raw figures go beside it as JSON.
 
     .venv/bin/python -m bench.run [--runs 3] [--requests 5000] [--stores sqlite postgres]
+                                  [--peers install|cached|off] [--in-flight 10 100]
                                   [--memory-tokens 1000000] [--protocol-rounds 5]
                                   [--output bench/results.md]
 """
@@ -24,21 +34,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
-import datetime
-import json
 import os
 import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,17 +53,29 @@ from pathlib import Path
 import asyncpg
 import grpc
 from argon2 import PasswordHasher, Type
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from bench import peers, report
+from bench.checks import CheckFailed, check
 from bench.load import (
     Measurement,
     Scenario,
-    grpc_frame,
     h2load,
     h2load_version,
     measure,
+    pin_load,
     resident_mib,
+)
+from bench.scenarios import ceiling_scenarios, peer_scenarios, renewed, scenarios
+from bench.servers import (
+    Pinning,
+    Server,
+    Service,
+    choose_pinning,
+    on_cpu,
+    running_ceiling,
+    running_peers,
+    running_service,
 )
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -66,244 +85,12 @@ POSTGRES_URL = os.environ.get(
     "TOKENSERVICE_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 IN_FLIGHT = (10, 100)
-SERVICE = "/tokenservice.v1.TokenService/"
-# path: (ceiling or "argon2", lowest ratio the issue asks for, extra condition)
-TARGETS = {
-    "introspect_seen": 0.80,
-    "introspect_unseen": 0.40,
-    "issue_client_credentials": 0.35,
-    "issue_anonymous": 0.35,
-    "refresh": 0.25,
-    "customer_login": 0.80,
-    "http_validate": 0.50,
-    "http_introspect": 0.50,
-    "http_token": 0.30,
-}
-P99_TARGET_MS = 5.0  # introspect_seen at 10 in flight
 MEMORY_CHUNK = 100_000  # tokens per h2load run of the memory phase
 
 
-# --- the service under test ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclasses.dataclass
-class Service:
-    process: subprocess.Popen[bytes]
-    grpc_port: int
-    http_port: int
-    fixtures: dict[str, str]
-
-    @property
-    def grpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"{self.http_url}/metrics"
-
-
-@contextmanager
-def running_service(
-    database_url: str, workdir: Path, server_args: tuple[str, ...] = ()
-) -> Iterator[Service]:
-    grpc_port, http_port = free_port(), free_port()
-    fixtures = workdir / "fixtures.json"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENSERVICE")}
-    env.update(
-        TOKENSERVICE_DATABASE_URL=database_url,
-        TOKENSERVICE_GRPC_ADDR=f"127.0.0.1:{grpc_port}",
-        TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
-        TOKENSERVICE_PROVISION_DEMO="false",
-        TOKENSERVICE_LOG_LEVEL="WARNING",
-        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0",
-        TOKENSERVICE_SHUTDOWN_GRACE_SECONDS="2",
-        TOKENSERVICE_JANITOR_INTERVAL_SECONDS="0",
-    )
-    if not database_url.startswith("sqlite"):
-        env["TOKENSERVICE_SECRET_KEY"] = secrets.token_urlsafe(48)
-    log = (workdir / "service.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.server", str(fixtures), *server_args],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_serving(process, grpc_port, fixtures, workdir / "service.log")
-        yield Service(process, grpc_port, http_port, json.loads(fixtures.read_text()))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def wait_until_serving(
-    process: subprocess.Popen[bytes], port: int, fixtures: Path, log: Path
-) -> None:
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the service exited {process.returncode}:\n{log.read_text()}")
-            try:
-                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                if status == health_pb2.HealthCheckResponse.SERVING and fixtures.exists():
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError(f"the service did not start within 60 s:\n{log.read_text()}")
-
-
-# --- what is sent -------------------------------------------------------------------------------
-
-
-def scenarios(service: Service) -> list[Scenario]:
-    """Every scenario, with request bodies holding live tokens minted now over gRPC."""
-    f = service.fixtures
-    tenant = f["tenant"]
-    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        stub = pb_grpc.TokenServiceStub(channel)
-
-        def anonymous(client_id: str) -> pb.TokenResponse:
-            grant = pb.AnonymousGrant(tenant=tenant, client_id=client_id)
-            response: pb.TokenResponse = stub.IssueToken(pb.IssueTokenRequest(anonymous=grant))
-            return response
-
-        seen = anonymous(f["storefront_id"]).access_token
-        assert stub.IntrospectToken(pb.IntrospectTokenRequest(token=seen, tenant=tenant)).active
-        steady = anonymous(f["steady_storefront_id"])
-        login_session = anonymous(f["storefront_id"]).access_token
-    never_seen = secrets.token_urlsafe(32)
-
-    def rpc(message: object) -> bytes:
-        return grpc_frame(message.SerializeToString())  # type: ignore[attr-defined]
-
-    introspect_seen = rpc(pb.IntrospectTokenRequest(token=seen, tenant=tenant))
-    client_credentials = pb.ClientCredentialsGrant(
-        client_id=f["service_id"], client_secret=f["service_secret"]
-    )
-    form = "application/x-www-form-urlencoded"
-    service_form = {"client_id": f["service_id"], "client_secret": f["service_secret"]}
-    return [
-        Scenario("grpc_noop", "gRPC no-op (ceiling)", "grpc", "/bench.Noop/Call", introspect_seen),
-        Scenario(
-            "introspect_seen",
-            "IntrospectToken, token seen before",
-            "grpc",
-            SERVICE + "IntrospectToken",
-            introspect_seen,
-            ceiling="grpc_noop",
-        ),
-        Scenario(
-            "introspect_unseen",
-            "IntrospectToken, token never seen",
-            "grpc",
-            SERVICE + "IntrospectToken",
-            rpc(pb.IntrospectTokenRequest(token=never_seen, tenant=tenant)),
-            ceiling="grpc_noop",
-        ),
-        Scenario(
-            "issue_client_credentials",
-            "IssueToken client_credentials",
-            "grpc",
-            SERVICE + "IssueToken",
-            rpc(pb.IssueTokenRequest(client_credentials=client_credentials)),
-            ceiling="grpc_noop",
-        ),
-        Scenario(
-            "issue_anonymous",
-            "IssueToken anonymous",
-            "grpc",
-            SERVICE + "IssueToken",
-            rpc(
-                pb.IssueTokenRequest(
-                    anonymous=pb.AnonymousGrant(tenant=tenant, client_id=f["storefront_id"])
-                )
-            ),
-            ceiling="grpc_noop",
-        ),
-        Scenario(
-            "refresh",
-            "RefreshToken (client with rotation off)",
-            "grpc",
-            SERVICE + "RefreshToken",
-            rpc(
-                pb.RefreshTokenRequest(
-                    tenant=tenant,
-                    client_id=f["steady_storefront_id"],
-                    refresh_token=steady.refresh_token,
-                )
-            ),
-            ceiling="grpc_noop",
-        ),
-        Scenario(
-            "customer_login",
-            "IssueToken customer password (argon2id)",
-            "grpc",
-            SERVICE + "IssueToken",
-            rpc(
-                pb.IssueTokenRequest(
-                    customer_password=pb.CustomerPasswordGrant(
-                        tenant=tenant,
-                        email=f["email"],
-                        password=f["password"],
-                        anonymous_token=login_session,
-                    )
-                )
-            ),
-            ceiling="argon2",
-            requests_factor=0.01,
-        ),
-        Scenario("http_noop", "HTTP no-op route (ceiling)", "http", "/bench/noop"),
-        Scenario(
-            "http_validate",
-            "HTTP GET validateauthtoken",
-            "http",
-            f"/customer/{tenant}/validateauthtoken",
-            headers=(f"authorization: Bearer {seen}",),
-            ceiling="http_noop",
-        ),
-        Scenario(
-            "http_introspect",
-            "HTTP POST /oauth/introspect",
-            "http",
-            "/oauth/introspect",
-            urllib.parse.urlencode({"token": seen, **service_form}).encode(),
-            headers=(f"content-type: {form}",),
-            ceiling="http_noop",
-        ),
-        Scenario(
-            "http_token",
-            "HTTP POST /oauth/token client_credentials",
-            "http",
-            "/oauth/token",
-            urllib.parse.urlencode({"grant_type": "client_credentials", **service_form}).encode(),
-            headers=(f"content-type: {form}",),
-            ceiling="http_noop",
-        ),
-    ]
-
-
-def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
-    """Verifies per second of the service's argon2id parameters, one thread per CPU."""
+def argon2_verify_rate(fixtures: dict[str, str], cpu: int | None, seconds: float = 4.0) -> float:
+    """Verifies per second of the service's argon2id parameters, one thread per CPU the server
+    may use (just the server's core where pinned), measured on those CPUs."""
     hasher = PasswordHasher(
         time_cost=int(fixtures["argon2_time_cost"]),
         memory_cost=int(fixtures["argon2_memory_kib"]),
@@ -311,20 +98,20 @@ def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
         type=Type.ID,
     )
     stored = hasher.hash(fixtures["password"])
-    threads = os.cpu_count() or 1
-    deadline = time.perf_counter() + seconds
+    threads = 1 if cpu is not None else (os.cpu_count() or 1)
 
-    def verify_until_deadline() -> int:
+    def verify_until(deadline: float) -> int:
         count = 0
         while time.perf_counter() < deadline:
             hasher.verify(stored, fixtures["password"])
             count += 1
         return count
 
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(lambda _: verify_until_deadline(), range(threads)))
-    return total / (time.perf_counter() - started)
+    with on_cpu(cpu), concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        deadline = started + seconds
+        total = sum(pool.map(lambda _: verify_until(deadline), range(threads)))
+        return total / (time.perf_counter() - started)
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -332,61 +119,151 @@ def argon2_verify_rate(fixtures: dict[str, str], seconds: float = 4.0) -> float:
 
 @dataclasses.dataclass
 class Row:
+    """One scenario at one load: a measurement per round (index = round)."""
+
     scenario: Scenario
     in_flight: int
     runs: list[Measurement] = dataclasses.field(default_factory=list)
-    ratios: list[float] = dataclasses.field(default_factory=list)
 
     def median(self, field: str) -> float:
         return float(statistics.median(getattr(m, field) for m in self.runs))
 
     @property
-    def ratio(self) -> float | None:
-        return statistics.median(self.ratios) if self.ratios else None
+    def failed(self) -> int:
+        return sum(m.failed for m in self.runs)
 
 
-def measure_store(name: str, database_url: str, args: argparse.Namespace) -> list[Row]:
-    print(f"\n== {name}: {args.runs} runs x {args.requests} requests per scenario", flush=True)
-    with (
-        tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp,
-        running_service(database_url, Path(tmp)) as service,
-    ):
-        all_scenarios = [
-            s for s in scenarios(service) if not args.only or s.name in args.only or not s.ceiling
-        ]
-        rows = {(s.name, n): Row(s, n) for s in all_scenarios for n in IN_FLIGHT}
-        for run in range(1, args.runs + 1):
-            measures_login = any(s.ceiling == "argon2" for s in all_scenarios)
-            argon2 = argon2_verify_rate(service.fixtures) if measures_login else 0.0
-            print(f"-- run {run}: argon2id verify alone {argon2:.1f}/s", flush=True)
-            for in_flight in IN_FLIGHT:
-                ceilings = {"argon2": argon2}
-                for scenario in all_scenarios:
-                    base = service.grpc_url if scenario.protocol == "grpc" else service.http_url
-                    result = measure(
-                        scenario,
-                        base_url=base,
-                        metrics_url=service.metrics_url,
-                        pid=service.process.pid,
-                        requests=args.requests,
-                        in_flight=in_flight,
+@dataclasses.dataclass
+class StoreResult:
+    """What one store's part of the run measured: every row, the servers, the argon2 rates."""
+
+    store: str
+    rows: dict[tuple[str, int], Row]
+    servers: list[dict[str, object]]  # Server.describe() of every server process
+    argon2: list[float]  # per round
+    notices: list[str]
+
+    def row(self, name: str, in_flight: int) -> Row | None:
+        return self.rows.get((name, in_flight))
+
+    def ratio(self, name: str, other: str, in_flight: int, field: str = "per_second") -> float:
+        """Median over rounds of `name`'s figure over `other`'s in the same round."""
+        mine, theirs = self.rows.get((name, in_flight)), self.rows.get((other, in_flight))
+        if other == "argon2" and mine is not None:
+            pairs = [(getattr(m, field), a) for m, a in zip(mine.runs, self.argon2, strict=True)]
+        elif mine is None or theirs is None:
+            return float("nan")
+        else:
+            pairs = [
+                (getattr(m, field), getattr(t, field))
+                for m, t in zip(mine.runs, theirs.runs, strict=True)
+            ]
+        return float(statistics.median(a / b for a, b in pairs if b))
+
+
+def rotated(items: list[Scenario], round_: int, rounds: int) -> list[Scenario]:
+    """`items` starting at a point that moves by len/rounds from round to round."""
+    if not items:
+        return items
+    shift = (round_ * max(1, len(items) // max(1, rounds))) % len(items)
+    return items[shift:] + items[:shift]
+
+
+def measure_store(
+    name: str, database_url: str, args: argparse.Namespace, pinning: Pinning, with_peers: bool
+) -> StoreResult:
+    print(f"\n== {name}: {args.runs} rounds x {args.requests} requests per scenario", flush=True)
+    pin = pinning.server_prefix
+    notices: list[str] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{name}-")))
+        service = stack.enter_context(running_service(database_url, tmp, pin=tuple(pin)))
+        ours, samples = scenarios(service)
+        servers = [service.server()]
+        servers.append(
+            stack.enter_context(running_ceiling("grpc", samples.grpc_introspection, tmp, pin))
+        )
+        servers.append(
+            stack.enter_context(running_ceiling("http", samples.http_introspection, tmp, pin))
+        )
+        every = [*ceiling_scenarios(samples, ours), *ours]
+        running: dict[str, peers.Peer] = {}
+        if with_peers:
+            for peer in stack.enter_context(running_peers(args.peers, tmp, pin, notices)):
+                servers.append(
+                    Server(
+                        peer.name,
+                        peer.label,
+                        peer.process.pid,
+                        [str(part) for part in peer.process.args],  # type: ignore[union-attr]
+                        peer.http_url,
+                        versions=peer.versions,
                     )
-                    row = rows[(scenario.name, in_flight)]
-                    row.runs.append(result)
-                    if scenario.ceiling:
-                        row.ratios.append(result.per_second / ceilings[scenario.ceiling])
-                    else:
-                        ceilings[scenario.name] = result.per_second
-                    print(f"   {describe(row, result)}", flush=True)
-    return list(rows.values())
+                )
+                every += peer_scenarios(peer, tuple(args.in_flight))
+                running[peer.name] = peer
+        if args.only:
+            every = [s for s in every if s.name in args.only or s.name.startswith("bare_")]
+        by_server = {s.name: s for s in servers}
+        rows = {
+            (s.name, n): Row(s, n)
+            for n in args.in_flight
+            for s in every
+            if not s.in_flight or n in s.in_flight
+        }
+        argon2: list[float] = []
+        for round_ in range(args.runs):
+            measures_login = any(s.ceiling == "argon2" for s in every)
+            rate = argon2_verify_rate(service.fixtures, pinning.server_cpu) if measures_login else 0
+            argon2.append(rate)
+            print(f"-- round {round_ + 1}: argon2id verify alone {rate:.1f}/s", flush=True)
+            for in_flight in args.in_flight:
+                for protocol in ("grpc", "http"):
+                    chosen = [r.scenario for (_, n), r in rows.items() if n == in_flight]
+                    chosen = [s for s in chosen if s.protocol == protocol]
+                    for scenario in rotated(chosen, round_, args.runs):
+                        server = by_server[scenario.server]
+                        now = renewed(scenario, running)
+                        result = measure_one(now, server, args.requests, in_flight)
+                        rows[(scenario.name, in_flight)].runs.append(result)
+                        print(f"   {describe(scenario, result)}", flush=True)
+        described = [s.describe() for s in servers]  # while they run: their CPUs, pids
+    return StoreResult(name, rows, described, argon2, notices)
 
 
-def describe(row: Row, m: Measurement) -> str:
-    ratio = f" ratio {row.ratios[-1]:.2f}" if row.scenario.ceiling and row.ratios else ""
+def measure_one(scenario: Scenario, server: Server, requests: int, in_flight: int) -> Measurement:
+    base = server.base_url(scenario)
+    ok_count = None
+    if scenario.protocol == "grpc":
+        assert server.ok_count is not None
+        counter = server.ok_count
+
+        def ok_count() -> float:
+            return counter(scenario.path)
+
+    result = measure(
+        scenario,
+        base_url=base,
+        pid=server.pid,
+        requests=requests,
+        in_flight=in_flight,
+        ok_count=ok_count,
+    )
+    try:
+        checked = "ok: " + check(scenario, base)
+        failed = result.failed
+    except CheckFailed as why:
+        checked = f"FAILED: {why}"
+        failed = result.failed + 1
+    return dataclasses.replace(result, checked=checked, failed=failed)
+
+
+def describe(scenario: Scenario, m: Measurement) -> str:
     failed = f"  FAILED {m.failed}" if m.failed else ""
     return (
-        f"{row.scenario.name:<26} {m.in_flight:>3} in flight {m.per_second:>8.0f}/s "
-        f"p50 {m.p50_ms:6.2f} ms p99 {m.p99_ms:6.2f} ms cpu {m.cpu_us:6.0f} us{ratio}{failed}"
+        f"{scenario.name:<26} {m.in_flight:>3} in flight {m.per_second:>8.0f}/s "
+        f"p50 {m.p50_ms:6.2f} ms p99 {m.p99_ms:6.2f} ms cpu {m.cpu_us:6.0f} us "
+        f"check {m.checked}{failed}"
     )
 
 
@@ -417,36 +294,36 @@ class ProtocolRow:
         return float(statistics.median(getattr(m, field) / getattr(s, field) for m, s in pairs))
 
 
-def protocols_phase(args: argparse.Namespace) -> list[ProtocolRow]:
+def protocols_phase(args: argparse.Namespace, pinning: Pinning) -> list[ProtocolRow]:
     """The same app behind each protocol in one process; every round measures each
     implementation back to back, in an order that rotates from round to round."""
     rounds = args.protocol_rounds
     print(f"\n== HTTP protocols: {rounds} rounds x {args.requests} requests (SQLite)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-protocols-") as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'tokens.db'}"
-        with running_service(url, Path(tmp), ("--http-protocols",)) as service:
+        pin = tuple(pinning.server_prefix)
+        with running_service(url, Path(tmp), ("--http-protocols",), pin) as service:
             f = service.fixtures
             urls = {
                 "limited": service.http_url,
                 "httptools": f"http://127.0.0.1:{f['http_port_httptools']}",
                 "h11": f"http://127.0.0.1:{f['http_port_h11']}",
             }
-            chosen = [s for s in scenarios(service) if s.name in PROTOCOL_SCENARIOS]
+            chosen = [s for s in scenarios(service)[0] if s.name in PROTOCOL_SCENARIOS]
             rows = {
                 (s.name, n): ProtocolRow(s, n, {name: [] for name in PROTOCOLS})
                 for s in chosen
-                for n in IN_FLIGHT
+                for n in args.in_flight
             }
             names = list(PROTOCOLS)
             for round_ in range(rounds):
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
-                for in_flight in IN_FLIGHT:
+                for in_flight in args.in_flight:
                     for scenario in chosen:
                         for name in order:
                             result = measure(
                                 scenario,
                                 base_url=urls[name],
-                                metrics_url=service.metrics_url,
                                 pid=service.process.pid,
                                 requests=args.requests,
                                 in_flight=in_flight,
@@ -490,7 +367,7 @@ def memory_phase(tokens: int, args: argparse.Namespace) -> dict[str, float]:
         with running_service(url, Path(tmp)) as service:
             pid = service.process.pid
             figures = {"at rest": resident_mib(pid)}
-            issue = next(s for s in scenarios(service) if s.name == "issue_client_credentials")
+            issue = next(s for s in scenarios(service)[0] if s.name == "issue_client_credentials")
             started = time.monotonic()
             issued = 0
             while issued < tokens:
@@ -534,7 +411,7 @@ def workers_phase() -> str:
     """bench/workers.py: IntrospectToken with one and two `serve` workers on PostgreSQL."""
     print("\n== one serve worker against two (PostgreSQL)", flush=True)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "workers.py"), "--runs", "3"],
+        [sys.executable, "-m", "bench.workers", "--runs", "3"],
         capture_output=True,
         text=True,
         check=False,
@@ -581,7 +458,7 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-# --- the report ---------------------------------------------------------------------------------
+# --- the machine --------------------------------------------------------------------------------
 
 
 def machine() -> str:
@@ -596,90 +473,6 @@ def machine() -> str:
         f"{platform.platform()}, Python {platform.python_version()}, grpcio {grpc.__version__}, "
         f"{h2load_version()}; load generator on the same machine, loopback only"
     )
-
-
-def table(rows: list[Row]) -> list[str]:
-    lines = [
-        "| path | in flight | req/s | p50 ms | p99 ms | CPU us/req | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        ratio = row.ratio
-        target = TARGETS.get(row.scenario.name)
-        verdict = ""
-        if target is not None and ratio is not None:
-            met = ratio >= target
-            if row.scenario.name == "introspect_seen" and row.in_flight == 10:
-                met = met and row.median("p99_ms") <= P99_TARGET_MS
-                verdict = f"≥ {target:.2f}, p99 ≤ {P99_TARGET_MS:g} ms: "
-            else:
-                verdict = f"≥ {target:.2f}: "
-            verdict += "met" if met else "**not met**"
-        failed = sum(m.failed for m in row.runs)
-        label = row.scenario.label + (f" ({failed} failed)" if failed else "")
-        lines.append(
-            f"| {label} | {row.in_flight} | {row.median('per_second'):,.0f} | "
-            f"{row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} | "
-            f"{row.median('cpu_us'):,.0f} | {'' if ratio is None else f'{ratio:.2f}'} | {verdict} |"
-        )
-    return lines
-
-
-def write_report(
-    path: Path,
-    results: dict[str, list[Row]],
-    memory: dict[str, float],
-    workers: str,
-    protocols: list[ProtocolRow],
-    args: argparse.Namespace,
-) -> None:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    out = [
-        "# Benchmark results",
-        "",
-        f"Written by `make bench` (bench/run.py) on {now}.",
-        "",
-        f"Machine: {machine()}.",
-        "",
-        f"Method: h2load sends {args.requests:,} requests per scenario (customer login: "
-        f"{max(20, int(args.requests * 0.01))}) after a warm-up of a tenth as many, at 10 and at "
-        f"100 in flight (gRPC: up to 10 HTTP/2 connections, streams shared among them; HTTP: "
-        f"one HTTP/1.1 connection per request in flight). {args.runs} runs; every figure is the "
-        "median over the runs, and a ratio is the median of per-run ratios of a scenario's "
-        "requests/s to its ceiling's in the same run: the no-op gRPC method on the same server "
-        "and interceptors, the no-op HTTP route on the same ASGI stack, and for customer login "
-        "the argon2id verify rate of the same parameters measured alone (one thread per CPU). "
-        "gRPC successes are the service's own count of OK answers (/metrics), HTTP successes "
-        "h2load's count of 2xx. CPU us/req: the service process's CPU time (all threads) over "
-        "the requests. RefreshToken uses a client with rotation off, so one refresh token can "
-        "be sent again and again (each call still writes the session and a new access token).",
-        "",
-    ]
-    for store, rows in results.items():
-        out += [f"## {store}", "", *table(rows), ""]
-    if protocols:
-        out += [
-            "## HTTP protocol implementations (SQLite)",
-            "",
-            f"One process serves the same bridge app (same core, routes and ASGI stack) with "
-            f"each HTTP protocol on its own port (bench/server.py --http-protocols); "
-            f"{args.protocol_rounds} rounds, each measuring every implementation back to back "
-            f"in an order that rotates from round to round, {args.requests:,} requests each "
-            "after the warm-up. Figures are medians over the rounds; the ratios are medians of "
-            "per-round ratios to stock httptools.",
-            "",
-            *protocols_table(protocols),
-            "",
-        ]
-    if memory:
-        out += ["## Resident memory (SQLite)", ""]
-        out += [f"- {label}: {mib:.0f} MiB" for label, mib in memory.items()]
-        out += [""]
-    if workers:
-        out += ["## One worker against two (PostgreSQL, bench/workers.py)", "", "```"]
-        out += [workers.strip(), "```", ""]
-    path.write_text("\n".join(out))
-    print(f"\nwritten to {path}", flush=True)
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -704,9 +497,17 @@ def check_tools() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--in-flight", type=int, nargs="+", default=list(IN_FLIGHT))
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--peers",
+        choices=["install", "cached", "off"],
+        default="install",
+        help="install: install the peers when missing (cache folder); cached: only if installed",
+    )
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--only", nargs="+", default=[], help="measure only these scenarios (and the ceilings)"
     )
@@ -717,30 +518,62 @@ def main() -> None:
     parser.add_argument("--protocol-rounds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.md")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that every server this run started is stopped with it
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     check_tools()
-    print(machine(), flush=True)
-    results: dict[str, list[Row]] = {}
+    pinning = choose_pinning(args.pin)
+    pin_load(pinning.load_prefix)
+    described = machine()
+    print(described, flush=True)
+    print(f"pinning: {pinning.describe()}", flush=True)
+    results: list[StoreResult] = []
+    notices: list[str] = []
     pg = postgres_reachable()
     if "sqlite" in args.stores:
         with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp:
             url = f"sqlite+aiosqlite:///{Path(tmp) / 'tokens.db'}"
-            results["SQLite (embedded)"] = measure_store("SQLite", url, args)
+            results.append(measure_store("SQLite", url, args, pinning, with_peers=True))
     if "postgres" in args.stores:
         if pg:
             with postgres_database() as url:
-                results["PostgreSQL"] = measure_store("PostgreSQL", url, args)
+                results.append(measure_store("PostgreSQL", url, args, pinning, with_peers=False))
         else:
+            notices.append(f"PostgreSQL: not reachable at {POSTGRES_URL}")
             print(f"\nPostgreSQL not reachable at {POSTGRES_URL}: its figures are skipped")
-    protocols = protocols_phase(args) if args.http_protocols else []
+    for result in results:
+        notices += result.notices
+    protocols = protocols_phase(args, pinning) if args.http_protocols else []
     memory = memory_phase(args.memory_tokens, args) if args.memory_tokens else {}
     workers = workers_phase() if args.workers and pg else ""
-    for store, rows in results.items():
-        print(f"\n{store}")
-        print("\n".join(table(rows)))
-    if protocols:
-        print("\nHTTP protocols")
-        print("\n".join(protocols_table(protocols)))
-    write_report(args.output, results, memory, workers, protocols, args)
+    protocol_cpu = None
+    for row in protocols:
+        if row.scenario.name == "http_validate" and row.in_flight == min(args.in_flight):
+            protocol_cpu = row.ratio("limited", "cpu_us")
+    report.write_report(
+        args.output,
+        results,
+        args=args,
+        pinning=pinning,
+        machine=described,
+        notices=notices,
+        protocol_lines=protocols_section(protocols, args) if protocols else [],
+        protocol_cpu=protocol_cpu,
+        memory=memory,
+        workers=workers,
+    )
+
+
+def protocols_section(rows: list[ProtocolRow], args: argparse.Namespace) -> list[str]:
+    return [
+        "One process serves the same bridge app (same core, routes and ASGI stack) with each "
+        "HTTP protocol on its own port (bench/server.py --http-protocols); "
+        f"{args.protocol_rounds} rounds, each measuring every implementation back to back in an "
+        f"order that rotates from round to round, {args.requests:,} requests each after the "
+        "warm-up. Figures are medians over the rounds; the ratios are medians of per-round "
+        "ratios to stock httptools.",
+        "",
+        *protocols_table(rows),
+    ]
 
 
 if __name__ == "__main__":

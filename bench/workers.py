@@ -5,10 +5,12 @@ count: start `tokenservice serve --workers N` (gRPC only), issue one anonymous t
 `--runs` measurements of `--seconds` each, in which `--clients` client processes (spawned, each
 with `--connections` gRPC connections of its own so that SO_REUSEPORT spreads them over the
 workers, and `--concurrency` calls in flight) call IntrospectToken in a loop. A run's figure is
-successful calls / seconds; the figure printed for N is the median of the runs. Nothing is
-asserted: this is a measurement, not a test.
+successful calls / seconds, beside the CPU time of the whole `serve` process tree (supervisor
+and workers) per call and the req/s per core that follows from it (10^6 / CPU us per call);
+the figures printed for N are medians of the runs. Nothing is asserted: this is a measurement,
+not a test.
 
-    .venv/bin/python bench/workers.py [--workers 1 2] [--clients 4] [--seconds 5] [--runs 3]
+    .venv/bin/python -m bench.workers [--workers 1 2] [--clients 4] [--seconds 5] [--runs 3]
 
 PostgreSQL: TOKENSERVICE_BENCH_POSTGRES_URL (default: the local server, user postgres).
 """
@@ -36,6 +38,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from bench.load import tree_cpu_seconds
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -141,8 +144,9 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 def measure(
     env: dict[str, str], workers: int, storefront_id: str, args: argparse.Namespace, logs: Path
-) -> list[float]:
-    """Starts `serve --workers N`, runs the measurements, stops it; requests per second."""
+) -> list[tuple[float, float]]:
+    """Starts `serve --workers N`, runs the measurements, stops it; per run, requests per
+    second and the server's CPU microseconds per successful call."""
     target = env["TOKENSERVICE_GRPC_ADDR"]
     log = logs / f"workers-{workers}.log"
     with log.open("wb") as err:
@@ -182,14 +186,19 @@ def measure(
                     )
                     for _ in range(args.clients)
                 ]
+                time.sleep(max(0.0, start_at - time.time()))
+                cpu_before = tree_cpu_seconds(process.pid)
                 results = [future.result() for future in futures]
+                cpu_us = (tree_cpu_seconds(process.pid) - cpu_before) * 1e6
                 ok = sum(r[0] for r in results)
                 failed = sum(r[1] for r in results)
                 rate = ok / args.seconds
-                rates.append(rate)
+                per_call = cpu_us / ok if ok else float("nan")
+                rates.append((rate, per_call))
                 print(
-                    f"  workers={workers} run {run}: {rate:8.0f} req/s"
-                    f"  ({ok} calls, {failed} failed)",
+                    f"  workers={workers} run {run}: {rate:8.0f} req/s, {per_call:5.0f} us CPU "
+                    f"per call ({1e6 / per_call:6.0f} req/s per core)  ({ok} calls, {failed} "
+                    "failed)",
                     flush=True,
                 )
     finally:
@@ -250,10 +259,18 @@ def main() -> None:
         medians = {}
         with tempfile.TemporaryDirectory(prefix="bench-workers-") as logs:
             for workers in args.workers:
-                rates = measure(env, workers, storefront_id, args, Path(logs))
-                medians[workers] = statistics.median(rates)
-        for workers, median in medians.items():
-            print(f"workers={workers}: median {median:.0f} req/s", flush=True)
+                runs = measure(env, workers, storefront_id, args, Path(logs))
+                medians[workers] = (
+                    statistics.median(rate for rate, _ in runs),
+                    statistics.median(cpu for _, cpu in runs),
+                )
+        for workers, (rate, cpu) in medians.items():
+            print(
+                f"workers={workers}: median {rate:.0f} req/s, {cpu:.0f} us CPU per call, "
+                f"{1e6 / cpu:.0f} req/s per core (so {workers} free cores: "
+                f"{workers * 1e6 / cpu:.0f})",
+                flush=True,
+            )
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
