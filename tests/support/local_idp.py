@@ -27,6 +27,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from server.records import IdentityProviderRecord
+
 
 @dataclasses.dataclass
 class SigningKey:
@@ -111,6 +113,22 @@ class LocalIdp:
     @property
     def token_endpoint(self) -> str:
         return f"{self.issuer}/token"
+
+    def record(self, tenant: str, **fields: Any) -> IdentityProviderRecord:
+        """This provider as tenant `tenant` trusts it, for social login too: name "default",
+        its issuer, JWKS, audience, client and token endpoint (`fields` override any)."""
+        given: dict[str, Any] = {
+            "tenant": tenant,
+            "name": "default",
+            "issuer": self.issuer,
+            "jwks_uri": self.jwks_uri,
+            "audience": self.audience,
+            "created_at": 0,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "token_endpoint": self.token_endpoint,
+        }
+        return IdentityProviderRecord(**{**given, **fields})
 
     def __enter__(self) -> LocalIdp:
         if self._server is not None:

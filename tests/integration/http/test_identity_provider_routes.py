@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from server import admin, identity_provider_admin
-from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import customer_problem as assert_problem
 from tests.support.harness import Shop
@@ -49,18 +48,7 @@ async def trusting(bridge: Bridge, idp: LocalIdp, tenant: str = "shopa") -> Shop
     shop = await bridge.harness.shop(tenant)
     await identity_provider_admin.put_identity_provider(
         bridge.harness.core,
-        IdentityProviderRecord(
-            tenant=shop.tenant,
-            name="default",
-            issuer=idp.issuer,
-            jwks_uri=idp.jwks_uri,
-            audience=idp.audience,
-            created_at=0,
-            create_customers=True,
-            client_id=idp.client_id,
-            client_secret=idp.client_secret,
-            token_endpoint=idp.token_endpoint,
-        ),
+        idp.record(shop.tenant, create_customers=True),
     )
     return shop
 

@@ -462,19 +462,7 @@ async def _identity_providers(bridge: Bridge, check: Check, shop: Shop, other: S
     """Token exchange and social login, with tests/support/local_idp.py as the provider."""
     http = bridge.http
     with LocalIdp() as idp:
-        await bridge.harness.core.store.put_identity_provider(
-            IdentityProviderRecord(
-                tenant=shop.tenant,
-                name="default",
-                issuer=idp.issuer,
-                jwks_uri=idp.jwks_uri,
-                audience=idp.audience,
-                created_at=0,
-                client_id=idp.client_id,
-                client_secret=idp.client_secret,
-                token_endpoint=idp.token_endpoint,
-            )
-        )
+        await bridge.harness.core.store.put_identity_provider(idp.record(shop.tenant))
         anonymous = bearer((await _anonymous_login(http, shop)).json()["access_token"])
         foreign = bearer((await _anonymous_login(http, other)).json()["access_token"])
         exchange = f"/customer/{shop.tenant}/exchangeauthtoken"

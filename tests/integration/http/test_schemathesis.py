@@ -46,7 +46,6 @@ from schemathesis.specs.openapi.checks import (
 import http_bridge
 from server import admin
 from server.mail import outbox
-from server.records import IdentityProviderRecord
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Shop
 from tests.support.local_idp import LocalIdp, pkce_pair
@@ -176,19 +175,7 @@ async def test_schemathesis_cases_with_real_credentials_conform(bridge: Bridge) 
     schema = schemathesis.openapi.from_path(DOCUMENT_PATH)
     folder = Path(bridge.harness.core.settings.mail_outbox_dir)
     with LocalIdp() as idp:  # the tenant's identity provider, for the two routes that need one
-        await bridge.harness.core.store.put_identity_provider(
-            IdentityProviderRecord(
-                tenant=shop.tenant,
-                name="default",
-                issuer=idp.issuer,
-                jwks_uri=idp.jwks_uri,
-                audience=idp.audience,
-                created_at=0,
-                client_id=idp.client_id,
-                client_secret=idp.client_secret,
-                token_endpoint=idp.token_endpoint,
-            )
-        )
+        await bridge.harness.core.store.put_identity_provider(idp.record(shop.tenant))
         # The checks make blocking requests: run them off the loop that serves the bridge.
         tally = await asyncio.to_thread(run_cases, schema, bridge.base_url, shop, folder, idp)
 
