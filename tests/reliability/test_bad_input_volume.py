@@ -373,49 +373,57 @@ def run_rpc_cases(target: str, shop: Provisioned, stored: Stored, cases: int) ->
         }
         requests_of = {m.full_name: message_strategy(m.input_type, strings) for m in methods}
 
-        @hypothesis.settings(
-            max_examples=cases,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[hypothesis.Phase.generate],
-            suppress_health_check=list(hypothesis.HealthCheck),
-        )
-        @hypothesis.given(data=st.data())
-        def case(data: st.DataObject) -> None:
-            if findings.cases and findings.cases % 100 == 0:
-                real.mint()
-            method = data.draw(st.sampled_from(methods), label="method")
-            message = data.draw(requests_of[method.full_name], label="request")
-            raw = message.SerializeToString()
-            if data.draw(st.integers(0, 9), label="corrupt?") == 0:
-                raw = corrupt(raw, data.draw)
-            bearer = data.draw(
-                st.one_of(
-                    st.none(),
-                    st.sampled_from(real.bearers),
-                    st.text(
-                        alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60
-                    ),
-                ),
-                label="authorization",
-            )
-            metadata = None if bearer is None else (("authorization", bearer),)
-            before = stored.version()
-            findings.cases += 1
-            try:
-                calls[method.full_name](raw, metadata=metadata, timeout=20)
-            except grpc.RpcError as error:
-                outcome = grpc_code(error)
-                findings.outcomes[f"{method.name} {outcome}"] += 1
-                if outcome.split("/")[0] in FORBIDDEN:
-                    findings.problem(f"{method.name}: {outcome}: {error.details()!r}")
-                if stored.version() != before:
-                    findings.problem(f"{method.name}: rejected ({outcome}) but the store changed")
-                return
-            findings.outcomes[f"{method.name} OK"] += 1
+        def cases_of(method: MethodDescriptor, examples: int) -> None:
+            """Hypothesis' requests to one method (each method gets its share, so that every
+            one is reached however many there are)."""
 
-        case()
+            @hypothesis.settings(
+                max_examples=examples,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[hypothesis.Phase.generate],
+                suppress_health_check=list(hypothesis.HealthCheck),
+            )
+            @hypothesis.given(data=st.data())
+            def case(data: st.DataObject) -> None:
+                if findings.cases and findings.cases % 100 == 0:
+                    real.mint()
+                message = data.draw(requests_of[method.full_name], label="request")
+                raw = message.SerializeToString()
+                if data.draw(st.integers(0, 9), label="corrupt?") == 0:
+                    raw = corrupt(raw, data.draw)
+                bearer = data.draw(
+                    st.one_of(
+                        st.none(),
+                        st.sampled_from(real.bearers),
+                        st.text(
+                            alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60
+                        ),
+                    ),
+                    label="authorization",
+                )
+                metadata = None if bearer is None else (("authorization", bearer),)
+                before = stored.version()
+                findings.cases += 1
+                try:
+                    calls[method.full_name](raw, metadata=metadata, timeout=20)
+                except grpc.RpcError as error:
+                    outcome = grpc_code(error)
+                    findings.outcomes[f"{method.name} {outcome}"] += 1
+                    if outcome.split("/")[0] in FORBIDDEN:
+                        findings.problem(f"{method.name}: {outcome}: {error.details()!r}")
+                    if stored.version() != before:
+                        findings.problem(
+                            f"{method.name}: rejected ({outcome}) but the store changed"
+                        )
+                    return
+                findings.outcomes[f"{method.name} OK"] += 1
+
+            case()
+
+        for method in methods:
+            cases_of(method, -(-cases // len(methods)))
     return findings
 
 
