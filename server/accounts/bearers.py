@@ -20,6 +20,17 @@ async def anonymous(core: Core, token: str, tenant: str, now: int) -> TokenRecor
     return await customer_password.anonymous_access_token(core, token, tenant, now)
 
 
+async def anonymous_about(core: Core, tenant: str, email: str, token: str) -> tuple[str, int]:
+    """What every anonymous call about an e-mail (sign-up, opt-in resend, reset request) checks
+    first, in this order: the tenant, the e-mail, the anonymous token. Returns the e-mail as
+    stored (validated, lower-cased) and the time the call is judged at."""
+    validation.tenant(tenant)
+    email = validation.email(email)
+    now = core.now()
+    await anonymous(core, token, tenant, now)
+    return email, now
+
+
 async def customer(core: Core, token: str, tenant: str, now: int) -> TokenRecord:
     """The live customer access token of `tenant`, with its customer and session."""
     validation.token(token, "access_token")

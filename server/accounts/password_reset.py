@@ -35,10 +35,7 @@ NO_CUSTOMER = ""  # the customer of an unknown e-mail's link
 async def request(
     core: Core, tenant: str, email: str, anonymous_token: str, *, client_address: str = ""
 ) -> None:
-    validation.tenant(tenant)
-    email = validation.email(email)
-    now = core.now()
-    await bearers.anonymous(core, anonymous_token, tenant, now)
+    email, now = await bearers.anonymous_about(core, tenant, email, anonymous_token)
     await throttle.admit(core, "password_reset", tenant, email, client_address, now)
     customer = await core.store.find_customer(tenant, email)
     owner = customer.id if customer is not None else NO_CUSTOMER

@@ -48,10 +48,7 @@ async def sign_up(
     *,
     client_address: str = "",
 ) -> SignedUp:
-    validation.tenant(tenant)
-    email = validation.email(email)
-    now = core.now()
-    await bearers.anonymous(core, anonymous_token, tenant, now)
+    email, now = await bearers.anonymous_about(core, tenant, email, anonymous_token)
     rules = await policy.of_tenant(core, tenant)
     policy.check_new_password(rules, password, "password")
     await throttle.admit(core, "signup", tenant, email, client_address, now)
@@ -98,10 +95,7 @@ async def resend(
     core: Core, tenant: str, email: str, anonymous_token: str, *, client_address: str = ""
 ) -> None:
     """Mails a fresh link to an account that waits for one; the same answer for any e-mail."""
-    validation.tenant(tenant)
-    email = validation.email(email)
-    now = core.now()
-    await bearers.anonymous(core, anonymous_token, tenant, now)
+    email, now = await bearers.anonymous_about(core, tenant, email, anonymous_token)
     await throttle.admit(core, "optin_resend", tenant, email, client_address, now)
     customer = await core.store.find_customer(tenant, email)
     if customer is not None and not customer.active:
