@@ -37,6 +37,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from tests.support.http_clients import async_http_client
 from tests.support.pg_cluster import ClusterUnavailable, PrivateCluster, private_cluster
 from tests.support.processes import (
     cli,
@@ -311,7 +312,7 @@ async def test_postgres_outage_is_unavailable_then_recovers_without_losing_sessi
         await wait_until_serving(f"127.0.0.1:{grpc_port}", process, tmp_path / "stderr.txt")
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-            httpx.AsyncClient(
+            async_http_client(
                 base_url=f"http://127.0.0.1:{http_port}", timeout=CALL_TIMEOUT_SECONDS
             ) as http,
         ):

@@ -34,6 +34,7 @@ from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from server.store.cached import CachedStore
 from tests.support.harness import Harness, error_reason
+from tests.support.http_clients import async_http_client
 from tests.support.postgres import SERVER_URL, asyncpg_dsn
 from tests.support.processes import (
     free_port,
@@ -194,7 +195,7 @@ async def test_a_full_disk_turns_readiness_off_and_back_on(
         tenant, client_id = demo["tenant"], demo["storefront_client_id"]
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http,
+            async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http,
         ):
             probes = Probes(channel, http)
             before = [await probes.anonymous_grpc(tenant, client_id) for _ in range(3)]
@@ -231,7 +232,7 @@ async def http_bridge(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
     app = build_app(InProcessBackend(harness.core), harness.core.settings)
     running: RunningHttp = await start_http(app, "127.0.0.1:0", grace_seconds=1)
     try:
-        async with httpx.AsyncClient(
+        async with async_http_client(
             base_url=f"http://127.0.0.1:{running.port}", timeout=30
         ) as client:
             yield client

@@ -40,6 +40,7 @@ from server.store.factory import open_store
 from server.tokens import KeyedDigest
 from tests.support.defaults import TEST_SECRET
 from tests.support.harness import harness_settings
+from tests.support.http_clients import async_http_client
 from tests.support.postgres import PostgresServer
 from tests.support.processes import (
     DELAY_SECONDS,
@@ -259,7 +260,7 @@ async def replicas(tmp_path: Path, database_url: str) -> AsyncIterator[Replicas]
                 await wait_until_serving(target, processes[name], tmp_path / name / "stderr.txt")
                 channel = await stack.enter_async_context(grpc.aio.insecure_channel(target))
                 http = await stack.enter_async_context(
-                    httpx.AsyncClient(
+                    async_http_client(
                         base_url=f"http://{env['TOKENSERVICE_HTTP_ADDR']}", timeout=30
                     )
                 )
@@ -669,7 +670,7 @@ async def burst(grpc_target: str, http_base: str, clients: Provisioned) -> Count
     ]
     fresh = httpx.Limits(max_keepalive_connections=0)
     try:
-        async with httpx.AsyncClient(base_url=http_base, timeout=30, limits=fresh) as http:
+        async with async_http_client(base_url=http_base, timeout=30, limits=fresh) as http:
 
             async def over_grpc(index: int) -> tuple[str, str]:
                 stub = pb_grpc.TokenServiceStub(channels[index % BURST_CONNECTIONS])

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 
+from tests.support.http_clients import async_http_client
 from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
@@ -75,7 +76,7 @@ async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path)
     try:
         await wait_until_serving(target, process, tmp_path / "stderr.txt")
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=20) as http,
+            async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=20) as http,
             grpc.aio.insecure_channel(target) as channel,
         ):
             stub = pb_grpc.TokenServiceStub(channel)

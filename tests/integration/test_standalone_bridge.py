@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.http_clients import async_http_client
 from tests.support.processes import (
     TOKENSERVICE,
     cli,
@@ -363,7 +364,7 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
         bridge = await start_bridge(
             bridge_env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs
         )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+        async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
             await wait_until_ready(http, bridge, processes)
 
             secrets = await storefront_journey(http, ids, processes)
@@ -423,7 +424,7 @@ async def test_the_standalone_bridge_applies_the_http_limits_from_its_settings(
     processes = Processes(tmp_path)
     bridge = await start_bridge(env, "127.0.0.1:1", f"127.0.0.1:{http_port}", processes.bridge_logs)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+        async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
             deadline = time.monotonic() + 30
             while True:
                 assert bridge.returncode is None, processes.output()
@@ -465,7 +466,7 @@ async def test_tokenservice_bridge_loads_no_database_or_password_library(tmp_pat
     grpc_target = f"127.0.0.1:{free_port()}"  # nobody listens there
     bridge = await start_bridge(env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
+        async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as http:
             deadline = time.monotonic() + 30
             while True:
                 assert bridge.returncode is None, f"the bridge exited early:\n{processes.output()}"

@@ -36,6 +36,7 @@ from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
 from tests.support.defaults import TEST_SECRET
+from tests.support.http_clients import async_http_client
 from tests.support.processes import (
     free_port,
     service_env,
@@ -241,7 +242,7 @@ class Service:
         self.starts += 1
         await wait_until_serving(self.grpc_target, self.process, self.logs / "stderr.txt")
         deadline = time.monotonic() + 30
-        async with httpx.AsyncClient(base_url=self.http_base, timeout=5) as http:
+        async with async_http_client(base_url=self.http_base, timeout=5) as http:
             while True:
                 try:
                     if (await http.get("/readyz")).status_code == 200:
@@ -280,7 +281,7 @@ class Service:
 
     async def snapshot_metrics(self) -> None:
         try:
-            async with httpx.AsyncClient(base_url=self.http_base, timeout=10) as http:
+            async with async_http_client(base_url=self.http_base, timeout=10) as http:
                 response = await http.get("/metrics")
         except httpx.TransportError:
             return

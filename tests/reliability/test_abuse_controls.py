@@ -28,6 +28,7 @@ from server.core import build_core
 from server.store.factory import open_store
 from tests.reliability.support import LEDGER
 from tests.support.harness import PASSWORD, Harness, Shop
+from tests.support.http_clients import async_http_client
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -337,7 +338,7 @@ async def http_login(
 ) -> httpx.Response:
     """POST /customer/{tenant}/login from the local address `source` (any 127.x.y.z)."""
     transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30) as http:
+    async with async_http_client(base_url=base_url, transport=transport, timeout=30) as http:
         anonymous = await http.get(
             "/customerlogin/auth/anonymous/login",
             params={"tenant": shop.tenant, "client_id": shop.storefront_id},
@@ -431,7 +432,7 @@ async def test_over_http_the_anonymous_quota_answers_429_with_retry_after(
     h, (url, _) = harness, http_bridge
     shop = await h.shop("acme")
     refused_before = metrics._abuse["anonymous_refused"]
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with async_http_client(base_url=url, timeout=30) as http:
         params = {"tenant": shop.tenant, "client_id": shop.storefront_id}
         for _ in range(2):
             ok = await http.get("/customerlogin/auth/anonymous/login", params=params)

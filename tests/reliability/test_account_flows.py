@@ -18,6 +18,7 @@ from server.mail import outbox
 from server.settings import Settings
 from server.startup import open_core
 from tests.reliability.support import LEDGER, Service, provision, reliability_env
+from tests.support.http_clients import async_http_client
 from tests.support.mail import token_in
 
 WAIT_SECONDS = 30
@@ -63,7 +64,7 @@ async def test_account_flows_leave_no_email_password_or_link_token_behind(
     service = Service(env, tmp_path / "logs")
     try:
         await service.start()
-        async with httpx.AsyncClient(base_url=service.http_base, timeout=30) as http:
+        async with async_http_client(base_url=service.http_base, timeout=30) as http:
             base = f"/customer/{shop.tenant}"
 
             async def anonymous() -> dict[str, str]:

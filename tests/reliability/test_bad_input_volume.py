@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import hypothesis
 import pytest
 import requests
@@ -69,6 +68,7 @@ from tests.reliability.support import (
     tally,
 )
 from tests.support.harness import Shop
+from tests.support.http_clients import async_http_client
 from tokenservice.v1 import account_service_pb2, admin_service_pb2, token_service_pb2
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -623,7 +623,7 @@ async def test_oversized_bodies_and_messages_are_refused_and_change_nothing(
                     findings.outcomes[outcome] += 1
                     if not outcome.startswith("RESOURCE_EXHAUSTED"):
                         findings.problem(f"{method.name}: {outcome}")
-        async with httpx.AsyncClient(base_url=service.http_base, timeout=30) as http:
+        async with async_http_client(base_url=service.http_base, timeout=30) as http:
             login = await http.get(
                 "/customerlogin/auth/anonymous/login",
                 params={"tenant": shop.tenant, "client_id": shop.storefront_id},

@@ -43,6 +43,7 @@ from tests.reliability.support import (
     size,
     tally,
 )
+from tests.support.http_clients import async_http_client
 from tests.support.pg_cluster import PrivateCluster
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
@@ -197,7 +198,7 @@ async def test_postgres_outages_only_delay_looping_refreshes(
         await service.start()
         async with (
             grpc.aio.insecure_channel(service.grpc_target) as channel,
-            httpx.AsyncClient(base_url=service.http_base, timeout=CALL_TIMEOUT) as http,
+            async_http_client(base_url=service.http_base, timeout=CALL_TIMEOUT) as http,
         ):
             stub = pb_grpc.TokenServiceStub(channel)
             clients = [

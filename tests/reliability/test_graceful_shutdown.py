@@ -44,6 +44,7 @@ from tests.reliability.support import (
     size,
     tally,
 )
+from tests.support.http_clients import async_http_client
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -273,10 +274,10 @@ async def _sigterm_under_load(
         )
         limits = httpx.Limits(max_connections=HTTP_WORKERS)
         http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=service.http_base, timeout=CALL_TIMEOUT, limits=limits)
+            async_http_client(base_url=service.http_base, timeout=CALL_TIMEOUT, limits=limits)
         )
         probe_http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=service.http_base, timeout=2)
+            async_http_client(base_url=service.http_base, timeout=2)
         )
         burst = Burst(pb_grpc.TokenServiceStub(channel), http, shop)
         tasks = [asyncio.create_task(burst.grpc_worker(n)) for n in range(GRPC_WORKERS)]

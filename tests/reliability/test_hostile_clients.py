@@ -42,6 +42,7 @@ from tests.reliability.support import (
     size,
 )
 from tests.support import attack_process
+from tests.support.http_clients import async_http_client
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -164,7 +165,7 @@ async def test_ordinary_clients_are_served_through_a_slowloris_and_hung_streams(
                     grpc.aio.insecure_channel(service.grpc_target)
                 )
                 http = await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=service.http_base, timeout=30)
+                    async_http_client(base_url=service.http_base, timeout=30)
                 )
                 clients.append(Ordinary(pb_grpc.TokenServiceStub(channel), http, shop))
             never = asyncio.Event()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.reliability.support import LEDGER, Service, provision, reliability_env
+from tests.support.http_clients import async_http_client
 from tests.support.local_idp import LocalIdp, new_key, pkce_pair
 from tests.support.ports import free_port
 from tests.support.processes import cli
@@ -62,7 +63,7 @@ async def test_external_tokens_leak_nowhere_and_forged_kids_cost_one_fetch(
         assert providers[0]["has_client_secret"] and idp.client_secret not in listed
         try:
             await service.start()
-            async with httpx.AsyncClient(base_url=service.http_base, timeout=30) as http:
+            async with async_http_client(base_url=service.http_base, timeout=30) as http:
                 await _social_logins(http, shop.tenant, shop.storefront_id, idp)
                 await _exchanges(http, shop.tenant, shop.storefront_id, shop.email, idp)
             await service.stop()

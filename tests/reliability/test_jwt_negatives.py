@@ -49,6 +49,7 @@ from tests.support.harness import (  # noqa: F401 - fixtures used by name
     harness,
     settings_overrides,
 )
+from tests.support.http_clients import async_http_client
 from tokenservice.v1 import token_service_pb2 as pb
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ async def paths(harness: Harness) -> AsyncIterator[Paths]:  # noqa: F811
     ):
         app = build_app(backend, harness.core.settings)
         http = await start_http(app, "127.0.0.1:0", grace_seconds=1)
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=30)
+        client = async_http_client(base_url=f"http://127.0.0.1:{http.port}", timeout=30)
         running.append((http, backend, client))
         del name
     try:

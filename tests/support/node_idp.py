@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.http_clients import async_http_client
 from tests.support.outside_tools import JS_DIR, need_node
 from tests.support.ports import free_port
 
@@ -96,7 +96,7 @@ class NodeIdp:
 
     async def backend_token(self) -> str:
         """An RFC 9068 JWT access token by client_credentials: the subject token to exchange."""
-        async with httpx.AsyncClient() as http:
+        async with async_http_client() as http:
             answer = await http.post(
                 f"{self.issuer}/token",
                 data={"grant_type": "client_credentials", "resource": AUDIENCE},
@@ -123,7 +123,7 @@ class NodeIdp:
             "login_hint": email,
         }
         url = f"{self.issuer}/auth?{urlencode(query)}"
-        async with httpx.AsyncClient() as http:
+        async with async_http_client() as http:
             for _ in range(10):
                 answer = await http.get(url)
                 assert answer.is_redirect, (answer.status_code, answer.text[:500])

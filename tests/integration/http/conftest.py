@@ -22,6 +22,7 @@ from http_bridge.channel import ChannelBackend
 from http_bridge.server import RunningHttp, bind, start_http
 from launcher.in_process import InProcessBackend
 from tests.support.harness import Harness, Shop
+from tests.support.http_clients import async_http_client
 
 
 @dataclasses.dataclass
@@ -103,7 +104,7 @@ async def bridge(
         backend = ChannelBackend(harness.target)
     app = build_app(backend, harness.core.settings)
     running = await start_http(app, "127.0.0.1:0", grace_seconds=1, listening=bridge_socket)
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
+    client = async_http_client(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
     try:
         yield Bridge(harness=harness, http=client, running=running, backend_name=request.param)
     finally:

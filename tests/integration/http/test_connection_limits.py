@@ -18,7 +18,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +27,7 @@ from http_bridge.server import RunningHttp, start_http
 from launcher.in_process import InProcessBackend
 from server.settings import Settings
 from tests.support.harness import Harness
+from tests.support.http_clients import async_http_client
 from tests.support.raw_http import WITHIN, parse, read_response, read_to_eof
 
 pytestmark = pytest.mark.parametrize("database_kind", ["sqlite"])  # about HTTP, not the store
@@ -71,7 +71,7 @@ async def trickle(writer: Writer, data: bytes, every: float = 0.1) -> None:
 
 async def events(running: RunningHttp) -> dict[str, float]:
     """tokenservice_http_connection_events_total by event, scraped over a new connection."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as http:
+    async with async_http_client(base_url=f"http://127.0.0.1:{running.port}") as http:
         text = (await http.get("/metrics")).text
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
@@ -126,7 +126,7 @@ async def test_slow_header_sender_gets_408_and_is_closed_while_others_are_served
         senders = [await connect(running) for _ in range(5)]
         endless_head = HEALTHZ + b"x-padding: " + b"a" * 1000
         trickles = [asyncio.create_task(trickle(w, endless_head)) for _, w in senders]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as http:
+        async with async_http_client(base_url=f"http://127.0.0.1:{running.port}") as http:
             assert (await http.get("/healthz")).status_code == 200
 
         for reader, writer in senders:
@@ -191,7 +191,7 @@ async def test_the_keepalive_timeout_is_the_setting_not_uvicorns_default(harness
 async def test_a_one_mib_header_is_431_and_the_answer_does_not_echo_it(harness: Harness) -> None:
     async with (
         serving(harness) as running,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=WITHIN) as http,
+        async_http_client(base_url=f"http://127.0.0.1:{running.port}", timeout=WITHIN) as http,
     ):
         before = await events(running)
         response = await http.get("/healthz", headers={"x-big": "b" * (1024 * 1024)})
@@ -207,7 +207,7 @@ async def test_a_one_mib_header_is_431_and_the_answer_does_not_echo_it(harness: 
 async def test_ten_thousand_headers_are_431(harness: Harness) -> None:
     async with (
         serving(harness) as running,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=WITHIN) as http,
+        async_http_client(base_url=f"http://127.0.0.1:{running.port}", timeout=WITHIN) as http,
     ):
         before = await events(running)
         headers = [(f"x-h{i}", "v") for i in range(10_000)]

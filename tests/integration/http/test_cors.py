@@ -22,6 +22,7 @@ from server.clock import ManualClock
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.test_discovery_and_health import closed_port
 from tests.support.harness import Harness, Shop
+from tests.support.http_clients import async_http_client
 
 SHOP_ORIGIN = "https://shop-a.example"
 OTHER_SHOP_ORIGIN = "http://127.0.0.1:8731"
@@ -265,7 +266,7 @@ async def unreachable_core(harness: Harness) -> AsyncIterator[httpx.AsyncClient]
     app = build_app(backend, harness.core.settings)
     running = await start_http(app, "127.0.0.1:0", grace_seconds=1)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}") as http:
+        async with async_http_client(base_url=f"http://127.0.0.1:{running.port}") as http:
             yield http
     finally:
         await running.stop()

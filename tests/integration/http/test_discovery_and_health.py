@@ -27,6 +27,7 @@ from server import admin
 from server.settings import Settings
 from tests.integration.http.conftest import Bridge
 from tests.support.harness import Harness
+from tests.support.http_clients import async_http_client
 
 JWK_FIELDS = ("kty", "crv", "x", "y", "kid", "use", "alg")
 READY = {"status": "ready"}
@@ -45,7 +46,7 @@ class Served:
 async def serve(backend: TokenBackend, settings: Settings) -> AsyncIterator[Served]:
     app = build_app(backend, settings)
     running = await start_http(app, "127.0.0.1:0", grace_seconds=1)
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
+    client = async_http_client(base_url=f"http://127.0.0.1:{running.port}", timeout=30)
     try:
         yield Served(app=app, http=client)
     finally:
