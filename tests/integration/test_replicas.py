@@ -1,7 +1,7 @@
 """Several service processes on one database.
 
 Two replicas (two `tokenservice serve` processes, one PostgreSQL database, one secret,
-provisioned beforehand with the CLI): a token issued by one is introspected, refreshed and
+provisioned beforehand by the admin functions the CLI calls): a token issued by one is introspected, refreshed and
 revoked by the other, over gRPC and over HTTP; a customer's sessions ended on one (or by the
 CLI) are inactive on the other within the cache bound; a SaaS token signed by one verifies
 with the other's JWKS; 100 simultaneous refreshes of one token spread over both all succeed on
@@ -34,8 +34,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from server import admin
 from server.core import build_core
-from server.records import KeyStatus
+from server.records import ClientKind, KeyStatus
+from server.startup import open_core
 from server.store.factory import open_store
 from server.tokens import KeyedDigest
 from tests.support.defaults import TEST_SECRET
@@ -121,29 +123,30 @@ async def within_cache_bound(inactive: Callable[[], Awaitable[bool]], what: str)
         await asyncio.sleep(0.05)
 
 
-async def provision(env: dict[str, str]) -> Provisioned:
-    """The tenant, a storefront client, a service client and a customer, with the CLI. No
-    signing key: the replicas, starting together, create the one they share."""
-    await cli(env, "tenant", "create", TENANT)
-    storefront, service, *_ = await asyncio.gather(
-        cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json"),
-        cli(
-            env,
-            *("client", "create", "--tenant", TENANT, "--kind", "service"),
-            *("--scopes", "catalog.read orders.read", "--json"),
-        ),
-        cli(
-            env,
-            *("customer", "create", "--tenant", TENANT, "--email", EMAIL, "--password-stdin"),
-            *("--scopes", "customer.read", "--legal-entity", "le-1", "le-2"),
-            stdin=PASSWORD + "\n",
-        ),
-    )
-    service_created = json.loads(service)
+async def provision(database_url: str) -> Provisioned:
+    """The tenant, a storefront client, a service client and a customer, made by the admin
+    functions the CLI calls, in this process (the CLI has tests of its own; four CLI processes
+    cost every test here four interpreter starts). No signing key: the replicas, starting
+    together, create the one they share."""
+    core = await open_core(harness_settings(database_url))
+    try:
+        await admin.create_tenant(core, TENANT)
+        storefront, _ = await admin.create_client(core, TENANT, ClientKind.STOREFRONT, ())
+        service, secret = await admin.create_client(
+            core, TENANT, ClientKind.SERVICE, ("catalog.read", "orders.read")
+        )
+        await admin.create_customer(
+            core, TENANT, EMAIL, PASSWORD, ("customer.read",), ("le-1", "le-2")
+        )
+        assert not await core.store.list_signing_keys()
+    finally:
+        await core.outbound.close()
+        await core.store.close()
+    assert secret is not None
     return Provisioned(
-        storefront_id=json.loads(storefront)["client_id"],
-        service_id=service_created["client_id"],
-        service_secret=service_created["client_secret"],
+        storefront_id=storefront.client_id,
+        service_id=service.client_id,
+        service_secret=secret,
     )
 
 
@@ -250,7 +253,7 @@ async def replicas(tmp_path: Path, database_url: str) -> AsyncIterator[Replicas]
         "a": postgres_env(tmp_path, database_url, ports[0], ports[1]),
         "b": postgres_env(tmp_path, database_url, ports[2], ports[3]),
     }
-    clients = await provision(envs["a"])
+    clients = await provision(database_url)
     processes = {name: await start(env, tmp_path / name) for name, env in envs.items()}
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -720,7 +723,7 @@ async def test_two_workers_share_the_ports_and_all_stop_on_sigterm(
 ) -> None:
     grpc_port, http_port = free_ports(2)
     env = postgres_env(tmp_path, database_url, grpc_port, http_port)
-    clients = await provision(env)
+    clients = await provision(database_url)
     log = tmp_path / "stderr.txt"
     process = await start(env, tmp_path, "--workers", "2")
     workers: list[int] = []
