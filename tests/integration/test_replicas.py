@@ -1,13 +1,14 @@
 """Several service processes on one database.
 
 Two replicas (two `tokenservice serve` processes, one PostgreSQL database, one secret,
-provisioned beforehand by the admin functions the CLI calls): a token issued by one is introspected, refreshed and
-revoked by the other, over gRPC and over HTTP; a customer's sessions ended on one (or by the
-CLI) are inactive on the other within the cache bound; a SaaS token signed by one verifies
-with the other's JWKS; 100 simultaneous refreshes of one token spread over both all succeed on
-one live session. `serve --workers 2`: two worker processes (children of the parent) serve the
-same ports, SIGTERM to the parent stops them all with exit 0, a worker's death stops the rest
-with a non-zero exit, and on the embedded SQLite store it is refused at start.
+provisioned beforehand by the admin functions the CLI calls): a token issued by one is
+introspected, refreshed and revoked by the other, over gRPC and over HTTP; a customer's
+sessions ended on one (or by the CLI) are inactive on the other within the cache bound; a SaaS
+token signed by one verifies with the other's JWKS; 100 simultaneous refreshes of one token
+spread over both all succeed on one live session. `serve --workers 2`: two worker processes
+(children of the parent) serve the same ports, SIGTERM to the parent stops them all with exit
+0, a worker's death stops the rest with a non-zero exit, and on the embedded SQLite store it is
+refused at start.
 """
 
 from __future__ import annotations
