@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -109,16 +110,26 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture
-def install(tmp_path: Path) -> Install:
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder the real CLI provisioned (a tenant, a signing key, the canary), made once
+    per module and copied for each test, not made again with two CLI processes per test."""
+    data = tmp_path_factory.mktemp("installed") / "data"
     data.mkdir()
     db = data / "t.db"
-    installed = Install(db, service_env(db, free_port()))
-    assert installed.run("tenant", "create", "acme").returncode == 0
-    assert installed.run("keys", "rotate").returncode == 0
-    assert installed.rows()["service_meta"], "the first start recorded no canary"
-    return installed
+    template = Install(db, service_env(db, free_port()))
+    assert template.run("tenant", "create", "acme").returncode == 0
+    assert template.run("keys", "rotate").returncode == 0
+    assert template.rows()["service_meta"], "the first start recorded no canary"
+    return data
+
+
+@pytest.fixture
+def install(tmp_path: Path, installed: Path) -> Install:
+    data = tmp_path / "data"
+    shutil.copytree(installed, data)  # with the files' modes (the key file's 0600)
+    db = data / "t.db"
+    return Install(db, service_env(db, free_port()))
 
 
 # --- the key file ---------------------------------------------------------------------------
