@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser proto run test test-fast soak bench bench-peers fmt lint typecheck check lock hooks clean
+.PHONY: help install browser proto run test test-fast soak bench bench-peers profile fmt lint typecheck check lock hooks clean
 
 help:
 	@echo "make run    start the service on the embedded SQLite store (installs first)"
@@ -15,6 +15,7 @@ help:
 	@echo "make soak   the reliability suite at full size (minutes; prints its numbers)"
 	@echo "make bench  beside the peers and against bare ceilings, every path (h2load; writes bench/results.md)"
 	@echo "make bench-peers  just the side-by-side on SQLite: ours, the peers, the bare ceilings"
+	@echo "make profile SCENARIO=refresh  one scenario under load, sampled by py-spy (PROFILE_ARGS=--gil --native)"
 	@echo "make proto  regenerate gen/ from protos/"
 	@echo "make fmt    ruff check --fix, then ruff format"
 	@echo "make lint   ruff (lint + format check)"
@@ -93,6 +94,11 @@ soak: $(STAMP)
 #   make bench BENCH_ARGS="--runs 1 --requests 1000 --memory-tokens 0 --no-workers"
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# One scenario under py-spy (bench/profile.py): make profile SCENARIO=refresh PROFILE_ARGS="--gil --native"
+SCENARIO ?= introspect_seen
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile $(SCENARIO) $(PROFILE_ARGS)
 
 bench-peers: $(STAMP)
 	$(BIN)/python -m bench.run --stores sqlite --memory-tokens 0 --no-workers --no-http-protocols $(BENCH_ARGS)
