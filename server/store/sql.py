@@ -584,10 +584,10 @@ class SqlStore:
     ) -> RefreshOutcome:
         params = {"token_digest": presented_digest, "sid": session_id, "now": now}
         token_rows = [rows.token_row(t) for t in tokens]
-        session_update = statements.update_session(session_id, update)
+        session_update, session_params = statements.update_session(session_id, update)
 
         def unit(conn: Connection) -> RefreshOutcome:
-            if conn.execute(session_update).rowcount == 0:
+            if conn.execute(session_update, session_params).rowcount == 0:
                 return RefreshOutcome.INVALID  # nothing written yet
             outcome = _exchange(conn, params, rotate, now - grace_seconds)
             if outcome is RefreshOutcome.INVALID:
@@ -615,11 +615,13 @@ class SqlStore:
         after_login: bool = True,
     ) -> bool:
         params = {"token_digest": access_digest, "sid": session_id, "now": now}
-        statement = statements.update_session(session_id, update, anonymous_only=not after_login)
+        statement, session_params = statements.update_session(
+            session_id, update, anonymous_only=not after_login
+        )
         token_rows = [rows.token_row(t) for t in tokens]
 
         def unit(conn: Connection) -> bool:
-            if conn.execute(statement).rowcount == 0:
+            if conn.execute(statement, session_params).rowcount == 0:
                 return False  # nothing written yet
             if conn.execute(statements.LIVE_ANONYMOUS_ACCESS, params).first() is None:
                 raise _RollBack(RefreshOutcome.INVALID)
