@@ -356,6 +356,17 @@ def method(args: argparse.Namespace, pinning: Pinning) -> str:
     )
 
 
+# Written by hand from `make profile` runs: what the profiles show, before and after each
+# optimisation, and what stands in the way of the goals not met. Included in every report.
+PROFILES = Path(__file__).with_name("profiles.md")
+
+
+def profiles() -> list[str]:
+    if not PROFILES.exists():
+        return []
+    return [PROFILES.read_text(encoding="utf-8").strip(), ""]
+
+
 def write_report(
     path: Path,
     results: list[StoreResult],
@@ -392,6 +403,7 @@ def write_report(
         "",
         method(args, pinning),
         "",
+        *profiles(),
         "## What differs between the servers",
         "",
         DIFFERENCES,
