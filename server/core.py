@@ -14,7 +14,7 @@ from server.outbound_http import OutboundHttp
 from server.passwords import Passwords
 from server.provider_keys import ProviderKeys
 from server.secret_key import load_secret_key
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 from server.signing import KeyCipher, KeyRing
 from server.store.protocol import TokenStore
 from server.tokens import KeyedDigest
@@ -60,6 +60,8 @@ def build_core(
     proves that the secret is the database's). `http_transport` replaces the network under the
     outbound HTTP client (unit tests); `mailer` defaults to the settings' (SMTP or the outbox
     folder: server/mail/delivery.py)."""
+    if settings.introspection_cache_hint_seconds < 0:
+        raise ConfigError("TOKENSERVICE_INTROSPECTION_CACHE_HINT_SECONDS must not be negative")
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)

@@ -63,7 +63,13 @@ async def introspect(
         customer_id=record.customer_id or "",
         email=view.email or "",
         legal_entity_id=record.legal_entity_id or "",
+        cache_seconds=cache_hint(core, record.expires_at - now),
     )
+
+
+def cache_hint(core: Core, remaining_seconds: int) -> int:
+    """How long a resource server may keep an active answer: the setting, never past expiry."""
+    return max(0, min(core.settings.introspection_cache_hint_seconds, remaining_seconds))
 
 
 async def bearer(
@@ -134,6 +140,7 @@ async def introspect_saas_token(core: Core, token: str, tenant: str = "") -> Int
         use=TokenUse.SAAS,
         tenant=claims.tenant,
         client_id=session.client_id,
+        cache_seconds=cache_hint(core, claims.expires_at - now),
         expires_in=claims.expires_at - now,
         exp=claims.expires_at,
         iat=claims.issued_at,

@@ -312,6 +312,8 @@ class Introspection:
     email: str = ""
     legal_entity_id: str = ""
     token_type: str = TOKEN_TYPE
+    # How long the caller may keep this answer (active answers only; docs/resource-servers.md).
+    cache_seconds: int = 0
 
 
 INACTIVE = Introspection(active=False)

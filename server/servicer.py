@@ -300,6 +300,7 @@ def introspection_response(result: Introspection) -> pb.IntrospectTokenResponse:
         email=result.email,
         legal_entity_id=result.legal_entity_id,
         token_type=result.token_type,
+        cache_seconds=result.cache_seconds,
     )
 
 

@@ -84,6 +84,11 @@ class Settings:
     sessions_page_size: int = 50
     token_cache_size: int = 50_000
     token_cache_seconds: float = 2.0
+    # How long a resource server may cache an active introspection answer (`cache_seconds` in
+    # the answer, never past the token's expiry; docs/resource-servers.md). The default is this
+    # replica's own token_cache_seconds: the staleness replicas already accept from each other.
+    # 0 tells resource servers not to cache.
+    introspection_cache_hint_seconds: int = 2
     client_cache_size: int = 10_000
     # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
     janitor_interval_seconds: float = 600.0

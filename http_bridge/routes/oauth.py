@@ -143,6 +143,7 @@ def introspection_body(result: pb.IntrospectTokenResponse, issuer: str) -> dict[
         "kind": KIND_NAMES.get(result.kind, ""),
         "token_use": USE_NAMES.get(result.token_use, ""),
         "expires_in": result.expires_in,
+        "cache_seconds": result.cache_seconds,
     }
     optional = {
         "sub": result.customer_id,

@@ -253,7 +253,7 @@ class IntrospectTokenRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., tenant: _Optional[str] = ..., token_type_hint: _Optional[str] = ..., caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ..., as_bearer: _Optional[bool] = ...) -> None: ...
 
 class IntrospectTokenResponse(_message.Message):
-    __slots__ = ("active", "kind", "token_use", "tenant", "client_id", "scope", "expires_in", "exp", "iat", "session_id", "customer_id", "email", "legal_entity_id", "token_type")
+    __slots__ = ("active", "kind", "token_use", "tenant", "client_id", "scope", "expires_in", "exp", "iat", "session_id", "customer_id", "email", "legal_entity_id", "token_type", "cache_seconds")
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TOKEN_USE_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class IntrospectTokenResponse(_message.Message):
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     LEGAL_ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     active: bool
     kind: TokenKind
     token_use: TokenUse
@@ -282,7 +283,8 @@ class IntrospectTokenResponse(_message.Message):
     email: str
     legal_entity_id: str
     token_type: str
-    def __init__(self, active: _Optional[bool] = ..., kind: _Optional[_Union[TokenKind, str]] = ..., token_use: _Optional[_Union[TokenUse, str]] = ..., tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., scope: _Optional[str] = ..., expires_in: _Optional[int] = ..., exp: _Optional[int] = ..., iat: _Optional[int] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., token_type: _Optional[str] = ...) -> None: ...
+    cache_seconds: int
+    def __init__(self, active: _Optional[bool] = ..., kind: _Optional[_Union[TokenKind, str]] = ..., token_use: _Optional[_Union[TokenUse, str]] = ..., tenant: _Optional[str] = ..., client_id: _Optional[str] = ..., scope: _Optional[str] = ..., expires_in: _Optional[int] = ..., exp: _Optional[int] = ..., iat: _Optional[int] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., legal_entity_id: _Optional[str] = ..., token_type: _Optional[str] = ..., cache_seconds: _Optional[int] = ...) -> None: ...
 
 class RevokeTokenRequest(_message.Message):
     __slots__ = ("token", "tenant", "token_type_hint", "end_session", "caller", "bearer_token")

@@ -11,6 +11,7 @@ import httpx
 
 from server import admin
 from server.records import ClientKind
+from server.settings import Settings
 from tests.integration.http.conftest import Bridge
 from tests.integration.http.expect import basic
 from tests.integration.http.expect import oauth_problem as assert_error
@@ -18,6 +19,8 @@ from tests.support.harness import Shop
 
 INTROSPECT = "/oauth/introspect"
 INACTIVE = {"active": False}
+# What an active answer says a resource server may cache it for: the default setting.
+HINT = Settings().introspection_cache_hint_seconds
 
 
 async def introspect(bridge: Bridge, shop: Shop, token: str, **extra: str) -> httpx.Response:
@@ -66,6 +69,7 @@ async def test_anonymous_access_token(bridge: Bridge) -> None:
         "kind": "anonymous",
         "token_use": "access",
         "expires_in": 3500,
+        "cache_seconds": HINT,
         "session_id": login["sessionId"],
     }
 
@@ -87,6 +91,7 @@ async def test_anonymous_refresh_token(bridge: Bridge) -> None:
         "kind": "anonymous",
         "token_use": "refresh",
         "expires_in": 86400,
+        "cache_seconds": HINT,
         "session_id": login["sessionId"],
     }
 
@@ -114,6 +119,7 @@ async def test_customer_access_and_refresh_tokens(bridge: Bridge) -> None:
         "token_use": "access",
         "exp": issued_at + 14400,
         "expires_in": 14400,
+        "cache_seconds": HINT,
     }
     refresh = answer(await introspect(bridge, shop, login["refresh_token"]))
     assert refresh == {
@@ -121,6 +127,7 @@ async def test_customer_access_and_refresh_tokens(bridge: Bridge) -> None:
         "token_use": "refresh",
         "exp": issued_at + 86400,
         "expires_in": 86400,
+        "cache_seconds": HINT,
     }
 
 
@@ -163,6 +170,7 @@ async def test_service_token_with_http_basic(bridge: Bridge) -> None:
         "kind": "service",
         "token_use": "access",
         "expires_in": 14400,
+        "cache_seconds": HINT,
     }
 
 
@@ -220,7 +228,9 @@ async def test_expired_token_is_inactive(bridge: Bridge) -> None:
     shop = await bridge.harness.shop("expiring")
     login = await bridge.anonymous_login(shop)
     bridge.harness.clock.advance(3599)
-    assert answer(await introspect(bridge, shop, login["access_token"]))["expires_in"] == 1
+    last_second = answer(await introspect(bridge, shop, login["access_token"]))
+    assert last_second["expires_in"] == 1
+    assert last_second["cache_seconds"] == 1  # never past the token's expiry
     bridge.harness.clock.advance(1)
     assert answer(await introspect(bridge, shop, login["access_token"])) == INACTIVE
 
