@@ -14,9 +14,10 @@ refreshing start with the client look-up. Both would otherwise be one database r
   revocation, password change or reset ended, by the ids the store returns; when such a call
   fails, the write may have committed all the same, so every entry is dropped). An e-mail
   change (which changes the e-mail cached tokens carry) is rare, and drops every entry. Done
-  by another replica, they reach this one when the entry ages out, after `max_age` at the
-  latest: that is the documented bound
-  (TOKENSERVICE_TOKEN_CACHE_SECONDS).
+  by another replica on PostgreSQL, they reach this one by the notice the revoking transaction
+  sent (server/store/notices.py, heard by server/store/listener.py, which suspends the cache
+  whenever it is not known to be listening); whatever no notice names, when the entry ages
+  out, after `max_age` at the latest (TOKENSERVICE_TOKEN_CACHE_SECONDS).
 - A database read that races with a change (it read the row before the change committed, and
   answers after the entries were dropped) must not put the old row back: every change bumps a
   generation counter, and a read only caches its row when no change happened meanwhile.
@@ -55,7 +56,9 @@ from server.records import (
     TokenRecord,
     TokenView,
 )
+from server.store.listener import RevocationListener
 from server.store.protocol import TokenStore
+from server.store.token_cache import TokenCache
 
 # The reads answered from the caches.
 CACHED_READS = frozenset({"find_token", "get_client"})
@@ -123,87 +126,6 @@ WRITES_KEEPING_CACHED_ROWS: dict[str, str] = {
 }
 
 
-class TokenCache:
-    """Bounded LRU of TokenViews by digest, with a per-entry deadline and a session index."""
-
-    def __init__(
-        self,
-        *,
-        capacity: int,
-        max_age: float,
-        clock: Callable[[], float] = time.monotonic,
-        on_lookup: Callable[[bool], None] | None = None,
-    ) -> None:
-        self.capacity = capacity
-        self.max_age = max_age
-        self._clock = clock
-        self._on_lookup = on_lookup
-        self._entries: collections.OrderedDict[str, tuple[TokenView, float]] = (
-            collections.OrderedDict()
-        )
-        self._by_session: dict[str, set[str]] = {}
-        self.generation = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, digest: str) -> TokenView | None:
-        entry = self._entries.get(digest)
-        if entry is not None:
-            if entry[1] > self._clock():
-                self._entries.move_to_end(digest)
-                self._counted(True)
-                return entry[0]
-            self._remove(digest)
-        self._counted(False)
-        return None
-
-    def put(self, view: TokenView, generation: int) -> None:
-        """Caches `view` as read when `self.generation` was `generation`, unless a change
-        happened since."""
-        if generation != self.generation or self.capacity <= 0:
-            return
-        digest = view.token.digest
-        if digest in self._entries:
-            self._remove(digest)
-        self._entries[digest] = (view, self._clock() + self.max_age)
-        session_id = view.token.session_id
-        if session_id:
-            self._by_session.setdefault(session_id, set()).add(digest)
-        while len(self._entries) > self.capacity:
-            self._remove(next(iter(self._entries)))
-
-    def drop_token(self, digest: str) -> None:
-        self.generation += 1
-        self._remove(digest)
-
-    def drop_session(self, session_id: str) -> None:
-        self.generation += 1
-        for digest in self._by_session.pop(session_id, ()):
-            self._entries.pop(digest, None)
-
-    def clear(self) -> None:
-        self.generation += 1
-        self._entries.clear()
-        self._by_session.clear()
-
-    def _remove(self, digest: str) -> None:
-        entry = self._entries.pop(digest, None)
-        if entry is None:
-            return
-        session_id = entry[0].token.session_id
-        if session_id:
-            digests = self._by_session.get(session_id)
-            if digests is not None:
-                digests.discard(digest)
-                if not digests:
-                    del self._by_session[session_id]
-
-    def _counted(self, hit: bool) -> None:
-        if self._on_lookup is not None:
-            self._on_lookup(hit)
-
-
 class CachedStore:
     """`store` with `tokens` in front of find_token and a client cache in front of get_client;
     every other method forwards to the store's own."""
@@ -213,6 +135,9 @@ class CachedStore:
         self.tokens = tokens
         self._clients: collections.OrderedDict[str, ClientRecord] = collections.OrderedDict()
         self._client_capacity = client_capacity
+        # On PostgreSQL, what keeps `tokens` in step with the other replicas' revocations
+        # (server/store/listener.py); closed with the store.
+        self.listener: RevocationListener | None = None
 
     @property
     def inner(self) -> TokenStore:
@@ -394,6 +319,8 @@ class CachedStore:
         return await self._store.purge_account_links(now)
 
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
         await self._store.close()
 
     async def ping(self) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from server import metrics
 from server.settings import Settings
-from server.store.cached import cached
+from server.store.cached import CachedStore, cached
 from server.store.engines import PoolOptions
+from server.store.listener import RevocationListener
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
 from server.store.sql import SqlStore
@@ -32,13 +33,23 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
     store = await SqlStore.open(
         settings.database_url, busy_timeout_ms=timeout, pool=pool_options(settings)
     )
-    return cached(
+    front = cached(
         store,
         token_capacity=settings.token_cache_size,
         max_age=settings.token_cache_seconds,
         client_capacity=settings.client_cache_size,
         on_lookup=_count_cache_lookup,
     )
+    if isinstance(front, CachedStore) and front.tokens.capacity > 0 and not settings.is_sqlite:
+        # Several replicas share this database: hear their revocations (server/store/listener.py).
+        listener = RevocationListener(
+            settings.database_url,
+            front.tokens,
+            connect_timeout_seconds=settings.db_connect_timeout_seconds,
+        )
+        await listener.start()
+        front.listener = listener
+    return front
 
 
 def _count_cache_lookup(hit: bool) -> None:

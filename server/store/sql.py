@@ -58,6 +58,7 @@ from server.store.engines import (
 )
 from server.store.errors import Conflict, store_errors
 from server.store.migrate import upgrade_connection
+from server.store.notices import announce
 from server.store.outcomes import (
     ACTIVE_KEY_RETIRE,
     IDENTIFIER_EXISTS,
@@ -418,6 +419,7 @@ class SqlStore:
             conn.execute(
                 statements.SET_EMAIL, {"cu_id": link.customer_id, "cu_email": link.new_email}
             )
+            announce(conn, everything=True)  # cached tokens carry the customer's e-mail
             return _customer(conn, link.customer_id)
 
         return await self._tx(unit, duplicate=customer_exists(tenant))
@@ -565,6 +567,7 @@ class SqlStore:
                 return False
             if revoke_anonymous_refresh:
                 conn.execute(statements.REVOKE_ANONYMOUS_REFRESH, {"sid": session_id, "now": now})
+                announce(conn, sessions=[session_id])
             _insert_tokens(conn, token_rows)
             return True
 
@@ -636,9 +639,13 @@ class SqlStore:
     @retried
     async def revoke_token(self, digest: str, now: int) -> int:
         params = {"token_digest": digest, "now": now}
-        return await self._tx(
-            lambda conn: int(conn.execute(statements.REVOKE_TOKEN, params).rowcount)
-        )
+
+        def unit(conn: Connection) -> int:
+            revoked = int(conn.execute(statements.REVOKE_TOKEN, params).rowcount)
+            announce(conn, tokens=[digest] if revoked else [])
+            return revoked
+
+        return await self._tx(unit)
 
     @retried
     async def revoke_session(self, session_id: str, now: int) -> int:
@@ -673,6 +680,7 @@ class SqlStore:
             if conn.execute(statements.REVOKE_CUSTOMER_SESSION, params).rowcount == 0:
                 return False
             conn.execute(statements.REVOKE_SESSION_TOKENS, params)
+            announce(conn, sessions=[session_id])
             return True
 
         return await self._tx(unit)
@@ -787,6 +795,7 @@ def _exchange(
 def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
     params = {"sid": session_id, "now": now}
     conn.execute(statements.REVOKE_SESSION, params)
+    announce(conn, sessions=[session_id])
     return int(conn.execute(statements.REVOKE_SESSION_TOKENS, params).rowcount)
 
 
@@ -797,6 +806,7 @@ def _revoke_sessions(conn: Connection, statement: Any, params: Mapping[str, Any]
     for start in range(0, len(ids), step):
         chunk = {"ids": ids[start : start + step], "now": params["now"]}
         conn.execute(statements.REVOKE_TOKENS_OF_SESSIONS, chunk)
+    announce(conn, sessions=ids)
     return ids
 
 

@@ -39,6 +39,8 @@ from server.store.schema import (
 
 _REFRESH = TokenUse.REFRESH.value
 PING = select(literal(1))
+# A revocation notice to the other replicas (server/store/notices.py), delivered at commit.
+NOTIFY = select(func.pg_notify(bindparam("nt_channel"), bindparam("nt_payload")))
 INSERT_TENANT = insert(tenants)
 INSERT_CLIENT = insert(clients)
 INSERT_CUSTOMER = insert(customers)

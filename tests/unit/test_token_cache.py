@@ -25,11 +25,11 @@ from server.store.cached import (
     UNCACHED_READS,
     WRITES_KEEPING_CACHED_ROWS,
     CachedStore,
-    TokenCache,
     cached,
 )
 from server.store.memory import MemoryStore
 from server.store.protocol import TokenStore
+from server.store.token_cache import TokenCache
 from tests.support.narrow import not_none
 from tests.support.records import NOW, session, token
 
@@ -105,6 +105,23 @@ def test_a_read_that_raced_with_a_change_is_not_cached() -> None:
     cache.drop_token("a")  # ... a revocation commits and drops ...
     cache.put(view("a"), generation)  # ... and the read, with the old row, answers
     assert cache.get("a") is None
+
+
+def test_a_suspended_cache_answers_nothing_and_keeps_nothing() -> None:
+    """What a replica that cannot hear the others' revocations falls back to
+    (server/store/listener.py): every read goes to the store until it listens again."""
+    cache = TokenCache(capacity=10, max_age=60)
+    cache.put(view("a"), cache.generation)
+    cache.suspend()
+    assert cache.get("a") is None
+    cache.put(view("b"), cache.generation)
+    assert cache.get("b") is None and len(cache) == 0
+    read_while_suspended = cache.generation
+    cache.resume()
+    cache.put(view("c"), read_while_suspended)  # read before listening again: not kept
+    assert cache.get("c") is None
+    cache.put(view("d"), cache.generation)
+    assert cache.get("d") is not None
 
 
 def test_hits_and_misses_are_reported() -> None:

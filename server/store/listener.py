@@ -1,0 +1,142 @@
+"""One replica's ear for the others' revocations (server/store/notices.py), on PostgreSQL.
+
+A connection of its own (asyncpg, outside the pool) LISTENs on the notices' channel; each notice
+drops what it names from this replica's token cache, on the event loop, before any later
+introspection reads the cache. Correctness rests on one rule: **the cache is used only while the
+listener is known to be listening**. Until the first LISTEN succeeds, and from the moment the
+connection is found lost until a new LISTEN succeeds, the cache is suspended (emptied, and
+neither read nor filled: every token is read from the store); on listening again it starts
+empty, since notices sent meanwhile were missed. A connection is found lost when asyncpg reports
+it closed (the server ended it, pg_terminate_backend, a reset) or when a probe on it (`SELECT 1`
+every `probe_seconds`) fails or does not answer within `probe_seconds`; that bounds how long a
+connection that died silently (a network path that drops packets) can pass for listening. The
+cache's own lifetime (TOKENSERVICE_TOKEN_CACHE_SECONDS) stays the last line of defence.
+
+Reconnecting waits `retry_seconds`, doubling to `max_retry_seconds`, so an outage costs the
+database one attempt per interval per replica; each change of state is one log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from server.store.notices import CHANNEL, Notice
+from server.store.token_cache import TokenCache
+
+log = logging.getLogger("tokenservice.store")
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The libpq-style DSN asyncpg takes, from the service's SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class RevocationListener:
+    """Keeps `cache` in step with the revocations every replica announces."""
+
+    def __init__(
+        self,
+        database_url: str,
+        cache: TokenCache,
+        *,
+        probe_seconds: float = 1.0,
+        retry_seconds: float = 0.1,
+        max_retry_seconds: float = 5.0,
+        connect_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._cache = cache
+        self._probe_seconds = probe_seconds
+        self._retry_seconds = retry_seconds
+        self._max_retry_seconds = max_retry_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self.listening = asyncio.Event()  # set while the cache may be used
+        self.notices = 0  # received, for tests and /metrics
+        self.backend_pid: int | None = None  # the listening connection's server process
+        cache.suspend()
+
+    async def start(self) -> None:
+        """Starts listening in the background; waits for the first LISTEN, up to the connect
+        timeout (the service starts either way, reading every token from the store until it
+        listens)."""
+        self._task = asyncio.create_task(self._run(), name="revocation-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), timeout=self._connect_timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._cache.suspend()
+
+    async def _run(self) -> None:
+        delay = self._retry_seconds
+        was_listening = False
+        while True:
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                self._lost.clear()
+                connection.add_termination_listener(lambda _conn: self._lost.set())
+                await connection.add_listener(CHANNEL, self._heard)
+                self.backend_pid = connection.get_server_pid()
+                self._cache.resume()
+                self.listening.set()
+                if not was_listening:
+                    log.info("listening for other replicas' revocations")
+                was_listening, delay = True, self._retry_seconds
+                await self._until_lost(connection)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                if was_listening or delay == self._retry_seconds:
+                    log.warning(
+                        "not listening for other replicas' revocations (%s): every token is "
+                        "read from the database until listening again",
+                        type(error).__name__,
+                    )
+            finally:
+                self._deaf()
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        connection.terminate()
+            was_listening = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_retry_seconds)
+
+    async def _until_lost(self, connection: Any) -> None:
+        """Returns when the connection is found closed or a probe fails (raising)."""
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=self._probe_seconds)
+            if self._lost.is_set():
+                break
+            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=self._probe_seconds)
+        raise ConnectionResetError("the listening connection was closed")
+
+    def _deaf(self) -> None:
+        self.listening.clear()
+        self.backend_pid = None
+        self._cache.suspend()
+
+    def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        self.notices += 1
+        notice = Notice.parse(payload)
+        if notice.everything:
+            self._cache.clear()
+            return
+        for digest in notice.tokens:
+            self._cache.drop_token(digest)
+        for session_id in notice.sessions:
+            self._cache.drop_session(session_id)

@@ -1,0 +1,110 @@
+"""The token cache itself: a bounded LRU of TokenViews by digest, each entry with a deadline,
+indexed by session, with the generation counter that keeps a racing read from putting back a
+row a change just dropped (server/store/cached.py says what drops what), and the suspension a
+replica that cannot hear the others' revocations falls back to (server/store/listener.py)."""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+
+from server.records import TokenView
+
+
+class TokenCache:
+    """Bounded LRU of TokenViews by digest, with a per-entry deadline and a session index."""
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_lookup: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.capacity = capacity
+        self.max_age = max_age
+        self._clock = clock
+        self._on_lookup = on_lookup
+        self._entries: collections.OrderedDict[str, tuple[TokenView, float]] = (
+            collections.OrderedDict()
+        )
+        self._by_session: dict[str, set[str]] = {}
+        self.generation = 0
+        # While set, nothing is answered from the cache or put in it: a replica that cannot hear
+        # the others' revocations (server/store/listener.py) reads every token from the store.
+        self.suspended = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str) -> TokenView | None:
+        if self.suspended:
+            self._counted(False)
+            return None
+        entry = self._entries.get(digest)
+        if entry is not None:
+            if entry[1] > self._clock():
+                self._entries.move_to_end(digest)
+                self._counted(True)
+                return entry[0]
+            self._remove(digest)
+        self._counted(False)
+        return None
+
+    def put(self, view: TokenView, generation: int) -> None:
+        """Caches `view` as read when `self.generation` was `generation`, unless a change
+        happened since."""
+        if generation != self.generation or self.capacity <= 0 or self.suspended:
+            return
+        digest = view.token.digest
+        if digest in self._entries:
+            self._remove(digest)
+        self._entries[digest] = (view, self._clock() + self.max_age)
+        session_id = view.token.session_id
+        if session_id:
+            self._by_session.setdefault(session_id, set()).add(digest)
+        while len(self._entries) > self.capacity:
+            self._remove(next(iter(self._entries)))
+
+    def drop_token(self, digest: str) -> None:
+        self.generation += 1
+        self._remove(digest)
+
+    def drop_session(self, session_id: str) -> None:
+        self.generation += 1
+        for digest in self._by_session.pop(session_id, ()):
+            self._entries.pop(digest, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._by_session.clear()
+
+    def suspend(self) -> None:
+        """Drops everything and caches nothing until `resume`: what was cached may have been
+        revoked elsewhere while nobody was listening."""
+        self.suspended = True
+        self.clear()
+
+    def resume(self) -> None:
+        """Caches again, from empty (a read begun while suspended is not put back)."""
+        self.clear()
+        self.suspended = False
+
+    def _remove(self, digest: str) -> None:
+        entry = self._entries.pop(digest, None)
+        if entry is None:
+            return
+        session_id = entry[0].token.session_id
+        if session_id:
+            digests = self._by_session.get(session_id)
+            if digests is not None:
+                digests.discard(digest)
+                if not digests:
+                    del self._by_session[session_id]
+
+    def _counted(self, hit: bool) -> None:
+        if self._on_lookup is not None:
+            self._on_lookup(hit)

@@ -1,0 +1,153 @@
+"""Revocations announced between replicas on PostgreSQL (server/store/notices.py and
+listener.py): two stores opened as `tokenservice serve` opens its store (open_store), on one
+real PostgreSQL database, each caching a token for an hour. A revocation committed through one
+reaches the other's cache by its notice, not by the entry ageing out; and a replica whose
+listening connection is cut (pg_terminate_backend) reads every token from the database until it
+listens again, so no notice it missed can leave a revoked token active there."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from server.records import TenantRecord, TokenUse
+from server.store.cached import CachedStore
+from server.store.factory import open_store
+from server.store.listener import RevocationListener, asyncpg_dsn
+from server.store.notices import EVERYTHING, MAX_PAYLOAD_BYTES, Notice
+from tests.support.harness import harness_settings
+from tests.support.narrow import not_none
+from tests.support.postgres import PostgresServer
+from tests.support.records import NOW, session, token
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.postgres
+AN_HOUR = 3600.0
+
+
+@pytest.fixture
+async def database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    url = await postgres_server.create()
+    try:
+        yield url
+    finally:
+        await postgres_server.drop(url)
+
+
+@pytest.fixture
+async def replicas(database_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
+    settings = harness_settings(database_url, token_cache_seconds=AN_HOUR)
+    opened = [await open_store(settings, migrate=False) for _ in range(2)]
+    try:
+        stores = []
+        for store in opened:
+            assert isinstance(store, CachedStore)
+            assert not_none(store.listener).listening.is_set()
+            stores.append(store)
+        await stores[0].create_tenant(TenantRecord("demo", NOW))
+        yield stores[0], stores[1]
+    finally:
+        for store in opened:
+            await store.close()
+
+
+def listener_of(store: CachedStore) -> RevocationListener:
+    return not_none(store.listener)
+
+
+async def cached_on(store: CachedStore, digest: str) -> bool:
+    """Whether `store` answers `digest` from its cache (without asking the database)."""
+    return store.tokens.get(digest) is not None
+
+
+async def test_a_revoked_token_leaves_the_other_replicas_cache(
+    replicas: tuple[CachedStore, CachedStore],
+) -> None:
+    a, b = replicas
+    await a.save_tokens([token("t1", use=TokenUse.ACCESS), token("t2")], session())
+    assert not_none(await b.find_token("t1")).token.revoked_at is None
+    assert not_none(await b.find_token("t2")).token.revoked_at is None
+    assert await cached_on(b, "t1") and await cached_on(b, "t2")
+
+    await a.revoke_token("t1", NOW)
+
+    await eventually(lambda: not b.tokens.get("t1"), "the notice dropped t1 from b's cache")
+    assert not_none(await b.find_token("t1")).token.revoked_at == NOW  # read afresh
+    assert await cached_on(b, "t2")  # the notice named t1 alone
+
+
+async def test_ended_sessions_leave_the_other_replicas_cache(
+    replicas: tuple[CachedStore, CachedStore],
+) -> None:
+    a, b = replicas
+    await a.save_tokens([token("s1-access", use=TokenUse.ACCESS)], session("s1"))
+    await a.save_tokens([token("s2-access", session="s2", use=TokenUse.ACCESS)], session("s2"))
+    for digest in ("s1-access", "s2-access"):
+        await b.find_token(digest)
+    notices = listener_of(b).notices
+
+    assert await a.revoke_session("s1", NOW) == 1
+
+    await eventually(lambda: listener_of(b).notices > notices, "b heard the revocation")
+    assert not await cached_on(b, "s1-access")
+    assert await cached_on(b, "s2-access")
+    assert not_none(await b.find_token("s1-access")).token.revoked_at == NOW
+
+
+async def test_nothing_is_announced_for_what_did_not_change(
+    replicas: tuple[CachedStore, CachedStore],
+) -> None:
+    """Revoking a token that does not exist commits nothing to announce; the next real notice
+    is the first b hears."""
+    a, b = replicas
+    await a.save_tokens([token("kept", use=TokenUse.ACCESS)], session())
+    await b.find_token("kept")
+    before = listener_of(b).notices
+    assert await a.revoke_token("no-such-token", NOW) == 0
+    await a.revoke_token("kept", NOW)
+    await eventually(lambda: listener_of(b).notices > before, "b heard the real revocation")
+    assert listener_of(b).notices == before + 1
+
+
+async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_again(
+    replicas: tuple[CachedStore, CachedStore], database_url: str
+) -> None:
+    a, b = replicas
+    await a.save_tokens([token("t1", use=TokenUse.ACCESS)], session())
+    await b.find_token("t1")
+    assert await cached_on(b, "t1")
+    listener = listener_of(b)
+    cut_pid = not_none(listener.backend_pid)
+
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", cut_pid)
+    finally:
+        await admin.close()
+    # Whether b notices the cut before or after a's revocation commits, b must not answer t1
+    # active afterwards: either its cache is suspended (it reads the database) or it listens
+    # again on a new connection and starts from an empty cache.
+    await a.revoke_token("t1", NOW)
+    assert not_none(await b.find_token("t1")).token.revoked_at == NOW
+
+    await eventually(
+        lambda: listener.listening.is_set() and listener.backend_pid not in (None, cut_pid),
+        "b listens again on a new connection",
+    )
+    await a.save_tokens([token("t2", use=TokenUse.ACCESS)], session("s2"))
+    await b.find_token("t2")
+    assert await cached_on(b, "t2")  # caching again once listening
+    await a.revoke_token("t2", NOW)
+    await eventually(lambda: not b.tokens.get("t2"), "the new connection hears notices")
+
+
+def test_a_notice_too_large_or_unreadable_means_everything() -> None:
+    many = tuple(f"{i:064x}" for i in range(200))  # 200 digests: more than 8,000 bytes
+    assert Notice.parse(Notice(tokens=many).payload()) == EVERYTHING
+    few = Notice(tokens=many[:3], sessions=("s1",))
+    assert len(few.payload()) < MAX_PAYLOAD_BYTES
+    assert Notice.parse(few.payload()) == few
+    for unreadable in ("", "{", '{"t": 1}', '{"t": [1], "s": []}', "[]"):
+        assert Notice.parse(unreadable) == EVERYTHING
