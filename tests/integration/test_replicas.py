@@ -44,7 +44,6 @@ from server.tokens import KeyedDigest
 from tests.support.defaults import TEST_SECRET
 from tests.support.harness import harness_settings
 from tests.support.http_clients import async_http_client
-from tests.support.postgres import PostgresServer
 from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
@@ -124,12 +123,12 @@ async def within_cache_bound(inactive: Callable[[], Awaitable[bool]], what: str)
         await asyncio.sleep(0.05)
 
 
-async def provision(database_url: str) -> Provisioned:
+async def provision(postgres_url: str) -> Provisioned:
     """The tenant, a storefront client, a service client and a customer, made by the admin
     functions the CLI calls, in this process (the CLI has tests of its own; four CLI processes
     cost every test here four interpreter starts). No signing key: the replicas, starting
     together, create the one they share."""
-    core = await open_core(harness_settings(database_url))
+    core = await open_core(harness_settings(postgres_url))
     try:
         await admin.create_tenant(core, TENANT)
         storefront, _ = await admin.create_client(core, TENANT, ClientKind.STOREFRONT, ())
@@ -207,15 +206,6 @@ def children_of(pid: int) -> dict[int, str]:
     return children
 
 
-@pytest.fixture
-async def database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    url = await postgres_server.create()
-    try:
-        yield url
-    finally:
-        await postgres_server.drop(url)
-
-
 # --- two replicas -------------------------------------------------------------------------------
 
 
@@ -241,20 +231,20 @@ class Replicas:
     a: Replica
     b: Replica
     clients: Provisioned
-    database_url: str
+    postgres_url: str
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path, database_url: str) -> AsyncIterator[Replicas]:
+async def replicas(tmp_path: Path, postgres_url: str) -> AsyncIterator[Replicas]:
     """Two `tokenservice serve` processes on one freshly provisioned database, started at the
     same time (as an orchestrator starts replicas); stopped with SIGTERM afterwards, which must
     give exit 0 and no traceback."""
     ports = free_ports(4)
     envs = {
-        "a": postgres_env(tmp_path, database_url, ports[0], ports[1]),
-        "b": postgres_env(tmp_path, database_url, ports[2], ports[3]),
+        "a": postgres_env(tmp_path, postgres_url, ports[0], ports[1]),
+        "b": postgres_env(tmp_path, postgres_url, ports[2], ports[3]),
     }
-    clients = await provision(database_url)
+    clients = await provision(postgres_url)
     processes = {name: await start(env, tmp_path / name) for name, env in envs.items()}
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -270,7 +260,7 @@ async def replicas(tmp_path: Path, database_url: str) -> AsyncIterator[Replicas]
                 )
                 stub = pb_grpc.TokenServiceStub(channel)
                 built.append(Replica(name, processes[name], tmp_path / name, stub, http))
-            yield Replicas(built[0], built[1], clients, database_url)
+            yield Replicas(built[0], built[1], clients, postgres_url)
         codes = await asyncio.gather(*(terminate(process) for process in processes.values()))
     finally:
         for process in processes.values():
@@ -514,7 +504,7 @@ async def test_a_hundred_simultaneous_refreshes_over_two_replicas_keep_one_sessi
 
     # In the database: one session ever, live; the presented token rotated; every answer's
     # refresh token stored in that session.
-    url = replicas.database_url
+    url = replicas.postgres_url
     assert await query(url, "SELECT session_id, revoked_at FROM sessions") == [
         (first.session_id, None)
     ]
@@ -586,7 +576,7 @@ async def test_ending_a_customers_sessions_reaches_the_other_replica_within_the_
     await within_cache_bound(lambda: _inactive_on(a, there.access_token), "A, one session")
 
     # An admin's CLI ends the legal entity's sessions: no replica hears of it but by the bound.
-    env = postgres_env(tmp_path, replicas.database_url, *free_ports(2))
+    env = postgres_env(tmp_path, replicas.postgres_url, *free_ports(2))
     out = await cli(env, "legal-entity", "end-sessions", "--tenant", TENANT, "le-2", "--json")
     assert json.loads(out) == {"ended_sessions": 1}
     for replica in (a, b):
@@ -620,10 +610,10 @@ async def test_ending_a_customers_sessions_reaches_the_other_replica_within_the_
 
 
 @pytest.mark.postgres
-async def test_replicas_starting_together_create_one_signing_key(database_url: str) -> None:
+async def test_replicas_starting_together_create_one_signing_key(postgres_url: str) -> None:
     """What every replica does at start (`ensure_active_key`), by two cores over two connection
     pools at once, on a database with no signing key yet."""
-    settings = harness_settings(database_url)
+    settings = harness_settings(postgres_url)
     stores = [await open_store(settings, migrate=False) for _ in range(2)]
     try:
         for store in stores:
@@ -720,11 +710,11 @@ def http_logins_by_worker(log: Path) -> Counter[str]:
 
 @pytest.mark.postgres
 async def test_two_workers_share_the_ports_and_all_stop_on_sigterm(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, postgres_url: str
 ) -> None:
     grpc_port, http_port = free_ports(2)
-    env = postgres_env(tmp_path, database_url, grpc_port, http_port)
-    clients = await provision(database_url)
+    env = postgres_env(tmp_path, postgres_url, grpc_port, http_port)
+    clients = await provision(postgres_url)
     log = tmp_path / "stderr.txt"
     process = await start(env, tmp_path, "--workers", "2")
     workers: list[int] = []
@@ -760,10 +750,10 @@ async def test_two_workers_share_the_ports_and_all_stop_on_sigterm(
 
 @pytest.mark.postgres
 async def test_a_worker_that_dies_stops_the_other_and_the_parent_exits_non_zero(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, postgres_url: str
 ) -> None:
     grpc_port, http_port = free_ports(2)
-    env = postgres_env(tmp_path, database_url, grpc_port, http_port)
+    env = postgres_env(tmp_path, postgres_url, grpc_port, http_port)
     log = tmp_path / "stderr.txt"
     process = await start(env, tmp_path, "--workers", "2")
     workers: list[int] = []

@@ -55,6 +55,17 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
         postgres.end_server_session(server)
 
 
+@pytest.fixture
+async def postgres_url(postgres_server: postgres.PostgresServer) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL database alone, with no SQLite twin: for tests of replicas
+    sharing one database, which only PostgreSQL serves."""
+    url = await postgres_server.create()
+    try:
+        yield url
+    finally:
+        await postgres_server.drop(url)
+
+
 # --- Both ----------------------------------------------------------------------------------------
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_kind(request: pytest.FixtureRequest) -> str:

@@ -19,7 +19,6 @@ from server.store.listener import RevocationListener, asyncpg_dsn
 from server.store.notices import EVERYTHING, MAX_PAYLOAD_BYTES, Notice
 from tests.support.harness import harness_settings
 from tests.support.narrow import not_none
-from tests.support.postgres import PostgresServer
 from tests.support.records import NOW, session, token
 from tests.support.waiting import eventually
 
@@ -28,17 +27,8 @@ AN_HOUR = 3600.0
 
 
 @pytest.fixture
-async def database_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    url = await postgres_server.create()
-    try:
-        yield url
-    finally:
-        await postgres_server.drop(url)
-
-
-@pytest.fixture
-async def replicas(database_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
-    settings = harness_settings(database_url, token_cache_seconds=AN_HOUR)
+async def replicas(postgres_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
+    settings = harness_settings(postgres_url, token_cache_seconds=AN_HOUR)
     opened = [await open_store(settings, migrate=False) for _ in range(2)]
     try:
         stores = []
@@ -112,7 +102,7 @@ async def test_nothing_is_announced_for_what_did_not_change(
 
 
 async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_again(
-    replicas: tuple[CachedStore, CachedStore], database_url: str
+    replicas: tuple[CachedStore, CachedStore], postgres_url: str
 ) -> None:
     a, b = replicas
     await a.save_tokens([token("t1", use=TokenUse.ACCESS)], session())
@@ -121,7 +111,7 @@ async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_ag
     listener = listener_of(b)
     cut_pid = not_none(listener.backend_pid)
 
-    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", cut_pid)
     finally:
