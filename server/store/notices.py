@@ -13,7 +13,8 @@ A payload is at most 8,000 bytes (PostgreSQL's limit); a revocation naming more 
 announced as `everything`, and every listener drops its whole cache. A payload a listener cannot
 read counts as `everything` too. On SQLite there is nothing to announce: the service runs as
 one process on a file (`serve --workers N` is refused there), whose cache the store's own calls
-keep exact.
+keep exact, and a commit by another process on the file (the CLI) empties that cache within
+about 0.1 s (server/store/runners.py, `watch_other_writers`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ SQLAlchemy Connection; a runner decides how it reaches the database.
   unchanged (no caller hears "done" before its commit); the cost of BEGIN/COMMIT and of waking
   the event loop is shared by the group. Reads run beside the writer (WAL): a point read on
   the event loop itself over a connection of its own, a scan of many rows in a small thread
-  pool.
+  pool. Between groups and when idle, the writer thread can also watch for commits by other
+  processes on the file (`watch_other_writers`), which the caches in front have not heard of.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import dataclasses
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -65,6 +67,15 @@ class _Pending:
 
 
 _STOP = object()
+_IDLE = object()  # no write arrived within the watch interval
+# How often the writer thread looks for commits by other connections (`watch_other_writers`).
+WATCH_SECONDS = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Watch:
+    changed: Callable[[], None]
+    interval: float
 
 
 class SqliteRunner:
@@ -77,6 +88,8 @@ class SqliteRunner:
         self._writer = writer
         self._reader = reader
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._watch: _Watch | None = None
+        self.looks = 0  # how often the writer thread has looked for other writers' commits
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._thread.start()
         self._inline: Connection | None = None
@@ -85,6 +98,30 @@ class SqliteRunner:
             if reader is not None
             else None
         )
+
+    @property
+    def has_reader(self) -> bool:
+        """A file (reads beside the writer), not an in-memory database."""
+        return self._reader is not None
+
+    def watch_other_writers(
+        self, changed: Callable[[], None], *, interval: float = WATCH_SECONDS
+    ) -> None:
+        """From now on, `changed` is called on this event loop within about `interval` of a
+        commit to the file by any connection but this runner's writer: another process (the
+        CLI revoking sessions while `serve` runs) whose changes this process's caches have not
+        heard of. The writer connection's `PRAGMA data_version` moves on every commit but its
+        own, which is what tells the two apart; the writer thread looks between groups and
+        when idle. At the first look, and after the writer connection is opened again,
+        `changed` is called too: what was committed before is not known."""
+        loop = asyncio.get_running_loop()
+
+        def tell() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                loop.call_soon_threadsafe(changed)
+
+        self._watch = _Watch(tell, interval)
+        self._queue.put(_IDLE)  # wakes the writer thread, which waited without a timeout
 
     async def write(self, unit: Callable[[Connection], R]) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -131,26 +168,50 @@ class SqliteRunner:
     # --- the writer thread ----------------------------------------------------------------
     def _write_loop(self) -> None:
         conn: Connection | None = None
+        seen: int | None = None  # the writer connection's data_version at the last look
+        looked = False
+        next_look = 0.0
         try:
             while True:
-                first = self._queue.get()
+                watch = self._watch
+                try:
+                    first = self._queue.get(timeout=watch.interval) if watch else self._queue.get()
+                except queue.Empty:
+                    first = _IDLE
+                watch = self._watch  # set meanwhile, it woke this thread with _IDLE
                 if first is _STOP:
                     return
-                group = [first]
                 stopping = False
-                while len(group) < MAX_GROUP:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    group.append(item)
-                if conn is None or conn.invalidated or conn.closed:
-                    conn = self._connect(group)
-                if conn is not None:
-                    _answer(group, _run_group(conn, group))
+                if first is not _IDLE:
+                    group = [first]
+                    while len(group) < MAX_GROUP:
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is _STOP:
+                            stopping = True
+                            break
+                        group.append(item)
+                    if conn is None or conn.invalidated or conn.closed:
+                        conn, seen = self._connect(group), None
+                    if conn is not None:
+                        _answer(group, _run_group(conn, group))
+                if watch is not None and not stopping and time.monotonic() >= next_look:
+                    if conn is None or conn.invalidated or conn.closed:
+                        conn, seen = self._connect([]), None
+                    if conn is not None:
+                        try:
+                            version: int | None = _data_version(conn)
+                        except Exception:  # the writes report database errors; here: not known
+                            version = None
+                        # Not known, moved since the last look, or the first look (what was
+                        # cached before it may be stale; after a reconnect `seen` is None).
+                        if version is None or not looked or version != seen:
+                            watch.changed()
+                        seen, looked = version, True
+                        self.looks += 1
+                    next_look = time.monotonic() + watch.interval
                 if stopping:
                     return
         finally:
@@ -163,6 +224,14 @@ class SqliteRunner:
         except Exception as exc:  # the database cannot be opened: every caller hears why
             _answer(group, [(False, exc)] * len(group))
             return None
+
+
+def _data_version(conn: Connection) -> int:
+    """SQLite's count of commits by other connections, read on the driver's connection (a
+    PRAGMA opens no transaction there, so SQLAlchemy's bookkeeping is left alone)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return int(driver.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _run_group(conn: Connection, group: list[_Pending]) -> list[tuple[bool, Any]]:

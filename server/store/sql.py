@@ -167,6 +167,14 @@ class SqlStore:
     async def close(self) -> None:
         await self._runner.close()
 
+    def watch_other_writers(self, changed: Callable[[], None]) -> bool:
+        """On a SQLite file: `changed` is called soon after another process commits to it
+        (runners.SqliteRunner.watch_other_writers); False, and nothing, elsewhere."""
+        if not isinstance(self._runner, SqliteRunner) or not self._runner.has_reader:
+            return False
+        self._runner.watch_other_writers(changed)
+        return True
+
     async def _create_schema(self) -> None:
         await self._tx(upgrade_connection)
 
