@@ -89,6 +89,10 @@ class Settings:
     # replica's own token_cache_seconds: the staleness replicas already accept from each other.
     # 0 tells resource servers not to cache.
     introspection_cache_hint_seconds: int = 2
+    # PostgreSQL: how often the revocation listener proves its connection alive (SELECT 1, which
+    # must answer within the same time); a replica that cannot tell reads every token from the
+    # database (server/store/listener.py).
+    revocation_listener_probe_seconds: float = 1.0
     client_cache_size: int = 10_000
     # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
     janitor_interval_seconds: float = 600.0

@@ -49,6 +49,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
         listener = RevocationListener(
             settings.database_url,
             front.tokens,
+            probe_seconds=settings.revocation_listener_probe_seconds,
             connect_timeout_seconds=settings.db_connect_timeout_seconds,
         )
         await listener.start()

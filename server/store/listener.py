@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from server.settings import ConfigError
 from server.store.notices import CHANNEL, Notice
 from server.store.token_cache import TokenCache
 
@@ -51,6 +52,10 @@ class RevocationListener:
         max_retry_seconds: float = 5.0,
         connect_timeout_seconds: float = 5.0,
     ) -> None:
+        if probe_seconds <= 0:
+            raise ConfigError(
+                "TOKENSERVICE_REVOCATION_LISTENER_PROBE_SECONDS must be greater than 0"
+            )
         self._dsn = asyncpg_dsn(database_url)
         self._cache = cache
         self._probe_seconds = probe_seconds

@@ -28,6 +28,9 @@ AN_HOUR = 3600.0
 
 @pytest.fixture
 async def replicas(postgres_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
+    # The cut test relies on asyncpg's report of the closed connection, not on the probe
+    # (harness_settings sets it to 30 s, so that a slow probe on a busy machine cannot suspend
+    # the cache under the "cached" checks below).
     settings = harness_settings(postgres_url, token_cache_seconds=AN_HOUR)
     opened = [await open_store(settings, migrate=False) for _ in range(2)]
     try:
