@@ -40,20 +40,21 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
         client_capacity=settings.client_cache_size,
         on_lookup=_count_cache_lookup,
     )
-    if isinstance(front, CachedStore) and front.tokens.capacity > 0 and settings.is_sqlite:
+    if not isinstance(front, CachedStore) or front.tokens.capacity <= 0:
+        return front
+    if settings.is_sqlite:
         # One serving process on the file, but the CLI may revoke on it meanwhile: a commit by
         # another process empties the token cache (server/store/runners.py).
         store.watch_other_writers(front.tokens.clear)
-    if isinstance(front, CachedStore) and front.tokens.capacity > 0 and not settings.is_sqlite:
+    else:
         # Several replicas share this database: hear their revocations (server/store/listener.py).
-        listener = RevocationListener(
+        front.listener = RevocationListener(
             settings.database_url,
             front.tokens,
             probe_seconds=settings.revocation_listener_probe_seconds,
             connect_timeout_seconds=settings.db_connect_timeout_seconds,
         )
-        await listener.start()
-        front.listener = listener
+        await front.listener.start()
     return front
 
 

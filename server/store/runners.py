@@ -169,7 +169,6 @@ class SqliteRunner:
     def _write_loop(self) -> None:
         conn: Connection | None = None
         seen: int | None = None  # the writer connection's data_version at the last look
-        looked = False
         next_look = 0.0
         try:
             while True:
@@ -201,22 +200,26 @@ class SqliteRunner:
                     if conn is None or conn.invalidated or conn.closed:
                         conn, seen = self._connect([]), None
                     if conn is not None:
-                        try:
-                            version: int | None = _data_version(conn)
-                        except Exception:  # the writes report database errors; here: not known
-                            version = None
-                        # Not known, moved since the last look, or the first look (what was
-                        # cached before it may be stale; after a reconnect `seen` is None).
-                        if version is None or not looked or version != seen:
-                            watch.changed()
-                        seen, looked = version, True
-                        self.looks += 1
+                        seen = self._look(conn, seen, watch)
                     next_look = time.monotonic() + watch.interval
                 if stopping:
                     return
         finally:
             if conn is not None:
                 conn.close()
+
+    def _look(self, conn: Connection, seen: int | None, watch: _Watch) -> int | None:
+        """One look for other writers' commits: tells `watch` when the data version is not
+        known, has moved since `seen`, or is seen for the first time (what was cached before
+        may be stale; after a reconnect `seen` is None); returns the version now."""
+        try:
+            version: int | None = _data_version(conn)
+        except Exception:  # the writes report database errors; here: not known
+            version = None
+        if version is None or self.looks == 0 or version != seen:
+            watch.changed()
+        self.looks += 1
+        return version
 
     def _connect(self, group: list[_Pending]) -> Connection | None:
         try:
