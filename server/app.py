@@ -75,7 +75,8 @@ class RunningServer:
         """Drains: NOT_SERVING first, so balancers stop sending; after `delay`, refuse new calls
         (UNAVAILABLE, ShuttingDown) and wait up to `grace` for the unary calls in flight, then
         stop, ending what is left: streams (health Watch, which would otherwise hold the stop
-        for the whole grace) and calls the grace did not see finish.
+        for the whole grace; revocation watchers end at the refusal) and calls the grace did not
+        see finish.
 
         The service refuses new calls itself while it waits, rather than leaving that to grpc
         core's stop(grace), which answers the calls it received but no handler took yet with
@@ -84,6 +85,9 @@ class RunningServer:
         if delay > 0:
             await asyncio.sleep(delay)
         self.calls.drain()
+        # Revocation watchers (gRPC and the bridge's) end now, UNAVAILABLE: they resume
+        # elsewhere from their last position rather than hold the stop for the whole grace.
+        await self.core.feed.close()
         if grace:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.calls.drained.wait(), timeout=grace)

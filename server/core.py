@@ -13,9 +13,11 @@ from server.mail.message import Mailer
 from server.outbound_http import OutboundHttp
 from server.passwords import Passwords
 from server.provider_keys import ProviderKeys
+from server.revocation_feed import RevocationFeed
 from server.secret_key import load_secret_key
 from server.settings import ConfigError, Settings
 from server.signing import KeyCipher, KeyRing
+from server.store.cached import CachedStore
 from server.store.protocol import TokenStore
 from server.tokens import KeyedDigest
 
@@ -36,9 +38,12 @@ class Core:
     # The tenants' identity providers: the one outbound HTTP client, and their keys.
     outbound: OutboundHttp
     provider_keys: ProviderKeys
+    # Every committed revocation, for the resource servers that watch them.
+    feed: RevocationFeed
 
     async def close(self) -> None:
-        """Closes what the core holds: the store and the outbound HTTP client."""
+        """Closes what the core holds: the feed, the store and the outbound HTTP client."""
+        await self.feed.close()
         await self.outbound.close()
         await self.store.close()
 
@@ -62,11 +67,14 @@ def build_core(
     folder: server/mail/delivery.py)."""
     if settings.introspection_cache_hint_seconds < 0:
         raise ConfigError("TOKENSERVICE_INTROSPECTION_CACHE_HINT_SECONDS must not be negative")
+    if settings.revocation_feed_retention_seconds < 0:
+        raise ConfigError("TOKENSERVICE_REVOCATION_FEED_RETENTION_SECONDS must not be negative")
     clock = clock or SystemClock()
     secret = secret if secret is not None else load_secret_key(settings)
     cipher = KeyCipher(secret)
     outbound = OutboundHttp(settings, http_transport)
     return Core(
+        feed=revocation_feed(settings, store),
         settings=settings,
         store=store,
         clock=clock,
@@ -81,3 +89,17 @@ def build_core(
         provider_keys=ProviderKeys(settings, outbound, clock),
         mail=MailDelivery(mailer or mailer_for(settings), max_pending=settings.mail_max_pending),
     )
+
+
+def revocation_feed(settings: Settings, store: TokenStore) -> RevocationFeed:
+    """The feed, woken by whatever tells the token cache of a change (server/revocation_feed.py);
+    without a cache it reads every `revocation_feed_poll_seconds`."""
+    feed = RevocationFeed(
+        store,
+        poll_seconds=settings.revocation_feed_poll_seconds,
+        heartbeat_seconds=settings.revocation_stream_heartbeat_seconds,
+        max_watchers=settings.revocation_streams_max,
+    )
+    if isinstance(store, CachedStore):
+        store.tokens.on_change.append(feed.wake)
+    return feed

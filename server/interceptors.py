@@ -180,9 +180,10 @@ def guarded(
 def streaming_response(
     inner: Callable[..., Any], calls: CallsInFlight, reader: RequestReader
 ) -> StreamingRequestHandler:
-    """`inner`, a unary-stream handler (health Watch), as a stream-stream one: it counts
-    against the limit for as long as it streams, and gets its message as unary-unary calls do;
-    what it does after that is its own (no access log, no metrics: it may last for hours)."""
+    """`inner`, a unary-stream handler (health Watch, WatchRevocations), as a stream-stream
+    one: it counts against the limit for as long as it streams, and gets its message as
+    unary-unary calls do. A domain error it raises, before its first message or later, ends it
+    with that error's status; no access log, no metrics: it may last for hours."""
 
     async def call(requests: Any, context: grpc.aio.ServicerContext) -> None:
         if calls.count >= calls.limit and not calls.admits(reader):
@@ -195,13 +196,13 @@ def streaming_response(
             except MessageNotRead as unread:
                 calls.note_unread(unread)
                 return answer_without_abort(context, status_of(unread.error))
-            except TokenServiceError as error:
-                await context.abort(*status_of(error))
             if inspect.isasyncgenfunction(inner):
                 async for response in inner(request, context):
                     await context.write(response)
             else:
                 await inner(request, context)
+        except TokenServiceError as error:
+            await context.abort(*status_of(error))
         finally:
             calls.count -= 1
             calls.streams -= 1

@@ -6,7 +6,9 @@ What a sweep deletes, and what it keeps, is `TokenStore.purge_expired`'s contrac
 service tokens, and revoked sessions and sessions whose tokens have all expired, with their
 tokens. Every token of a live session stays (reuse detection, customer-refresh bearers).
 It also forgets failed-login counters that have gone quiet for
-TOKENSERVICE_LOGIN_FAILURE_RESET_SECONDS (they would count from zero anyway).
+TOKENSERVICE_LOGIN_FAILURE_RESET_SECONDS (they would count from zero anyway), and the revocation
+feed's events older than TOKENSERVICE_REVOCATION_FEED_RETENTION_SECONDS (a watcher resuming from
+before them is told to reset).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ async def sweep(core: Core, *, batch_size: int = DEFAULT_BATCH_SIZE) -> PurgeRep
     links = await core.store.purge_account_links(now)
     if links:
         log.info("janitor: removed %d expired account links", links)
+    retention = core.settings.revocation_feed_retention_seconds
+    events = await core.store.prune_revocation_events(now - retention)
+    if events:
+        log.info("janitor: removed %d revocation-feed events past their retention", events)
     return report
 
 

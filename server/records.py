@@ -252,6 +252,30 @@ class PurgeReport:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One committed revocation as the revocation feed tells resource servers of it: the
+    fingerprints (server/tokens.py `fingerprint`) of tokens revoked alone, the sessions ended
+    (every token of each, SaaS tokens included), or `everything` of the tenant. `position`
+    orders the events of every tenant: a later event has a larger one."""
+
+    position: int
+    tenant: str
+    revoked_at: int
+    fingerprints: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
+    everything: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedBounds:
+    """Where the revocation feed stands: events after `pruned_through` are all kept, and `head`
+    is the position of the latest (`pruned_through` when there is none)."""
+
+    pruned_through: int
+    head: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LoginFailures:
     """Failed customer logins of one account (TokenStore.record_login_failure): how many since
     the counter last started, when the last one was, and until when the account is locked (0:

@@ -27,6 +27,7 @@ from server.records import (
     TokenUse,
 )
 from server.scopes import PLATFORM_ADMIN_SCOPE
+from server.tokens import fingerprint
 
 NOTHING = Revocation(revoked_count=0)
 NOT_ACTIVE_BEARER = "the bearer token is not an active access token of this tenant"
@@ -66,7 +67,8 @@ async def revoke(
         end_session = True
     if record.session_id is not None and (end_session or record.use is TokenUse.REFRESH):
         return Revocation(revoked_count=await core.store.revoke_session(record.session_id, now))
-    return Revocation(revoked_count=await core.store.revoke_token(record.digest, now))
+    revoked = await core.store.revoke_token(record.digest, now, fingerprint=fingerprint(token))
+    return Revocation(revoked_count=revoked)
 
 
 async def _bearer(core: Core, bearer_token: str, tenant: str, now: int) -> TokenRecord:

@@ -8,9 +8,11 @@ once, in the grants.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
-from server import customer_sessions, introspection, origins, revocation
+from server import customer_sessions, introspection, origins, revocation, revocation_watch
 from server.core import Core
 from server.customer_sessions import SessionPage
 from server.errors import UnsupportedGrantType
@@ -32,6 +34,7 @@ from server.records import (
     TokenKind,
     TokenUse,
 )
+from server.revocation_feed import FeedMessage
 from tokenservice.v1 import token_service_pb2 as pb
 from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
@@ -180,6 +183,14 @@ class TokenCalls:
         )
         return pb.EndSessionsResponse(ended_count=ended)
 
+    async def watch_revocations(
+        self, request: pb.WatchRevocationsRequest
+    ) -> AsyncIterator[pb.RevocationEvent]:
+        """Authorised before it returns (an error, not a stream); the events then follow."""
+        caller = ClientCredentials(request.caller.client_id, request.caller.client_secret)
+        messages = await revocation_watch.watch(self._core, caller, request.after)
+        return (revocation_event(message) async for message in messages)
+
 
 class TokenServicer(pb_grpc.TokenServiceServicer):
     """TokenService over gRPC: TokenCalls, with the caller's address read from the call."""
@@ -233,6 +244,12 @@ class TokenServicer(pb_grpc.TokenServiceServicer):
         self, request: pb.EndOwnSessionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.EndSessionsResponse:
         return await self._calls.end_own_sessions(request)
+
+    async def WatchRevocations(
+        self, request: pb.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RevocationEvent]:
+        async for event in await self._calls.watch_revocations(request):
+            yield event
 
 
 def grpc_client_address(core: Core, context: grpc.aio.ServicerContext) -> str:
@@ -319,4 +336,16 @@ def sessions_response(page: SessionPage) -> pb.ListSessionsResponse:
             for listed in page.sessions
         ],
         next_page_token=page.next_page_token,
+    )
+
+
+def revocation_event(message: FeedMessage) -> pb.RevocationEvent:
+    heartbeat = not (message.reset or message.fingerprints or message.sessions)
+    return pb.RevocationEvent(
+        position=str(message.position),
+        reset=message.reset,
+        token_sha256=message.fingerprints,
+        session_ids=message.sessions,
+        revoked_at=message.revoked_at,
+        heartbeat=heartbeat,
     )

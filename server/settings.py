@@ -93,6 +93,14 @@ class Settings:
     # must answer within the same time); a replica that cannot tell reads every token from the
     # database (server/store/listener.py).
     revocation_listener_probe_seconds: float = 1.0
+    # The revocation feed (server/revocation_feed.py, docs/resource-servers.md): how long its
+    # events are kept for watchers to resume from (a watcher further behind is told to reset);
+    # how often it reads the store when nothing woke it; how long a watcher waits for a
+    # heartbeat at most; how many watchers one process serves (gRPC and HTTP together).
+    revocation_feed_retention_seconds: int = 86_400
+    revocation_feed_poll_seconds: float = 1.0
+    revocation_stream_heartbeat_seconds: float = 15.0
+    revocation_streams_max: int = 256
     client_cache_size: int = 10_000
     # `serve`: how often the janitor deletes expired tokens and dead sessions; 0 turns it off.
     janitor_interval_seconds: float = 600.0

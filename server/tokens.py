@@ -7,6 +7,7 @@ their digest, and client secrets are compared digest to digest in constant time.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -17,6 +18,14 @@ CANARY_MESSAGE = b"this secret opens this database"
 
 def mint_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def fingerprint(token: str) -> str:
+    """The name the revocation feed gives a revoked token: unpadded base64url of its SHA-256,
+    which a resource server computes from the token it holds (and keys its cache by), and from
+    which nobody learns the token. Unkeyed on purpose, unlike the store's digests."""
+    digest = hashlib.sha256(token.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def new_client_secret() -> str:

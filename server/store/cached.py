@@ -44,10 +44,12 @@ from server.records import (
     ClientRecord,
     CustomerRecord,
     CustomerSession,
+    FeedBounds,
     IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    RevocationEvent,
     SessionCursor,
     SessionRecord,
     SessionUpdate,
@@ -81,6 +83,8 @@ UNCACHED_READS = frozenset(
         "list_identity_providers",
         "list_customer_sessions",
         "get_account_policy",
+        "revocation_events",
+        "revocation_feed_bounds",
     }
 )
 # Writes that drop the cached entries of the rows they change, before they return.
@@ -123,6 +127,7 @@ WRITES_KEEPING_CACHED_ROWS: dict[str, str] = {
     "save_account_link": "account links are not cached",
     "purge_account_links": "account links are not cached",
     "activate_customer": "changes a customer's active flag and a link; neither is cached",
+    "prune_revocation_events": "the revocation feed's events are not cached",
 }
 
 
@@ -222,9 +227,9 @@ class CachedStore:
         finally:
             self.tokens.clear()
 
-    async def revoke_token(self, digest: str, now: int) -> int:
+    async def revoke_token(self, digest: str, now: int, *, fingerprint: str = "") -> int:
         try:
-            return await self._store.revoke_token(digest, now)
+            return await self._store.revoke_token(digest, now, fingerprint=fingerprint)
         finally:
             self.tokens.drop_token(digest)
 
@@ -387,6 +392,17 @@ class CachedStore:
 
     async def purge_login_failures(self, before: int) -> int:
         return await self._store.purge_login_failures(before)
+
+    async def revocation_events(
+        self, after: int, *, tenant: str | None = None, limit: int
+    ) -> list[RevocationEvent]:
+        return await self._store.revocation_events(after, tenant=tenant, limit=limit)
+
+    async def revocation_feed_bounds(self) -> FeedBounds:
+        return await self._store.revocation_feed_bounds()
+
+    async def prune_revocation_events(self, before: int) -> int:
+        return await self._store.prune_revocation_events(before)
 
     async def rotate_signing_key(self, new_key: SigningKeyRecord) -> None:
         await self._store.rotate_signing_key(new_key)

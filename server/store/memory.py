@@ -18,12 +18,14 @@ from server.records import (
     ClientRecord,
     CustomerRecord,
     CustomerSession,
+    FeedBounds,
     IdentityProviderRecord,
     KeyStatus,
     LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    RevocationEvent,
     SessionCursor,
     SessionRecord,
     SessionUpdate,
@@ -60,6 +62,8 @@ class MemoryStore:
         self._providers: dict[tuple[str, str], IdentityProviderRecord] = {}
         self._account_policies: dict[str, AccountPolicy] = {}
         self._account_links: dict[str, AccountLink] = {}
+        self._events: list[RevocationEvent] = []
+        self._feed_bounds = FeedBounds(pruned_through=0, head=0)
 
     async def close(self) -> None:
         return None
@@ -200,6 +204,12 @@ class MemoryStore:
             del self._account_links[digest]
             customer = dataclasses.replace(customer, email=link.new_email)
             self._customers[customer.id] = customer
+            sessions = [
+                sid
+                for sid, s in self._sessions.items()
+                if s.customer_id == customer.id and s.revoked_at is None
+            ]
+            self._record(tenant, now, sessions=sessions)
             return customer
 
     async def purge_account_links(self, now: int) -> int:
@@ -257,6 +267,29 @@ class MemoryStore:
     async def clear_login_failures(self, tenant: str, subject: str) -> None:
         async with self._lock:
             self._login_failures.pop((tenant, subject), None)
+
+    async def revocation_events(
+        self, after: int, *, tenant: str | None = None, limit: int
+    ) -> list[RevocationEvent]:
+        found = [
+            e for e in self._events if e.position > after and (tenant is None or e.tenant == tenant)
+        ]
+        return found[:limit]
+
+    async def revocation_feed_bounds(self) -> FeedBounds:
+        return self._feed_bounds
+
+    async def prune_revocation_events(self, before: int) -> int:
+        async with self._lock:
+            old = [e.position for e in self._events if e.revoked_at < before]
+            if not old:
+                return 0
+            through = max(old)
+            kept = [e for e in self._events if e.position > through]
+            removed = len(self._events) - len(kept)
+            self._events = kept
+            self._feed_bounds = dataclasses.replace(self._feed_bounds, pruned_through=through)
+            return removed
 
     async def purge_login_failures(self, before: int) -> int:
         async with self._lock:
@@ -439,12 +472,13 @@ class MemoryStore:
             self._insert(tokens)
             return True
 
-    async def revoke_token(self, digest: str, now: int) -> int:
+    async def revoke_token(self, digest: str, now: int, *, fingerprint: str = "") -> int:
         async with self._lock:
             token = self._tokens.get(digest)
             if token is None or token.revoked_at is not None:
                 return 0
             self._tokens[digest] = dataclasses.replace(token, revoked_at=now)
+            self._record(token.tenant, now, fingerprints=[fingerprint] if fingerprint else [])
             return 1
 
     async def revoke_session(self, session_id: str, now: int) -> int:
@@ -529,10 +563,13 @@ class MemoryStore:
     def _session_tokens(self, session_id: str) -> list[TokenRecord]:
         return [t for t in self._tokens.values() if t.session_id == session_id]
 
-    def _revoke_session(self, session_id: str, now: int) -> int:
+    def _revoke_session(self, session_id: str, now: int, *, recorded: bool = True) -> int:
+        """`recorded`: the feed event is this call's to record (not a caller's, for many)."""
         session = self._sessions.get(session_id)
         if session is not None and session.revoked_at is None:
             self._sessions[session_id] = dataclasses.replace(session, revoked_at=now)
+            if recorded:
+                self._record(session.tenant, now, sessions=[session_id])
         changed = 0
         for t in self._session_tokens(session_id):
             if t.revoked_at is None:
@@ -543,8 +580,25 @@ class MemoryStore:
     def _revoke_sessions(self, chosen: Callable[[SessionRecord], bool], now: int) -> list[str]:
         ids = [sid for sid, s in self._sessions.items() if s.revoked_at is None and chosen(s)]
         for sid in ids:
-            self._revoke_session(sid, now)
+            self._revoke_session(sid, now, recorded=False)
+        if ids:
+            self._record(self._sessions[ids[0]].tenant, now, sessions=ids)
         return ids
+
+    def _record(
+        self,
+        tenant: str,
+        now: int,
+        *,
+        fingerprints: Sequence[str] = (),
+        sessions: Sequence[str] = (),
+    ) -> None:
+        if not (fingerprints or sessions):
+            return
+        position = self._feed_bounds.head + 1
+        event = RevocationEvent(position, tenant, now, tuple(fingerprints), tuple(sessions))
+        self._events.append(event)
+        self._feed_bounds = dataclasses.replace(self._feed_bounds, head=position)
 
     def _session_expiry(self, session_id: str) -> int | None:
         """When the last unrevoked token of the session expires; None: it has none."""

@@ -19,10 +19,12 @@ from server.records import (
     ClientRecord,
     CustomerRecord,
     CustomerSession,
+    FeedBounds,
     IdentityProviderRecord,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    RevocationEvent,
     SessionCursor,
     SessionRecord,
     SessionUpdate,
@@ -262,8 +264,10 @@ class Tokens(Protocol):
 
     async def find_token(self, digest: str) -> TokenView | None: ...
 
-    async def revoke_token(self, digest: str, now: int) -> int:
-        """Revokes one token; returns how many rows changed (0 or 1)."""
+    async def revoke_token(self, digest: str, now: int, *, fingerprint: str = "") -> int:
+        """Revokes one token; returns how many rows changed (0 or 1). When it changed one, the
+        same transaction records a revocation-feed event naming `fingerprint` (when given) for
+        the token's tenant."""
         ...
 
 
@@ -406,6 +410,33 @@ class Housekeeping(Protocol):
         ...
 
 
+class RevocationFeedEvents(Protocol):
+    """The revocation feed's events (server/revocation_feed.py). Every method of the other
+    roles that revokes something a resource server may hold records one, in its own
+    transaction, for the tenant of what it revoked: revoke_token (the fingerprint it is given),
+    revoke_session, the refresh that finds reuse, revoke_customer_session,
+    revoke_customer_sessions, revoke_legal_entity_sessions, reset_password and change_password
+    (the sessions they ended), change_email (the customer's open sessions, whose cached answers
+    carry the old address). Nothing is recorded when nothing changed. Positions increase in
+    commit order and are never reused."""
+
+    async def revocation_events(
+        self, after: int, *, tenant: str | None = None, limit: int
+    ) -> list[RevocationEvent]:
+        """The events after position `after`, oldest first, at most `limit`; only `tenant`'s
+        when given."""
+        ...
+
+    async def revocation_feed_bounds(self) -> FeedBounds:
+        """The last position pruned and the latest position."""
+        ...
+
+    async def prune_revocation_events(self, before: int) -> int:
+        """Deletes the events recorded before `before` (and any earlier position), remembering
+        the last position it deleted; returns how many."""
+        ...
+
+
 class TokenStore(
     Health,
     Tenants,
@@ -420,6 +451,7 @@ class TokenStore(
     Sessions,
     CustomerSessions,
     Housekeeping,
+    RevocationFeedEvents,
     Protocol,
 ):
     """Every role: what the core (server/core.py) holds and the implementations provide."""

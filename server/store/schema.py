@@ -195,3 +195,26 @@ account_policies = Table(
     Column("password_min_length", Integer, nullable=False),
     Column("reject_common_passwords", Boolean, nullable=False),
 )
+
+# The revocation feed (server/revocation_feed.py, migration 0009): one row per committed
+# revocation, written in the revoking transaction, read in `position` order by every replica
+# and handed to resource servers (WatchRevocations). Lists are space-separated: fingerprints
+# (unkeyed SHA-256, server/tokens.py) of tokens revoked alone, ids of sessions ended. Never a
+# token. AUTOINCREMENT on SQLite, a sequence on PostgreSQL: a position is never handed out
+# twice, even after the janitor deleted the rows before it.
+revocation_events = Table(
+    "revocation_events",
+    metadata,
+    Column(
+        "position",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("tenant", String(64), nullable=False),
+    Column("revoked_at", BigInteger, nullable=False, index=True),
+    Column("fingerprints", Text, nullable=False),
+    Column("sessions", Text, nullable=False),
+    Column("everything", Boolean, nullable=False),
+    sqlite_autoincrement=True,
+)

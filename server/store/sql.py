@@ -33,12 +33,14 @@ from server.records import (
     ClientRecord,
     CustomerRecord,
     CustomerSession,
+    FeedBounds,
     IdentityProviderRecord,
     KeyStatus,
     LinkPurpose,
     LoginFailures,
     PurgeReport,
     RefreshOutcome,
+    RevocationEvent,
     SessionCursor,
     SessionRecord,
     SessionUpdate,
@@ -47,7 +49,7 @@ from server.records import (
     TokenRecord,
     TokenView,
 )
-from server.store import rows, statements
+from server.store import feed, rows, statements
 from server.store.engines import (
     PoolOptions,
     create_server_engine,
@@ -428,6 +430,11 @@ class SqlStore:
                 statements.SET_EMAIL, {"cu_id": link.customer_id, "cu_email": link.new_email}
             )
             announce(conn, everything=True)  # cached tokens carry the customer's e-mail
+            # So do resource servers' cached answers: the feed names the customer's sessions.
+            sessions = conn.execute(
+                statements.OPEN_SESSIONS_OF_CUSTOMER, {"cid": link.customer_id}
+            ).scalars()
+            feed.record(conn, tenant, now, sessions=[str(sid) for sid in sessions])
             return _customer(conn, link.customer_id)
 
         return await self._tx(unit, duplicate=customer_exists(tenant))
@@ -574,6 +581,7 @@ class SqlStore:
             if conn.execute(statements.BIND_CUSTOMER, params).rowcount == 0:
                 return False
             if revoke_anonymous_refresh:
+                # Only the refresh token, which no resource server sees: no feed event.
                 conn.execute(statements.REVOKE_ANONYMOUS_REFRESH, {"sid": session_id, "now": now})
                 announce(conn, sessions=[session_id])
             _insert_tokens(conn, token_rows)
@@ -645,13 +653,16 @@ class SqlStore:
             return False
 
     @retried
-    async def revoke_token(self, digest: str, now: int) -> int:
+    async def revoke_token(self, digest: str, now: int, *, fingerprint: str = "") -> int:
         params = {"token_digest": digest, "now": now}
 
         def unit(conn: Connection) -> int:
-            revoked = int(conn.execute(statements.REVOKE_TOKEN, params).rowcount)
-            announce(conn, tokens=[digest] if revoked else [])
-            return revoked
+            tenant = conn.execute(statements.REVOKE_TOKEN, params).scalar()
+            if tenant is None:
+                return 0
+            announce(conn, tokens=[digest])
+            feed.record(conn, tenant, now, fingerprints=[fingerprint] if fingerprint else [])
+            return 1
 
         return await self._tx(unit)
 
@@ -685,10 +696,12 @@ class SqlStore:
         params = {"sid": session_id, "cid": customer_id, "now": now}
 
         def unit(conn: Connection) -> bool:
-            if conn.execute(statements.REVOKE_CUSTOMER_SESSION, params).rowcount == 0:
+            tenant = conn.execute(statements.REVOKE_CUSTOMER_SESSION, params).scalar()
+            if tenant is None:
                 return False
             conn.execute(statements.REVOKE_SESSION_TOKENS, params)
             announce(conn, sessions=[session_id])
+            feed.record(conn, tenant, now, sessions=[session_id])
             return True
 
         return await self._tx(unit)
@@ -710,6 +723,19 @@ class SqlStore:
         return await self._tx(
             lambda conn: _revoke_sessions(conn, statements.REVOKE_LEGAL_ENTITY_SESSIONS, params)
         )
+
+    # --- the revocation feed (server/store/feed.py) -------------------------------------------
+    async def revocation_events(
+        self, after: int, *, tenant: str | None = None, limit: int
+    ) -> list[RevocationEvent]:
+        return await self._query(lambda conn: feed.events(conn, after, tenant, limit))
+
+    async def revocation_feed_bounds(self) -> FeedBounds:
+        return await self._query(feed.bounds)
+
+    @retried
+    async def prune_revocation_events(self, before: int) -> int:
+        return await self._tx(lambda conn: feed.prune(conn, before))
 
     # --- cleanup ----------------------------------------------------------------------------
     async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
@@ -802,19 +828,25 @@ def _exchange(
 
 def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
     params = {"sid": session_id, "now": now}
-    conn.execute(statements.REVOKE_SESSION, params)
+    tenant = conn.execute(statements.REVOKE_SESSION, params).scalar()
+    revoked = int(conn.execute(statements.REVOKE_SESSION_TOKENS, params).rowcount)
     announce(conn, sessions=[session_id])
-    return int(conn.execute(statements.REVOKE_SESSION_TOKENS, params).rowcount)
+    if tenant is not None:
+        feed.record(conn, tenant, now, sessions=[session_id])
+    return revoked
 
 
 def _revoke_sessions(conn: Connection, statement: Any, params: Mapping[str, Any]) -> list[str]:
     """Revokes the sessions `statement` picks (it RETURNs their ids), then their tokens."""
-    ids = [str(sid) for sid in conn.execute(statement, params).scalars()]
+    ended = conn.execute(statement, params).all()
+    ids = [str(row.session_id) for row in ended]
     step = statements.SESSION_IDS_PER_STATEMENT
     for start in range(0, len(ids), step):
         chunk = {"ids": ids[start : start + step], "now": params["now"]}
         conn.execute(statements.REVOKE_TOKENS_OF_SESSIONS, chunk)
     announce(conn, sessions=ids)
+    if ended:  # one customer's or one legal entity's: one tenant
+        feed.record(conn, ended[0].tenant, params["now"], sessions=ids)
     return ids
 
 

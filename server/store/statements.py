@@ -30,6 +30,7 @@ from server.store.schema import (
     customers,
     identity_providers,
     login_failures,
+    revocation_events,
     service_meta,
     sessions,
     signing_keys,
@@ -127,6 +128,7 @@ REVOKE_TOKEN = (
     update(tokens)
     .where(tokens.c.digest == bindparam("token_digest"), tokens.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"))
+    .returning(tokens.c.tenant)
 )
 REVOKE_SESSION_TOKENS = (
     update(tokens)
@@ -147,6 +149,7 @@ REVOKE_SESSION = (
     update(sessions)
     .where(sessions.c.session_id == bindparam("sid"), sessions.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"))
+    .returning(sessions.c.tenant)
 )
 BIND_CUSTOMER = (
     update(sessions)
@@ -212,6 +215,7 @@ REVOKE_CUSTOMER_SESSION = (
         _expiry > bindparam("now"),
     )
     .values(revoked_at=bindparam("now"))
+    .returning(sessions.c.tenant)
 )
 # Each UPDATE locks the rows it revokes (PostgreSQL): a refresh waiting on one then finds it
 # revoked; one that committed first is seen by the tokens' UPDATE after it (read committed).
@@ -223,7 +227,7 @@ REVOKE_CUSTOMER_SESSIONS = (
         sessions.c.revoked_at.is_(None),
     )
     .values(revoked_at=bindparam("now"))
-    .returning(sessions.c.session_id)
+    .returning(sessions.c.session_id, sessions.c.tenant)
 )
 REVOKE_LEGAL_ENTITY_SESSIONS = (
     update(sessions)
@@ -233,7 +237,10 @@ REVOKE_LEGAL_ENTITY_SESSIONS = (
         sessions.c.revoked_at.is_(None),
     )
     .values(revoked_at=bindparam("now"))
-    .returning(sessions.c.session_id)
+    .returning(sessions.c.session_id, sessions.c.tenant)
+)
+OPEN_SESSIONS_OF_CUSTOMER = select(sessions.c.session_id).where(
+    sessions.c.customer_id == bindparam("cid"), sessions.c.revoked_at.is_(None)
 )
 # Ids per statement when revoking the tokens of many sessions: far below SQLite's and
 # asyncpg's bound-parameter limits.
@@ -498,3 +505,33 @@ SET_EMAIL = (
     .where(customers.c.id == bindparam("cu_id"))
     .values(email=bindparam("cu_email"))
 )
+
+
+# --- the revocation feed: see server/store/feed.py ---------------------------------------------
+INSERT_REVOCATION_EVENT = insert(revocation_events)
+_after = revocation_events.c.position > bindparam("after")
+_feed_page = bindparam("limit", type_=Integer)
+REVOCATION_EVENTS = (
+    select(revocation_events).where(_after).order_by(revocation_events.c.position).limit(_feed_page)
+)
+REVOCATION_EVENTS_OF_TENANT = (
+    select(revocation_events)
+    .where(_after, revocation_events.c.tenant == bindparam("tenant"))
+    .order_by(revocation_events.c.position)
+    .limit(_feed_page)
+)
+FEED_HEAD = select(func.max(revocation_events.c.position))
+LAST_EVENT_BEFORE = select(func.max(revocation_events.c.position)).where(
+    revocation_events.c.revoked_at < bindparam("before")
+)
+PRUNE_REVOCATION_EVENTS = delete(revocation_events).where(
+    revocation_events.c.position <= bindparam("through")
+)
+# The service_meta row that remembers the last position pruned (FeedBounds.pruned_through).
+FEED_PRUNED_THROUGH = "revocation_feed_pruned_through"
+# Taken by every transaction that records an event, just before it does (PostgreSQL): events
+# then commit in position order, so a reader that has seen position N never later finds an
+# event below N committed behind its back. Held until commit, and nothing that waits for
+# another lock follows it in any transaction: no deadlock.
+FEED_LOCK_KEY = 0x7265766F
+FEED_LOCK = f"SELECT pg_advisory_xact_lock({FEED_LOCK_KEY})"

@@ -35,6 +35,10 @@ class TokenCache:
         # While set, nothing is answered from the cache or put in it: a replica that cannot hear
         # the others' revocations (server/store/listener.py) reads every token from the store.
         self.suspended = False
+        # Called after every drop: whatever drops entries has just learnt of a change (this
+        # process's write, another replica's notice, another process's commit), which is when
+        # the revocation feed reads the store (server/revocation_feed.py).
+        self.on_change: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,18 +73,18 @@ class TokenCache:
             self._remove(next(iter(self._entries)))
 
     def drop_token(self, digest: str) -> None:
-        self.generation += 1
         self._remove(digest)
+        self._changed()
 
     def drop_session(self, session_id: str) -> None:
-        self.generation += 1
         for digest in self._by_session.pop(session_id, ()):
             self._entries.pop(digest, None)
+        self._changed()
 
     def clear(self) -> None:
-        self.generation += 1
         self._entries.clear()
         self._by_session.clear()
+        self._changed()
 
     def suspend(self) -> None:
         """Drops everything and caches nothing until `resume`: what was cached may have been
@@ -92,6 +96,11 @@ class TokenCache:
         """Caches again, from empty (a read begun while suspended is not put back)."""
         self.clear()
         self.suspended = False
+
+    def _changed(self) -> None:
+        self.generation += 1
+        for callback in self.on_change:
+            callback()
 
     def _remove(self, digest: str) -> None:
         entry = self._entries.pop(digest, None)

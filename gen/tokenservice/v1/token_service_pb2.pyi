@@ -30,6 +30,30 @@ TOKEN_USE_ACCESS: TokenUse
 TOKEN_USE_REFRESH: TokenUse
 TOKEN_USE_SAAS: TokenUse
 
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("caller", "after")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    caller: ClientAuthentication
+    after: str
+    def __init__(self, caller: _Optional[_Union[ClientAuthentication, _Mapping]] = ..., after: _Optional[str] = ...) -> None: ...
+
+class RevocationEvent(_message.Message):
+    __slots__ = ("position", "reset", "token_sha256", "session_ids", "revoked_at", "heartbeat")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    position: str
+    reset: bool
+    token_sha256: _containers.RepeatedScalarFieldContainer[str]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    revoked_at: int
+    heartbeat: bool
+    def __init__(self, position: _Optional[str] = ..., reset: _Optional[bool] = ..., token_sha256: _Optional[_Iterable[str]] = ..., session_ids: _Optional[_Iterable[str]] = ..., revoked_at: _Optional[int] = ..., heartbeat: _Optional[bool] = ...) -> None: ...
+
 class CustomerSession(_message.Message):
     __slots__ = ("session_id", "created_at", "last_refreshed_at", "expires_at", "current", "client_id", "legal_entity_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,11 @@ class TokenServiceStub:
                 request_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.SerializeToString,
                 response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/tokenservice.v1.TokenService/WatchRevocations',
+                request_serializer=tokenservice_dot_v1_dot_token__service__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=tokenservice_dot_v1_dot_token__service__pb2.RevocationEvent.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -157,6 +162,20 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """The revocation feed, for resource servers that cache introspection answers
+        (docs/resource-servers.md): each revocation of the caller's tenant as it commits on any
+        replica, by token fingerprint or session id, never a token. `caller` must be a service
+        client with its secret (UNAUTHENTICATED `invalid_client` otherwise; PERMISSION_DENIED for
+        a storefront client); one with the platform-admin scope watches every tenant. The stream
+        starts with a reset (or, given `after`, with what was missed), sends a heartbeat when
+        nothing happens, and ends with UNAVAILABLE when the server drains: resume from the last
+        position received, on any replica. RESOURCE_EXHAUSTED at the server's limit of watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +223,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.EndOwnSessions,
                     request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.FromString,
                     response_serializer=tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=tokenservice_dot_v1_dot_token__service__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=tokenservice_dot_v1_dot_token__service__pb2.RevocationEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +473,33 @@ class TokenService:
             '/tokenservice.v1.TokenService/EndOwnSessions',
             tokenservice_dot_v1_dot_token__service__pb2.EndOwnSessionsRequest.SerializeToString,
             tokenservice_dot_v1_dot_token__service__pb2.EndSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tokenservice.v1.TokenService/WatchRevocations',
+            tokenservice_dot_v1_dot_token__service__pb2.WatchRevocationsRequest.SerializeToString,
+            tokenservice_dot_v1_dot_token__service__pb2.RevocationEvent.FromString,
             options,
             channel_credentials,
             insecure,

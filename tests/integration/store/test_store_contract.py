@@ -29,6 +29,7 @@ from server.records import (
     ClientRecord,
     CustomerRecord,
     CustomerSession,
+    FeedBounds,
     IdentityProviderRecord,
     KeyStatus,
     LinkPurpose,
@@ -1072,9 +1073,10 @@ async def test_upgrade_twice_is_a_noop_and_uses_wal(tmp_path: Path) -> None:
     await upgrade(sqlite_url(path))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]
         names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert names == {*metadata.tables, "alembic_version"}
+    # sqlite_sequence: SQLite's own, for revocation_events' AUTOINCREMENT.
+    assert names == {*metadata.tables, "alembic_version", "sqlite_sequence"}
     db.close()
 
 
@@ -1093,7 +1095,7 @@ async def test_replicas_migrating_an_empty_postgres_database_together_all_succee
         try:
             async with engine.connect() as conn:
                 version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-                assert version.all() == [("0008",)]
+                assert version.all() == [("0009",)]
                 diff = await conn.run_sync(
                     lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
                 )
@@ -1370,3 +1372,75 @@ async def test_postgres_purge_skips_a_session_a_refresh_is_writing(
         await other.dispose()
         await store.close()
         await postgres_server.drop(url)
+
+
+# --- the revocation feed's events ---------------------------------------------------------------
+async def feed_events(
+    store: TokenStore, after: int = 0
+) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(tenant, fingerprints, sessions) of every event after `after`, in position order."""
+    events = await store.revocation_events(after, limit=100)
+    positions = [e.position for e in events]
+    assert positions == sorted(set(positions)), "positions strictly increase"
+    return [(e.tenant, e.fingerprints, e.sessions) for e in events]
+
+
+async def test_each_revocation_records_one_event_and_a_no_op_none(store: TokenStore) -> None:
+    await start_session(store)
+    await store.save_tokens([token("svc", session=None, kind=TokenKind.SERVICE, use=ACCESS)])
+    assert await store.revocation_feed_bounds() == FeedBounds(pruned_through=0, head=0)
+
+    assert await store.revoke_token("svc", NOW, fingerprint="fp-svc") == 1
+    assert await store.revoke_token("svc", NOW, fingerprint="fp-svc") == 0  # already: nothing
+    assert await store.revoke_token("nope", NOW, fingerprint="fp-nope") == 0
+    await store.revoke_session("s1", NOW)
+    await store.revoke_session("s1", NOW)  # already ended: nothing
+    await customer_session(store, "le1-a", "c1", legal_entity="le1")
+    await customer_session(store, "le1-b", "c2", legal_entity="le1")
+    await customer_session(store, "zeta-1", "c3", legal_entity="le1", tenant="zeta")
+    ended = await store.revoke_legal_entity_sessions("demo", "le1", now=NOW)
+    await store.revoke_legal_entity_sessions("zeta", "le1", now=NOW)
+
+    recorded = await feed_events(store)
+    assert recorded[:2] == [("demo", ("fp-svc",), ()), ("demo", (), ("s1",))]
+    assert recorded[2][0] == "demo" and sorted(recorded[2][2]) == sorted(ended)  # one event
+    assert recorded[3:] == [("zeta", (), ("zeta-1",))]
+    events = await store.revocation_events(0, tenant="zeta", limit=100)
+    assert [e.sessions for e in events] == [("zeta-1",)]
+    bounds = await store.revocation_feed_bounds()
+    assert bounds.head == events[0].position and bounds.pruned_through == 0
+    first_two = await store.revocation_events(0, limit=2)
+    assert (
+        await store.revocation_events(first_two[-1].position, limit=100)
+        == (await store.revocation_events(0, limit=100))[2:]
+    )
+
+
+async def test_a_reuse_is_recorded_and_a_rotation_is_not(store: TokenStore) -> None:
+    await start_session(store)
+    assert await do_refresh(store, new_pair("1")) is RefreshOutcome.ROTATED
+    assert await feed_events(store) == []  # a rotation revokes nothing a resource server holds
+    assert await do_refresh(store, new_pair("2"), now=NOW + GRACE + 1) is RefreshOutcome.REUSED
+    assert await feed_events(store) == [("demo", (), ("s1",))]
+
+
+async def test_pruning_keeps_the_later_events_and_remembers_where_it_stopped(
+    store: TokenStore,
+) -> None:
+    for n in range(3):
+        await store.save_tokens([token(f"t{n}", session=None, use=ACCESS)])
+        await store.revoke_token(f"t{n}", NOW + n, fingerprint=f"fp{n}")
+    events = await store.revocation_events(0, limit=100)
+    assert await store.prune_revocation_events(NOW + 2) == 2  # the two recorded before NOW + 2
+    assert [e.fingerprints for e in await store.revocation_events(0, limit=100)] == [("fp2",)]
+    assert await store.revocation_feed_bounds() == FeedBounds(
+        pruned_through=events[1].position, head=events[2].position
+    )
+    assert await store.prune_revocation_events(NOW) == 0
+    assert await store.prune_revocation_events(NOW + 3) == 1
+    after_all = await store.revocation_feed_bounds()
+    assert after_all == FeedBounds(events[2].position, events[2].position)
+    await store.save_tokens([token("t9", session=None, use=ACCESS)])
+    await store.revoke_token("t9", NOW + 9, fingerprint="fp9")
+    (later,) = await store.revocation_events(0, limit=100)
+    assert later.position > events[2].position  # never handed out again, even with none left
