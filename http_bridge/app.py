@@ -25,6 +25,7 @@ from http_bridge.routes import (
     health,
     identity_providers,
     oauth,
+    revocations,
     sessions,
     storefront,
 )
@@ -36,6 +37,7 @@ ROUTES = [
     Route("/oauth2/token", oauth.standard_token, methods=["POST"]),
     Route("/oauth/introspect", oauth.introspect, methods=["POST"]),
     Route("/oauth/revoke", oauth.revoke, methods=["POST"]),
+    Route("/oauth/revocations", revocations.watch, methods=["GET"]),
     Route("/customerlogin/auth/anonymous/login", storefront.anonymous_login, methods=["GET"]),
     Route("/customerlogin/auth/anonymous/refresh", storefront.anonymous_refresh, methods=["GET"]),
     Route("/customer/{tenant}/login", storefront.customer_login, methods=["POST"]),

@@ -11,6 +11,7 @@ report a failed call the same way, as an `RpcFailure` carrying the gRPC status c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import grpc
@@ -108,6 +109,13 @@ class TokenBackend(AccountBackend, Protocol):
     async def end_own_sessions(
         self, request: pb.EndOwnSessionsRequest
     ) -> pb.EndSessionsResponse: ...
+
+    def watch_revocations(
+        self, request: pb.WatchRevocationsRequest
+    ) -> AsyncIterator[pb.RevocationEvent]:
+        """The revocation feed, event by event; a refusal (or a failure later) raises
+        RpcFailure from the iteration."""
+        ...
 
     async def ready(self) -> bool:
         """True when calls can succeed now (the store, or the remote server, answers)."""

@@ -3,7 +3,7 @@ server's rich status (ErrorInfo reason, field and cause, RetryInfo) read back in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -119,6 +119,19 @@ class ChannelBackend:
         self, request: account_pb.ConfirmEmailChangeRequest
     ) -> account_pb.AccountAccepted:
         return await self._call(self._accounts.ConfirmEmailChange, request)
+
+    async def watch_revocations(
+        self, request: pb.WatchRevocationsRequest
+    ) -> AsyncIterator[pb.RevocationEvent]:
+        """No deadline: the stream lasts until either side ends it."""
+        call = self._stub.WatchRevocations(request)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as error:
+            raise failure_of_call(error) from None
+        finally:
+            call.cancel()
 
     async def ready(self) -> bool:
         try:

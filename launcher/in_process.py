@@ -9,7 +9,7 @@ reaches the core only through a TokenBackend, so the standalone bridge loads non
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from http_bridge.errors import failure_of
@@ -64,6 +64,15 @@ class InProcessBackend:
 
     async def end_own_sessions(self, request: pb.EndOwnSessionsRequest) -> pb.EndSessionsResponse:
         return await _call(self._calls.end_own_sessions(request))
+
+    async def watch_revocations(
+        self, request: pb.WatchRevocationsRequest
+    ) -> AsyncIterator[pb.RevocationEvent]:
+        try:
+            async for event in await self._calls.watch_revocations(request):
+                yield event
+        except TokenServiceError as error:
+            raise failure_of(error) from None
 
     # --- AccountService ---------------------------------------------------------------------
     async def sign_up(

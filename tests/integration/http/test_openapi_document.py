@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import datetime
 import functools
 import json
 import operator
@@ -63,6 +64,7 @@ EXERCISED = {
     ("POST", "/oauth2/token"): {200, 400, 401, 413, 415},
     ("POST", "/oauth/introspect"): {200, 400, 401, 413, 415},
     ("POST", "/oauth/revoke"): {200, 400, 401, 413, 415},
+    ("GET", "/oauth/revocations"): {200, 400, 401},
     ("GET", "/customerlogin/auth/anonymous/login"): {200, 400, 401, 403},
     ("GET", "/customerlogin/auth/anonymous/refresh"): {200, 400, 403},
     ("POST", "/customer/{tenant}/login"): {200, 400, 401, 403, 404, 413, 415},
@@ -255,6 +257,7 @@ async def test_every_route_answers_as_documented(
     for token_path in ("/oauth/token", "/oauth2/token"):
         await _oauth_token(http, check, shop, token_path)
     await _introspect_and_revoke(http, check, shop)
+    await _revocation_feed(http, check, shop)
     await _anonymous(http, check, shop, other)
     await _customer(http, check, shop, other)
     await _identity_providers(bridge, check, shop, other)
@@ -330,6 +333,32 @@ async def _introspect_and_revoke(http: httpx.AsyncClient, check: Check, shop: Sh
     assert revoked.content == b""
     gone = check(await http.post(introspect, data={**service, "token": service_token}), 200)
     assert gone == {"active": False}
+
+
+async def _revocation_feed(http: httpx.AsyncClient, check: Check, shop: Shop) -> None:
+    feed = "/oauth/revocations"
+    service = basic(shop.service_id, shop.service_secret)
+    async with http.stream("GET", feed, headers=service) as streamed:
+        # An endless stream: its head and first event, validated as the response they begin.
+        first = b""
+        async for chunk in streamed.aiter_bytes():
+            first += chunk
+            if b"\n\n" in first:
+                break
+        head = httpx.Response(
+            streamed.status_code,
+            headers=streamed.headers,
+            content=first,
+            request=streamed.request,
+        )
+        head.elapsed = datetime.timedelta(0)  # what a response read to its end would carry
+    assert head.status_code == 200, first
+    check.seen.add(conforms(check.schema, head))  # every event validated against the schema
+    assert first.startswith(b"retry: 1000\nid: ") and b"\nevent: reset\n" in first
+    check(await http.get(feed), 401)
+    check(await http.get(feed, headers=basic(shop.service_id, "not-the-secret")), 401)
+    check(await http.get(feed, params={"after": "x"}, headers=service), 400)
+    check(await http.get(feed, headers={**service, "Last-Event-ID": "-1"}), 400)
 
 
 async def _anonymous_login(http: httpx.AsyncClient, shop: Shop, **query: str) -> httpx.Response:
