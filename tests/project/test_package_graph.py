@@ -1,7 +1,8 @@
 """The package graph points one way: launcher/ (what starts the service) may import the bridge
 (http_bridge/) and the core (server/); the bridge imports the core, never the launcher; the core
-imports neither. Read from every module's source with `ast`, so that an import inside a function
-or an `if TYPE_CHECKING:` block counts as much as one at the top.
+imports neither; token_validator/ (the resource servers' library) imports none of them. Read
+from every module's source with `ast`, so that an import inside a function or an
+`if TYPE_CHECKING:` block counts as much as one at the top.
 
 And the standalone bridge, which needs no database and no secret, loads no SQLAlchemy, Alembic
 or argon2: checked in a fresh interpreter, since this test process has loaded them all."""
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("server", "http_bridge", "launcher")
+PACKAGES = ("server", "http_bridge", "launcher", "token_validator")
 # What each package must not import, not even inside a function. The bridge reaches the core
 # through a TokenBackend (http_bridge/backend.py); the one that wraps the core's servicer is
 # launcher/in_process.py, so the bridge needs none of the core's wiring either.
@@ -25,6 +26,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "server": ("http_bridge", "launcher"),
     "http_bridge": ("launcher", "server.app", "server.core", "server.servicer", "server.startup"),
     "launcher": (),
+    # The resource servers' library stands on its own: the generated stubs and grpcio only.
+    "token_validator": ("server", "http_bridge", "launcher"),
 }
 HEAVY = ("sqlalchemy", "alembic", "argon2")
 
