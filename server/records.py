@@ -38,7 +38,7 @@ class KeyStatus(enum.StrEnum):
 
 class RefreshOutcome(enum.Enum):
     ROTATED = "rotated"  # this call won the rotation: the presented token is now rotated
-    GRACE = "grace"  # already rotated, but within the grace window: new tokens issued anyway
+    GRACE = "grace"  # rotated within the grace window: nothing changed; the first answer again
     KEPT = "kept"  # rotation disabled for the client: the presented token stays current
     REUSED = "reused"  # rotated before the grace window: the whole session was revoked
     INVALID = "invalid"  # unknown, expired or revoked token, or revoked session: nothing changed

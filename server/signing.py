@@ -4,6 +4,9 @@ Private keys are stored encrypted (AES-GCM under a key derived from the server s
 a copy of the database cannot mint SaaS tokens. The kid is the RFC 7638 JWK thumbprint. The ring
 re-reads the store at most every `refresh_seconds`, so keys rotated by the CLI or by another
 replica are picked up without a restart.
+
+Signatures are deterministic (RFC 6979 nonces): the same claims under the same key give the same
+token, byte for byte, so that a retried refresh answers with the SaaS token it answered first.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from jwt.algorithms import ECAlgorithm
+from jwt.utils import der_to_raw_signature
 
 from server.clock import Clock
 from server.errors import InvalidRequest
@@ -32,6 +37,38 @@ from server.store.protocol import SigningKeys
 
 ALGORITHM = "ES256"
 _NONCE_BYTES = 12
+
+
+class _DeterministicES256(ECAlgorithm):
+    """ES256 whose nonce is derived from the key and the message (RFC 6979) rather than drawn
+    at random: the signature is an ordinary ES256 one to every verifier, and the same input
+    signs the same. Random nonces gain nothing here, and a bad random source could leak the
+    key through them."""
+
+    def __init__(self) -> None:
+        super().__init__(ECAlgorithm.SHA256, ec.SECP256R1)
+
+    def sign(self, msg: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+        der = key.sign(msg, ec.ECDSA(self.hash_alg(), deterministic_signing=True))
+        return der_to_raw_signature(der, key.curve)
+
+
+def _signer() -> jwt.PyJWS:
+    """A JWS encoder of this module's own that knows only deterministic ES256; PyJWT's module-
+    level functions, which the verifiers use, stay as they are."""
+    jws = jwt.PyJWS(algorithms=[])
+    jws.register_algorithm(ALGORITHM, _DeterministicES256())
+    return jws
+
+
+_JWS = _signer()
+
+
+def _encode(claims: dict[str, Any], key: ec.EllipticCurvePrivateKey, kid: str) -> str:
+    """A compact JWS of `claims`, as `jwt.encode` builds it (compact JSON, sorted headers with
+    `typ` and `kid`), signed deterministically."""
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    return _JWS.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid})
 
 
 class KeyCipher:
@@ -125,13 +162,13 @@ class KeyRing:
             self._loaded_at = self._clock.now()
 
     async def sign(self, claims: dict[str, Any]) -> str:
+        """The SaaS token of `claims` under the key that signs now: the same token again for
+        the same claims while that key signs (a key rotated in between signs it anew)."""
         await self._refresh_if_stale()
         if not self._published():
             await self.ensure_active_key()
         record = self.signing_key()
-        return jwt.encode(
-            claims, self._private_key(record), algorithm=ALGORITHM, headers={"kid": record.kid}
-        )
+        return _encode(claims, self._private_key(record), record.kid)
 
     def signing_key(self) -> SigningKeyRecord:
         """The key that signs now (`signing_key_of`)."""

@@ -3,6 +3,11 @@
 Tokens are 256-bit CSPRNG values in URL-safe base64. The store keeps only HMAC-SHA256 digests
 under the server secret, so a copy of the database yields no usable token; tokens are found by
 their digest, and client secrets are compared digest to digest in constant time.
+
+A rotating refresh's new tokens are the exception to "random": they are derived from the
+presented refresh token under a subkey of their own (`KeyedDigest.successor`), so that a retry
+of a refresh whose answer was lost gets the same tokens again. They are as unguessable as minted
+ones to anyone without the server secret, and the store still holds only their digests.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import uuid
 
 TOKEN_BYTES = 32
 CANARY_MESSAGE = b"this secret opens this database"
@@ -43,6 +49,7 @@ class KeyedDigest:
         self._canary_key = _subkey(secret, b"tokenservice secret canary v1")
         self._link_key = _subkey(secret, b"tokenservice account link v1")
         self._request_key = _subkey(secret, b"tokenservice account request subject v1")
+        self._successor_key = _subkey(secret, b"tokenservice refresh successor v1")
 
     # hmac.digest: the stdlib's one-shot path, about 7 us against 10 us for hmac.new() here.
     def token(self, token: str) -> str:
@@ -68,6 +75,23 @@ class KeyedDigest:
         message = f"{action}\0{tenant}\0{email.lower()}".encode()
         return hmac.digest(self._request_key, message, hashlib.sha256).hex()
 
+    def successor(self, refresh_token: str, label: str) -> str:
+        """The token a rotating refresh of `refresh_token` hands out as its `label` ("access",
+        "refresh"): HMAC-SHA256 under a subkey of its own, shaped as `mint_token()`'s (32 bytes,
+        base64url without padding). The same presented token always yields the same successor,
+        so a retried refresh answers with the tokens the first one saved; a refresh token is
+        exchanged (rotated) once, so each successor is saved once. Neither the presented token
+        nor the successor is stored, only their digests under another subkey, so the database
+        does not yield it."""
+        raw = hmac.digest(self._successor_key, _label(label, refresh_token), hashlib.sha256)
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    def successor_jti(self, refresh_token: str) -> str:
+        """The `jti` of the SaaS token a rotating refresh of `refresh_token` signs: UUID-shaped
+        (version 4 bits set) from its own label, so that a retry signs the same claims."""
+        raw = hmac.digest(self._successor_key, _label("jti", refresh_token), hashlib.sha256)
+        return str(uuid.UUID(bytes=raw[:16], version=4))
+
     def canary(self) -> str:
         """The value stored at a database's first start (server/startup.py) that later starts
         compare with theirs: it tells whether this secret is the database's. An HMAC under a
@@ -83,6 +107,10 @@ class KeyedDigest:
         expected = stored_digest or "0" * 64
         matches = hmac.compare_digest(self.client_secret(client_secret), expected)
         return matches and stored_digest is not None
+
+
+def _label(label: str, token: str) -> bytes:
+    return label.encode() + b"\0" + token.encode()
 
 
 def _subkey(secret: bytes, purpose: bytes) -> bytes:

@@ -55,9 +55,11 @@ def minted(
     session_id: str | None = None,
     customer_id: str | None = None,
     legal_entity_id: str | None = None,
+    value: str | None = None,
 ) -> tuple[str, TokenRecord]:
-    """A new opaque token and the record (holding only its digest) that the store keeps."""
-    value = mint_token()
+    """A new opaque token and the record (holding only its digest) that the store keeps: a
+    random one, or `value` (a rotating refresh's successor, server/tokens.py), recorded alike."""
+    value = value or mint_token()
     record = TokenRecord(
         digest=core.digests.token(value),
         kind=kind,
@@ -163,9 +165,18 @@ async def session_client(core: Core, client_id: str) -> ClientRecord:
 
 
 async def saas_token(
-    core: Core, *, customer_id: str, tenant: str, session_id: str, now: int, ttl: int
+    core: Core,
+    *,
+    customer_id: str,
+    tenant: str,
+    session_id: str,
+    now: int,
+    ttl: int,
+    jti: str | None = None,
 ) -> str:
-    """The customer's SaaS token: an ES256 JWT that expires with the access token."""
+    """The customer's SaaS token: an ES256 JWT that expires with the access token. Its `jti` is
+    random unless given (a rotating refresh derives it, so that a retry signs the same claims,
+    and signing is deterministic: the same token again)."""
     claims = {
         "iss": core.settings.issuer,
         "aud": core.settings.saas_audience,
@@ -174,6 +185,6 @@ async def saas_token(
         "sid": session_id,
         "iat": now,
         "exp": now + ttl,
-        "jti": str(uuid.uuid4()),
+        "jti": jti or str(uuid.uuid4()),
     }
     return await core.keys.sign(claims)

@@ -6,10 +6,13 @@ token was issued to, and keeps working after a customer login on its session: it
 anonymous tokens of that session, never customer rights (the storefront SDK refreshes its
 pre-login anonymous token so). A customer refresh carries a bearer: an access token of the same
 session, or an active anonymous access token of the tenant (`_check_customer_bearer`). The
-refresh token is the credential and rotates (RFC 9700 section 4.14.2): the presented
-one keeps working for a short grace window, so that a storefront's parallel tabs do not log
-each other out, and presenting it after that window revokes the whole session (reuse
-detection). Clients with rotation disabled keep their first refresh token.
+refresh token is the credential and rotates (RFC 9700 section 4.14.2), once: the new tokens are
+derived from the presented one (server/tokens.py), and presenting it again within a short grace
+window answers them again, with their remaining lifetimes (`_saved`). A client whose answer was
+lost retries and gets what it missed, and a storefront's parallel tabs share one new pair rather
+than log each other out. Presenting it after that window revokes the whole session (reuse
+detection). Clients with rotation disabled keep their first refresh token and get a random new
+access token on every refresh: there is no grace window for them to retry in.
 """
 
 from __future__ import annotations
@@ -121,11 +124,16 @@ async def _presented(
 
 
 @dataclasses.dataclass(frozen=True)
-class _Minted:
-    """What a refresh hands out, and the records the store saves for it."""
+class _New:
+    """A refresh's new tokens: their values, the access token's record (its lifetime and the
+    SaaS token's), the refresh token's expiry, and the records the store is to save."""
 
-    issued: IssuedTokens
+    access_token: str
+    access: TokenRecord
+    refresh_token: str
+    refresh_expires_at: int
     records: list[TokenRecord]
+    jti: str | None  # the SaaS token's; None: a random one
 
 
 async def _exchange(
@@ -137,15 +145,16 @@ async def _exchange(
     context: SessionContext,
 ) -> IssuedTokens:
     """Mints the new tokens, then lets the store decide, atomically, whether the presented
-    refresh token may still be exchanged (RefreshOutcome)."""
+    refresh token may still be exchanged (RefreshOutcome). Within the grace window the answer
+    is the one the winning exchange gave (`_saved`)."""
     assert presented.session_id is not None
     client = await session_client(core, presented.client_id)
     rotate = not client.refresh_rotation_disabled
-    minted_now = await _mint(core, client, presented, refresh_token, now, legal_entity_id, rotate)
+    new = _mint(core, client, presented, refresh_token, now, legal_entity_id, rotate)
     outcome = await core.store.refresh(
         presented.digest,
         presented.session_id,
-        minted_now.records,
+        new.records,
         SessionUpdate(updated_at=now, context=context, legal_entity_id=legal_entity_id),
         now=now,
         grace_seconds=core.settings.refresh_grace_seconds,
@@ -158,10 +167,12 @@ async def _exchange(
         raise InvalidGrant(REUSED_MESSAGE, field="refresh_token")
     if outcome is RefreshOutcome.INVALID:
         raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")
-    return minted_now.issued
+    if outcome is RefreshOutcome.GRACE:
+        new = await _saved(core, refresh_token, now)
+    return await _answer(core, new, now)
 
 
-async def _mint(
+def _mint(
     core: Core,
     client: ClientRecord,
     presented: TokenRecord,
@@ -169,9 +180,11 @@ async def _mint(
     now: int,
     legal_entity_id: str | None,
     rotate: bool,
-) -> _Minted:
-    """A new access token (and SaaS token for a customer) on the presented token's session; a
-    new refresh token when the client rotates, else the presented one again."""
+) -> _New:
+    """A new access token on the presented token's session, and a new refresh token when the
+    client rotates: derived from the presented refresh token (`_successors`), so that a retry
+    finds them. A client without rotation keeps its refresh token and gets a random access
+    token each time (it has no grace window to retry in, and is answered anew)."""
     assert presented.session_id is not None
     access_ttl, refresh_ttl = session_lifetimes(core, client, presented.kind)
     mint = functools.partial(
@@ -185,34 +198,66 @@ async def _mint(
         customer_id=presented.customer_id,
         legal_entity_id=legal_entity_id or presented.legal_entity_id,
     )
-    new_access, access_record = mint(use=TokenUse.ACCESS, ttl=access_ttl)
-    records = [access_record]
-    new_refresh, refresh_expires_in = refresh_token, presented.expires_at - now
-    if rotate:
-        new_refresh, refresh_record = mint(use=TokenUse.REFRESH, ttl=refresh_ttl)
-        records.append(refresh_record)
-        refresh_expires_in = refresh_ttl
+    if not rotate:
+        access_token, access = mint(use=TokenUse.ACCESS, ttl=access_ttl)
+        return _New(access_token, access, refresh_token, presented.expires_at, [access], None)
+    access_value, refresh_value, jti = _successors(core, refresh_token)
+    access_token, access = mint(use=TokenUse.ACCESS, ttl=access_ttl, value=access_value)
+    new_refresh, refresh = mint(use=TokenUse.REFRESH, ttl=refresh_ttl, value=refresh_value)
+    return _New(access_token, access, new_refresh, refresh.expires_at, [access, refresh], jti)
+
+
+def _successors(core: Core, refresh_token: str) -> tuple[str, str, str]:
+    """(access token, refresh token, SaaS jti) a rotating refresh of `refresh_token` hands out."""
+    digests = core.digests
+    return (
+        digests.successor(refresh_token, "access"),
+        digests.successor(refresh_token, "refresh"),
+        digests.successor_jti(refresh_token),
+    )
+
+
+async def _saved(core: Core, refresh_token: str, now: int) -> _New:
+    """The successors the winning exchange of `refresh_token` saved, as a retry within the grace
+    window gets them: the same tokens, unless one has died since (revoked, expired, or the new
+    refresh token rotated in its turn), which is answered as an invalid refresh token rather
+    than with a dead token. What the retry itself asks for (a legal entity, session context)
+    is not applied: the first exchange decided it, and the store changed nothing (GRACE)."""
+    access_token, new_refresh, jti = _successors(core, refresh_token)
+    access = await stored_token(core, access_token, TokenUse.ACCESS)
+    refresh = await stored_token(core, new_refresh, TokenUse.REFRESH)
+    if access is None or refresh is None or not (is_live(access, now) and is_live(refresh, now)):
+        raise InvalidGrant(INVALID_MESSAGE, field="refresh_token")
+    return _New(access_token, access, new_refresh, refresh.expires_at, [], jti)
+
+
+async def _answer(core: Core, new: _New, now: int) -> IssuedTokens:
+    """The answer, from the new tokens' records: lifetimes are what remains of them at `now`
+    (a retry a few seconds later is told a few seconds less), and a customer's SaaS token is
+    signed with the access token's issue and expiry times, so that a retry gets it again."""
+    access = new.access
+    assert access.session_id is not None
     jwt = ""
-    if presented.kind is TokenKind.CUSTOMER and presented.customer_id is not None:
+    if access.kind is TokenKind.CUSTOMER and access.customer_id is not None:
         jwt = await saas_token(
             core,
-            customer_id=presented.customer_id,
-            tenant=presented.tenant,
-            session_id=presented.session_id,
-            now=now,
-            ttl=access_ttl,
+            customer_id=access.customer_id,
+            tenant=access.tenant,
+            session_id=access.session_id,
+            now=access.issued_at,
+            ttl=access.expires_at - access.issued_at,
+            jti=new.jti,
         )
-    issued = IssuedTokens(
-        kind=presented.kind,
-        access_token=new_access,
-        expires_in=access_ttl,
-        scope=presented.scope,
-        refresh_token=new_refresh,
-        refresh_token_expires_in=max(refresh_expires_in, 0),
-        session_id=presented.session_id,
+    return IssuedTokens(
+        kind=access.kind,
+        access_token=new.access_token,
+        expires_in=access.expires_at - now,
+        scope=access.scope,
+        refresh_token=new.refresh_token,
+        refresh_token_expires_in=max(new.refresh_expires_at - now, 0),
+        session_id=access.session_id,
         saas_token=jwt,
     )
-    return _Minted(issued, records)
 
 
 async def _check_legal_entity(core: Core, presented: TokenRecord, legal_entity_id: str) -> None:

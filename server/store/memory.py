@@ -429,6 +429,8 @@ class MemoryStore:
                 return RefreshOutcome.INVALID
             assert token is not None
             outcome = _outcome(token, rotate, now - grace_seconds)
+            if outcome is RefreshOutcome.GRACE:
+                return outcome  # nothing changes: the winner saved the successors
             if outcome is not RefreshOutcome.REUSED:
                 self._check_new(tokens)
             self._sessions[session_id] = _updated(session, update)

@@ -305,14 +305,17 @@ class Sessions(Protocol):
         grace_seconds: int,
         rotate: bool,
     ) -> RefreshOutcome:
-        """Exchanges a refresh token, atomically, and saves `tokens` unless the outcome is
-        REUSED or INVALID.
+        """Exchanges a refresh token, atomically: saves `tokens` and applies `update` when the
+        outcome is ROTATED or KEPT.
 
         With `rotate`, one conditional UPDATE marks the presented token rotated; its row count
-        decides the single winner (ROTATED). A token rotated at most `grace_seconds` ago still
-        gets new tokens (GRACE); one rotated earlier revokes the whole session (REUSED). Without
-        `rotate` the token stays current (KEPT). A revoked session, or a revoked or expired
-        token, changes nothing (INVALID)."""
+        decides the single winner (ROTATED). A token rotated at most `grace_seconds` ago is a
+        retry or a parallel tab (GRACE): it saves nothing and changes nothing, the session
+        included; the caller answers with the successors the winning exchange saved (a rotating
+        refresh derives them from the presented token, so `tokens` are those very records, and
+        saving them again would break the digests' uniqueness). One rotated earlier revokes the
+        whole session (REUSED). Without `rotate` the token stays current (KEPT). A revoked
+        session, or a revoked or expired token, changes nothing (INVALID)."""
         ...
 
     async def continue_anonymous_session(

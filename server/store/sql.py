@@ -609,8 +609,8 @@ class SqlStore:
             if conn.execute(session_update, session_params).rowcount == 0:
                 return RefreshOutcome.INVALID  # nothing written yet
             outcome = _exchange(conn, params, rotate, now - grace_seconds)
-            if outcome is RefreshOutcome.INVALID:
-                raise _RollBack(outcome)
+            if outcome in (RefreshOutcome.INVALID, RefreshOutcome.GRACE):
+                raise _RollBack(outcome)  # the session's update too: nothing changes
             if outcome is RefreshOutcome.REUSED:
                 _revoke_session(conn, session_id, now)
             else:

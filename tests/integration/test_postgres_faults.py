@@ -11,7 +11,7 @@ clients busy (refreshing their sessions and introspecting over gRPC, validateaut
   invalid_grant, no 401, no 500; and the outage was seen on every kind of request;
 - no session was revoked, and every client carries on refreshing with the refresh token it
   holds (a refresh whose commit reached the database but whose answer was lost is re-presented
-  within the 10 s grace window and gets a sibling, which is not an error);
+  within the 10 s grace window and gets the answer it missed, which is not an error);
 - the same server process recovers by itself (`/readyz` back to 200), and its logs hold no
   traceback and no token.
 """

@@ -1,4 +1,5 @@
-"""RefreshToken: same session, rotation with a grace window, reuse detection, legal entities."""
+"""RefreshToken: same session, rotation with a grace window (a retry within it gets the first
+answer again), reuse detection, legal entities."""
 
 from __future__ import annotations
 
@@ -95,10 +96,13 @@ async def test_legacy_client_without_rotation_reuses_its_first_refresh_token(
 ) -> None:
     shop = await harness.shop("acme", rotation=False)
     first = await harness.anonymous(shop)
+    access_tokens = {first.access_token}
     for minutes in (1, 2, 3):
         harness.clock.advance(60)
         again = await refresh_anonymous(harness, shop, first.refresh_token)
         assert again.refresh_token == first.refresh_token
+        assert again.access_token not in access_tokens  # no grace window, no retried answer
+        access_tokens.add(again.access_token)
         assert again.refresh_token_expires_in == 86400 - 60 * minutes
         assert again.session_id == first.session_id
     assert (await harness.introspect(first.refresh_token)).active
@@ -431,3 +435,80 @@ async def test_reuse_of_either_refresh_token_after_login_revokes_the_whole_sessi
         grpc.StatusCode.INVALID_ARGUMENT,
         "invalid_grant",
     )
+
+
+async def live_refresh_tokens(harness: Harness, session_id: str, kind: str) -> int:
+    """How many refresh tokens of `kind` the session has that are neither rotated nor revoked:
+    the live members of its family, as the database holds them."""
+    rows = await harness.query(
+        "SELECT count(*) FROM tokens WHERE use = 'refresh' AND rotated_at IS NULL"  # noqa: S608
+        f" AND revoked_at IS NULL AND kind = '{kind}' AND session_id = '{session_id}'"
+    )
+    return int(rows[0][0])
+
+
+async def test_a_retried_refresh_gets_the_first_answer_and_no_second_family_member(
+    harness: Harness,
+) -> None:
+    """A refresh whose answer was lost, retried with the same refresh token within the grace
+    window: field for field the first answer (the SaaS token too), 3 s later the same tokens
+    with 3 s less to live; one live refresh token in the session; reuse after the window."""
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    harness.clock.advance(60)
+    first = await customer_refresh(harness, login.refresh_token, login.access_token)
+    assert first.saas_token and first.expires_in == 14400
+    assert await customer_refresh(harness, login.refresh_token, login.access_token) == first
+    harness.clock.advance(3)
+    later = await customer_refresh(harness, login.refresh_token, login.access_token)
+    expected = pb.TokenResponse()
+    expected.CopyFrom(first)
+    expected.expires_in, expected.refresh_token_expires_in = 14400 - 3, 86400 - 3
+    assert later == expected
+    assert await live_refresh_tokens(harness, first.session_id, "customer") == 1
+    customer_tokens = await harness.query(
+        "SELECT count(*) FROM tokens WHERE kind = 'customer'"  # noqa: S608
+        f" AND session_id = '{first.session_id}'"
+    )
+    assert customer_tokens == [(4,)]  # the login's pair and one successor pair
+    harness.clock.advance(harness.core.settings.refresh_grace_seconds - 3 + 1)
+    await expect_error(
+        customer_refresh(harness, login.refresh_token, login.access_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+    for token in (first.access_token, first.refresh_token, first.saas_token):
+        assert not (await harness.introspect(token)).active
+
+
+async def test_a_retry_with_another_legal_entity_gets_the_first_answer(harness: Harness) -> None:
+    """The exchange was decided by the first call: a retry changes neither the tokens nor the
+    session's legal entity."""
+    shop = await harness.shop("acme")
+    login = await harness.customer(shop)
+    first = await customer_refresh(
+        harness, login.refresh_token, login.access_token, legal_entity_id="le-2"
+    )
+    retry = await customer_refresh(
+        harness, login.refresh_token, login.access_token, legal_entity_id="le-1"
+    )
+    assert retry == first
+    assert (await harness.introspect(retry.access_token)).legal_entity_id == "le-2"
+    session = await harness.core.store.get_session(first.session_id)
+    assert session is not None and session.legal_entity_id == "le-2"
+
+
+async def test_a_retry_after_its_successor_was_revoked_is_invalid_grant(harness: Harness) -> None:
+    shop = await harness.shop("acme")
+    anonymous = await harness.anonymous(shop)
+    first = await refresh_anonymous(harness, shop, anonymous.refresh_token)
+    await harness.stub.RevokeToken(pb.RevokeTokenRequest(token=first.access_token))
+    error = await expect_error(
+        refresh_anonymous(harness, shop, anonymous.refresh_token),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid_grant",
+    )
+    assert first.access_token not in (error.details() or "")
+    assert first.refresh_token not in (error.details() or "")
+    # Nothing was revoked on the way: the successor refresh token still refreshes.
+    assert (await refresh_anonymous(harness, shop, first.refresh_token)).session_id

@@ -112,6 +112,23 @@ async def test_each_login_gets_its_own_jti(harness: Harness) -> None:
     )
 
 
+async def test_signing_is_deterministic_and_verifies_as_plain_es256(harness: Harness) -> None:
+    """The same claims sign to the same token (so a retried refresh answers with the SaaS token
+    it answered first), shaped as PyJWT's own `jwt.encode` shapes it, and verified by a relying
+    party as any ES256 token."""
+    _, response = await customer_saas_token(harness)
+    claims = verify(response.saas_token, await harness.core.keys.jwks(), harness)
+    again = await harness.core.keys.sign(claims)
+    assert again == await harness.core.keys.sign(dict(claims))
+    assert verify(again, await harness.core.keys.jwks(), harness) == claims
+    header = jwt.get_unverified_header(again)
+    key = ec.generate_private_key(ec.SECP256R1())
+    by_pyjwt = jwt.encode(claims, key, algorithm="ES256", headers={"kid": header["kid"]})
+    assert again.rsplit(".", 1)[0] == by_pyjwt.rsplit(".", 1)[0]
+    # Randomised ECDSA (PyJWT's default) would not sign the same twice.
+    assert jwt.encode(claims, key, algorithm="ES256") != jwt.encode(claims, key, algorithm="ES256")
+
+
 async def test_alg_none_is_rejected(harness: Harness) -> None:
     _, response = await customer_saas_token(harness)
     jwks = await harness.core.keys.jwks()

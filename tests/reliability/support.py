@@ -35,6 +35,7 @@ from server.records import ClientKind
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
+from tests.support.databases import sqlite_url
 from tests.support.defaults import TEST_SECRET
 from tests.support.http_clients import async_http_client
 from tests.support.processes import (
@@ -45,6 +46,8 @@ from tests.support.processes import (
     text_of,
     wait_until_serving,
 )
+from tokenservice.v1 import token_service_pb2 as pb
+from tokenservice.v1 import token_service_pb2_grpc as pb_grpc
 
 # --- sizes --------------------------------------------------------------------------------------
 
@@ -188,7 +191,48 @@ async def provision(env: dict[str, str], tenant: str) -> Provisioned:
     )
 
 
+async def sign_in(
+    stub: pb_grpc.TokenServiceStub, shop: Provisioned, kind: str, *, deadline: float
+) -> pb.TokenResponse:
+    """A new session's tokens: anonymous, or (`kind` "customer") the customer's login continuing
+    an anonymous session; `deadline` is each call's timeout. Every token goes into the
+    ledger."""
+    answer = await stub.IssueToken(
+        pb.IssueTokenRequest(
+            anonymous=pb.AnonymousGrant(tenant=shop.tenant, client_id=shop.storefront_id)
+        ),
+        timeout=deadline,
+    )
+    LEDGER.secret(answer.access_token, answer.refresh_token)
+    if kind == "customer":
+        answer = await stub.IssueToken(
+            pb.IssueTokenRequest(
+                customer_password=pb.CustomerPasswordGrant(
+                    tenant=shop.tenant,
+                    email=shop.email,
+                    password=shop.password,
+                    anonymous_token=answer.access_token,
+                )
+            ),
+            timeout=deadline,
+        )
+        LEDGER.secret(answer.access_token, answer.refresh_token, answer.saas_token)
+    return answer
+
+
 # --- the server process -------------------------------------------------------------------------
+
+
+def database_env(
+    database_kind: str, database_url: str, tmp_path: Path
+) -> tuple[dict[str, str], str]:
+    """The `reliability_env` of a test run on both databases (the `database_kind` and
+    `database_url` fixtures), and its database's URL: a SQLite file in `tmp_path`, or the fresh
+    PostgreSQL database."""
+    db_path = tmp_path / "tokens.db"
+    if database_kind == "sqlite":
+        return reliability_env(db_path), sqlite_url(db_path)
+    return reliability_env(db_path, database_url), database_url
 
 
 def reliability_env(db_path: Path, database_url: str = "", **settings: str) -> dict[str, str]:
@@ -307,6 +351,12 @@ class Database:
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         return (await self.rows(sql, **params))[0][0]
+
+    async def session_revoked(self, session_id: str) -> bool:
+        revoked_at = await self.scalar(
+            "SELECT revoked_at FROM sessions WHERE session_id = :sid", sid=session_id
+        )
+        return revoked_at is not None
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -31,6 +31,7 @@ from tests.reliability.support import (
     grpc_code,
     provision,
     reliability_env,
+    sign_in,
     size,
     tally,
 )
@@ -101,27 +102,8 @@ class Load:
                 pb.IssueTokenRequest(client_credentials=grant), timeout=CALL_TIMEOUT
             )
             return Issued(kind, (answer.access_token,))
-        anonymous = await self.stub.IssueToken(
-            pb.IssueTokenRequest(
-                anonymous=pb.AnonymousGrant(tenant=shop.tenant, client_id=shop.storefront_id)
-            ),
-            timeout=CALL_TIMEOUT,
-        )
-        if kind == "anonymous":
-            return Issued(kind, (anonymous.access_token, anonymous.refresh_token))
-        LEDGER.secret(anonymous.access_token, anonymous.refresh_token)
-        customer = await self.stub.IssueToken(
-            pb.IssueTokenRequest(
-                customer_password=pb.CustomerPasswordGrant(
-                    tenant=shop.tenant,
-                    email=shop.email,
-                    password=shop.password,
-                    anonymous_token=anonymous.access_token,
-                )
-            ),
-            timeout=CALL_TIMEOUT,
-        )
-        return Issued(kind, (customer.access_token, customer.refresh_token))
+        answer = await sign_in(self.stub, shop, kind, deadline=CALL_TIMEOUT)
+        return Issued(kind, (answer.access_token, answer.refresh_token))
 
 
 def integrity(db_path: Path) -> list[str]:

@@ -40,6 +40,7 @@ from tests.reliability.support import (
     http_outcome,
     provision,
     reliability_env,
+    sign_in,
     size,
     tally,
 )
@@ -143,30 +144,9 @@ class Loop:
 
 
 async def _login(stub: pb_grpc.TokenServiceStub, shop: Provisioned, transport: str) -> Client:
-    anonymous = await stub.IssueToken(
-        pb.IssueTokenRequest(
-            anonymous=pb.AnonymousGrant(tenant=shop.tenant, client_id=shop.storefront_id)
-        ),
-        timeout=CALL_TIMEOUT,
-    )
-    LEDGER.secret(anonymous.access_token, anonymous.refresh_token)
-    if transport != "http customer":
-        return Client(
-            transport, anonymous.session_id, anonymous.access_token, anonymous.refresh_token
-        )
-    customer = await stub.IssueToken(
-        pb.IssueTokenRequest(
-            customer_password=pb.CustomerPasswordGrant(
-                tenant=shop.tenant,
-                email=shop.email,
-                password=shop.password,
-                anonymous_token=anonymous.access_token,
-            )
-        ),
-        timeout=CALL_TIMEOUT,
-    )
-    LEDGER.secret(customer.access_token, customer.refresh_token, customer.saas_token)
-    return Client(transport, customer.session_id, customer.access_token, customer.refresh_token)
+    kind = "customer" if transport == "http customer" else "anonymous"
+    answer = await sign_in(stub, shop, kind, deadline=CALL_TIMEOUT)
+    return Client(transport, answer.session_id, answer.access_token, answer.refresh_token)
 
 
 async def _until(what: str, check: Callable[[], bool], loop: Loop, clients: list[Client]) -> None:

@@ -215,6 +215,20 @@ async def harness(
         await store.close()
 
 
+def lifetimes_apart(answer: pb.TokenResponse, later: pb.TokenResponse) -> int | None:
+    """By how many seconds `later` tells shorter lifetimes than `answer` when it is otherwise
+    the same answer, field for field (a retried refresh gets the same tokens, told what remains
+    of their lives), else None. On a real clock the answers of one exchange are a second apart
+    whenever they straddle one."""
+    same = [pb.TokenResponse(), pb.TokenResponse()]
+    for copy, original in zip(same, (answer, later), strict=True):
+        copy.CopyFrom(original)
+        copy.expires_in = copy.refresh_token_expires_in = 0
+    gap = answer.expires_in - later.expires_in
+    refresh_gap = answer.refresh_token_expires_in - later.refresh_token_expires_in
+    return gap if same[0] == same[1] and refresh_gap == gap else None
+
+
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason carried in the status details."""
     reason: str = error_info(error).reason

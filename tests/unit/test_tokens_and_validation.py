@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -44,6 +46,32 @@ def test_the_canary_is_per_secret_and_under_a_subkey_of_its_own() -> None:
         one.login_subject("t", message),
     }
     assert secret.hex() not in one.canary() and secret.decode() not in one.canary()
+
+
+def test_refresh_successors_are_deterministic_keyed_and_shaped_as_minted_tokens() -> None:
+    """A retried refresh must get the same tokens (the same presented token, the same
+    successor), and nothing the database holds may yield them: not the presented token's
+    digest, nor another secret's derivation."""
+    secret = b"a" * 32
+    one, other = KeyedDigest(secret), KeyedDigest(b"b" * 32)
+    presented = mint_token()
+    access, refresh = one.successor(presented, "access"), one.successor(presented, "refresh")
+    assert access == KeyedDigest(secret).successor(presented, "access")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", access)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", refresh)
+    assert len({access, refresh, presented, one.successor(mint_token(), "access")}) == 4
+    assert access != other.successor(presented, "access")
+    # Under a subkey of its own: neither the secret's own HMAC of the labelled token nor the
+    # token-digest subkey's (whose digests the database holds).
+    message = b"access\0" + presented.encode()
+    token_key = hmac.new(secret, b"tokenservice token digest v1", hashlib.sha256).digest()
+    for key in (secret, token_key):
+        raw = hmac.new(key, message, hashlib.sha256).digest()
+        assert access != base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    jti = one.successor_jti(presented)
+    assert jti == KeyedDigest(secret).successor_jti(presented)
+    assert jti != other.successor_jti(presented) and jti != one.successor_jti(mint_token())
+    assert uuid.UUID(jti).version == 4 and str(uuid.UUID(jti)) == jti
 
 
 def test_the_canary_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
