@@ -97,6 +97,7 @@ async def test_list_shows_every_service_through_reflection(
             "ListOwnSessions",
             "EndOwnSession",
             "EndOwnSessions",
+            "WatchRevocations",
         )
     }
 
