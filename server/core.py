@@ -92,13 +92,16 @@ def build_core(
 
 
 def revocation_feed(settings: Settings, store: TokenStore) -> RevocationFeed:
-    """The feed, woken by whatever tells the token cache of a change (server/revocation_feed.py);
+    """The feed, woken by whatever tells the token cache of a change (server/revocation_feed.py),
+    reading often while the replica cannot hear the others (its listener is not listening);
     without a cache it reads every `revocation_feed_poll_seconds`."""
+    listener = store.listener if isinstance(store, CachedStore) else None
     feed = RevocationFeed(
         store,
         poll_seconds=settings.revocation_feed_poll_seconds,
         heartbeat_seconds=settings.revocation_stream_heartbeat_seconds,
         max_watchers=settings.revocation_streams_max,
+        hearing=None if listener is None else listener.listening.is_set,
     )
     if isinstance(store, CachedStore):
         store.tokens.on_change.append(feed.wake)

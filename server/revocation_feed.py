@@ -8,7 +8,10 @@ seen and offers each to the watchers of its tenant. It reads when woken, which i
 process's token cache hears of a change (`TokenCache.on_change`): its own revocations, another
 replica's notice (server/store/listener.py), another process's commit on a SQLite file
 (runners.SqliteRunner.watch_other_writers); and, woken or not, every `poll_seconds`, which
-bounds what a lost wake (or a store without a token cache) can delay.
+bounds what a lost wake (or a store without a token cache) can delay. While `hearing` says
+this replica cannot hear the others (its listening connection lost), no notice will wake it:
+it reads every `deaf_poll_seconds` instead, so that a revocation on another replica still
+reaches its watchers within a fraction of a second.
 
 A watcher starts from a position:
 
@@ -36,7 +39,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from server.errors import RateLimited, ShuttingDown, StoreUnavailable
 from server.records import RevocationEvent
@@ -114,6 +117,8 @@ class RevocationFeed:
         queue_limit: int = 1_000,
         backlog_limit: int = 10_000,
         ready_timeout: float = 5.0,
+        hearing: Callable[[], bool] | None = None,
+        deaf_poll_seconds: float = 0.05,
     ) -> None:
         if poll_seconds <= 0:
             raise ConfigError("TOKENSERVICE_REVOCATION_FEED_POLL_SECONDS must be greater than 0")
@@ -130,6 +135,8 @@ class RevocationFeed:
         self._queue_limit = queue_limit
         self._backlog_limit = backlog_limit
         self._ready_timeout = ready_timeout
+        self._hearing = hearing
+        self._deaf_poll = deaf_poll_seconds
         self._watchers: set[_Watcher] = set()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
@@ -218,8 +225,9 @@ class RevocationFeed:
                 await asyncio.sleep(self._poll)
         failing = False
         while True:
+            deaf = self._hearing is not None and not self._hearing()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), self._deaf_poll if deaf else self._poll)
             self._wake.clear()
             try:
                 await self._deliver_new()
