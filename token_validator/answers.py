@@ -3,9 +3,9 @@ revocation feed gives a token), never by the token.
 
 How long an answer is good for depends on whether revocations are being followed:
 
-- An active answer obtained while the feed was followed, with no revocation heard between
-  sending the question and storing the answer, is good until the token's `exp` for as long
-  as the feed is followed: any revocation of it would have reached us and dropped it.
+- An active answer obtained while the feed was followed is good until the token's `exp` for
+  as long as the feed is followed: any revocation of it would reach us and drop it. (One whose
+  question crossed a revocation event is not stored at all: validator.py.)
 - Any other active answer, and every active answer while the feed is not followed (the stream
   lost, not yet caught up), is good for the answer's own `cache_seconds` only.
 - An inactive answer is final (a token never becomes active again): good until evicted.

@@ -11,8 +11,8 @@ stream is reopened from the last position with a backoff, so what happened meanw
 delivered, or a reset says to drop everything.
 
 A revocation heard while a question was on its way could concern its answer, which may then
-describe the token as it was before: such an answer is kept for its hint only (as without the
-feed), never until `exp`.
+describe the token as it was before: such an answer is given to its caller (whose question came
+first) and not kept.
 
 Errors (the service unreachable, a refused client) are raised, never cached, and never turn
 into an "active" answer.
@@ -56,7 +56,10 @@ class TokenValidator:
         retry_seconds: float = 0.1,
         max_retry_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[pb.RevocationEvent], None] | None = None,
     ) -> None:
+        """`on_event` is called with each event of the feed once it has been applied (for a
+        resource server's metrics, and the tests that measure how soon a revocation lands)."""
         self._stub = pb_grpc.TokenServiceStub(channel)
         self._caller = pb.ClientAuthentication(client_id=client_id, client_secret=client_secret)
         self._answers = Answers(capacity)
@@ -66,6 +69,7 @@ class TokenValidator:
         self._retry = retry_seconds
         self._max_retry = max_retry_seconds
         self._clock = clock
+        self._on_event = on_event
         self._task: asyncio.Task[None] | None = None
         self._last_message = float("-inf")
         self._connected = False
@@ -104,8 +108,9 @@ class TokenValidator:
         answer: pb.IntrospectTokenResponse = await self._stub.IntrospectToken(
             pb.IntrospectTokenRequest(token=token, caller=self._caller), timeout=self._timeout
         )
-        unchanged = following and self.following and generation == self.generation
-        self._answers.put(key, answer, sent, followed=unchanged)
+        if generation != self.generation:
+            return answer  # a revocation crossed the question: its answer may predate it
+        self._answers.put(key, answer, sent, followed=following and self.following)
         return answer
 
     async def active(self, token: str) -> bool:
@@ -160,6 +165,8 @@ class TokenValidator:
         self._last_message = self._clock()
         if event.reset or event.heartbeat:
             self._set_connected(True)
+        if self._on_event is not None:
+            self._on_event(event)
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self._connected:

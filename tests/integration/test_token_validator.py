@@ -11,7 +11,7 @@ clock is a manual one where staleness is the point.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -193,3 +193,44 @@ async def test_a_refused_client_raises_and_nothing_is_cached(
         await validator.active(token)
     assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert validator.cached() == 0
+
+
+class RevokingWhileAnswering(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Holds the first IntrospectToken answer until `meanwhile` has run: an answer given
+    before a revocation that reaches the validator after the revocation's event."""
+
+    def __init__(self) -> None:
+        self.meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        answer = await call
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        return answer
+
+
+async def test_an_answer_that_crossed_a_revocation_is_used_once_and_not_kept(
+    harness: Harness, shop: Shop
+) -> None:
+    holding = RevokingWhileAnswering()
+    async with grpc.aio.insecure_channel(harness.target, interceptors=[holding]) as channel:
+        validator = validator_for(channel, shop)
+        await validator.start()
+        try:
+            await eventually(lambda: validator.following, "the validator follows the feed")
+            token = (await harness.service(shop)).access_token
+
+            async def revoke_and_hear_it() -> None:
+                await revoke(harness, shop, token)
+                await eventually(lambda: validator.revocations == 1, "the event arrived")
+
+            holding.meanwhile = revoke_and_hear_it
+            assert await validator.active(token)  # answered before the revocation
+            assert validator.cached() == 0  # but not kept: the event came after the question
+            assert not await validator.active(token)
+        finally:
+            await validator.close()
