@@ -27,7 +27,9 @@ that call returned; dedicated pollers (in this process, one channel per replica)
 introspect the token on every replica back to back until it answers inactive. The propagation
 of a revocation is the longest, over the other replicas, of (that replica's first inactive
 answer received - t0). Every answer, the load's and the pollers', is judged by when its call
-was made, since an answer to a call made before the revocation may rightly say active.
+was made, since an answer to a call made before the revocation may rightly say active. A
+listener of the test's own (never cut) records when PostgreSQL delivered each notice, so that a
+late one can be told apart from a replica slow to act on it.
 
 Mid-run, CUT_ROUNDS rounds cut the listening connections (found in pg_stat_activity by their
 application_name), of every replica and of one in turn, and go on revoking during the outage and
@@ -84,6 +86,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.store.listener import APPLICATION_NAME, asyncpg_dsn
+from server.store.notices import CHANNEL, Notice
+from server.tokens import KeyedDigest
 from tests.reliability.support import (
     LEDGER,
     SOAK,
@@ -95,6 +99,7 @@ from tests.reliability.support import (
     size,
 )
 from tests.support import attack_process
+from tests.support.defaults import TEST_SECRET
 from tests.support.http_clients import async_http_client
 from tests.support.waiting import WAIT_SECONDS, eventually
 from tokenservice.v1 import token_service_pb2 as pb
@@ -128,11 +133,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(TIMEOUT)]
 
 Answer = tuple[int, int, float, float, bool]  # token, replica, sent, received, active
 T = TypeVar("T")
+DIGESTS = KeyedDigest(TEST_SECRET)
 
 
 @dataclasses.dataclass(frozen=True)
 class Issued:
     access: str
+    key: str  # what a notice of its revocation names: the token's digest, or the session id
     refresh: str = ""  # an anonymous session's: revoking it ends the session
 
 
@@ -203,7 +210,9 @@ async def issue(stub: pb_grpc.TokenServiceStub, shop: Provisioned, count: int) -
             request = pb.IssueTokenRequest(client_credentials=service)
         answer = await stub.IssueToken(request, timeout=CALL_TIMEOUT)
         LEDGER.secret(answer.access_token, answer.refresh_token)
-        return Issued(answer.access_token, answer.refresh_token)
+        if answer.refresh_token:
+            return Issued(answer.access_token, answer.session_id, answer.refresh_token)
+        return Issued(answer.access_token, DIGESTS.token(answer.access_token))
 
     return await bounded(one(n) for n in range(count))
 
@@ -264,6 +273,23 @@ class Run:
         self.back_seconds: list[float] = []  # per cut listener, until it listened again
         self.survivors: set[int] = set()  # the listeners a round does not cut
         self.listeners_cut = 0
+        # When this process's own listener (never cut) heard each notice, by what it names: how
+        # long PostgreSQL takes to deliver one, apart from what a replica then does with it.
+        self.heard: dict[str, float] = {}
+
+    def on_notice(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        at = time.monotonic()
+        notice = Notice.parse(payload)
+        for key in (*notice.tokens, *notice.sessions):
+            self.heard.setdefault(key, at)
+
+    def notice_delays(self) -> list[float]:
+        """Per revocation, from t0 to this process hearing its notice (< 0: before t0)."""
+        return [
+            self.heard[self.tokens[r.index].key] - r.t0
+            for r in self.revoked
+            if self.tokens[r.index].key in self.heard
+        ]
 
     async def revoke(self, phase: str, *, check_away: bool = False) -> Revoked:
         index = next(self.order, None)
@@ -425,6 +451,7 @@ class Judgement:
     bound: float
     judged_after_bound: int = 0  # calls made more than `bound` after t0
     late: list[str] = dataclasses.field(default_factory=list)  # of those, answered active
+    late_revocations: dict[int, int] = dataclasses.field(default_factory=dict)  # index: count
     judged_own: int = 0  # calls to the revoking replica made after t0
     own_active: list[str] = dataclasses.field(default_factory=list)
     judged_after_everywhere: int = 0  # calls made after every replica had answered inactive
@@ -449,6 +476,7 @@ class Judgement:
                 self.judged_by_phase[phase] = self.judged_by_phase.get(phase, 0) + 1
                 if active:
                     self.late.append(after)
+                    self.late_revocations[index] = self.late_revocations.get(index, 0) + 1
                     self.late_by_phase[phase] = self.late_by_phase.get(phase, 0) + 1
             if replica == revocation.replica and sent > revocation.t0:
                 self.judged_own += 1
@@ -494,6 +522,7 @@ async def test_a_revocation_reaches_every_replica_under_load(
     records = tmp_path / "load-answers.txt"
     load: asyncio.subprocess.Process | None = None
     admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    observer = await asyncpg.connect(asyncpg_dsn(postgres_url))
     try:
         await asyncio.gather(*(service.start() for service in services))
         async with contextlib.AsyncExitStack() as stack:
@@ -521,6 +550,7 @@ async def test_a_revocation_reaches_every_replica_under_load(
             started = time.monotonic()
 
             run = Run(stubs, tokens, shop, load, admin, seed=replica_count)
+            await observer.add_listener(CHANNEL, run.on_notice)
             await run.steady(REVOCATIONS // 2)
             await run.cuts()
             await run.steady(REVOCATIONS - REVOCATIONS // 2)
@@ -539,6 +569,7 @@ async def test_a_revocation_reaches_every_replica_under_load(
         for service in services:
             await service.close()
         await admin.close()
+        await observer.close()
 
     revoked = {revocation.index: revocation for revocation in run.revoked}
     judgement = Judgement(BOUND)
@@ -558,12 +589,15 @@ async def test_a_revocation_reaches_every_replica_under_load(
         session_revocations=sum(bool(tokens[r.index].refresh) for r in run.revoked),
         propagation_steady=summary(steady),
         propagation_through_cuts=summary(cut),
+        notice_heard_by_the_test=summary(run.notice_delays()),
+        notices_heard_by_the_test=len(run.notice_delays()),
         poll_round_trip=summary([received - sent for _, _, sent, received, _ in run.answers]),
         bound_ms=ms(BOUND),
         answers_judged_after_bound=judgement.judged_after_bound,
         answers_judged_by_phase=judgement.judged_by_phase,
         active_after_bound=len(judgement.late),
         active_after_bound_by_phase=judgement.late_by_phase,
+        revocations_answered_active_after_bound=len(judgement.late_revocations),
         revoking_replica_answers_after_t0=judgement.judged_own,
         revoking_replica_active=len(judgement.own_active),
         answers_after_every_replica_inactive=judgement.judged_after_everywhere,
@@ -596,8 +630,14 @@ async def test_a_revocation_reaches_every_replica_under_load(
     assert judgement.judged_own > len(run.revoked), "the load hardly asked the revoking replica"
     assert judgement.judged_after_everywhere > len(run.revoked), "the load hardly asked after"
     assert not judgement.late, (
-        f"{len(judgement.late)} answers active more than {ms(BOUND)} ms after t0: "
-        f"{judgement.late[:5]}"
+        f"{len(judgement.late)} answers active more than {ms(BOUND)} ms after t0, of "
+        f"{len(judgement.late_revocations)} revocations: {judgement.late[:5]}; "
+        + "; ".join(
+            f"{count} of token {index} revoked on replica {revoked[index].replica} "
+            f"({revoked[index].phase}), first inactive after "
+            f"{[ms(at - revoked[index].t0) for at in revoked[index].first_inactive]} ms"
+            for index, count in sorted(judgement.late_revocations.items())[:10]
+        )
     )
     if SOAK:
         assert judgement.judged_after_bound > len(run.revoked), "the load hardly asked after t0"
