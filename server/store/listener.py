@@ -13,7 +13,9 @@ connection that died silently (a network path that drops packets) can pass for l
 cache's own lifetime (TOKENSERVICE_TOKEN_CACHE_SECONDS) stays the last line of defence.
 
 Reconnecting waits `retry_seconds`, doubling to `max_retry_seconds`, so an outage costs the
-database one attempt per interval per replica; each change of state is one log line.
+database one attempt per interval per replica; each change of state is one log line. The
+connection says what it is in pg_stat_activity (`application_name` APPLICATION_NAME), so that an
+operator, or a test, can tell it from the pool's connections.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from server.store.notices import CHANNEL, Notice
 from server.store.token_cache import TokenCache
 
 log = logging.getLogger("tokenservice.store")
+
+APPLICATION_NAME = "tokenservice-listener"
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -91,7 +95,11 @@ class RevocationListener:
         while True:
             connection: Any = None
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                connection = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self._connect_timeout,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
                 self._lost.clear()
                 connection.add_termination_listener(lambda _conn: self._lost.set())
                 await connection.add_listener(CHANNEL, self._heard)

@@ -15,7 +15,7 @@ import pytest
 from server.records import TenantRecord, TokenUse
 from server.store.cached import CachedStore
 from server.store.factory import open_store
-from server.store.listener import RevocationListener, asyncpg_dsn
+from server.store.listener import APPLICATION_NAME, RevocationListener, asyncpg_dsn
 from server.store.notices import EVERYTHING, MAX_PAYLOAD_BYTES, Notice
 from tests.support.harness import harness_settings
 from tests.support.narrow import not_none
@@ -134,6 +134,23 @@ async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_ag
     assert await cached_on(b, "t2")  # caching again once listening
     await a.revoke_token("t2", NOW)
     await eventually(lambda: not b.tokens.get("t2"), "the new connection hears notices")
+
+
+async def test_the_listening_connection_names_itself_in_pg_stat_activity(
+    replicas: tuple[CachedStore, CachedStore], postgres_url: str
+) -> None:
+    """What an operator (and tests/reliability/test_revocation_propagation.py) finds it by."""
+    pids = {not_none(listener_of(store).backend_pid) for store in replicas}
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        rows = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = $1",
+            APPLICATION_NAME,
+        )
+    finally:
+        await admin.close()
+    assert {row["pid"] for row in rows} == pids
 
 
 def test_a_notice_too_large_or_unreadable_means_everything() -> None:
