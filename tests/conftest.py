@@ -1,5 +1,6 @@
 """What the whole suite registers once: the shared fixtures (tests/support), the scheduler that
-keeps tests/reliability on one worker, and the notice of what was skipped for want of a tool."""
+runs tests/reliability as a few serial groups, and the notice of what was skipped for want of a
+tool."""
 
 from __future__ import annotations
 
@@ -25,12 +26,48 @@ NUMBERS_PROPERTY = "reliability_numbers"
 
 
 # --- pytest-xdist ---------------------------------------------------------------------------------
-# tests/reliability shares one in-process ledger (tests/reliability/support.py) that its last test
-# reads, so with `--dist loadgroup` (make test) it runs on one worker, in its collection order,
-# while the others take the rest test by test. A scheduler of our own, because xdist 3.8 marks
-# its groups through a node attribute pytest 9.2 no longer reads (`xdist_group` marks do not
-# group there).
-SERIAL_GROUPS = {"tests/reliability/": "reliability"}
+# The reliability suite keeps one in-process ledger (tests/reliability/support.py) that a leak test
+# reads at the end. With `--dist loadgroup` (make test) it runs as RELIABILITY_GROUPS: each group
+# on one worker, in its collection order, ending with a leak test of its own over that worker's
+# ledger (tests/reliability/conftest.py gives the leak test one case per group), while the other
+# workers take the rest test by test. Three groups rather than one: run serially, the suite was
+# the longest chain of `make test` (about 250 of its 270 s). A scheduler of our own, because
+# xdist 3.8 marks its groups through a node attribute pytest 9.2 no longer reads (`xdist_group`
+# marks do not group there).
+RELIABILITY = "tests/reliability/"
+# Balanced by their bounded run times; a module not named here runs in the first group.
+RELIABILITY_GROUPS: dict[str, tuple[str, ...]] = {
+    "reliability-a": ("test_bad_input_volume", "test_jwt_negatives", "test_account_flows"),
+    "reliability-b": (
+        "test_abuse_controls",
+        "test_identity_provider_abuse",
+        "test_database_faults",
+        "test_refresh_retries",
+    ),
+    "reliability-c": (
+        "test_crash_durability",
+        "test_hostile_clients",
+        "test_refresh_races",
+        "test_graceful_shutdown",
+        "test_revocation_propagation",
+        "test_revocation_feed_delivery",
+    ),
+}
+
+
+def reliability_group(nodeid: str) -> str | None:
+    """The group a reliability test runs in; None for every other test. A leak test case names
+    its group as its parameter."""
+    if not nodeid.startswith(RELIABILITY):
+        return None
+    for group in RELIABILITY_GROUPS:
+        if nodeid.endswith(f"[{group}]"):
+            return group
+    module = nodeid[len(RELIABILITY) :].split(".py", 1)[0]
+    for group, modules in RELIABILITY_GROUPS.items():
+        if module in modules:
+            return group
+    return next(iter(RELIABILITY_GROUPS))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -42,10 +79,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     # subclassing it is the plugin's documented way to schedule.
     class SerialGroups(LoadGroupScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            for prefix, group in SERIAL_GROUPS.items():
-                if nodeid.startswith(prefix):
-                    return group
-            return str(super()._split_scope(nodeid))
+            return reliability_group(nodeid) or str(super()._split_scope(nodeid))
 
     return SerialGroups(config, log)
 

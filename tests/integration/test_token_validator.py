@@ -10,6 +10,7 @@ clock is a manual one where staleness is the point.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -74,6 +75,13 @@ def validator_for(channel: grpc.aio.Channel, shop: Shop, **options: Any) -> Toke
     return TokenValidator(channel, shop.service_id, shop.service_secret, **options)
 
 
+@contextlib.asynccontextmanager
+async def following(validator: TokenValidator) -> AsyncIterator[TokenValidator]:
+    """The validator started and following the feed; closed afterwards."""
+    async with following(validator):
+        yield validator
+
+
 async def revoke(harness: Harness, shop: Shop, token: str) -> None:
     caller = pb.ClientAuthentication(client_id=shop.service_id, client_secret=shop.service_secret)
     assert (
@@ -85,9 +93,7 @@ async def test_while_following_answers_are_kept_and_a_revocation_drops_them_at_o
     harness: Harness, shop: Shop, channel: grpc.aio.Channel, counter: CountingInterceptor
 ) -> None:
     validator = validator_for(channel, shop)
-    await validator.start()
-    try:
-        await eventually(lambda: validator.following, "the validator follows the feed")
+    async with following(validator):
         token = (await harness.service(shop)).access_token
         assert await validator.active(token)
         assert await validator.active(token)  # kept although its hint is 0
@@ -100,17 +106,13 @@ async def test_while_following_answers_are_kept_and_a_revocation_drops_them_at_o
         assert counter.calls["IntrospectToken"] == 2
         assert not await validator.active(token)  # an inactive answer is final: kept
         assert counter.calls["IntrospectToken"] == 2
-    finally:
-        await validator.close()
 
 
 async def test_a_session_ended_drops_every_token_of_it(
     harness: Harness, shop: Shop, channel: grpc.aio.Channel
 ) -> None:
     validator = validator_for(channel, shop)
-    await validator.start()
-    try:
-        await eventually(lambda: validator.following, "the validator follows the feed")
+    async with following(validator):
         customer = await harness.customer(shop)
         assert await validator.active(customer.access_token)
         assert await validator.active(customer.saas_token)
@@ -120,8 +122,6 @@ async def test_a_session_ended_drops_every_token_of_it(
         assert validator.cached() == 0
         assert not await validator.active(customer.access_token)
         assert not await validator.active(customer.saas_token)
-    finally:
-        await validator.close()
 
 
 async def test_without_the_feed_the_hint_is_the_bound(
@@ -143,9 +143,7 @@ async def test_a_silent_feed_falls_back_to_the_hints(
 ) -> None:
     clock = ManualClock()
     validator = validator_for(channel, shop, clock=clock, stale_after=30.0)
-    await validator.start()
-    try:
-        await eventually(lambda: validator.following, "the validator follows the feed")
+    async with following(validator):
         token = (await harness.service(shop)).access_token
         assert await validator.active(token)
         clock.now += 10  # past the hint (5 s), within the staleness bound: still kept
@@ -155,17 +153,13 @@ async def test_a_silent_feed_falls_back_to_the_hints(
         assert not validator.following
         assert await validator.active(token)  # so the 5 s hint rules, and it asks again
         assert counter.calls["IntrospectToken"] == 2
-    finally:
-        await validator.close()
 
 
 async def test_after_a_pause_it_resumes_and_gets_what_it_missed(
     harness: Harness, shop: Shop, channel: grpc.aio.Channel, counter: CountingInterceptor
 ) -> None:
     validator = validator_for(channel, shop)
-    await validator.start()
-    try:
-        await eventually(lambda: validator.following, "the validator follows the feed")
+    async with following(validator):
         tokens = [(await harness.service(shop)).access_token for _ in range(2)]
         for token in tokens:
             assert await validator.active(token)
@@ -180,8 +174,6 @@ async def test_after_a_pause_it_resumes_and_gets_what_it_missed(
         assert not await validator.active(tokens[0])
         assert await validator.active(tokens[1])  # kept: nothing said otherwise
         assert counter.calls["IntrospectToken"] == 3
-    finally:
-        await validator.close()
 
 
 async def test_a_refused_client_raises_and_nothing_is_cached(
@@ -219,9 +211,7 @@ async def test_an_answer_that_crossed_a_revocation_is_used_once_and_not_kept(
     holding = RevokingWhileAnswering()
     async with grpc.aio.insecure_channel(harness.target, interceptors=[holding]) as channel:
         validator = validator_for(channel, shop)
-        await validator.start()
-        try:
-            await eventually(lambda: validator.following, "the validator follows the feed")
+        async with following(validator):
             token = (await harness.service(shop)).access_token
 
             async def revoke_and_hear_it() -> None:
@@ -232,5 +222,3 @@ async def test_an_answer_that_crossed_a_revocation_is_used_once_and_not_kept(
             assert await validator.active(token)  # answered before the revocation
             assert validator.cached() == 0  # but not kept: the event came after the question
             assert not await validator.active(token)
-        finally:
-            await validator.close()

@@ -2,8 +2,10 @@
 
 Every test writes to one ledger (tests/reliability/support.py): the secrets it saw, the log
 files of the servers it started, the error messages it received and the numbers it measured.
-The leak test (test_zz_nothing_leaks.py) runs last and reads all of it; the numbers are printed
-at the end of the run and, with TOKENSERVICE_RELIABILITY_REPORT=path, written there as JSON.
+The leak test (test_zz_nothing_leaks.py) runs last and reads all of it (under pytest-xdist, one
+case per group of tests/conftest.py's RELIABILITY_GROUPS, each at the end of its group, on its
+group's worker); the numbers are printed at the end of the run and, with
+TOKENSERVICE_RELIABILITY_REPORT=path, written there as JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Generator
 
 import pytest
 
-from tests.conftest import NUMBERS_PROPERTY
+from tests.conftest import NUMBERS_PROPERTY, RELIABILITY_GROUPS
 from tests.reliability.support import LEDGER
 
 LAST_MODULE = "test_zz_nothing_leaks"
@@ -22,6 +24,17 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     """The reliability suite starts services and drives them for seconds: make test-fast
     (`-m "not slow"`) leaves it out."""
     item.add_marker(pytest.mark.slow)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Under pytest-xdist the suite runs as RELIABILITY_GROUPS (tests/conftest.py), a worker's
+    ledger holding its groups' tests only: one leak test case per group, each run at the end of
+    its group on its group's worker. In one process (make soak) one case reads everything."""
+    if "ledger_group" not in metafunc.fixturenames:
+        return
+    under_xdist = hasattr(metafunc.config, "workerinput")
+    groups = list(RELIABILITY_GROUPS) if under_xdist else ["all"]
+    metafunc.parametrize("ledger_group", groups)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

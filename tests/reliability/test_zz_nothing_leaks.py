@@ -71,7 +71,8 @@ def test_finder_finds_a_jwt_by_its_signature_and_plain_secrets() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_no_token_secret_or_password_in_any_log_error_or_metric() -> None:
+def test_no_token_secret_or_password_in_any_log_error_or_metric(ledger_group: str) -> None:
+    """`ledger_group`: which tests' ledger this worker holds (tests/reliability/conftest.py)."""
     files = sorted(
         path
         for directory in LEDGER.log_dirs
@@ -93,7 +94,7 @@ def test_no_token_secret_or_password_in_any_log_error_or_metric() -> None:
         for _ in finder.leaks(text):
             found[where] += 1
     LEDGER.record(
-        "8 nothing leaks",
+        f"8 nothing leaks ({ledger_group})",
         secrets_tracked=len(secrets),
         log_files=len(files),
         log_lines=lines,
