@@ -78,8 +78,12 @@ def validator_for(channel: grpc.aio.Channel, shop: Shop, **options: Any) -> Toke
 @contextlib.asynccontextmanager
 async def following(validator: TokenValidator) -> AsyncIterator[TokenValidator]:
     """The validator started and following the feed; closed afterwards."""
-    async with following(validator):
+    await validator.start()
+    try:
+        await eventually(lambda: validator.following, "the validator follows the feed")
         yield validator
+    finally:
+        await validator.close()
 
 
 async def revoke(harness: Harness, shop: Shop, token: str) -> None:
