@@ -112,7 +112,10 @@ class RevocationListener:
                 await self._until_lost(connection)
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+            except Exception as error:
+                # Not only the network's and the server's errors: one asyncpg raises for its own
+                # reasons (a protocol or internal client error) would otherwise end this task
+                # and leave the cache suspended for good, without a word.
                 if was_listening or delay == self._retry_seconds:
                     log.warning(
                         "not listening for other replicas' revocations (%s): every token is "

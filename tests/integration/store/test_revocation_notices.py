@@ -161,3 +161,28 @@ def test_a_notice_too_large_or_unreadable_means_everything() -> None:
     assert Notice.parse(few.payload()) == few
     for unreadable in ("", "{", '{"t": 1}', '{"t": [1], "s": []}', "[]"):
         assert Notice.parse(unreadable) == EVERYTHING
+
+
+async def test_an_unexpected_driver_error_is_one_more_reason_to_reconnect(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error asyncpg raises for its own reasons, not the network's or the server's, ends one
+    attempt, not the listener: it logs, waits and listens again."""
+    connect = asyncpg.connect
+    attempts = []
+
+    async def fails_once(*args: object, **kwargs: object) -> object:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise asyncpg.exceptions.InternalClientError("a driver's own failure")
+        return await connect(*args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "connect", fails_once)
+    store = await open_store(harness_settings(postgres_url), migrate=False)
+    try:
+        assert isinstance(store, CachedStore)
+        await eventually(lambda: listener_of(store).listening.is_set(), "listening after all")
+        assert len(attempts) == 2
+        assert "not listening for other replicas' revocations (InternalClientError)" in caplog.text
+    finally:
+        await store.close()
