@@ -92,7 +92,7 @@ def build_core(
 
 
 def revocation_feed(settings: Settings, store: TokenStore) -> RevocationFeed:
-    """The feed, woken by whatever tells the token cache of a change (server/revocation_feed.py),
+    """The feed, woken whenever the token cache hears of a revocation (server/revocation_feed.py),
     reading often while the replica cannot hear the others (its listener is not listening);
     without a cache it reads every `revocation_feed_poll_seconds`."""
     listener = store.listener if isinstance(store, CachedStore) else None
@@ -104,5 +104,5 @@ def revocation_feed(settings: Settings, store: TokenStore) -> RevocationFeed:
         hearing=None if listener is None else listener.listening.is_set,
     )
     if isinstance(store, CachedStore):
-        store.tokens.on_change.append(feed.wake)
+        store.tokens.on_revocation.append(feed.wake)
     return feed

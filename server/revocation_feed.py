@@ -5,8 +5,9 @@ The events are rows the revoking transaction itself writes (server/store/feed.py
 holds exactly the revocations that committed, in the order they committed, and every replica
 reads the same sequence. One pump per process reads the rows after the last position it has
 seen and offers each to the watchers of its tenant. It reads when woken, which is whenever this
-process's token cache hears of a change (`TokenCache.on_change`): its own revocations, another
-replica's notice (server/store/listener.py), another process's commit on a SQLite file
+process hears of a revocation (`TokenCache.revoked`): its own revoking writes (not a refresh
+rotation, which drops cached entries but records no event), another replica's notice
+(server/store/listener.py), another process's commit on a SQLite file
 (runners.SqliteRunner.watch_other_writers); and, woken or not, every `poll_seconds`, which
 bounds what a lost wake (or a store without a token cache) can delay. While `hearing` says
 this replica cannot hear the others (its listening connection lost), no notice will wake it:

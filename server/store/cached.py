@@ -205,8 +205,9 @@ class CachedStore:
         grace_seconds: int,
         rotate: bool,
     ) -> RefreshOutcome:
+        outcome = RefreshOutcome.REUSED  # should the call fail, it may have revoked
         try:
-            return await self._store.refresh(
+            outcome = await self._store.refresh(
                 presented_digest,
                 session_id,
                 tokens,
@@ -215,9 +216,12 @@ class CachedStore:
                 grace_seconds=grace_seconds,
                 rotate=rotate,
             )
+            return outcome
         finally:
             self.tokens.drop_token(presented_digest)
             self.tokens.drop_session(session_id)
+            if outcome is RefreshOutcome.REUSED:
+                self.tokens.revoked()
 
     async def purge_expired(self, now: int, *, batch_size: int) -> PurgeReport:
         """Rows it deletes are inactive already; dropping everything (once per sweep) keeps
@@ -232,18 +236,21 @@ class CachedStore:
             return await self._store.revoke_token(digest, now, fingerprint=fingerprint)
         finally:
             self.tokens.drop_token(digest)
+            self.tokens.revoked()
 
     async def revoke_session(self, session_id: str, now: int) -> int:
         try:
             return await self._store.revoke_session(session_id, now)
         finally:
             self.tokens.drop_session(session_id)
+            self.tokens.revoked()
 
     async def revoke_customer_session(self, customer_id: str, session_id: str, *, now: int) -> bool:
         try:
             return await self._store.revoke_customer_session(customer_id, session_id, now=now)
         finally:
             self.tokens.drop_session(session_id)
+            self.tokens.revoked()
 
     async def revoke_customer_sessions(
         self, customer_id: str, *, except_session_id: str | None = None, now: int
@@ -271,14 +278,19 @@ class CachedStore:
             yield
         except BaseException:
             self.tokens.clear()
+            self.tokens.revoked()
             raise
 
     def _drop_sessions(self, session_ids: Sequence[str]) -> None:
+        """Drops the entries of the sessions a revocation ended and, if it ended any, tells the
+        feed."""
         if len(session_ids) >= len(self.tokens):
             self.tokens.clear()  # cheaper than one look-up each, and as correct
-            return
-        for session_id in session_ids:
-            self.tokens.drop_session(session_id)
+        else:
+            for session_id in session_ids:
+                self.tokens.drop_session(session_id)
+        if session_ids:
+            self.tokens.revoked()
 
     # A password change or reset ends sessions of the customer: their entries go, as for the
     # other revocations of a customer's sessions.
@@ -306,6 +318,7 @@ class CachedStore:
             return await self._store.change_email(tenant, digest, now)
         finally:
             self.tokens.clear()
+            self.tokens.revoked()
 
     # --- everything else: forwarded (see UNCACHED_READS, WRITES_KEEPING_CACHED_ROWS) ------------
     async def get_account_policy(self, tenant: str) -> AccountPolicy | None:

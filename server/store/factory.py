@@ -3,6 +3,8 @@ the in-process caches in front."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from server import metrics
 from server.settings import Settings
 from server.store.cached import CachedStore, cached
@@ -11,6 +13,7 @@ from server.store.listener import RevocationListener
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
 from server.store.sql import SqlStore
+from server.store.token_cache import TokenCache
 
 
 def pool_options(settings: Settings) -> PoolOptions:
@@ -45,7 +48,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
     if settings.is_sqlite:
         # One serving process on the file, but the CLI may revoke on it meanwhile: a commit by
         # another process empties the token cache (server/store/runners.py).
-        store.watch_other_writers(front.tokens.clear)
+        store.watch_other_writers(_another_process_wrote(front.tokens))
     else:
         # Several replicas share this database: hear their revocations (server/store/listener.py).
         front.listener = RevocationListener(
@@ -56,6 +59,17 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
         )
         await front.listener.start()
     return front
+
+
+def _another_process_wrote(tokens: TokenCache) -> Callable[[], None]:
+    """What a commit by another process on the SQLite file means: it may have changed any
+    cached row, and it may have been a revocation (it cannot be told which)."""
+
+    def changed() -> None:
+        tokens.clear()
+        tokens.revoked()
+
+    return changed
 
 
 def _count_cache_lookup(hit: bool) -> None:

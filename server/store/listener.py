@@ -151,8 +151,9 @@ class RevocationListener:
         notice = Notice.parse(payload)
         if notice.everything:
             self._cache.clear()
-            return
-        for digest in notice.tokens:
-            self._cache.drop_token(digest)
-        for session_id in notice.sessions:
-            self._cache.drop_session(session_id)
+        else:
+            for digest in notice.tokens:
+                self._cache.drop_token(digest)
+            for session_id in notice.sessions:
+                self._cache.drop_session(session_id)
+        self._cache.revoked()

@@ -35,10 +35,11 @@ class TokenCache:
         # While set, nothing is answered from the cache or put in it: a replica that cannot hear
         # the others' revocations (server/store/listener.py) reads every token from the store.
         self.suspended = False
-        # Called after every drop: whatever drops entries has just learnt of a change (this
-        # process's write, another replica's notice, another process's commit), which is when
-        # the revocation feed reads the store (server/revocation_feed.py).
-        self.on_change: list[Callable[[], None]] = []
+        # Called by `revoked`: whatever heard of a revocation (this process's revoking write,
+        # another replica's notice, another process's commit on a SQLite file) tells the
+        # revocation feed to read the store (server/revocation_feed.py). Drops alone do not: a
+        # refresh rotation drops entries too, and records no event.
+        self.on_revocation: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -97,10 +98,13 @@ class TokenCache:
         self.clear()
         self.suspended = False
 
+    def revoked(self) -> None:
+        """Something was revoked, here or elsewhere: whoever reads the revocation feed reads."""
+        for callback in self.on_revocation:
+            callback()
+
     def _changed(self) -> None:
         self.generation += 1
-        for callback in self.on_change:
-            callback()
 
     def _remove(self, digest: str) -> None:
         entry = self._entries.pop(digest, None)

@@ -5,7 +5,7 @@ change made by another replica seen within `max_age` (two stores on one SQLite f
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol
 
 import pytest
@@ -185,6 +185,38 @@ async def test_a_refresh_drops_the_presented_token_and_its_session(
     )
     assert outcome is RefreshOutcome.ROTATED
     assert not_none(await store.find_token("r1")).token.rotated_at == NOW
+
+
+async def test_revocations_wake_the_feed_and_rotations_do_not(
+    counting: tuple[CountingStore, TokenStore],
+) -> None:
+    """The revocation feed reads the store when `TokenCache.revoked` says so: after every
+    revoking write, and not after a refresh rotation or a purge, which drop entries but record
+    no event (a watched replica would otherwise read the feed once per refresh)."""
+    _, store = counting
+    assert isinstance(store, CachedStore)
+    woken: list[str] = []
+    store.tokens.on_revocation.append(lambda: woken.append("woken"))
+
+    def refresh(now: int, *, grace_seconds: int = 10) -> Awaitable[RefreshOutcome]:
+        issued = [token(f"a-{now}", use=TokenUse.ACCESS), token(f"r-{now}")]
+        update = SessionUpdate(updated_at=now)
+        return store.refresh(
+            "r1", "s1", issued, update, now=now, grace_seconds=grace_seconds, rotate=True
+        )
+
+    assert await refresh(NOW) is RefreshOutcome.ROTATED
+    assert await refresh(NOW + 1) is RefreshOutcome.GRACE
+    await store.purge_expired(NOW, batch_size=100)
+    assert await store.revoke_customer_sessions("nobody", now=NOW) == []
+    assert woken == []
+
+    await store.revoke_token("a1", NOW)
+    assert woken == ["woken"]
+    assert await refresh(NOW + 60, grace_seconds=0) is RefreshOutcome.REUSED
+    assert len(woken) == 2
+    await store.revoke_session("s1", NOW)
+    assert len(woken) == 3
 
 
 async def test_a_customers_and_a_legal_entitys_revocations_drop_their_sessions_at_once() -> None:

@@ -80,10 +80,13 @@ async def test_ended_sessions_leave_the_other_replicas_cache(
     for digest in ("s1-access", "s2-access"):
         await b.find_token(digest)
     notices = listener_of(b).notices
+    woken: list[int] = []
+    b.tokens.on_revocation.append(lambda: woken.append(1))
 
     assert await a.revoke_session("s1", NOW) == 1
 
     await eventually(lambda: listener_of(b).notices > notices, "b heard the revocation")
+    assert woken == [1]  # b's revocation feed reads now, not at its next poll
     assert not await cached_on(b, "s1-access")
     assert await cached_on(b, "s2-access")
     assert not_none(await b.find_token("s1-access")).token.revoked_at == NOW
