@@ -8,7 +8,11 @@ and CPU per request), which is the figure to trust on a shared machine.
 
     git worktree add /tmp/before main     # or: git archive main | tar -x -C /tmp/before
     .venv/bin/python -m bench.compare /tmp/before . [--rounds 6] [--requests 10000]
-                                      [--scenarios grpc_noop introspect_seen]
+                                      [--scenarios grpc_noop introspect_seen] [--watch]
+
+With `--watch`, a resource server watches each service's revocation feed (GET
+/oauth/revocations, Server-Sent Events) throughout, as a deployment with resource servers
+following revocations runs.
 
 A tree is any checkout of this repository; its own server/ is what runs (bench/server.py is
 started with the tree as its working directory), with this virtualenv's packages.
@@ -21,7 +25,11 @@ import collections
 import contextlib
 import statistics
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 import bench.run
 import bench.servers
@@ -36,6 +44,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--in-flight", type=int, nargs="+", default=list(bench.run.IN_FLIGHT))
     parser.add_argument("--scenarios", nargs="+", default=["grpc_noop", "introspect_seen"])
+    parser.add_argument("--watch", action="store_true", help="a resource server watches the feed")
     args = parser.parse_args()
     bench.run.check_tools()
     pinning = bench.servers.choose_pinning(True)  # h2load on one core, the services on another
@@ -52,6 +61,8 @@ def main() -> None:
             pin = tuple(pinning.server_prefix)
             service = stack.enter_context(bench.servers.running_service(url, workdir, pin=pin))
             services[tree] = (service, {s.name: s for s in service_scenarios(service)[0]})
+            if args.watch:
+                stack.enter_context(watching(service))
         for number in range(args.rounds):
             order = trees[number % len(trees) :] + trees[: number % len(trees)]
             for name in args.scenarios:
@@ -100,6 +111,32 @@ def main() -> None:
             f"{statistics.median(m.p99_ms for m in runs):.2f} | {sum(m.failed for m in runs)} | "
             f"{ratios[0]} | {ratios[1]} |"
         )
+
+
+@contextlib.contextmanager
+def watching(service: bench.servers.Service) -> Iterator[None]:
+    """A resource server following `service`'s revocation feed, in a thread, until the end."""
+    stop = threading.Event()
+    opened = threading.Event()
+    auth = (service.fixtures["service_id"], service.fixtures["service_secret"])
+
+    def follow() -> None:
+        url = f"{service.http_url}/oauth/revocations"
+        with httpx.stream("GET", url, auth=auth, timeout=httpx.Timeout(10, read=60)) as response:
+            response.raise_for_status()
+            opened.set()
+            for _ in response.iter_lines():
+                if stop.is_set():
+                    return
+
+    thread = threading.Thread(target=follow, daemon=True, name="revocation-watcher")
+    thread.start()
+    if not opened.wait(10):
+        raise RuntimeError("the revocation feed did not open")
+    try:
+        yield
+    finally:
+        stop.set()  # the daemon thread ends with the next line, or with the process
 
 
 if __name__ == "__main__":

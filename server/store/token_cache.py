@@ -92,11 +92,13 @@ class TokenCache:
         revoked elsewhere while nobody was listening."""
         self.suspended = True
         self.clear()
+        self.revoked()  # a revocation may now go unheard: the feed starts polling often
 
     def resume(self) -> None:
         """Caches again, from empty (a read begun while suspended is not put back)."""
         self.clear()
         self.suspended = False
+        self.revoked()  # the feed reads what it may have missed while nothing was heard
 
     def revoked(self) -> None:
         """Something was revoked, here or elsewhere: whoever reads the revocation feed reads."""

@@ -116,6 +116,8 @@ async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_ag
     assert await cached_on(b, "t1")
     listener = listener_of(b)
     cut_pid = not_none(listener.backend_pid)
+    woken: list[bool] = []  # b's revocation feed told, and whether b could hear the others
+    b.tokens.on_revocation.append(lambda: woken.append(not b.tokens.suspended))
 
     admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
     try:
@@ -132,6 +134,9 @@ async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_ag
         lambda: listener.listening.is_set() and listener.backend_pid not in (None, cut_pid),
         "b listens again on a new connection",
     )
+    # Going deaf and hearing again both wake the feed: deaf, it must start polling often at
+    # once (its own poll may be long), and on hearing again read what it may have missed.
+    assert woken[0] is False and woken[-1] is True
     await a.save_tokens([token("t2", use=TokenUse.ACCESS)], session("s2"))
     await b.find_token("t2")
     assert await cached_on(b, "t2")  # caching again once listening
