@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
-import httpx
+from typing import TYPE_CHECKING
 
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
@@ -20,6 +19,9 @@ from server.signing import KeyCipher, KeyRing
 from server.store.cached import CachedStore
 from server.store.protocol import TokenStore
 from server.tokens import KeyedDigest
+
+if TYPE_CHECKING:
+    import httpx  # only the type of a test's transport: httpx loads with the first call out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,14 +19,15 @@ import base64
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
-
-import httpx
 
 from server.errors import IdentityProviderUnavailable
 from server.records import IdentityProviderRecord
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class OutboundHttp:
         self._client: httpx.AsyncClient | None = None  # made on first use: most cores never do
 
     def _http(self) -> httpx.AsyncClient:
+        # httpx is imported with the first call out: a process that never makes one (most
+        # never do, and no CLI command does) does not spend a fifth of a second loading it.
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._settings.idp_http_timeout_seconds),
@@ -96,9 +101,11 @@ class OutboundHttp:
         if not url or (url not in configured_urls(provider) and url != extra_allowed):
             # A programming error, not a caller's: refuse rather than fetch.
             raise IdentityProviderUnavailable("the URL is not one configured for the provider")
+        client = self._http()
+        import httpx  # loaded by _http
+
         try:
             headers = {"Authorization": _basic(auth)} if auth is not None else None
-            client = self._http()
             request = client.build_request(method, url, data=form, headers=headers)
             response = await client.send(request, stream=True)
             try:
@@ -136,9 +143,8 @@ class OutboundHttp:
         return b"".join(chunks)
 
 
-class _TooLarge(httpx.HTTPError):
-    def __init__(self) -> None:
-        super().__init__("too large")
+class _TooLarge(Exception):
+    """The answer is larger than the limit (caught before httpx's own errors)."""
 
 
 def configured_urls(provider: IdentityProviderRecord) -> frozenset[str]:

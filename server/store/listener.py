@@ -25,7 +25,6 @@ import contextlib
 import logging
 from typing import Any
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from server.settings import ConfigError
@@ -95,6 +94,8 @@ class RevocationListener:
         while True:
             connection: Any = None
             try:
+                import asyncpg  # only on PostgreSQL: a process on SQLite never loads it
+
                 connection = await asyncpg.connect(
                     self._dsn,
                     timeout=self._connect_timeout,
