@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from server import metrics
 from server.abuse import AbuseControls
 from server.clock import Clock, SystemClock
 from server.mail.delivery import MailDelivery, mailer_for
@@ -107,4 +108,5 @@ def revocation_feed(settings: Settings, store: TokenStore) -> RevocationFeed:
     )
     if isinstance(store, CachedStore):
         store.tokens.on_revocation.append(feed.wake)
+    metrics.track_revocation_feed(feed)
     return feed

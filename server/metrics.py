@@ -68,6 +68,7 @@ __all__ = [
     "record_http",
     "record_http_connection_event",
     "track_grpc_calls_in_flight",
+    "track_revocation_feed",
 ]
 
 
@@ -199,6 +200,22 @@ def record_http_connection_event(event: str) -> None:
     _http_connection_events[event] += 1
 
 
+class FeedCounts(Protocol):
+    @property
+    def watchers(self) -> int: ...
+
+    overflow_resets: dict[str, int]
+
+
+# This process's revocation feed (server/revocation_feed.py), read at scrape time, held weakly.
+_feeds: weakref.WeakSet[FeedCounts] = weakref.WeakSet()
+
+
+def track_revocation_feed(feed: FeedCounts) -> None:
+    """Reports `feed`'s watchers and its overflow resets at every scrape, while it lives."""
+    _feeds.add(feed)
+
+
 def track_grpc_calls_in_flight(calls: InFlightCount) -> None:
     """Adds `calls.count` into the calls-in-flight gauge at every scrape, for as long as
     `calls` lives."""
@@ -283,6 +300,26 @@ class ServiceCollector(Collector):
         for event in HTTP_CONNECTION_EVENTS:
             connections.add_metric([event], _http_connection_events[event])
         yield connections
+        yield from _feed_metrics(list(_feeds))
+
+
+def _feed_metrics(feeds: list[FeedCounts]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "tokenservice_revocation_watchers",
+        "Revocation feed watchers connected now (WatchRevocations streams and /oauth/revocations "
+        "event streams together); beyond TOKENSERVICE_REVOCATION_STREAMS_MAX one is refused.",
+        value=sum(feed.watchers for feed in feeds),
+    )
+    resets = CounterMetricFamily(
+        "tokenservice_revocation_feed_overflow_resets",
+        "Events replaced by a reset: each time a watcher's queue overflowed because it did not "
+        "read (slow_watcher), each resume with too much to catch up on (backlog). A reset makes "
+        "a resource server drop every answer it kept.",
+        labels=["reason"],
+    )
+    for reason in ("slow_watcher", "backlog"):
+        resets.add_metric([reason], sum(feed.overflow_resets[reason] for feed in feeds))
+    yield resets
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -83,12 +83,15 @@ class _Watcher:
         self._ready = asyncio.Event()
         self.ended = False
 
-    def offer(self, message: FeedMessage) -> None:
-        if len(self._items) >= self._limit:
+    def offer(self, message: FeedMessage) -> bool:
+        """Queues `message`; False when the queue overflowed and became one reset."""
+        overflowed = len(self._items) >= self._limit
+        if overflowed:
             self._items.clear()
             message = FeedMessage(message.position, reset=True)
         self._items.append(message)
         self._ready.set()
+        return not overflowed
 
     def end(self) -> None:
         self.ended = True
@@ -144,6 +147,10 @@ class RevocationFeed:
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
         self.position = 0  # the pump's: every event up to it has been offered
+        # Events replaced by a reset, by why (/metrics): each overflow of the queue of a watcher
+        # that did not read (`slow_watcher`), each resume with more than backlog_limit to catch
+        # up on (`backlog`).
+        self.overflow_resets = {"slow_watcher": 0, "backlog": 0}
 
     @property
     def watchers(self) -> int:
@@ -203,6 +210,7 @@ class RevocationFeed:
             page = await self._store.revocation_events(position, tenant=watcher.tenant, limit=PAGE)
             sent += len(page)
             if sent > self._backlog_limit:
+                self.overflow_resets["backlog"] += 1
                 yield FeedMessage(max(bounds.head, position), reset=True)
                 return
             for event in page:
@@ -246,8 +254,10 @@ class RevocationFeed:
             for event in page:
                 message = FeedMessage.of(event)
                 for watcher in self._watchers:
-                    if watcher.tenant is None or watcher.tenant == event.tenant:
-                        watcher.offer(message)
+                    if watcher.tenant not in (None, event.tenant):
+                        continue
+                    if not watcher.offer(message):
+                        self.overflow_resets["slow_watcher"] += 1
                 self.position = event.position
             if len(page) < PAGE:
                 return

@@ -54,6 +54,8 @@ async def test_a_watcher_that_falls_behind_gets_one_reset_instead() -> None:
     await eventually(lambda: feed.position == 5, "the pump read all five")
     # Its queue overflowed: what it missed is one reset at the latest position, no more.
     assert await next_of(messages) == FeedMessage(5, reset=True)
+    # Counted for /metrics: its queue (limit 2) overflowed at the third event and the fifth.
+    assert feed.overflow_resets == {"slow_watcher": 2, "backlog": 0}
     await revoke(store, 5)
     feed.wake()
     assert (await next_of(messages)).fingerprints == ("fp5",)  # and it goes on from there
@@ -70,6 +72,7 @@ async def test_a_resume_with_too_much_to_catch_up_on_is_a_reset() -> None:
     caught_up = feed.watch("demo", 2)  # two to catch up on: within the limit
     assert [(await next_of(caught_up)).fingerprints for _ in range(2)] == [("fp2",), ("fp3",)]
     assert await next_of(caught_up) == FeedMessage(4)  # then a heartbeat: caught up
+    assert feed.overflow_resets == {"slow_watcher": 0, "backlog": 1}  # the first resume only
     await feed.close()
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
+from httpx_sse import aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http.conftest import Bridge
 from tests.support.raw_grpc import RawGrpcClient
+from tests.support.waiting import eventually
 
 VALIDATE_ROUTE = "/customer/{tenant}/validateauthtoken"
 INTROSPECT_METHOD = "/tokenservice.v1.TokenService/IntrospectToken"
@@ -145,3 +148,21 @@ async def until_gauge(bridge: Bridge, expected: float) -> None:
             return
         assert time.monotonic() < deadline, f"the gauge reads {seen}, not {expected}"
         await asyncio.sleep(0.02)
+
+
+async def test_revocation_watchers_are_a_gauge_that_follows_the_streams(bridge: Bridge) -> None:
+    shop = await bridge.harness.shop("metricsfeed")
+    auth = httpx.BasicAuth(shop.service_id, shop.service_secret)
+    gauge = "tokenservice_revocation_watchers"
+    before = value(await scrape(bridge), gauge)
+    async with aconnect_sse(bridge.http, "GET", "/oauth/revocations", auth=auth) as source:
+        assert (await anext(source.aiter_sse())).event == "reset"  # the watcher is registered
+        assert value(await scrape(bridge), gauge) == before + 1
+    await eventually(
+        lambda: bridge.harness.core.feed.watchers == 0, "the closed stream left the feed"
+    )
+    assert value(await scrape(bridge), gauge) == before
+    resets = "tokenservice_revocation_feed_overflow_resets_total"
+    assert {"slow_watcher", "backlog"} <= {
+        dict(labels)["reason"] for name, labels in await scrape(bridge) if name == resets
+    }
