@@ -49,14 +49,18 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 
 install: $(STAMP) $(JS_STAMP)
 
-# Debian's Chromium for the browser tests, installed with apt where this runs as root; elsewhere
-# those tests skip with a notice.
+# Debian's Chromium for the browser tests and PgBouncer for the pooler tests, installed with apt
+# where this runs as root; elsewhere those tests skip with a notice.
+DEBIAN_TEST_TOOLS := chromium:chromium pgbouncer:/usr/sbin/pgbouncer
 browser:
-	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium for the browser tests" >&2; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-		|| { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "chromium could not be installed: the browser tests will skip" >&2; \
+	@missing=""; for pair in $(DEBIAN_TEST_TOOLS); do \
+		command -v "$${pair#*:}" >/dev/null || missing="$$missing $${pair%%:*}"; \
+	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's$$missing for the tests" >&2; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+		|| { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "$$missing could not be installed: their tests will skip" >&2; \
 	fi
 
 # Generated code lives only in gen/ and is written only here.

@@ -93,6 +93,10 @@ class Settings:
     # must answer within the same time); a replica that cannot tell reads every token from the
     # database (server/store/listener.py).
     revocation_listener_probe_seconds: float = 1.0
+    # PostgreSQL: where the revocation listener connects (empty: database_url). Point it at
+    # PostgreSQL itself when database_url goes through a pooler in transaction mode, which
+    # delivers no notices (server/store/listener.py).
+    revocation_listener_url: str = ""
     # The revocation feed (server/revocation_feed.py, docs/resource-servers.md): how long its
     # events are kept for watchers to resume from (a watcher further behind is told to reset);
     # how often it reads the store when nothing woke it; how long a watcher waits for a

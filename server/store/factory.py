@@ -52,7 +52,7 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
     else:
         # Several replicas share this database: hear their revocations (server/store/listener.py).
         front.listener = RevocationListener(
-            settings.database_url,
+            settings.revocation_listener_url or settings.database_url,
             front.tokens,
             probe_seconds=settings.revocation_listener_probe_seconds,
             connect_timeout_seconds=settings.db_connect_timeout_seconds,

@@ -4,9 +4,14 @@ A connection of its own (asyncpg, outside the pool) LISTENs on the notices' chan
 drops what it names from this replica's token cache, on the event loop, before any later
 introspection reads the cache. Correctness rests on one rule: **the cache is used only while the
 listener is known to be listening**. Until the first LISTEN succeeds, and from the moment the
-connection is found lost until a new LISTEN succeeds, the cache is suspended (emptied, and
-neither read nor filled: every token is read from the store); on listening again it starts
-empty, since notices sent meanwhile were missed. A connection is found lost when asyncpg reports
+connection is found lost until a new LISTEN is proven to hear, the cache is suspended (emptied,
+and neither read nor filled: every token is read from the store); on listening again it starts
+empty, since notices sent meanwhile were missed. A LISTEN is proven by hearing a probe (a
+notice naming nothing) sent on another connection, as another replica's notice would be: a
+connection pooler in transaction mode (PgBouncer) accepts LISTEN and then hands the notices to
+whichever client holds the server connection at the time, and a listener behind one must not
+pass for listening; the log tells the operator to point TOKENSERVICE_REVOCATION_LISTENER_URL at
+PostgreSQL itself. A connection is found lost when asyncpg reports
 it closed (the server ended it, pg_terminate_backend, a reset) or when a probe on it (`SELECT 1`
 every `probe_seconds`) fails or does not answer within `probe_seconds`; that bounds how long a
 connection that died silently (a network path that drops packets) can pass for listening. The
@@ -23,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from server.settings import ConfigError
 from server.store.notices import CHANNEL, Notice
@@ -34,6 +41,16 @@ from server.store.token_cache import TokenCache
 log = logging.getLogger("tokenservice.store")
 
 APPLICATION_NAME = "tokenservice-listener"
+PROBE_APPLICATION_NAME = "tokenservice-listener-probe"
+NOT_HEARING = (
+    "the listening connection did not hear a probe notice (a connection pooler in "
+    "transaction mode between this replica and PostgreSQL?): set "
+    "TOKENSERVICE_REVOCATION_LISTENER_URL to PostgreSQL itself"
+)
+
+
+class NotHearing(Exception):
+    """LISTEN succeeded, but the probe notice sent on another connection never arrived."""
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -59,6 +76,15 @@ class RevocationListener:
             raise ConfigError(
                 "TOKENSERVICE_REVOCATION_LISTENER_PROBE_SECONDS must be greater than 0"
             )
+        try:
+            postgresql = make_url(database_url).get_backend_name() == "postgresql"
+        except ArgumentError:
+            postgresql = False
+        if not postgresql:  # the URL is not echoed: it may hold a password
+            raise ConfigError(
+                "TOKENSERVICE_REVOCATION_LISTENER_URL must be a postgresql:// URL of the "
+                "service's database"
+            )
         self._dsn = asyncpg_dsn(database_url)
         self._cache = cache
         self._probe_seconds = probe_seconds
@@ -69,6 +95,7 @@ class RevocationListener:
         self._lost = asyncio.Event()
         self.listening = asyncio.Event()  # set while the cache may be used
         self.notices = 0  # received, for tests and /metrics
+        self._probes: dict[str, asyncio.Event] = {}  # this listener's own, by nonce
         self.backend_pid: int | None = None  # the listening connection's server process
         cache.suspend()
 
@@ -104,6 +131,7 @@ class RevocationListener:
                 self._lost.clear()
                 connection.add_termination_listener(lambda _conn: self._lost.set())
                 await connection.add_listener(CHANNEL, self._heard)
+                await self._hear_a_probe(asyncpg)
                 self.backend_pid = connection.get_server_pid()
                 self._cache.resume()
                 self.listening.set()
@@ -121,7 +149,7 @@ class RevocationListener:
                     log.warning(
                         "not listening for other replicas' revocations (%s): every token is "
                         "read from the database until listening again",
-                        type(error).__name__,
+                        NOT_HEARING if isinstance(error, NotHearing) else type(error).__name__,
                     )
             finally:
                 self._deaf()
@@ -131,6 +159,31 @@ class RevocationListener:
             was_listening = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_retry_seconds)
+
+    async def _hear_a_probe(self, asyncpg: Any) -> None:
+        """Returns once the listening connection has heard a probe sent on a connection of its
+        own; raises NotHearing when it does not within the connect timeout. The payload is
+        inlined (a simple query: no prepared statement for a pooler to lose), and is hex and
+        JSON punctuation only."""
+        nonce = secrets.token_hex(8)
+        heard = self._probes[nonce] = asyncio.Event()
+        try:
+            sender = await asyncpg.connect(
+                self._dsn,
+                timeout=self._connect_timeout,
+                server_settings={"application_name": PROBE_APPLICATION_NAME},
+            )
+            try:
+                payload = Notice(probe=nonce).payload()
+                await sender.execute(f"SELECT pg_notify('{CHANNEL}', '{payload}')")
+            finally:
+                await sender.close()
+            try:
+                await asyncio.wait_for(heard.wait(), timeout=self._connect_timeout)
+            except TimeoutError:
+                raise NotHearing(NOT_HEARING) from None
+        finally:
+            self._probes.pop(nonce, None)
 
     async def _until_lost(self, connection: Any) -> None:
         """Returns when the connection is found closed or a probe fails (raising)."""
@@ -148,8 +201,13 @@ class RevocationListener:
         self._cache.suspend()
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
-        self.notices += 1
         notice = Notice.parse(payload)
+        if notice.probe:  # a listener proving its connection, this one or another's
+            probe = self._probes.get(notice.probe)
+            if probe is not None:
+                probe.set()
+            return
+        self.notices += 1
         if notice.everything:
             self._cache.clear()
         else:

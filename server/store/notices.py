@@ -39,8 +39,13 @@ class Notice:
     tokens: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
     everything: bool = False
+    # A listener's own probe (server/store/listener.py): it names nothing, and a replica of an
+    # earlier version reads it as naming nothing too.
+    probe: str = ""
 
     def payload(self) -> str:
+        if self.probe:
+            return json.dumps({"t": [], "s": [], "p": self.probe}, separators=(",", ":"))
         if not self.everything:
             text = json.dumps(
                 {"t": list(self.tokens), "s": list(self.sessions)}, separators=(",", ":")
@@ -56,10 +61,10 @@ class Notice:
             data = json.loads(payload)
             if data.get("all") is True:
                 return EVERYTHING
-            tokens, sessions = data["t"], data["s"]
-            if not all(isinstance(x, str) for x in [*tokens, *sessions]):
+            tokens, sessions, probe = data["t"], data["s"], data.get("p", "")
+            if not all(isinstance(x, str) for x in [*tokens, *sessions, probe]):
                 return EVERYTHING
-            return cls(tuple(tokens), tuple(sessions))
+            return cls(tuple(tokens), tuple(sessions), probe=probe)
         except (ValueError, TypeError, KeyError, AttributeError):
             return EVERYTHING
 

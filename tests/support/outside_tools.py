@@ -1,10 +1,13 @@
 """The programs we did not write that tests run against the service: Node.js with the pinned npm
-clients of tests/js (openid-client, oauth4webapi, jose, playwright-core) and Debian's Chromium.
+clients of tests/js (openid-client, oauth4webapi, jose, playwright-core), Debian's Chromium and
+Debian's PgBouncer.
 
-`make install` installs tests/js when npm is present; `make test` installs Chromium with apt
-where it runs as root. A test that needs one calls `need_node()` or `need_chromium()`: where the
-thing cannot be had it skips with the reason, which the run's summary repeats, and where CI sets
-TOKENSERVICE_TEST_REQUIRE_NODE=1 or TOKENSERVICE_TEST_REQUIRE_BROWSER=1 the skip is a failure.
+`make install` installs tests/js when npm is present; `make test` installs Chromium and
+PgBouncer with apt where it runs as root. A test that needs one calls `need_node()`,
+`need_chromium()` or `need_pgbouncer()`: where the thing cannot be had it skips with the reason,
+which the run's summary repeats, and where CI sets TOKENSERVICE_TEST_REQUIRE_NODE=1,
+TOKENSERVICE_TEST_REQUIRE_BROWSER=1 or TOKENSERVICE_TEST_REQUIRE_PGBOUNCER=1 the skip is a
+failure.
 """
 
 from __future__ import annotations
@@ -56,6 +59,20 @@ def need_chromium() -> str:
         _unavailable(
             "Chromium is not installed (make test installs Debian's chromium as root)",
             "TOKENSERVICE_TEST_REQUIRE_BROWSER",
+        )
+    assert found is not None
+    return found
+
+
+def need_pgbouncer() -> str:
+    """Debian's pgbouncer binary; else skip (or fail in CI)."""
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer",) if Path(p).is_file()), None
+    )
+    if found is None:
+        _unavailable(
+            "PgBouncer is not installed (make test installs Debian's pgbouncer as root)",
+            "TOKENSERVICE_TEST_REQUIRE_PGBOUNCER",
         )
     assert found is not None
     return found

@@ -14,7 +14,9 @@ from server.secret_key import (
     load_secret_key,
 )
 from server.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
+from server.store.listener import RevocationListener
 from server.store.sqlite_file import sqlite_file as sqlite_file_path
+from server.store.token_cache import TokenCache
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -134,3 +136,11 @@ def test_sqlite_file_path() -> None:
     assert sqlite_file_path("sqlite+aiosqlite:///./x.db") == Path("./x.db")
     assert sqlite_file_path("sqlite+aiosqlite:///:memory:") is None
     assert sqlite_file_path("postgresql+asyncpg://h/db") is None
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite:///./t.db", "not a url", "mysql://db/x"])
+def test_a_listener_url_that_is_not_postgresql_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        RevocationListener(url, TokenCache(capacity=1, max_age=1))
+    assert "TOKENSERVICE_REVOCATION_LISTENER_URL" in str(refused.value)
+    assert url not in str(refused.value)

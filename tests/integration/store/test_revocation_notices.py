@@ -7,7 +7,9 @@ listens again, so no notice it missed can leave a revoked token active there."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,7 +18,7 @@ from server.records import TenantRecord, TokenUse
 from server.store.cached import CachedStore
 from server.store.factory import open_store
 from server.store.listener import APPLICATION_NAME, RevocationListener, asyncpg_dsn
-from server.store.notices import EVERYTHING, MAX_PAYLOAD_BYTES, Notice
+from server.store.notices import CHANNEL, EVERYTHING, MAX_PAYLOAD_BYTES, Notice
 from tests.support.harness import harness_settings
 from tests.support.narrow import not_none
 from tests.support.records import NOW, session, token
@@ -124,9 +126,15 @@ async def test_a_cut_listening_connection_suspends_the_cache_until_it_listens_ag
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", cut_pid)
     finally:
         await admin.close()
-    # Whether b notices the cut before or after a's revocation commits, b must not answer t1
-    # active afterwards: either its cache is suspended (it reads the database) or it listens
-    # again on a new connection and starts from an empty cache.
+    # Once b has noticed the cut, whether it listens again before or after a's revocation
+    # commits, b must not answer t1 active afterwards: either its cache is suspended (it reads
+    # the database) or it listens again on a new connection and starts from an empty cache.
+    # (Before b notices, which asyncpg reports as soon as the socket closes, a missed notice is
+    # bounded by the cache's lifetime alone: waiting for it keeps this test deterministic.)
+    await eventually(
+        lambda: not listener.listening.is_set() or listener.backend_pid != cut_pid,
+        "b noticed the cut",
+    )
     await a.revoke_token("t1", NOW)
     assert not_none(await b.find_token("t1")).token.revoked_at == NOW
 
@@ -167,8 +175,31 @@ def test_a_notice_too_large_or_unreadable_means_everything() -> None:
     few = Notice(tokens=many[:3], sessions=("s1",))
     assert len(few.payload()) < MAX_PAYLOAD_BYTES
     assert Notice.parse(few.payload()) == few
-    for unreadable in ("", "{", '{"t": 1}', '{"t": [1], "s": []}', "[]"):
+    for unreadable in ("", "{", '{"t": 1}', '{"t": [1], "s": []}', "[]", '{"t":[],"s":[],"p":1}'):
         assert Notice.parse(unreadable) == EVERYTHING
+    probe = Notice(probe="0f1e")
+    assert Notice.parse(probe.payload()) == probe
+    assert json.loads(probe.payload())["t"] == json.loads(probe.payload())["s"] == []
+
+
+async def test_another_replicas_probe_is_not_a_revocation(
+    replicas: tuple[CachedStore, CachedStore], postgres_url: str
+) -> None:
+    """A listener proving its connection sends a probe every replica hears; it names nothing, so
+    it drops nothing and counts as no notice (the real revocation after it is the next one)."""
+    a, b = replicas
+    await a.save_tokens([token("kept", use=TokenUse.ACCESS), token("gone")], session())
+    await b.find_token("kept")
+    before = listener_of(b).notices
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute("SELECT pg_notify($1, $2)", CHANNEL, Notice(probe="ab12").payload())
+    finally:
+        await admin.close()
+    await a.revoke_token("gone", NOW)
+    await eventually(lambda: listener_of(b).notices > before, "b heard the revocation")
+    assert listener_of(b).notices == before + 1  # notices arrive in order: the probe came first
+    assert await cached_on(b, "kept")
 
 
 async def test_an_unexpected_driver_error_is_one_more_reason_to_reconnect(
@@ -180,6 +211,9 @@ async def test_an_unexpected_driver_error_is_one_more_reason_to_reconnect(
     attempts = []
 
     async def fails_once(*args: object, **kwargs: object) -> object:
+        settings: Any = kwargs.get("server_settings", {})
+        if settings.get("application_name") != APPLICATION_NAME:  # the listener's probe
+            return await connect(*args, **kwargs)
         attempts.append(1)
         if len(attempts) == 1:
             raise asyncpg.exceptions.InternalClientError("a driver's own failure")
