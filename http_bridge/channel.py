@@ -3,6 +3,7 @@ server's rich status (ErrorInfo reason, field and cause, RetryInfo) read back in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -30,6 +31,8 @@ class ChannelBackend:
         self._accounts = account_grpc.AccountServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout_seconds
+        self._streams: set[Any] = set()  # the open WatchRevocations calls
+        self._ending = False
 
     async def issue_token(
         self, request: pb.IssueTokenRequest, *, client_address: str = ""
@@ -123,14 +126,32 @@ class ChannelBackend:
     async def watch_revocations(
         self, request: pb.WatchRevocationsRequest
     ) -> AsyncIterator[pb.RevocationEvent]:
-        """No deadline: the stream lasts until either side ends it."""
+        """No deadline: the stream lasts until either side ends it, or `end_streams`."""
+        if self._ending:
+            return
         call = self._stub.WatchRevocations(request)
+        self._streams.add(call)
         try:
             async for event in call:
                 yield event
         except grpc.aio.AioRpcError as error:
             raise failure_of_call(error) from None
+        except asyncio.CancelledError:
+            # grpc.aio reports a call this process cancelled as CancelledError: one that
+            # end_streams cancelled simply ends; this task being cancelled is passed on.
+            task = asyncio.current_task()
+            if not self._ending or (task is not None and task.cancelling()):
+                raise
         finally:
+            self._streams.discard(call)
+            call.cancel()
+
+    def end_streams(self) -> None:
+        """Ends every revocation stream, now and from now on: a bridge that drains would
+        otherwise wait its whole grace period for streams that never end by themselves. Their
+        clients resume from their last position elsewhere, as after a draining server."""
+        self._ending = True
+        for call in list(self._streams):
             call.cancel()
 
     async def ready(self) -> bool:

@@ -36,6 +36,7 @@ async def run_bridge(settings: Settings, grpc_target: str) -> None:
         await wait_for_shutdown_signal()
         context_of(app).draining = True
         await asyncio.sleep(settings.shutdown_delay_seconds)
+        backend.end_streams()  # as a draining server ends its own streams
         await http.stop()
     finally:
         await backend.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import aconnect_sse
 
 from tests.support.http_clients import async_http_client
 from tests.support.processes import (
@@ -408,6 +409,51 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
     output = processes.output()
     for index, value in enumerate([*secrets, ids["service_secret"], PASSWORD]):
         assert value not in output, f"secret #{index} appears in a process's output"
+
+
+async def test_sigterm_ends_the_revocation_streams_instead_of_waiting_for_them(
+    tmp_path: Path,
+) -> None:
+    """An open `GET /oauth/revocations` never ends by itself: on SIGTERM the bridge ends it
+    (the client sees the stream end, as from a draining server) and exits within
+    STOP_WITHIN_SECONDS, not after its 300 s grace period."""
+    grpc_port, http_port = free_port(), free_port()
+    grpc_target = f"127.0.0.1:{grpc_port}"
+    server_env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR="")
+    bridge_env = service_env(
+        tmp_path / "absent" / "never.db",
+        grpc_port,
+        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0",
+        TOKENSERVICE_SHUTDOWN_GRACE_SECONDS="300",
+    )
+    ids = await provision(server_env)
+    processes = Processes(tmp_path)
+    server = await start_serve(server_env, processes.server_logs)
+    bridge: asyncio.subprocess.Process | None = None
+    try:
+        await wait_until_serving(grpc_target, server, processes.server_logs / "stderr.txt")
+        bridge = await start_bridge(
+            bridge_env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs
+        )
+        auth = httpx.BasicAuth(ids["service_id"], ids["service_secret"])
+        async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
+            await wait_until_ready(http, bridge, processes)
+            async with aconnect_sse(http, "GET", "/oauth/revocations", auth=auth) as source:
+                events = source.aiter_sse()
+                assert (await anext(events)).event == "reset", processes.output()
+                exited = asyncio.ensure_future(terminate(bridge, processes))
+                try:
+                    async with asyncio.timeout(STOP_WITHIN_SECONDS):
+                        rest = [event.event async for event in events]  # until it ends
+                finally:
+                    code = await exited  # fails with the logs when the stream held the exit
+                assert code == 0, processes.output()
+        assert set(rest) <= {"heartbeat"}, rest
+    finally:
+        await stop_process(server)
+        if bridge is not None:
+            await stop_process(bridge)
+    assert "Traceback" not in text_of(processes.bridge_logs / "stderr.txt"), processes.output()
 
 
 async def test_the_standalone_bridge_applies_the_http_limits_from_its_settings(
