@@ -322,7 +322,8 @@ async def _sigterm_under_load(
             default=float("inf"),
         )
         problem(first < float("inf"), f"{kind}: never said NOT_SERVING / 503")
-        slowest = max(slowest, first - signalled)
+        if first < float("inf"):  # else reported above, not turned into an OverflowError below
+            slowest = max(slowest, first - signalled)
         late = [p for p in probes if p.started >= signalled + AT_ONCE_SECONDS]
         ready = [p for p in late if p.outcome in ("SERVING", "HTTP 200")]
         problem(not ready, f"{kind}: ready {len(ready)} times after {AT_ONCE_SECONDS}s")
