@@ -6,7 +6,6 @@ requests complete, and the process exits 0 within the grace period."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from collections import Counter
@@ -19,11 +18,11 @@ from tests.support.http_clients import async_http_client
 from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
-    cli,
     free_port,
     service_env,
     start_serve,
     stop_process,
+    storefront_client,
     text_of,
     wait_until_serving,
     writes_held,
@@ -66,11 +65,7 @@ async def test_one_process_serves_both_protocols_and_drains_http(tmp_path: Path)
         TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
         TOKENSERVICE_SQLITE_BUSY_TIMEOUT_MS="600000",  # writes wait for the test's lock
     )
-    await cli(env, "tenant", "create", "shop")
-    created = json.loads(
-        await cli(env, "client", "create", "--tenant", "shop", "--kind", "storefront", "--json")
-    )
-    login_params = {"tenant": "shop", "client_id": created["client_id"]}
+    login_params = {"tenant": "shop", "client_id": await storefront_client(env, "shop")}
     target = f"127.0.0.1:{grpc_port}"
     process = await start_serve(env, tmp_path)
     try:

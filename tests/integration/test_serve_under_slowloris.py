@@ -10,7 +10,6 @@ limits, this attack wrote about 10,000 tracebacks a second and neither protocol 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from collections import Counter
@@ -23,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import attack_process
 from tests.support.processes import (
     TOKENSERVICE,
-    cli,
     free_port,
     service_env,
     stop_process,
+    storefront_client,
     text_of,
     wait_until_serving,
 )
@@ -115,13 +114,8 @@ async def test_serve_at_512_open_files_keeps_answering_through_600_slow_sockets(
     attack_process.own_open_files(2 * ATTACKERS)
     grpc_port, http_port = free_port(), free_port()
     env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}")
-    await cli(env, "tenant", "create", "shop")
-    created = json.loads(
-        await cli(env, "client", "create", "--tenant", "shop", "--kind", "storefront", "--json")
-    )
-    grant = pb.IssueTokenRequest(
-        anonymous=pb.AnonymousGrant(tenant="shop", client_id=created["client_id"])
-    )
+    client_id = await storefront_client(env, "shop")
+    grant = pb.IssueTokenRequest(anonymous=pb.AnonymousGrant(tenant="shop", client_id=client_id))
     process = await start_limited_serve(env, tmp_path)
     stderr_path = tmp_path / "stderr.txt"
     attack: asyncio.subprocess.Process | None = None

@@ -10,7 +10,6 @@ counts as in flight are in flight on any machine, however fast or loaded.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from collections import Counter
@@ -22,11 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.processes import (
     SERVING,
-    cli,
     free_port,
     service_env,
     start_serve,
     stop_process,
+    storefront_client,
     text_of,
     wait_until_serving,
     writes_held,
@@ -58,11 +57,7 @@ async def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) 
         TOKENSERVICE_GRPC_MAX_CONCURRENT_STREAMS=str(WORKERS + 50),
     )
     target = f"127.0.0.1:{port}"
-    await cli(env, "tenant", "create", "shop")
-    created = json.loads(
-        await cli(env, "client", "create", "--tenant", "shop", "--kind", "storefront", "--json")
-    )
-    client_id = created["client_id"]
+    client_id = await storefront_client(env, "shop")
 
     process = await start_serve(env, tmp_path)
     try:

@@ -6,14 +6,14 @@ when the gRPC server goes away the bridge says so (`/readyz` 503, token requests
 (exit 0).
 
 Both run as real subprocesses on free loopback ports; the database is provisioned beforehand
-with the `tokenservice` CLI. Their stderr goes to files that every failure message includes.
+in this process, as the `tokenservice` CLI would write it. Their stderr goes to files that every
+failure message includes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import signal
 import time
 from pathlib import Path
@@ -22,10 +22,13 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
+from server import admin
+from server.records import ClientKind
+from server.settings import Settings
+from server.startup import open_core
 from tests.support.http_clients import async_http_client
 from tests.support.processes import (
     TOKENSERVICE,
-    cli,
     free_port,
     service_env,
     start_serve,
@@ -59,64 +62,32 @@ class Processes:
 
 
 async def provision(env: dict[str, str]) -> dict[str, str]:
-    await cli(env, "tenant", "create", TENANT)
-    storefront = json.loads(
-        await cli(env, "client", "create", "--tenant", TENANT, "--kind", "storefront", "--json")
-    )
-    # Its access tokens expire within a second or two: the server's clock is the real one.
-    short_lived = json.loads(
-        await cli(
-            env,
-            "client",
-            "create",
-            "--tenant",
-            TENANT,
-            "--kind",
-            "storefront",
-            "--access-ttl",
-            "1",
-            "--json",
+    """The tenant, its clients and its customer, written into the database `env` names as the
+    CLI writes them (a process per command is not what these tests are about; test_cli.py
+    runs the commands)."""
+    core = await open_core(Settings.from_env(env))
+    try:
+        await admin.create_tenant(core, TENANT)
+        storefront, _ = await admin.create_client(core, TENANT, ClientKind.STOREFRONT, ())
+        # Its access tokens expire within a second or two: the server's clock is the real one.
+        short_lived, _ = await admin.create_client(
+            core, TENANT, ClientKind.STOREFRONT, (), access_token_ttl=1
         )
-    )
-    service = json.loads(
-        await cli(
-            env,
-            "client",
-            "create",
-            "--tenant",
-            TENANT,
-            "--kind",
-            "service",
-            "--scopes",
-            "catalog.read orders.read",
-            "--json",
+        service, secret = await admin.create_client(
+            core, TENANT, ClientKind.SERVICE, ("catalog.read", "orders.read")
         )
-    )
-    customer = json.loads(
-        await cli(
-            env,
-            "customer",
-            "create",
-            "--tenant",
-            TENANT,
-            "--email",
-            EMAIL,
-            "--password-stdin",
-            "--scopes",
-            "customer.read",
-            "--legal-entity",
-            "le-1",
-            "le-2",
-            "--json",
-            stdin=PASSWORD + "\n",
+        customer = await admin.create_customer(
+            core, TENANT, EMAIL, PASSWORD, ("customer.read",), ("le-1", "le-2")
         )
-    )
+    finally:
+        await core.close()
+    assert secret is not None
     return {
-        "storefront_id": storefront["client_id"],
-        "short_lived_storefront_id": short_lived["client_id"],
-        "service_id": service["client_id"],
-        "service_secret": service["client_secret"],
-        "customer_id": customer["id"],
+        "storefront_id": storefront.client_id,
+        "short_lived_storefront_id": short_lived.client_id,
+        "service_id": service.client_id,
+        "service_secret": secret,
+        "customer_id": customer.id,
     }
 
 

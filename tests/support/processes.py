@@ -43,6 +43,25 @@ def service_env(db_path: Path, port: int, **settings: str) -> dict[str, str]:
     return env
 
 
+async def storefront_client(env: dict[str, str], tenant: str) -> str:
+    """A tenant with a storefront client, written into the database `env` names in this
+    process as `tokenservice tenant create` and `client create --kind storefront` write them
+    (the commands have tests of their own: a process each is not what the callers test); the
+    client id."""
+    from server import admin
+    from server.records import ClientKind
+    from server.settings import Settings
+    from server.startup import open_core
+
+    core = await open_core(Settings.from_env(env))
+    try:
+        await admin.create_tenant(core, tenant)
+        client, _ = await admin.create_client(core, tenant, ClientKind.STOREFRONT, ())
+    finally:
+        await core.close()
+    return client.client_id
+
+
 async def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
     """Runs `tokenservice ARGS...` to completion, `stdin` on its standard input; its stdout, or
     a failure naming stderr."""
