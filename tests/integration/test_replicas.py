@@ -21,7 +21,6 @@ import json
 import math
 import os
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +44,7 @@ from server.tokens import KeyedDigest
 from tests.support.defaults import TEST_SECRET
 from tests.support.harness import harness_settings, lifetimes_apart
 from tests.support.http_clients import async_http_client
+from tests.support.ports import free_ports
 from tests.support.processes import (
     DELAY_SECONDS,
     GRACE_SECONDS,
@@ -79,18 +79,6 @@ class Provisioned:
     storefront_id: str
     service_id: str
     service_secret: str
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports nobody listens on right now."""
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 # How long a replica may keep serving a token another replica revoked (its token cache).
