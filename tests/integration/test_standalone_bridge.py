@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +313,21 @@ async def service_token_round_trip(
     return str(issued["access_token"])
 
 
-async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> None:
+@dataclasses.dataclass
+class Pair:
+    """A provisioned `serve` (gRPC only) and a `tokenservice bridge` in front of it, ready."""
+
+    ids: dict[str, str]
+    processes: Processes
+    server: asyncio.subprocess.Process
+    bridge: asyncio.subprocess.Process
+    http: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def server_and_bridge(tmp_path: Path, **bridge_settings: str) -> AsyncIterator[Pair]:
+    """Both processes on free ports, the bridge's database pointed nowhere usable (to prove it
+    opens none), `bridge_settings` added to its environment; both stopped at the end."""
     grpc_port, http_port = free_port(), free_port()
     grpc_target = f"127.0.0.1:{grpc_port}"
     server_env = service_env(
@@ -319,16 +336,9 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
         TOKENSERVICE_HTTP_ADDR="",  # gRPC only: HTTP comes from the separate bridge
         TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2",
     )
-    # The bridge needs no database: point it nowhere usable to prove it opens none.
-    bridge_env = service_env(
-        tmp_path / "absent" / "never.db",
-        grpc_port,
-        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2",
-        TOKENSERVICE_LOG_LEVEL="DEBUG",
-    )
+    bridge_env = service_env(tmp_path / "absent" / "never.db", grpc_port, **bridge_settings)
     ids = await provision(server_env)
     processes = Processes(tmp_path)
-
     server = await start_serve(server_env, processes.server_logs)
     bridge: asyncio.subprocess.Process | None = None
     try:
@@ -338,38 +348,44 @@ async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> No
         )
         async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
             await wait_until_ready(http, bridge, processes)
-
-            secrets = await storefront_journey(http, ids, processes)
-            secrets.append(await service_token_round_trip(http, ids, processes))
-            secrets += await expired_bearer_answers(http, ids, processes)
-
-            # The gRPC server goes away: the bridge is not ready, and says "retry later".
-            assert await terminate(server, processes) == 0, processes.output()
-            ready = await http.get("/readyz")
-            assert ready.status_code == 503, f"{ready.text}\n{processes.output()}"
-            assert ready.json() == {"status": "unavailable"}
-            refused = await http.post(
-                "/oauth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": ids["service_id"],
-                    "client_secret": ids["service_secret"],
-                },
-            )
-            assert refused.status_code == 503, f"{refused.text}\n{processes.output()}"
-            assert refused.json()["error"] == "temporarily_unavailable"
-            assert int(refused.headers["Retry-After"]) >= 1
-            assert bridge.returncode is None, processes.output()
-
-        assert await terminate(bridge, processes) == 0, processes.output()
+            yield Pair(ids, processes, server, bridge, http)
     finally:
         await stop_process(server)
         if bridge is not None:
             await stop_process(bridge)
+    assert "Traceback" not in text_of(processes.bridge_logs / "stderr.txt"), processes.output()
+    assert "Traceback" not in text_of(processes.server_logs / "stderr.txt"), processes.output()
+
+
+async def test_standalone_bridge_in_front_of_a_grpc_server(tmp_path: Path) -> None:
+    async with server_and_bridge(
+        tmp_path, TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0.2", TOKENSERVICE_LOG_LEVEL="DEBUG"
+    ) as pair:
+        http, ids, processes = pair.http, pair.ids, pair.processes
+        secrets = await storefront_journey(http, ids, processes)
+        secrets.append(await service_token_round_trip(http, ids, processes))
+        secrets += await expired_bearer_answers(http, ids, processes)
+
+        # The gRPC server goes away: the bridge is not ready, and says "retry later".
+        assert await terminate(pair.server, processes) == 0, processes.output()
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503, f"{ready.text}\n{processes.output()}"
+        assert ready.json() == {"status": "unavailable"}
+        refused = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": ids["service_id"],
+                "client_secret": ids["service_secret"],
+            },
+        )
+        assert refused.status_code == 503, f"{refused.text}\n{processes.output()}"
+        assert refused.json()["error"] == "temporarily_unavailable"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert pair.bridge.returncode is None, processes.output()
+        assert await terminate(pair.bridge, processes) == 0, processes.output()
 
     bridge_stderr = text_of(processes.bridge_logs / "stderr.txt")
-    assert "Traceback" not in bridge_stderr, processes.output()
-    assert "Traceback" not in text_of(processes.server_logs / "stderr.txt"), processes.output()
     # The bridge logged every request (masked) and never a token, secret or password.
     assert '"GET /customerlogin/auth/anonymous/refresh?' in bridge_stderr, processes.output()
     assert "refresh_token=***" in bridge_stderr, processes.output()
@@ -388,43 +404,21 @@ async def test_sigterm_ends_the_revocation_streams_instead_of_waiting_for_them(
     """An open `GET /oauth/revocations` never ends by itself: on SIGTERM the bridge ends it
     (the client sees the stream end, as from a draining server) and exits within
     STOP_WITHIN_SECONDS, not after its 300 s grace period."""
-    grpc_port, http_port = free_port(), free_port()
-    grpc_target = f"127.0.0.1:{grpc_port}"
-    server_env = service_env(tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR="")
-    bridge_env = service_env(
-        tmp_path / "absent" / "never.db",
-        grpc_port,
-        TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0",
-        TOKENSERVICE_SHUTDOWN_GRACE_SECONDS="300",
-    )
-    ids = await provision(server_env)
-    processes = Processes(tmp_path)
-    server = await start_serve(server_env, processes.server_logs)
-    bridge: asyncio.subprocess.Process | None = None
-    try:
-        await wait_until_serving(grpc_target, server, processes.server_logs / "stderr.txt")
-        bridge = await start_bridge(
-            bridge_env, grpc_target, f"127.0.0.1:{http_port}", processes.bridge_logs
-        )
-        auth = httpx.BasicAuth(ids["service_id"], ids["service_secret"])
-        async with async_http_client(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as http:
-            await wait_until_ready(http, bridge, processes)
-            async with aconnect_sse(http, "GET", "/oauth/revocations", auth=auth) as source:
-                events = source.aiter_sse()
-                assert (await anext(events)).event == "reset", processes.output()
-                exited = asyncio.ensure_future(terminate(bridge, processes))
-                try:
-                    async with asyncio.timeout(STOP_WITHIN_SECONDS):
-                        rest = [event.event async for event in events]  # until it ends
-                finally:
-                    code = await exited  # fails with the logs when the stream held the exit
-                assert code == 0, processes.output()
-        assert set(rest) <= {"heartbeat"}, rest
-    finally:
-        await stop_process(server)
-        if bridge is not None:
-            await stop_process(bridge)
-    assert "Traceback" not in text_of(processes.bridge_logs / "stderr.txt"), processes.output()
+    async with server_and_bridge(
+        tmp_path, TOKENSERVICE_SHUTDOWN_DELAY_SECONDS="0", TOKENSERVICE_SHUTDOWN_GRACE_SECONDS="300"
+    ) as pair:
+        auth = httpx.BasicAuth(pair.ids["service_id"], pair.ids["service_secret"])
+        async with aconnect_sse(pair.http, "GET", "/oauth/revocations", auth=auth) as source:
+            events = source.aiter_sse()
+            assert (await anext(events)).event == "reset", pair.processes.output()
+            exited = asyncio.ensure_future(terminate(pair.bridge, pair.processes))
+            try:
+                async with asyncio.timeout(STOP_WITHIN_SECONDS):
+                    rest = [event.event async for event in events]  # until it ends
+            finally:
+                code = await exited  # fails with the logs when the stream held the exit
+            assert code == 0, pair.processes.output()
+    assert set(rest) <= {"heartbeat"}, rest
 
 
 async def test_the_standalone_bridge_applies_the_http_limits_from_its_settings(
