@@ -277,8 +277,7 @@ class CachedStore:
         try:
             yield
         except BaseException:
-            self.tokens.clear()
-            self.tokens.revoked()
+            self.tokens.revoked_unknown()
             raise
 
     def _drop_sessions(self, session_ids: Sequence[str]) -> None:
@@ -317,8 +316,7 @@ class CachedStore:
         try:
             return await self._store.change_email(tenant, digest, now)
         finally:
-            self.tokens.clear()
-            self.tokens.revoked()
+            self.tokens.revoked_unknown()
 
     # --- everything else: forwarded (see UNCACHED_READS, WRITES_KEEPING_CACHED_ROWS) ------------
     async def get_account_policy(self, tenant: str) -> AccountPolicy | None:

@@ -3,8 +3,6 @@ the in-process caches in front."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from server import metrics
 from server.settings import Settings
 from server.store.cached import CachedStore, cached
@@ -13,7 +11,6 @@ from server.store.listener import RevocationListener
 from server.store.migrate import upgrade
 from server.store.protocol import TokenStore
 from server.store.sql import SqlStore
-from server.store.token_cache import TokenCache
 
 
 def pool_options(settings: Settings) -> PoolOptions:
@@ -47,8 +44,9 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
         return front
     if settings.is_sqlite:
         # One serving process on the file, but the CLI may revoke on it meanwhile: a commit by
-        # another process empties the token cache (server/store/runners.py).
-        store.watch_other_writers(_another_process_wrote(front.tokens))
+        # another process empties the token cache (server/store/runners.py) and wakes the feed:
+        # which rows it changed, and whether it revoked anything, cannot be told.
+        store.watch_other_writers(front.tokens.revoked_unknown)
     else:
         # Several replicas share this database: hear their revocations (server/store/listener.py).
         front.listener = RevocationListener(
@@ -59,17 +57,6 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
         )
         await front.listener.start()
     return front
-
-
-def _another_process_wrote(tokens: TokenCache) -> Callable[[], None]:
-    """What a commit by another process on the SQLite file means: it may have changed any
-    cached row, and it may have been a revocation (it cannot be told which)."""
-
-    def changed() -> None:
-        tokens.clear()
-        tokens.revoked()
-
-    return changed
 
 
 def _count_cache_lookup(hit: bool) -> None:

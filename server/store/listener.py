@@ -131,7 +131,7 @@ class RevocationListener:
                 self._lost.clear()
                 connection.add_termination_listener(lambda _conn: self._lost.set())
                 await connection.add_listener(CHANNEL, self._heard)
-                await self._hear_a_probe(asyncpg)
+                await self._hear_a_probe()
                 self.backend_pid = connection.get_server_pid()
                 self._cache.resume()
                 self.listening.set()
@@ -160,11 +160,13 @@ class RevocationListener:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_retry_seconds)
 
-    async def _hear_a_probe(self, asyncpg: Any) -> None:
+    async def _hear_a_probe(self) -> None:
         """Returns once the listening connection has heard a probe sent on a connection of its
         own; raises NotHearing when it does not within the connect timeout. The payload is
         inlined (a simple query: no prepared statement for a pooler to lose), and is hex and
         JSON punctuation only."""
+        import asyncpg  # loaded already by _run
+
         nonce = secrets.token_hex(8)
         heard = self._probes[nonce] = asyncio.Event()
         try:

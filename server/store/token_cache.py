@@ -87,6 +87,12 @@ class TokenCache:
         self._by_session.clear()
         self._changed()
 
+    def revoked_unknown(self) -> None:
+        """Anything may have been revoked (a write whose outcome is unknown, another process's
+        commit): drops every entry and tells the feed."""
+        self.clear()
+        self.revoked()
+
     def suspend(self) -> None:
         """Drops everything and caches nothing until `resume`: what was cached may have been
         revoked elsewhere while nobody was listening."""

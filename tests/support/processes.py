@@ -17,6 +17,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server import admin
+from server.records import ClientKind
+from server.settings import Settings
+from server.startup import open_core
 from tests.support.defaults import FAST_ARGON2_ENV
 from tests.support.ports import free_port as free_port  # re-exported for the process tests
 
@@ -48,11 +52,6 @@ async def storefront_client(env: dict[str, str], tenant: str) -> str:
     process as `tokenservice tenant create` and `client create --kind storefront` write them
     (the commands have tests of their own: a process each is not what the callers test); the
     client id."""
-    from server import admin
-    from server.records import ClientKind
-    from server.settings import Settings
-    from server.startup import open_core
-
     core = await open_core(Settings.from_env(env))
     try:
         await admin.create_tenant(core, tenant)
