@@ -34,6 +34,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from server.store.token_cache import LOOKUP_RESULTS
+
 # Seconds: from 0.1 ms (a cached introspection) to 1 s (an argon2id login under load).
 BUCKETS = (
     0.0001,
@@ -63,8 +65,7 @@ __all__ = [
     "exposition",
     "grpc_series",
     "record_abuse",
-    "record_cache_hit",
-    "record_cache_miss",
+    "record_cache_lookup",
     "record_http",
     "record_http_connection_event",
     "track_grpc_calls_in_flight",
@@ -109,7 +110,7 @@ class GrpcSeries(Series):
 _grpc: dict[str, GrpcSeries] = {}
 _http_latency: dict[str, Series] = {}
 _http_counts: dict[tuple[str, str, str], int] = {}
-_cache = {"hit": 0, "miss": 0}
+_cache = dict.fromkeys(LOOKUP_RESULTS, 0)
 # Abuse controls (server/abuse.py), by event: fixed names only, never an email or an address.
 ABUSE_EVENTS = (
     "login_account_locked",  # a failed login locked an account (or made its lock longer)
@@ -180,14 +181,9 @@ class InFlight:
 HTTP_IN_FLIGHT = InFlight()
 
 
-def record_cache_hit() -> None:
-    """An introspection answered from the in-process cache."""
-    _cache["hit"] += 1
-
-
-def record_cache_miss() -> None:
-    """An introspection that had to ask the store."""
-    _cache["miss"] += 1
+def record_cache_lookup(result: str) -> None:
+    """One token lookup in the in-process cache; `result` is one of LOOKUP_RESULTS."""
+    _cache[result] += 1
 
 
 def record_abuse(event: str) -> None:
@@ -271,11 +267,14 @@ class ServiceCollector(Collector):
 
         cache = CounterMetricFamily(
             "tokenservice_introspection_cache",
-            "Introspections answered from the in-process cache (hit) or from the store (miss); "
-            "hit ratio: hit / (hit + miss).",
+            "Token lookups answered from the in-process cache (hit) or from the store: not "
+            "cached (miss), or cached but not confirmed (unconfirmed: on PostgreSQL, the "
+            "replica had not proven within TOKENSERVICE_REVOCATION_MAX_LAG_SECONDS that it "
+            "heard every other replica's revocations); hit ratio: hit / (hit + miss + "
+            "unconfirmed).",
             labels=["result"],
         )
-        for result in ("hit", "miss"):
+        for result in LOOKUP_RESULTS:
             cache.add_metric([result], _cache[result])
         yield cache
 

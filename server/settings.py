@@ -93,6 +93,11 @@ class Settings:
     # must answer within the same time); a replica that cannot tell reads every token from the
     # database (server/store/listener.py).
     revocation_listener_probe_seconds: float = 1.0
+    # PostgreSQL: how far behind the others' revocations a replica's cache may be: it answers
+    # from the cache only while its listener has proven, within this time, that it heard every
+    # revocation committed until then (a heartbeat every quarter of it while the cache is in
+    # use); past that, from the database (server/store/listener.py).
+    revocation_max_lag_seconds: float = 0.08
     # PostgreSQL: where the revocation listener connects (empty: database_url). Point it at
     # PostgreSQL itself when database_url goes through a pooler in transaction mode, which
     # delivers no notices (server/store/listener.py).

@@ -483,7 +483,7 @@ def cached(
     token_capacity: int,
     max_age: float,
     client_capacity: int,
-    on_lookup: Callable[[bool], None] | None = None,
+    on_lookup: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TokenStore:
     """`store` behind the caches; with no token capacity and no client capacity, `store`.

@@ -53,14 +53,12 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> TokenStore:
             settings.revocation_listener_url or settings.database_url,
             front.tokens,
             probe_seconds=settings.revocation_listener_probe_seconds,
+            max_lag_seconds=settings.revocation_max_lag_seconds,
             connect_timeout_seconds=settings.db_connect_timeout_seconds,
         )
         await front.listener.start()
     return front
 
 
-def _count_cache_lookup(hit: bool) -> None:
-    if hit:
-        metrics.record_cache_hit()
-    else:
-        metrics.record_cache_miss()
+def _count_cache_lookup(result: str) -> None:
+    metrics.record_cache_lookup(result)

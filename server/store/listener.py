@@ -2,20 +2,39 @@
 
 A connection of its own (asyncpg, outside the pool) LISTENs on the notices' channel; each notice
 drops what it names from this replica's token cache, on the event loop, before any later
-introspection reads the cache. Correctness rests on one rule: **the cache is used only while the
-listener is known to be listening**. Until the first LISTEN succeeds, and from the moment the
-connection is found lost until a new LISTEN is proven to hear, the cache is suspended (emptied,
-and neither read nor filled: every token is read from the store); on listening again it starts
-empty, since notices sent meanwhile were missed. A LISTEN is proven by hearing a probe (a
-notice naming nothing) sent on another connection, as another replica's notice would be: a
-connection pooler in transaction mode (PgBouncer) accepts LISTEN and then hands the notices to
-whichever client holds the server connection at the time, and a listener behind one must not
-pass for listening; the log tells the operator to point TOKENSERVICE_REVOCATION_LISTENER_URL at
-PostgreSQL itself. A connection is found lost when asyncpg reports
-it closed (the server ended it, pg_terminate_backend, a reset) or when a probe on it (`SELECT 1`
-every `probe_seconds`) fails or does not answer within `probe_seconds`; that bounds how long a
-connection that died silently (a network path that drops packets) can pass for listening. The
-cache's own lifetime (TOKENSERVICE_TOKEN_CACHE_SECONDS) stays the last line of defence.
+introspection reads the cache. Correctness rests on two rules.
+
+**The cache is used only while the listener is known to be listening.** Until the first LISTEN
+succeeds, and from the moment the connection is found lost until a new LISTEN is proven to hear,
+the cache is suspended (emptied, and neither read nor filled: every token is read from the
+store); on listening again it starts empty, since notices sent meanwhile were missed. A LISTEN
+is proven by hearing a probe (a notice naming nothing) sent on another connection, as another
+replica's notice would be: a connection pooler in transaction mode (PgBouncer) accepts LISTEN
+and then hands the notices to whichever client holds the server connection at the time, and a
+listener behind one must not pass for listening; the log tells the operator to point
+TOKENSERVICE_REVOCATION_LISTENER_URL at PostgreSQL itself.
+
+**An entry is answered only while the listener has proven, within the last `max_lag` seconds,
+that it had heard every revocation committed until then.** Listening is not enough: a notice
+can be late while the connection stays up (PostgreSQL's backend for the connection not
+scheduled on a busy machine, a slow network), and a late notice must not leave a revoked token
+active past the bound. The proof is a heartbeat: the listening connection notifies a channel
+of its own (`SELECT pg_notify`), and PostgreSQL delivers every listener's notices in the order
+their transactions committed, so when the heartbeat sent at time T is heard, every revocation
+that committed before T has been heard, and applied (asyncpg runs the callbacks in order), too.
+Hearing it confirms the cache until T + max_lag (TokenCache.confirm); past that, lookups go to
+the store until the next heartbeat is heard, so a revocation committed at t0 is never answered
+active from this cache by a lookup after t0 + max_lag, however late its notice. Heartbeats are
+sent every `max_lag / 4` while the cache is consulted, and every `probe_seconds` when it is not
+(so that an idle replica costs the database next to nothing); the heartbeat's transaction
+commits asynchronously (`synchronous_commit = off` on this connection, once the probe has shown
+it to be PostgreSQL's own: a heartbeat writes nothing that needs to survive a crash).
+
+A connection is found lost when asyncpg reports it closed (the server ended it,
+pg_terminate_backend, a reset) or when a heartbeat is not heard within `probe_seconds`; that
+bounds how long a connection that died silently (a network path that drops packets) is kept,
+while the heartbeat's confirmation has already sent lookups to the store. The cache's own
+lifetime (TOKENSERVICE_TOKEN_CACHE_SECONDS) stays the last line of defence.
 
 Reconnecting waits `retry_seconds`, doubling to `max_retry_seconds`, so an outage costs the
 database one attempt per interval per replica; each change of state is one log line. The
@@ -68,6 +87,7 @@ class RevocationListener:
         cache: TokenCache,
         *,
         probe_seconds: float = 1.0,
+        max_lag_seconds: float = 0.08,
         retry_seconds: float = 0.1,
         max_retry_seconds: float = 5.0,
         connect_timeout_seconds: float = 5.0,
@@ -76,6 +96,8 @@ class RevocationListener:
             raise ConfigError(
                 "TOKENSERVICE_REVOCATION_LISTENER_PROBE_SECONDS must be greater than 0"
             )
+        if max_lag_seconds <= 0:
+            raise ConfigError("TOKENSERVICE_REVOCATION_MAX_LAG_SECONDS must be greater than 0")
         try:
             postgresql = make_url(database_url).get_backend_name() == "postgresql"
         except ArgumentError:
@@ -88,6 +110,8 @@ class RevocationListener:
         self._dsn = asyncpg_dsn(database_url)
         self._cache = cache
         self._probe_seconds = probe_seconds
+        self._max_lag = max_lag_seconds
+        self._beat_interval = max_lag_seconds / 4
         self._retry_seconds = retry_seconds
         self._max_retry_seconds = max_retry_seconds
         self._connect_timeout = connect_timeout_seconds
@@ -97,6 +121,10 @@ class RevocationListener:
         self.notices = 0  # received, for tests and /metrics
         self._probes: dict[str, asyncio.Event] = {}  # this listener's own, by nonce
         self.backend_pid: int | None = None  # the listening connection's server process
+        self.heartbeats = 0  # heard, for tests
+        self._sequence = 0
+        self._beat: tuple[str, float, asyncio.Future[None]] | None = None  # payload, sent, heard
+        cache.require_confirmation()
         cache.suspend()
 
     async def start(self) -> None:
@@ -131,14 +159,20 @@ class RevocationListener:
                 self._lost.clear()
                 connection.add_termination_listener(lambda _conn: self._lost.set())
                 await connection.add_listener(CHANNEL, self._heard)
+                beats = f"{CHANNEL}_beat_{secrets.token_hex(8)}"  # this connection's own
+                await connection.add_listener(beats, self._heard_a_heartbeat)
                 await self._hear_a_probe()
-                self.backend_pid = connection.get_server_pid()
+                # The heartbeats need no durability; set only now, on PostgreSQL itself (through
+                # a transaction pooler the setting would stay with a pooled server connection).
+                await connection.execute("SET synchronous_commit = off")
                 self._cache.resume()
+                await self._heartbeat(connection, beats)  # confirmed from the start
+                self.backend_pid = connection.get_server_pid()
                 self.listening.set()
                 if not was_listening:
                     log.info("listening for other replicas' revocations")
                 was_listening, delay = True, self._retry_seconds
-                await self._until_lost(connection)
+                await self._until_lost(connection, beats)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -187,19 +221,48 @@ class RevocationListener:
         finally:
             self._probes.pop(nonce, None)
 
-    async def _until_lost(self, connection: Any) -> None:
-        """Returns when the connection is found closed or a probe fails (raising)."""
+    async def _until_lost(self, connection: Any, beats: str) -> None:
+        """Sends heartbeats, often while the cache is consulted and every probe_seconds when it
+        is not; returns (raising) when the connection is found closed or a heartbeat is not
+        heard in time."""
+        clock = self._cache.now
+        idle_until = clock() + self._probe_seconds
         while not self._lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), timeout=self._probe_seconds)
-            if self._lost.is_set():
-                break
-            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=self._probe_seconds)
+            await asyncio.sleep(self._beat_interval)
+            if self._cache.consulted or clock() >= idle_until:
+                self._cache.consulted = False
+                await self._heartbeat(connection, beats)
+                idle_until = clock() + self._probe_seconds
         raise ConnectionResetError("the listening connection was closed")
+
+    async def _heartbeat(self, connection: Any, channel: str) -> None:
+        """Notifies this connection's own channel and waits until it hears it; raises
+        TimeoutError when that takes more than probe_seconds."""
+        self._sequence += 1
+        payload = str(self._sequence)
+        heard = asyncio.get_running_loop().create_future()
+        self._beat = (payload, self._cache.now(), heard)
+        try:
+            async with asyncio.timeout(self._probe_seconds):
+                await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+                await heard
+        finally:
+            self._beat = None
+
+    def _heard_a_heartbeat(
+        self, _connection: object, _pid: int, _channel: str, payload: str
+    ) -> None:
+        beat = self._beat
+        if beat is None or beat[0] != payload or beat[2].done():
+            return  # a heartbeat given up on (timed out): it proves nothing about now
+        self.heartbeats += 1
+        self._cache.confirm(beat[1] + self._max_lag)
+        beat[2].set_result(None)
 
     def _deaf(self) -> None:
         self.listening.clear()
         self.backend_pid = None
+        self._cache.require_confirmation()  # a new connection proves itself afresh
         self._cache.suspend()
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:

@@ -1,15 +1,22 @@
 """The token cache itself: a bounded LRU of TokenViews by digest, each entry with a deadline,
 indexed by session, with the generation counter that keeps a racing read from putting back a
-row a change just dropped (server/store/cached.py says what drops what), and the suspension a
-replica that cannot hear the others' revocations falls back to (server/store/listener.py)."""
+row a change just dropped (server/store/cached.py says what drops what), the suspension a
+replica that cannot hear the others' revocations falls back to, and the confirmation a replica
+that hears them must keep renewing (both server/store/listener.py)."""
 
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable
 
 from server.records import TokenView
+
+# What a lookup found (`on_lookup`): the entry; none (or a suspended cache); an entry that could
+# not be answered, the listener's last proof of hearing every revocation being too old.
+HIT, MISS, UNCONFIRMED = "hit", "miss", "unconfirmed"
+LOOKUP_RESULTS = (HIT, MISS, UNCONFIRMED)
 
 
 class TokenCache:
@@ -21,7 +28,7 @@ class TokenCache:
         capacity: int,
         max_age: float,
         clock: Callable[[], float] = time.monotonic,
-        on_lookup: Callable[[bool], None] | None = None,
+        on_lookup: Callable[[str], None] | None = None,
     ) -> None:
         self.capacity = capacity
         self.max_age = max_age
@@ -35,6 +42,13 @@ class TokenCache:
         # While set, nothing is answered from the cache or put in it: a replica that cannot hear
         # the others' revocations (server/store/listener.py) reads every token from the store.
         self.suspended = False
+        # Entries are answered only before this time (the cache's clock): a replica whose
+        # listener last proved, at time T, that it had heard every revocation committed before T
+        # answers from the cache until T + the allowed lag, and from the store after that, however
+        # its notices are delayed (server/store/listener.py). Without a listener, no limit.
+        self.confirmed_until = math.inf
+        # Set by every lookup: the listener proves itself only while lookups happen.
+        self.consulted = False
         # Called by `revoked`: whatever heard of a revocation (this process's revoking write,
         # another replica's notice, another process's commit on a SQLite file) tells the
         # revocation feed to read the store (server/revocation_feed.py). Drops alone do not: a
@@ -44,18 +58,26 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def now(self) -> float:
+        return self._clock()
+
     def get(self, digest: str) -> TokenView | None:
+        self.consulted = True
         if self.suspended:
-            self._counted(False)
+            self._counted(MISS)
             return None
         entry = self._entries.get(digest)
         if entry is not None:
-            if entry[1] > self._clock():
+            now = self._clock()
+            if now >= self.confirmed_until:
+                self._counted(UNCONFIRMED)
+                return None
+            if entry[1] > now:
                 self._entries.move_to_end(digest)
-                self._counted(True)
+                self._counted(HIT)
                 return entry[0]
             self._remove(digest)
-        self._counted(False)
+        self._counted(MISS)
         return None
 
     def put(self, view: TokenView, generation: int) -> None:
@@ -93,6 +115,15 @@ class TokenCache:
         self.clear()
         self.revoked()
 
+    def confirm(self, until: float) -> None:
+        """Entries may be answered until `until` (never moved back: proofs may land out of
+        order)."""
+        self.confirmed_until = max(self.confirmed_until, until)
+
+    def require_confirmation(self) -> None:
+        """From now on, answers need a proof (`confirm`); none is held yet."""
+        self.confirmed_until = -math.inf
+
     def suspend(self) -> None:
         """Drops everything and caches nothing until `resume`: what was cached may have been
         revoked elsewhere while nobody was listening."""
@@ -126,6 +157,6 @@ class TokenCache:
                 if not digests:
                     del self._by_session[session_id]
 
-    def _counted(self, hit: bool) -> None:
+    def _counted(self, result: str) -> None:
         if self._on_lookup is not None:
-            self._on_lookup(hit)
+            self._on_lookup(result)

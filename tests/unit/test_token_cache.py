@@ -124,13 +124,38 @@ def test_a_suspended_cache_answers_nothing_and_keeps_nothing() -> None:
     assert cache.get("d") is not None
 
 
-def test_hits_and_misses_are_reported() -> None:
-    seen: list[bool] = []
-    cache = TokenCache(capacity=10, max_age=60, on_lookup=seen.append)
+def test_hits_misses_and_unconfirmed_lookups_are_reported() -> None:
+    seen: list[str] = []
+    clock = FakeMonotonic()
+    cache = TokenCache(capacity=10, max_age=60, on_lookup=seen.append, clock=clock)
     cache.get("a")
     cache.put(view("a"), cache.generation)
     cache.get("a")
-    assert seen == [False, True]
+    cache.require_confirmation()
+    cache.get("a")
+    cache.get("b")  # not cached at all: a miss, confirmed or not
+    assert seen == ["miss", "hit", "unconfirmed", "miss"]
+
+
+def test_an_entry_is_answered_only_until_the_listeners_proof_runs_out() -> None:
+    """What bounds a late notice (server/store/listener.py): with a listener, the cache answers
+    only before the time its last heartbeat confirmed, and keeps the entries meanwhile."""
+    clock = FakeMonotonic()
+    cache = TokenCache(capacity=10, max_age=60, clock=clock)
+    cache.require_confirmation()
+    cache.put(view("a"), cache.generation)  # a read while unconfirmed is kept ...
+    assert cache.get("a") is None  # ... but not answered before a proof
+    assert cache.consulted
+    cache.confirm(clock.now + 0.08)
+    assert cache.get("a") is not None
+    clock.now += 0.0799
+    assert cache.get("a") is not None
+    clock.now += 0.0002
+    assert cache.get("a") is None  # the proof is too old: to the store
+    cache.confirm(clock.now - 1.0)  # a proof older than the one held moves nothing back
+    assert cache.get("a") is None
+    cache.confirm(clock.now + 0.08)
+    assert cache.get("a") is not None and len(cache) == 1
 
 
 # --- CachedStore over a store ---------------------------------------------------------------

@@ -7,8 +7,13 @@ listens again, so no notice it missed can leave a revoked token active there."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -28,12 +33,27 @@ pytestmark = pytest.mark.postgres
 AN_HOUR = 3600.0
 
 
-@pytest.fixture
-async def replicas(postgres_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
-    # The cut test relies on asyncpg's report of the closed connection, not on the probe
-    # (harness_settings sets it to 30 s, so that a slow probe on a busy machine cannot suspend
-    # the cache under the "cached" checks below).
-    settings = harness_settings(postgres_url, token_cache_seconds=AN_HOUR)
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """A PostgreSQL backend stopped (SIGSTOP) for the block: there, but answering nothing."""
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except PermissionError:
+        pytest.skip(
+            "stopping a PostgreSQL backend needs root or the postgres user; "
+            "this test runs in CI, which has them"
+        )
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.asynccontextmanager
+async def two_replicas(
+    postgres_url: str, **overrides: Any
+) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
+    settings = harness_settings(postgres_url, token_cache_seconds=AN_HOUR, **overrides)
     opened = [await open_store(settings, migrate=False) for _ in range(2)]
     try:
         stores = []
@@ -46,6 +66,15 @@ async def replicas(postgres_url: str) -> AsyncIterator[tuple[CachedStore, Cached
     finally:
         for store in opened:
             await store.close()
+
+
+@pytest.fixture
+async def replicas(postgres_url: str) -> AsyncIterator[tuple[CachedStore, CachedStore]]:
+    # The cut test relies on asyncpg's report of the closed connection, not on the heartbeats
+    # (harness_settings sets their time and the allowed lag to 30 s, so that a slow heartbeat
+    # on a busy machine cannot send lookups to the database under the "cached" checks below).
+    async with two_replicas(postgres_url) as stores:
+        yield stores
 
 
 def listener_of(store: CachedStore) -> RevocationListener:
@@ -228,3 +257,65 @@ async def test_an_unexpected_driver_error_is_one_more_reason_to_reconnect(
         assert "not listening for other replicas' revocations (InternalClientError)" in caplog.text
     finally:
         await store.close()
+
+
+async def test_a_held_up_notice_cannot_keep_a_revoked_token_active_past_the_allowed_lag(
+    postgres_url: str,
+) -> None:
+    """The lag bound (TOKENSERVICE_REVOCATION_MAX_LAG_SECONDS): b's listening connection stays
+    up, but its PostgreSQL backend is stopped (SIGSTOP: a backend not scheduled, a network
+    path stalled), so neither a's notice nor b's heartbeats reach b. Once the lag has passed
+    since the revocation, b answers the token from the database all the same, keeping its
+    entries; when the backend runs again, b hears the notice, confirms and answers from its
+    cache again."""
+    lag = 0.2
+    async with two_replicas(postgres_url, revocation_max_lag_seconds=lag) as (a, b):
+        await a.save_tokens(
+            [token("t1", use=TokenUse.ACCESS), token("t2", use=TokenUse.ACCESS)], session()
+        )
+        for digest in ("t1", "t2"):
+            await b.find_token(digest)
+        await eventually(
+            lambda: b.tokens.get("t1") is not None and b.tokens.get("t2") is not None,
+            "b answers both tokens from its cache",
+        )
+        listener = listener_of(b)
+        backend = not_none(listener.backend_pid)
+        with stopped(backend):
+            notices = listener.notices
+            await a.revoke_token("t1", NOW)
+            t0 = time.monotonic()
+            # A duration here is the subject, not a guess: what b answers once `lag` is over.
+            await asyncio.sleep(lag)
+            assert time.monotonic() > t0 + lag
+            assert not_none(await b.find_token("t1")).token.revoked_at == NOW
+            assert listener.notices == notices  # not the notice: b has not heard it
+            assert b.tokens.get("t2") is None  # unconfirmed: to the database as well
+            assert listener.listening.is_set()  # the connection was never given up
+        await eventually(lambda: listener.notices > notices, "b hears the notice after all")
+        await eventually(lambda: b.tokens.get("t2") is not None, "b confirms its cache again")
+        assert b.tokens.get("t1") is None  # dropped by the notice
+        assert listener.backend_pid == backend
+
+
+async def test_a_heartbeat_unheard_for_the_probe_time_gives_the_connection_up(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listening connection that died silently (here its backend stopped) is given up once a
+    heartbeat goes unheard for TOKENSERVICE_REVOCATION_LISTENER_PROBE_SECONDS: the cache is
+    emptied and the listener listens again on a new connection."""
+    settings = {"revocation_max_lag_seconds": 0.2, "revocation_listener_probe_seconds": 0.5}
+    async with two_replicas(postgres_url, **settings) as (a, b):
+        await a.save_tokens([token("t1", use=TokenUse.ACCESS)], session())
+        await b.find_token("t1")
+        await eventually(lambda: b.tokens.get("t1") is not None, "b answers t1 from its cache")
+        listener = listener_of(b)
+        backend = not_none(listener.backend_pid)
+        with stopped(backend):
+            await eventually(lambda: not listener.listening.is_set(), "b gives the connection up")
+            assert len(b.tokens) == 0
+        await eventually(
+            lambda: listener.listening.is_set() and listener.backend_pid not in (None, backend),
+            "b listens again on a new connection",
+        )
+        assert "not listening for other replicas' revocations (TimeoutError)" in caplog.text
