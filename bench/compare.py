@@ -1,7 +1,8 @@
 """Two or more builds of the service measured against each other in one session: the service of
 every source tree runs at once (as bench/run.py runs it, on its own SQLite file), and each
 round measures every scenario on every tree in turn, the order rotating from round to round,
-so that a noisy machine's drift falls on all of them alike; h2load and the services are pinned
+so that a noisy machine's drift falls on all of them alike (`--store postgres`: each on a
+fresh PostgreSQL database of its own); h2load and the services are pinned
 to different cores where taskset works (bench/servers.py). Prints medians over the rounds, and
 for every tree after the first the median of its per-round ratios to the first tree (requests/s
 and CPU per request), which is the figure to trust on a shared machine.
@@ -9,6 +10,7 @@ and CPU per request), which is the figure to trust on a shared machine.
     git worktree add /tmp/before main     # or: git archive main | tar -x -C /tmp/before
     .venv/bin/python -m bench.compare /tmp/before . [--rounds 6] [--requests 10000]
                                       [--scenarios grpc_noop introspect_seen] [--watch]
+                                      [--store sqlite|postgres]
 
 With `--watch`, a resource server watches each service's revocation feed (GET
 /oauth/revocations, Server-Sent Events) throughout, as a deployment with resource servers
@@ -45,6 +47,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, nargs="+", default=list(bench.run.IN_FLIGHT))
     parser.add_argument("--scenarios", nargs="+", default=["grpc_noop", "introspect_seen"])
     parser.add_argument("--watch", action="store_true", help="a resource server watches the feed")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: each tree on a fresh database of its own (bench/run.py's server)",
+    )
     args = parser.parse_args()
     bench.run.check_tools()
     pinning = bench.servers.choose_pinning(True)  # h2load on one core, the services on another
@@ -57,7 +65,11 @@ def main() -> None:
         for tree in trees:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="compare-")))
             bench.servers.ROOT = tree  # running_service starts bench/server.py in ROOT
-            url = f"sqlite+aiosqlite:///{workdir / 'tokens.db'}"
+            url = (
+                stack.enter_context(bench.run.postgres_database())
+                if args.store == "postgres"
+                else f"sqlite+aiosqlite:///{workdir / 'tokens.db'}"
+            )
             pin = tuple(pinning.server_prefix)
             service = stack.enter_context(bench.servers.running_service(url, workdir, pin=pin))
             services[tree] = (service, {s.name: s for s in service_scenarios(service)[0]})
