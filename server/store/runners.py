@@ -2,7 +2,16 @@
 SQLAlchemy Connection; a runner decides how it reaches the database.
 
 - PostgreSQL (`ServerRunner`): the async engine's pool; each unit runs in `run_sync`, its own
-  transaction.
+  transaction. Units that only insert rows of their own (`write(unit, grouped=True)`: the
+  tokens and sessions an IssueToken mints) share transactions instead, as SQLite's writer
+  does: while one group is being written, the units that arrive wait, and go together as the
+  next group on one connection, BEGIN and COMMIT (and the commit's WAL flush) paid once. Only
+  such units: they take no lock another unit could hold (new random keys; the foreign-key
+  check's KEY SHARE lock on an existing session conflicts with no update a refresh or a
+  revocation makes), so a group can neither deadlock with another replica's nor make a
+  refresh wait. A unit that raises rolls its group back and every unit runs again alone; a
+  COMMIT that fails is answered to every unit of the group as its error, and none runs again,
+  since whether it committed cannot be told.
 - SQLite (`SqliteRunner`): SQLite has one writer, and every round trip between the event loop
   and a driver thread costs more than the statement itself. So all writes go to one writer
   thread that owns the one write connection and commits them in groups: it takes every unit
@@ -45,10 +54,18 @@ class ServerRunner:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._waiting: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._writing: asyncio.Task[None] | None = None  # the task writing the groups
 
-    async def write(self, unit: Callable[[Connection], R]) -> R:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(unit)
+    async def write(self, unit: Callable[[Connection], R], *, grouped: bool = False) -> R:
+        if not grouped:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(unit)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((unit, future))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_groups(), name="grouped-writes")
+        return await future
 
     async def read(self, unit: Callable[[Connection], R]) -> R:
         async with self._engine.connect() as conn:
@@ -57,7 +74,29 @@ class ServerRunner:
     scan = read
 
     async def close(self) -> None:
+        if self._writing is not None:
+            await asyncio.shield(self._writing)  # what was accepted is written and answered
         await self._engine.dispose()
+
+    async def _write_groups(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                units = [unit for unit, _ in group]
+                try:
+                    async with self._engine.connect() as conn:
+                        outcomes = await conn.run_sync(_run_server_group, units)
+                except Exception as exc:  # no connection: every caller hears why
+                    outcomes = [(False, exc)] * len(group)
+                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                    if future.done():  # the caller was cancelled
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._writing = None
 
 
 @dataclasses.dataclass
@@ -123,7 +162,9 @@ class SqliteRunner:
         self._watch = _Watch(tell, interval)
         self._queue.put(_IDLE)  # wakes the writer thread, which waited without a timeout
 
-    async def write(self, unit: Callable[[Connection], R]) -> R:
+    async def write(self, unit: Callable[[Connection], R], *, grouped: bool = False) -> R:
+        """`unit` in the writer thread's next group: every write is grouped here (`grouped`
+        is for server databases)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put(_Pending(unit, future))
         return await future
@@ -253,6 +294,25 @@ def _run_group(conn: Connection, group: list[_Pending]) -> list[tuple[bool, Any]
             if conn.in_transaction():
                 conn.rollback()
     return [_run_alone(conn, pending.unit) for pending in group]
+
+
+def _run_server_group(conn: Connection, units: list[Unit]) -> list[tuple[bool, Any]]:
+    """(ok, value or exception) per unit, on a server database: as `_run_group`, but a failed
+    COMMIT is every unit's error, with none run again (it may have committed)."""
+    if len(units) > 1:
+        transaction = conn.begin()
+        try:
+            values = [unit(conn) for unit in units]
+        except Exception:
+            with contextlib.suppress(Exception):  # a connection lost mid-group: nothing committed
+                transaction.rollback()
+        else:
+            try:
+                transaction.commit()
+            except Exception as exc:
+                return [(False, exc)] * len(units)
+            return [(True, value) for value in values]
+    return [_run_alone(conn, unit) for unit in units]
 
 
 def _run_alone(conn: Connection, unit: Unit) -> tuple[bool, Any]:

@@ -187,12 +187,15 @@ class SqlStore:
         *,
         duplicate: str | None = None,
         missing: str | None = None,
+        inserts_only: bool = False,
     ) -> R:
         """`unit` in one write transaction: committed when it returns, rolled back if it
-        raises. A write the store could not take turns readiness to probing writes."""
+        raises. A write the store could not take turns readiness to probing writes.
+        `inserts_only`: the unit only inserts rows of its own, so it may share a transaction
+        with others (runners.ServerRunner)."""
         try:
             with store_errors(duplicate=duplicate, missing=missing):
-                return await self._runner.write(unit)
+                return await self._runner.write(unit, grouped=inserts_only)
         except StoreUnavailable:
             self._note_write_failed()
             raise
@@ -553,7 +556,7 @@ class SqlStore:
                 conn.execute(statements.INSERT_SESSION, session_row)
             _insert_tokens(conn, token_rows)
 
-        await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
+        await self._tx(unit, duplicate=IDENTIFIER_EXISTS, inserts_only=True)
 
     async def find_token(self, digest: str) -> TokenView | None:
         row = await self._first(statements.TOKEN_VIEW, {"token_digest": digest})

@@ -1,0 +1,160 @@
+"""PostgreSQL's grouped writes (server/store/runners.py, ServerRunner): units that only insert
+rows of their own share a transaction when they arrive while a group is being written; a unit
+that raises leaves nothing of itself while the rest of its group is stored, each alone; and a
+COMMIT that fails is every unit's error, none run again (it may have committed). Against a
+real PostgreSQL database, with the transaction each unit ran in told by txid_current()."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from server.store.engines import PoolOptions, create_server_engine
+from server.store.listener import asyncpg_dsn
+from server.store.runners import ServerRunner
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.postgres
+LOCK = 4242  # an advisory lock the test holds to keep the first group waiting
+
+
+@pytest.fixture
+async def runner(postgres_url: str) -> AsyncIterator[ServerRunner]:
+    engine = create_server_engine(postgres_url, PoolOptions())
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TABLE items (id int PRIMARY KEY,"
+                " parent int REFERENCES items (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+        )
+    runner = ServerRunner(engine)
+    try:
+        yield runner
+    finally:
+        await runner.close()
+
+
+@pytest.fixture
+async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def inserting(item: int, parent: int | None = None) -> Callable[[Connection], int]:
+    """A unit inserting one row; returns the id of the transaction it ran in."""
+
+    def unit(conn: Connection) -> int:
+        conn.execute(
+            text("INSERT INTO items VALUES (:id, :parent)"), {"id": item, "parent": parent}
+        )
+        return int(conn.execute(text("SELECT txid_current()")).scalar_one())
+
+    return unit
+
+
+def waiting_for_the_lock(item: int) -> Callable[[Connection], int]:
+    def unit(conn: Connection) -> int:
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:lock)"), {"lock": LOCK})
+        return inserting(item)(conn)
+
+    return unit
+
+
+async def rows(admin: asyncpg.Connection) -> list[int]:
+    return [row["id"] for row in await admin.fetch("SELECT id FROM items ORDER BY id")]
+
+
+async def held_up_group(runner: ServerRunner, admin: asyncpg.Connection) -> asyncio.Task[int]:
+    """A first grouped write, waiting on the advisory lock `admin` holds (released by the
+    caller), so that the writes started meanwhile wait for the next group."""
+    await admin.execute("SELECT pg_advisory_lock($1)", LOCK)
+    first = asyncio.create_task(runner.write(waiting_for_the_lock(1), grouped=True))
+
+    async def blocked() -> bool:
+        return bool(
+            await admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        )
+
+    await eventually(blocked, "the first group waits for the lock")
+    return first
+
+
+async def test_writes_arriving_during_a_group_share_the_next_transaction(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    first = await held_up_group(runner, admin)
+    later = [asyncio.create_task(runner.write(inserting(n), grouped=True)) for n in (2, 3, 4, 5)]
+    await asyncio.sleep(0)  # every one of them queued behind the first group
+    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+
+    first_txid = await first
+    txids = await asyncio.gather(*later)
+    assert len(set(txids)) == 1 and first_txid not in txids  # one transaction for the four
+    assert await rows(admin) == [1, 2, 3, 4, 5]
+
+
+async def test_ungrouped_writes_each_have_a_transaction_of_their_own(
+    runner: ServerRunner,
+) -> None:
+    txids = await asyncio.gather(*(runner.write(inserting(n)) for n in (1, 2, 3)))
+    assert len(set(txids)) == 3
+
+
+async def test_a_unit_that_raises_leaves_nothing_and_the_rest_run_alone(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    await runner.write(inserting(3))  # the row the duplicate below collides with
+    first = await held_up_group(runner, admin)
+    later = [asyncio.create_task(runner.write(inserting(n), grouped=True)) for n in (2, 3, 4)]
+    await asyncio.sleep(0)
+    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+
+    await first
+    outcomes = await asyncio.gather(*later, return_exceptions=True)
+    assert isinstance(outcomes[1], IntegrityError)
+    assert isinstance(outcomes[0], int) and isinstance(outcomes[2], int)
+    assert outcomes[0] != outcomes[2]  # run again, each in a transaction of its own
+    assert await rows(admin) == [1, 2, 3, 4]
+
+
+async def test_a_failed_commit_is_every_units_error_and_none_runs_again(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    """The foreign key is checked at COMMIT (deferred): the group's COMMIT fails. Whether a
+    COMMIT that fails committed cannot be told in general (the connection may have been lost
+    after the server committed), so the good unit must not be run again: once could be twice."""
+    first = await held_up_group(runner, admin)
+    good = asyncio.create_task(runner.write(inserting(2), grouped=True))
+    bad = asyncio.create_task(runner.write(inserting(3, parent=999), grouped=True))
+    await asyncio.sleep(0)
+    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+
+    await first
+    outcomes = await asyncio.gather(good, bad, return_exceptions=True)
+    assert all(isinstance(outcome, IntegrityError) for outcome in outcomes), outcomes
+    assert await rows(admin) == [1]
+
+
+async def test_close_waits_for_the_group_being_written(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    first = await held_up_group(runner, admin)
+    closing = asyncio.create_task(runner.close())
+    await asyncio.sleep(0)
+    assert not closing.done()
+    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await closing
+    assert isinstance(await first, int)
+    assert await rows(admin) == [1]
