@@ -228,7 +228,10 @@ class RevocationListener:
         clock = self._cache.now
         idle_until = clock() + self._probe_seconds
         while not self._lost.is_set():
-            await asyncio.sleep(self._beat_interval)
+            with contextlib.suppress(TimeoutError):  # woken at once by a closed connection
+                await asyncio.wait_for(self._lost.wait(), timeout=self._beat_interval)
+            if self._lost.is_set():
+                break
             if self._cache.consulted or clock() >= idle_until:
                 self._cache.consulted = False
                 await self._heartbeat(connection, beats)
