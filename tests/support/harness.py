@@ -188,16 +188,19 @@ async def harness(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     db_path = tmp_path / "tokens.db"
+    # The database is migrated already: the SQLite template copied here, or the PostgreSQL
+    # database made from its migrated template. A file a test put there itself is migrated by
+    # open_core, as `tokenservice serve` migrates on every start (which the process tests, the
+    # store contract and test_migrations test, a no-op run included).
+    migrated = database_kind == "postgres"
     if database_kind == "sqlite" and not db_path.exists():
-        # Migrated once per session and copied: open_core below still runs the (now no-op)
-        # upgrade, as `tokenservice serve` does on every start. Migrating an empty file is
-        # tested where that is the point (test_startup_refusals, the store contract, the docs).
         copy_sqlite_template(request.getfixturevalue("sqlite_template"), db_path)
+        migrated = True
     # Account mail goes to the test's own outbox folder (not beside a PostgreSQL-less cwd).
     outbox = {"mail_outbox_dir": str(tmp_path / "outbox")}
     settings = harness_settings(database_url, **{**outbox, **settings_overrides})
     clock = ManualClock()
-    core = await open_core(settings, clock=clock)  # as `tokenservice serve` starts
+    core = await open_core(settings, migrate=not migrated, clock=clock)  # as `serve` starts
     store = core.store
     await core.keys.ensure_active_key()
     running = await start_server(core, "127.0.0.1:0")
