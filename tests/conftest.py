@@ -70,6 +70,23 @@ def reliability_group(nodeid: str) -> str | None:
     return next(iter(RELIABILITY_GROUPS))
 
 
+@pytest.hookimpl(trylast=True)  # after the reliability suite has put its leak tests last
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest work first: the reliability groups (each a serial chain on one worker,
+    about 130 s for the longest), then the tests marked slow, then the rest, each kind in its
+    collection order (a stable sort: a group's leak test stays last). In collection order the
+    reliability groups came last, and their chains and the slow tests made the run's tail,
+    with a core idle; scheduled first, they run beside the short tests. Every worker sorts
+    alike, as pytest-xdist requires."""
+
+    def kind(item: pytest.Item) -> int:
+        if reliability_group(item.nodeid) is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=kind)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadgroup":
         return None
