@@ -121,7 +121,6 @@ class RevocationListener:
         self.notices = 0  # received, for tests and /metrics
         self._probes: dict[str, asyncio.Event] = {}  # this listener's own, by nonce
         self.backend_pid: int | None = None  # the listening connection's server process
-        self.heartbeats = 0  # heard, for tests
         self._sequence = 0
         self._beat: tuple[str, float, asyncio.Future[None]] | None = None  # payload, sent, heard
         cache.require_confirmation()
@@ -258,7 +257,6 @@ class RevocationListener:
         beat = self._beat
         if beat is None or beat[0] != payload or beat[2].done():
             return  # a heartbeat given up on (timed out): it proves nothing about now
-        self.heartbeats += 1
         self._cache.confirm(beat[1] + self._max_lag)
         beat[2].set_result(None)
 

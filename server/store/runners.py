@@ -54,7 +54,7 @@ class ServerRunner:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._waiting: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._waiting: list[_Pending] = []
         self._writing: asyncio.Task[None] | None = None  # the task writing the groups
 
     async def write(self, unit: Callable[[Connection], R], *, grouped: bool = False) -> R:
@@ -62,7 +62,7 @@ class ServerRunner:
             async with self._engine.begin() as conn:
                 return await conn.run_sync(unit)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((unit, future))
+        self._waiting.append(_Pending(unit, future))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_groups(), name="grouped-writes")
         return await future
@@ -82,19 +82,13 @@ class ServerRunner:
         try:
             while self._waiting:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-                units = [unit for unit, _ in group]
+                units = [pending.unit for pending in group]
                 try:
                     async with self._engine.connect() as conn:
                         outcomes = await conn.run_sync(_run_server_group, units)
                 except Exception as exc:  # no connection: every caller hears why
                     outcomes = [(False, exc)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                    if future.done():  # the caller was cancelled
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
+                _settle(list(zip(group, outcomes, strict=True)))
         finally:
             self._writing = None
 
