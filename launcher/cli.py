@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,9 +32,26 @@ EXIT_INTERRUPTED = 130
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
+# A signing key's kid: its RFC 7638 thumbprint, 43 characters of unpadded base64url.
+KID_SHAPE = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
+def kids_as_values(argv: Sequence[str]) -> list[str]:
+    """`argv` with every kid that starts with "-" (one kid in 64) moved after a `--`, where
+    argparse takes it as the value it is rather than as an unknown option (or, starting with
+    "-h", as the request for help). No option of the command has that shape, and no other
+    value may, so only kids move; an argv that has its own `--` is left as it is."""
+    if "--" in argv:
+        return list(argv)
+    kids = [arg for arg in argv if KID_SHAPE.fullmatch(arg)]
+    if not kids:
+        return list(argv)
+    return [arg for arg in argv if arg not in kids] + ["--", *kids]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(kids_as_values(sys.argv[1:] if argv is None else argv))
     try:
         settings = Settings.from_env()
         handler: Handler = args.handler

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from launcher.cli import main
+from launcher.cli import build_parser, kids_as_values, main
 from server.tokens import KeyedDigest
 
 TOKENSERVICE = Path(sys.executable).parent / "tokenservice"
@@ -329,6 +329,19 @@ def test_customer_create_errors(cli: Cli) -> None:
     assert cli.query("SELECT count(*) FROM customers") == [(0,)]
     cli.ok(*base, "--password-stdin", stdin="long enough password\n")
     assert "already exists" in cli.fails(*base, "--password-stdin", stdin="another password\n")
+
+
+@pytest.mark.parametrize("kid", ["-" + "A" * 42, "-h" + "B" * 41, "--" + "C" * 41])
+def test_a_kid_starting_with_a_dash_is_taken_as_the_kid(kid: str) -> None:
+    """One kid in 64 starts with "-" (base64url): argparse alone would take it for an unknown
+    option, or "-h..." for the request for help."""
+    for argv in (["keys", "retire", kid], ["keys", "retire", kid, "--json"]):
+        args = build_parser().parse_args(kids_as_values(argv))
+        assert args.kid == kid
+    assert build_parser().parse_args(kids_as_values(["keys", "retire", "--json", kid])).json
+    assert kids_as_values(["keys", "retire", "--", kid]) == ["keys", "retire", "--", kid]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["keys", "retire", kid, "--json"])  # why the move is needed
 
 
 def test_keys_rotate_list_retire(cli: Cli) -> None:
