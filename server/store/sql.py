@@ -50,6 +50,7 @@ from server.records import (
     TokenView,
 )
 from server.store import feed, rows, statements
+from server.store.coalesced_reads import CoalescedReads
 from server.store.engines import (
     PoolOptions,
     create_server_engine,
@@ -136,6 +137,11 @@ class SqlStore:
         # A real write that commits does not clear it: many commit having changed nothing
         # (revoking an unknown token, a refused refresh), and an empty commit needs no space.
         self._writes_failing = False
+        # PostgreSQL: first-time token lookups share statements (coalesced_reads.py). SQLite
+        # reads a row on the event loop itself, cheaper than any hand-off.
+        self._token_views: CoalescedReads[str, Row[Any]] | None = (
+            CoalescedReads(self._fetch_token_views) if isinstance(runner, ServerRunner) else None
+        )
 
     @classmethod
     async def open(
@@ -559,8 +565,17 @@ class SqlStore:
         await self._tx(unit, duplicate=IDENTIFIER_EXISTS, inserts_only=True)
 
     async def find_token(self, digest: str) -> TokenView | None:
-        row = await self._first(statements.TOKEN_VIEW, {"token_digest": digest})
+        if self._token_views is not None:
+            row = await self._token_views.get(digest)
+        else:
+            row = await self._first(statements.TOKEN_VIEW, {"token_digest": digest})
         return None if row is None else TokenView(rows.token_record(row), row.email)
+
+    async def _fetch_token_views(self, digests: list[str]) -> dict[str, Row[Any]]:
+        found = await self._query(
+            lambda conn: conn.execute(statements.TOKEN_VIEWS, {"token_digests": digests}).all()
+        )
+        return {row.digest: row for row in found}
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = await self._first(statements.SESSION, {"sid": session_id})

@@ -83,6 +83,12 @@ TOKEN_VIEW = (
     .select_from(tokens.outerjoin(customers, customers.c.id == tokens.c.customer_id))
     .where(tokens.c.digest == bindparam("token_digest"))
 )
+# The same for many tokens at once (server/store/coalesced_reads.py).
+TOKEN_VIEWS = (
+    select(tokens, customers.c.email)
+    .select_from(tokens.outerjoin(customers, customers.c.id == tokens.c.customer_id))
+    .where(tokens.c.digest.in_(bindparam("token_digests", expanding=True)))
+)
 KEYS = select(signing_keys).order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid)
 KEY = select(signing_keys).where(signing_keys.c.kid == bindparam("key_id"))
 DEMOTE_ACTIVE_KEY = (

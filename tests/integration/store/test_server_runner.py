@@ -2,7 +2,8 @@
 rows of their own share a transaction when they arrive while a group is being written; a unit
 that raises leaves nothing of itself while the rest of its group is stored, each alone; and a
 COMMIT that fails is every unit's error, none run again (it may have committed). Against a
-real PostgreSQL database, with the transaction each unit ran in told by txid_current()."""
+real PostgreSQL database, with the transaction each unit ran in told by txid_current().
+Last, token lookups in flight together going as one SELECT."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from server.records import TokenKind
 from server.store.engines import PoolOptions, create_server_engine
 from server.store.listener import asyncpg_dsn
+from server.store.migrate import upgrade
 from server.store.runners import ServerRunner
+from server.store.sql import SqlStore
+from tests.support.records import ACCESS, token
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
@@ -158,3 +163,28 @@ async def test_close_waits_for_the_group_being_written(
     await closing
     assert isinstance(await first, int)
     assert await rows(admin) == [1]
+
+
+async def test_first_lookups_in_flight_together_share_one_statement(postgres_url: str) -> None:
+    """SqlStore on PostgreSQL: token lookups that arrive together go to the database as one
+    SELECT (server/store/coalesced_reads.py), each still answered for its own digest."""
+    await upgrade(postgres_url)
+    engine = create_server_engine(postgres_url, PoolOptions())
+    store = SqlStore(ServerRunner(engine))
+    saved = [token(f"t{n}", kind=TokenKind.SERVICE, use=ACCESS, session=None) for n in range(30)]
+    try:
+        await store.save_tokens(saved)
+        selects: list[str] = []
+
+        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "tokens" in statement:
+                selects.append(statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        digests = [f"t{n}" for n in range(30)] + ["missing"]
+        views = await asyncio.gather(*(store.find_token(digest) for digest in digests))
+        assert [view.token if view else None for view in views] == [*saved, None]
+        # All 31 were queued before the fetching task (started by the first) ran: one SELECT.
+        assert len(selects) == 1
+    finally:
+        await store.close()

@@ -472,6 +472,17 @@ async def test_concurrent_password_hash_replacements_have_one_winner(store: Toke
 
 
 # --- tokens and sessions ------------------------------------------------------------------------
+async def test_lookups_at_once_each_get_their_own_token(store: TokenStore) -> None:
+    """Many lookups in flight together (on PostgreSQL they share statements: coalesced_reads.py)
+    each answer for their own digest: found, missing, or asked twice."""
+    saved = [token(f"t{n}", kind=TokenKind.SERVICE, use=ACCESS, session=None) for n in range(20)]
+    await store.save_tokens(saved)
+    digests = [f"t{n}" for n in range(20)] + ["missing", "t3", "t3", "also-missing"]
+    views = await asyncio.gather(*(store.find_token(digest) for digest in digests))
+    expected = [TokenView(record) for record in saved]
+    assert views == [*expected, None, expected[3], expected[3], None]
+
+
 async def test_save_and_find_tokens(store: TokenStore) -> None:
     await store.create_tenant(TenantRecord("demo", NOW))
     await store.create_customer(
