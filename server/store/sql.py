@@ -624,9 +624,11 @@ class SqlStore:
         session_update, session_params = statements.update_session(session_id, update)
 
         def unit(conn: Connection) -> RefreshOutcome:
+            if not rotate:
+                return _keep(conn, params, (session_update, session_params), token_rows)
             if conn.execute(session_update, session_params).rowcount == 0:
                 return RefreshOutcome.INVALID  # nothing written yet
-            outcome = _exchange(conn, params, rotate, now - grace_seconds)
+            outcome = _exchange(conn, params, now - grace_seconds)
             if outcome in (RefreshOutcome.INVALID, RefreshOutcome.GRACE):
                 raise _RollBack(outcome)  # the session's update too: nothing changes
             if outcome is RefreshOutcome.REUSED:
@@ -828,20 +830,37 @@ class SqlStore:
 
 
 # --- helpers used inside a write transaction ----------------------------------------------------
-def _exchange(
-    conn: Connection, params: Mapping[str, Any], rotate: bool, grace_floor: int
-) -> RefreshOutcome:
-    """Decides the refresh outcome for a live session (see TokenStore.refresh)."""
-    if rotate and conn.execute(statements.ROTATE, params).rowcount == 1:
+def _exchange(conn: Connection, params: Mapping[str, Any], grace_floor: int) -> RefreshOutcome:
+    """Decides the outcome of a rotating refresh for a live session (see TokenStore.refresh)."""
+    if conn.execute(statements.ROTATE, params).rowcount == 1:
         return RefreshOutcome.ROTATED
     row = conn.execute(statements.LIVE_REFRESH, params).first()
     if row is None:
         return RefreshOutcome.INVALID
-    if not rotate:
-        return RefreshOutcome.KEPT
     if row.rotated_at is None:  # lost the race to a writer that then rolled back
         return RefreshOutcome.INVALID
     return RefreshOutcome.GRACE if row.rotated_at >= grace_floor else RefreshOutcome.REUSED
+
+
+def _keep(
+    conn: Connection,
+    params: Mapping[str, Any],
+    session_update: tuple[Any, Mapping[str, Any]],
+    token_rows: list[dict[str, Any]],
+) -> RefreshOutcome:
+    """A refresh with rotation off (the refresh token stays), ordered so that the session's
+    row lock, on which every refresh of that session queues, is held for the UPDATE and the
+    COMMIT only: the refresh token is read and the new tokens inserted first (new rows: they
+    lock nothing another transaction waits for), and the session's UPDATE comes last. Its row
+    count still decides: a session revoked or deleted meanwhile (the UPDATE, having waited for
+    the revocation's lock, reads the row as committed) updates nothing, and the inserts are
+    rolled back with it."""
+    if conn.execute(statements.LIVE_REFRESH, params).first() is None:
+        return RefreshOutcome.INVALID  # nothing written
+    _insert_tokens(conn, token_rows)
+    if conn.execute(*session_update).rowcount == 0:
+        raise _RollBack(RefreshOutcome.INVALID)
+    return RefreshOutcome.KEPT
 
 
 def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
