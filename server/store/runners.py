@@ -11,14 +11,18 @@ SQLAlchemy Connection; a runner decides how it reaches the database.
   revocation makes), so a group can neither deadlock with another replica's nor make a
   refresh wait. A unit that raises rolls its group back and every unit runs again alone; a
   COMMIT that fails is answered to every unit of the group as its error, and none runs again,
-  since whether it committed cannot be told. Reads run outside transactions (AUTOCOMMIT):
+  since whether it committed cannot be told. Units given as data (`Inserts`: statements and
+  their rows) go further: a group of them is one executemany per statement, not one statement
+  per unit each paying SQLAlchemy's execution and a round trip; should it fail, each unit
+  runs alone as above. Reads run outside transactions (AUTOCOMMIT):
   no BEGIN or ROLLBACK round trip for a statement that takes no lock.
 - SQLite (`SqliteRunner`): SQLite has one writer, and every round trip between the event loop
   and a driver thread costs more than the statement itself. So all writes go to one writer
   thread that owns the one write connection and commits them in groups: it takes every unit
   waiting (up to MAX_GROUP), runs them in one BEGIN IMMEDIATE transaction, commits once, and
   only then answers each caller; should one unit fail (or roll itself back), the group is
-  rolled back and every unit runs again in a transaction of its own. Durability per call is
+  rolled back and every unit runs again in a transaction of its own (consecutive `Inserts`
+  in a group go as one executemany per statement, as on PostgreSQL). Durability per call is
   unchanged (no caller hears "done" before its commit); the cost of BEGIN/COMMIT and of waking
   the event loop is shared by the group. Reads run beside the writer (WAL): a point read on
   the event loop itself over a connection of its own, a scan of many rows in a small thread
@@ -96,6 +100,49 @@ class ServerRunner:
                 _settle(list(zip(group, outcomes, strict=True)))
         finally:
             self._writing = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Inserts:
+    """A unit that only inserts, as data: INSERT statements, each with its rows (every row of
+    a statement with the same keys), so that a group of such units can send each statement
+    once with all their rows (`_run_server_group`). Called, it is an ordinary unit."""
+
+    rows: tuple[tuple[Any, list[dict[str, Any]]], ...]
+
+    def __call__(self, conn: Connection) -> None:
+        for statement, rows in self.rows:
+            conn.execute(statement, rows)
+
+
+def _run_units(conn: Connection, units: list[Unit]) -> list[Any]:
+    """Each unit run on `conn`, in order, its value in a list; consecutive Inserts go as one,
+    each statement once with all their rows (they only add rows of their own, so their order
+    among themselves changes nothing)."""
+    values: list[Any] = []
+    run: list[Inserts] = []
+    for unit in [*units, None]:
+        if isinstance(unit, Inserts):
+            run.append(unit)
+            continue
+        if run:
+            _merged(run)(conn)
+            values += [None] * len(run)
+            run = []
+        if unit is not None:
+            values.append(unit(conn))
+    return values
+
+
+def _merged(inserts: list[Inserts]) -> Inserts:
+    """One Inserts holding every one's rows, statement by statement in the order first met."""
+    if len(inserts) == 1:
+        return inserts[0]
+    by_statement: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+    for unit in inserts:
+        for statement, rows in unit.rows:
+            by_statement.setdefault(id(statement), (statement, []))[1].extend(rows)
+    return Inserts(tuple(by_statement.values()))
 
 
 @dataclasses.dataclass
@@ -287,7 +334,7 @@ def _run_group(conn: Connection, group: list[_Pending]) -> list[tuple[bool, Any]
     if len(group) > 1:
         try:
             with conn.begin():
-                values = [pending.unit(conn) for pending in group]
+                values = _run_units(conn, [pending.unit for pending in group])
             return [(True, value) for value in values]
         except Exception:
             if conn.in_transaction():
@@ -301,7 +348,7 @@ def _run_server_group(conn: Connection, units: list[Unit]) -> list[tuple[bool, A
     if len(units) > 1:
         transaction = conn.begin()
         try:
-            values = [unit(conn) for unit in units]
+            values = _run_units(conn, units)
         except Exception:
             with contextlib.suppress(Exception):  # a connection lost mid-group: nothing committed
                 transaction.rollback()

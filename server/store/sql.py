@@ -73,7 +73,7 @@ from server.store.outcomes import (
     tenant_exists,
     tenant_missing,
 )
-from server.store.runners import ServerRunner, SqliteRunner
+from server.store.runners import Inserts, ServerRunner, SqliteRunner
 
 log = logging.getLogger(__name__)
 
@@ -554,15 +554,12 @@ class SqlStore:
     async def save_tokens(
         self, tokens: Sequence[TokenRecord], new_session: SessionRecord | None = None
     ) -> None:
-        session_row = None if new_session is None else rows.session_row(new_session)
-        token_rows = [rows.token_row(t) for t in tokens]
-
-        def unit(conn: Connection) -> None:
-            if session_row is not None:
-                conn.execute(statements.INSERT_SESSION, session_row)
-            _insert_tokens(conn, token_rows)
-
-        await self._tx(unit, duplicate=IDENTIFIER_EXISTS, inserts_only=True)
+        inserts: list[tuple[Any, list[dict[str, Any]]]] = []
+        if new_session is not None:
+            inserts.append((statements.INSERT_SESSION, [rows.session_row(new_session)]))
+        if tokens:
+            inserts.append((statements.INSERT_TOKEN, [rows.token_row(t) for t in tokens]))
+        await self._tx(Inserts(tuple(inserts)), duplicate=IDENTIFIER_EXISTS, inserts_only=True)
 
     async def find_token(self, digest: str) -> TokenView | None:
         if self._token_views is not None:

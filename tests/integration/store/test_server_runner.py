@@ -2,25 +2,28 @@
 rows of their own share a transaction when they arrive while a group is being written; a unit
 that raises leaves nothing of itself while the rest of its group is stored, each alone; and a
 COMMIT that fails is every unit's error, none run again (it may have committed). Against a
-real PostgreSQL database, with the transaction each unit ran in told by txid_current().
+real PostgreSQL database, with the transaction each unit ran in told by txid_current(); units
+given as data (Inserts) send each statement once for their whole group.
 Last, token lookups in flight together going as one SELECT."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from server.records import TokenKind
 from server.store.engines import PoolOptions, create_server_engine
 from server.store.listener import asyncpg_dsn
 from server.store.migrate import upgrade
-from server.store.runners import ServerRunner
+from server.store.runners import Inserts, ServerRunner
 from server.store.sql import SqlStore
 from tests.support.records import ACCESS, token
 from tests.support.waiting import eventually
@@ -163,6 +166,65 @@ async def test_close_waits_for_the_group_being_written(
     await closing
     assert isinstance(await first, int)
     assert await rows(admin) == [1]
+
+
+ITEM = text("INSERT INTO items VALUES (:id, :parent)")
+
+
+def item_inserts(*items: int) -> Inserts:
+    return Inserts(((ITEM, [{"id": item, "parent": None} for item in items]),))
+
+
+@contextlib.contextmanager
+def inserts_sent() -> Iterator[list[int]]:
+    """How many rows each INSERT INTO items sent to the database carried, while inside."""
+    sent: list[int] = []
+
+    def count(
+        _conn: object, _cursor: object, statement: str, params: Any, _context: object, many: bool
+    ) -> None:
+        if statement.startswith("INSERT INTO items"):
+            sent.append(len(params) if many else 1)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+async def test_inserts_given_as_data_go_as_one_statement_for_their_group(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    first = await held_up_group(runner, admin)
+    with inserts_sent() as sent:
+        later = [
+            asyncio.create_task(runner.write(inserts, grouped=True))
+            for inserts in (item_inserts(2), item_inserts(3, 4), item_inserts(5))
+        ]
+        await asyncio.sleep(0)
+        await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+        await first
+        assert await asyncio.gather(*later) == [None, None, None]
+    assert sent == [1, 4]  # the first group's own row, then the four in one executemany
+    assert await rows(admin) == [1, 2, 3, 4, 5]
+
+
+async def test_merged_inserts_that_fail_run_again_each_alone(
+    runner: ServerRunner, admin: asyncpg.Connection
+) -> None:
+    await runner.write(item_inserts(3))
+    first = await held_up_group(runner, admin)
+    later = [
+        asyncio.create_task(runner.write(item_inserts(item), grouped=True)) for item in (2, 3, 4)
+    ]
+    await asyncio.sleep(0)
+    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await first
+    outcomes = await asyncio.gather(*later, return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], IntegrityError)
+    assert await rows(admin) == [1, 2, 3, 4]
 
 
 async def test_first_lookups_in_flight_together_share_one_statement(postgres_url: str) -> None:

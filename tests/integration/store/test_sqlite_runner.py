@@ -1,12 +1,15 @@
 """SQLite group commit (server/store/runners.py): concurrent writes share transactions, each
 caller hears only its own outcome and only after its commit, and a unit that fails part-way
-leaves nothing of itself while the rest of its group is stored."""
+leaves nothing of itself while the rest of its group is stored; consecutive units given as data
+(Inserts) go as one statement."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -24,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from server.store.engines import install_sqlite_hooks
-from server.store.runners import SqliteRunner
+from server.store.runners import Inserts, SqliteRunner
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String))
@@ -104,3 +107,71 @@ async def test_an_answer_comes_after_its_commit(
     for i in range(20):
         await r.write(add(i))
         assert i in await r.read(stored)
+
+
+def item_inserts(*ids: int) -> Inserts:
+    return Inserts(((ITEM_INSERT, [{"id": i, "name": f"item {i}"} for i in ids]),))
+
+
+ITEM_INSERT = insert(items)
+
+
+async def writer_held(r: SqliteRunner) -> tuple[asyncio.Task[None], threading.Event]:
+    """A write that keeps the writer thread busy until the returned event is set, so that the
+    writes queued meanwhile make up the next group, whatever the machine's speed."""
+    entered, release = threading.Event(), threading.Event()
+
+    def unit(_conn: Connection) -> None:
+        entered.set()
+        release.wait(30)
+
+    held = asyncio.create_task(r.write(unit))
+    await asyncio.to_thread(entered.wait, 30)
+    return held, release
+
+
+async def test_consecutive_inserts_given_as_data_go_as_one_statement(
+    runner: tuple[SqliteRunner, list[int]],
+) -> None:
+    r, commits = runner
+    held, release = await writer_held(r)
+    sent: list[int] = []
+
+    def count(
+        _c: object, _cur: object, statement: str, params: Any, _ctx: object, many: bool
+    ) -> None:
+        if statement.startswith("INSERT INTO items"):
+            sent.append(len(params) if many else 1)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    units: list[Callable[[Connection], Any]] = [
+        item_inserts(1),
+        item_inserts(2, 3),
+        add(4),
+        item_inserts(5),
+        item_inserts(6),
+    ]
+    writes = [asyncio.create_task(r.write(unit)) for unit in units]
+    await asyncio.sleep(0)  # all queued behind the held write
+    release.set()
+    await held
+    assert await asyncio.gather(*writes) == [None, None, 4, None, None]
+    event.remove(Engine, "before_cursor_execute", count)
+    assert sent == [3, 1, 2]  # 1-3 in one statement, the ordinary unit, then 5-6
+    assert len(commits) == 2  # the held write's, then one for the five
+    assert await r.read(stored) == {1, 2, 3, 4, 5, 6}
+
+
+async def test_merged_inserts_with_a_duplicate_fail_only_its_caller(
+    runner: tuple[SqliteRunner, list[int]],
+) -> None:
+    r, _ = runner
+    await r.write(item_inserts(2))
+    held, release = await writer_held(r)
+    writes = [asyncio.create_task(r.write(item_inserts(i))) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    release.set()
+    await held
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert outcomes[0] is None and outcomes[2] is None and "UNIQUE" in str(outcomes[1])
+    assert await r.read(stored) == {1, 2, 3}
