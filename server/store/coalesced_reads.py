@@ -12,7 +12,9 @@ one fetch in flight at a time, up to `max_keys` keys each.
 Outcomes, for each caller: the value the fetch found for its key, None where it found none,
 or the fetch's exception (every caller of that fetch hears it; nothing is retried here: the
 store's callers decide). A caller cancelled while it waits leaves the others unaffected; a
-key asked for twice in one batch is fetched once.
+key asked for twice in one batch is fetched once. A lookup is never answered by a fetch that
+started before it arrived, so it sees nothing older than a read of its own would have (a
+revocation committed before the lookup is seen).
 """
 
 from __future__ import annotations
