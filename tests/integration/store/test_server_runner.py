@@ -9,14 +9,12 @@ Last, token lookups in flight together going as one SELECT."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from server.records import TokenKind
@@ -26,6 +24,7 @@ from server.store.migrate import upgrade
 from server.store.runners import Inserts, ServerRunner
 from server.store.sql import SqlStore
 from tests.support.records import ACCESS, token
+from tests.support.statements_sent import rows_sent
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
@@ -175,29 +174,11 @@ def item_inserts(*items: int) -> Inserts:
     return Inserts(((ITEM, [{"id": item, "parent": None} for item in items]),))
 
 
-@contextlib.contextmanager
-def inserts_sent() -> Iterator[list[int]]:
-    """How many rows each INSERT INTO items sent to the database carried, while inside."""
-    sent: list[int] = []
-
-    def count(
-        _conn: object, _cursor: object, statement: str, params: Any, _context: object, many: bool
-    ) -> None:
-        if statement.startswith("INSERT INTO items"):
-            sent.append(len(params) if many else 1)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
-
-
 async def test_inserts_given_as_data_go_as_one_statement_for_their_group(
     runner: ServerRunner, admin: asyncpg.Connection
 ) -> None:
     first = await held_up_group(runner, admin)
-    with inserts_sent() as sent:
+    with rows_sent("INSERT INTO items") as sent:
         later = [
             asyncio.create_task(runner.write(inserts, grouped=True))
             for inserts in (item_inserts(2), item_inserts(3, 4), item_inserts(5))

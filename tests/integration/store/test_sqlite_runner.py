@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from server.store.engines import install_sqlite_hooks
 from server.store.runners import Inserts, SqliteRunner
+from tests.support.statements_sent import rows_sent
 
 metadata = MetaData()
 items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String))
@@ -135,15 +136,6 @@ async def test_consecutive_inserts_given_as_data_go_as_one_statement(
 ) -> None:
     r, commits = runner
     held, release = await writer_held(r)
-    sent: list[int] = []
-
-    def count(
-        _c: object, _cur: object, statement: str, params: Any, _ctx: object, many: bool
-    ) -> None:
-        if statement.startswith("INSERT INTO items"):
-            sent.append(len(params) if many else 1)
-
-    event.listen(Engine, "before_cursor_execute", count)
     units: list[Callable[[Connection], Any]] = [
         item_inserts(1),
         item_inserts(2, 3),
@@ -151,12 +143,12 @@ async def test_consecutive_inserts_given_as_data_go_as_one_statement(
         item_inserts(5),
         item_inserts(6),
     ]
-    writes = [asyncio.create_task(r.write(unit)) for unit in units]
-    await asyncio.sleep(0)  # all queued behind the held write
-    release.set()
-    await held
-    assert await asyncio.gather(*writes) == [None, None, 4, None, None]
-    event.remove(Engine, "before_cursor_execute", count)
+    with rows_sent("INSERT INTO items") as sent:
+        writes = [asyncio.create_task(r.write(unit)) for unit in units]
+        await asyncio.sleep(0)  # all queued behind the held write
+        release.set()
+        await held
+        assert await asyncio.gather(*writes) == [None, None, 4, None, None]
     assert sent == [3, 1, 2]  # 1-3 in one statement, the ordinary unit, then 5-6
     assert len(commits) == 2  # the held write's, then one for the five
     assert await r.read(stored) == {1, 2, 3, 4, 5, 6}
