@@ -2,17 +2,25 @@
 SQLAlchemy Connection; a runner decides how it reaches the database.
 
 - PostgreSQL (`ServerRunner`): the async engine's pool; each unit runs in `run_sync`, its own
-  transaction. Units that only insert rows of their own (`write(unit, grouped=True)`: the
-  tokens and sessions an IssueToken mints) share transactions instead, as SQLite's writer
-  does: while one group is being written, the units that arrive wait, and go together as the
-  next group on one connection, BEGIN and COMMIT (and the commit's WAL flush) paid once. Only
-  such units: they take no lock another unit could hold (new random keys; the foreign-key
-  check's KEY SHARE lock on an existing session conflicts with no update a refresh or a
-  revocation makes), so a group can neither deadlock with another replica's nor make a
-  refresh wait. A unit that raises rolls its group back and every unit runs again alone; a
+  transaction. Units given the same group key (`write(unit, group=key)`) share transactions
+  instead, as SQLite's writer does: while one group of a key is being written, the units of
+  that key that arrive wait, and go together as its next group on one connection, BEGIN and
+  COMMIT (and the commit's WAL flush) paid once. A key may only be shared by units that
+  together take no lock one of them alone would not, so a group can deadlock with nothing a
+  single unit could not:
+  - `INSERTS`, units that only insert rows of their own (the tokens and sessions an
+    IssueToken mints): they take no lock another unit could hold (new random keys; the
+    foreign-key check's KEY SHARE lock on an existing session conflicts with no update a
+    refresh or a revocation makes), so such a group cannot make a refresh wait either;
+  - one session's refreshes (`("session", id)`): each takes that session's row lock, then
+    at most its own refresh token's and its tokens' rows, in that order; a group of them
+    holds the same locks in the same order, and instead of queueing one commit after another
+    on the session's row lock, the refreshes waiting on it share one.
+  A unit that raises rolls its group back and every unit runs again alone; a
   COMMIT that fails is answered to every unit of the group as its error, and none runs again,
-  since whether it committed cannot be told. Units given as data (`Inserts`: statements and
-  their rows) go further: a group of them is one executemany per statement, not one statement
+  since whether it committed cannot be told. Units given as data (a `Batch`: `Inserts`,
+  statements and their rows; store.kept_refresh's refreshes) go further: a run of them in a
+  group goes as one (a group of Inserts is one executemany per statement), not one statement
   per unit each paying SQLAlchemy's execution and a round trip; should it fail, each unit
   runs alone as above. Reads run outside transactions (AUTOCOMMIT):
   no BEGIN or ROLLBACK round trip for a statement that takes no lock.
@@ -22,7 +30,7 @@ SQLAlchemy Connection; a runner decides how it reaches the database.
   waiting (up to MAX_GROUP), runs them in one BEGIN IMMEDIATE transaction, commits once, and
   only then answers each caller; should one unit fail (or roll itself back), the group is
   rolled back and every unit runs again in a transaction of its own (consecutive `Inserts`
-  in a group go as one executemany per statement, as on PostgreSQL). Durability per call is
+  and other Batch units in a group go as one, as on PostgreSQL). Durability per call is
   unchanged (no caller hears "done" before its commit); the cost of BEGIN/COMMIT and of waking
   the event loop is shared by the group. Reads run beside the writer (WAL): a point read on
   the event loop itself over a connection of its own, a scan of many rows in a small thread
@@ -39,8 +47,8 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,6 +60,8 @@ Unit = Callable[[Connection], Any]
 # of a group does not wait long for the last.
 MAX_GROUP = 64
 READ_THREADS = 4
+# The group key of units that only insert rows of their own (ServerRunner.write).
+INSERTS = "inserts"
 
 
 class ServerRunner:
@@ -63,17 +73,23 @@ class ServerRunner:
         # every statement reads its own snapshot inside a transaction too, and a read takes
         # no lock, so a transaction gave a read nothing. The pool's connections are shared.
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._waiting: list[_Pending] = []
-        self._writing: asyncio.Task[None] | None = None  # the task writing the groups
+        # Per group key: the units waiting for its next group, and the task writing its groups
+        # (both gone when the key has nothing left to write).
+        self._waiting: dict[Hashable, list[_Pending]] = {}
+        self._writing: dict[Hashable, asyncio.Task[None]] = {}
 
-    async def write(self, unit: Callable[[Connection], R], *, grouped: bool = False) -> R:
-        if not grouped:
+    async def write(self, unit: Callable[[Connection], R], *, group: Hashable | None = None) -> R:
+        """`unit` in a transaction of its own, or (`group`) in one shared with the other units
+        of that key that wait meanwhile (see the module docstring for what may share one)."""
+        if group is None:
             async with self._engine.begin() as conn:
                 return await conn.run_sync(unit)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(unit, future))
-        if self._writing is None:
-            self._writing = asyncio.create_task(self._write_groups(), name="grouped-writes")
+        self._waiting.setdefault(group, []).append(_Pending(unit, future))
+        if group not in self._writing:
+            self._writing[group] = asyncio.create_task(
+                self._write_groups(group), name="grouped-writes"
+            )
         return await future
 
     async def read(self, unit: Callable[[Connection], R]) -> R:
@@ -83,14 +99,18 @@ class ServerRunner:
     scan = read
 
     async def close(self) -> None:
-        if self._writing is not None:
-            await asyncio.shield(self._writing)  # what was accepted is written and answered
+        while self._writing:  # what was accepted is written and answered
+            await asyncio.shield(next(iter(self._writing.values())))
         await self._engine.dispose()
 
-    async def _write_groups(self) -> None:
+    async def _write_groups(self, key: Hashable) -> None:
         try:
-            while self._waiting:
-                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            while waiting := self._waiting.get(key):
+                group, rest = waiting[:MAX_GROUP], waiting[MAX_GROUP:]
+                if rest:
+                    self._waiting[key] = rest
+                else:
+                    del self._waiting[key]
                 units = [pending.unit for pending in group]
                 try:
                     async with self._engine.connect() as conn:
@@ -99,14 +119,25 @@ class ServerRunner:
                     outcomes = [(False, exc)] * len(group)
                 _settle(list(zip(group, outcomes, strict=True)))
         finally:
-            self._writing = None
+            del self._writing[key]
+
+
+class Batch(Protocol):
+    """A unit whose consecutive run in a group can go as one (`_run_units`): `run_many` runs
+    units of its own class on `conn` and returns one value per unit, as if each had run in
+    turn, raising, as any unit may, to have the group rolled back and each run alone."""
+
+    def __call__(self, conn: Connection) -> Any: ...
+
+    @staticmethod
+    def run_many(conn: Connection, units: list[Any]) -> list[Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class Inserts:
     """A unit that only inserts, as data: INSERT statements, each with its rows (every row of
     a statement with the same keys), so that a group of such units can send each statement
-    once with all their rows (`_run_server_group`). Called, it is an ordinary unit."""
+    once with all their rows (a Batch). Called, it is an ordinary unit."""
 
     rows: tuple[tuple[Any, list[dict[str, Any]]], ...]
 
@@ -114,35 +145,35 @@ class Inserts:
         for statement, rows in self.rows:
             conn.execute(statement, rows)
 
+    @staticmethod
+    def run_many(conn: Connection, units: list[Inserts]) -> list[None]:
+        """Each statement once with every unit's rows, in the order first met (they only add
+        rows of their own, so their order among themselves changes nothing)."""
+        by_statement: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+        for unit in units:
+            for statement, rows in unit.rows:
+                by_statement.setdefault(id(statement), (statement, []))[1].extend(rows)
+        Inserts(tuple(by_statement.values()))(conn)
+        return [None] * len(units)
+
 
 def _run_units(conn: Connection, units: list[Unit]) -> list[Any]:
-    """Each unit run on `conn`, in order, its value in a list; consecutive Inserts go as one,
-    each statement once with all their rows (they only add rows of their own, so their order
-    among themselves changes nothing)."""
+    """Each unit run on `conn`, in order, its value in a list; consecutive Batch units of one
+    class go as one (`run_many`)."""
     values: list[Any] = []
-    run: list[Inserts] = []
-    for unit in [*units, None]:
-        if isinstance(unit, Inserts):
-            run.append(unit)
-            continue
-        if run:
-            _merged(run)(conn)
-            values += [None] * len(run)
-            run = []
-        if unit is not None:
-            values.append(unit(conn))
+    start = 0
+    while start < len(units):
+        kind = type(units[start])
+        end = start + 1
+        if hasattr(kind, "run_many"):
+            while end < len(units) and type(units[end]) is kind:
+                end += 1
+        if end - start > 1:
+            values += kind.run_many(conn, units[start:end])  # type: ignore[attr-defined]
+        else:
+            values.append(units[start](conn))
+        start = end
     return values
-
-
-def _merged(inserts: list[Inserts]) -> Inserts:
-    """One Inserts holding every one's rows, statement by statement in the order first met."""
-    if len(inserts) == 1:
-        return inserts[0]
-    by_statement: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
-    for unit in inserts:
-        for statement, rows in unit.rows:
-            by_statement.setdefault(id(statement), (statement, []))[1].extend(rows)
-    return Inserts(tuple(by_statement.values()))
 
 
 @dataclasses.dataclass
@@ -208,9 +239,9 @@ class SqliteRunner:
         self._watch = _Watch(tell, interval)
         self._queue.put(_IDLE)  # wakes the writer thread, which waited without a timeout
 
-    async def write(self, unit: Callable[[Connection], R], *, grouped: bool = False) -> R:
-        """`unit` in the writer thread's next group: every write is grouped here (`grouped`
-        is for server databases)."""
+    async def write(self, unit: Callable[[Connection], R], *, group: Hashable | None = None) -> R:
+        """`unit` in the writer thread's next group: every write is grouped here (`group` is
+        for server databases)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put(_Pending(unit, future))
         return await future

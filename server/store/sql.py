@@ -20,7 +20,7 @@ import functools
 import logging
 import random
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Row
@@ -60,6 +60,7 @@ from server.store.engines import (
     is_sqlite_memory,
 )
 from server.store.errors import Conflict, store_errors
+from server.store.kept_refresh import KeptRefresh, RollBack, insert_tokens
 from server.store.migrate import upgrade_connection
 from server.store.notices import announce
 from server.store.outcomes import (
@@ -73,16 +74,9 @@ from server.store.outcomes import (
     tenant_exists,
     tenant_missing,
 )
-from server.store.runners import Inserts, ServerRunner, SqliteRunner
+from server.store.runners import INSERTS, Inserts, ServerRunner, SqliteRunner
 
 log = logging.getLogger(__name__)
-
-
-class _RollBack(Exception):
-    """Leaves a write transaction, undoing it, with an outcome."""
-
-    def __init__(self, outcome: RefreshOutcome) -> None:
-        self.outcome = outcome
 
 
 P = ParamSpec("P")
@@ -193,15 +187,15 @@ class SqlStore:
         *,
         duplicate: str | None = None,
         missing: str | None = None,
-        inserts_only: bool = False,
+        group: Hashable | None = None,
     ) -> R:
         """`unit` in one write transaction: committed when it returns, rolled back if it
         raises. A write the store could not take turns readiness to probing writes.
-        `inserts_only`: the unit only inserts rows of its own, so it may share a transaction
-        with others (runners.ServerRunner)."""
+        `group`: a key the unit may share a transaction under with others of that key
+        (runners.ServerRunner says which units may)."""
         try:
             with store_errors(duplicate=duplicate, missing=missing):
-                return await self._runner.write(unit, grouped=inserts_only)
+                return await self._runner.write(unit, group=group)
         except StoreUnavailable:
             self._note_write_failed()
             raise
@@ -559,7 +553,7 @@ class SqlStore:
             inserts.append((statements.INSERT_SESSION, [rows.session_row(new_session)]))
         if tokens:
             inserts.append((statements.INSERT_TOKEN, [rows.token_row(t) for t in tokens]))
-        await self._tx(Inserts(tuple(inserts)), duplicate=IDENTIFIER_EXISTS, inserts_only=True)
+        await self._tx(Inserts(tuple(inserts)), duplicate=IDENTIFIER_EXISTS, group=INSERTS)
 
     async def find_token(self, digest: str) -> TokenView | None:
         if self._token_views is not None:
@@ -599,7 +593,7 @@ class SqlStore:
                 # Only the refresh token, which no resource server sees: no feed event.
                 conn.execute(statements.REVOKE_ANONYMOUS_REFRESH, {"sid": session_id, "now": now})
                 announce(conn, sessions=[session_id])
-            _insert_tokens(conn, token_rows)
+            insert_tokens(conn, token_rows)
             return True
 
         return await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
@@ -618,25 +612,23 @@ class SqlStore:
     ) -> RefreshOutcome:
         params = {"token_digest": presented_digest, "sid": session_id, "now": now}
         token_rows = [rows.token_row(t) for t in tokens]
-        session_update, session_params = statements.update_session(session_id, update)
 
-        def unit(conn: Connection) -> RefreshOutcome:
-            if not rotate:
-                return _keep(conn, params, (session_update, session_params), token_rows)
-            if conn.execute(session_update, session_params).rowcount == 0:
+        def rotating(conn: Connection) -> RefreshOutcome:
+            if conn.execute(*statements.update_session(session_id, update)).rowcount == 0:
                 return RefreshOutcome.INVALID  # nothing written yet
             outcome = _exchange(conn, params, now - grace_seconds)
             if outcome in (RefreshOutcome.INVALID, RefreshOutcome.GRACE):
-                raise _RollBack(outcome)  # the session's update too: nothing changes
+                raise RollBack(outcome)  # the session's update too: nothing changes
             if outcome is RefreshOutcome.REUSED:
                 _revoke_session(conn, session_id, now)
             else:
-                _insert_tokens(conn, token_rows)
+                insert_tokens(conn, token_rows)
             return outcome
 
+        unit = rotating if rotate else KeptRefresh(session_id, params, update, token_rows)
         try:
-            return await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
-        except _RollBack as rollback:
+            return await self._tx(unit, duplicate=IDENTIFIER_EXISTS, group=("session", session_id))
+        except RollBack as rollback:
             return rollback.outcome
 
     @retried
@@ -660,13 +652,13 @@ class SqlStore:
             if conn.execute(statement, session_params).rowcount == 0:
                 return False  # nothing written yet
             if conn.execute(statements.LIVE_ANONYMOUS_ACCESS, params).first() is None:
-                raise _RollBack(RefreshOutcome.INVALID)
-            _insert_tokens(conn, token_rows)
+                raise RollBack(RefreshOutcome.INVALID)
+            insert_tokens(conn, token_rows)
             return True
 
         try:
             return await self._tx(unit, duplicate=IDENTIFIER_EXISTS)
-        except _RollBack:
+        except RollBack:
             return False
 
     @retried
@@ -839,27 +831,6 @@ def _exchange(conn: Connection, params: Mapping[str, Any], grace_floor: int) -> 
     return RefreshOutcome.GRACE if row.rotated_at >= grace_floor else RefreshOutcome.REUSED
 
 
-def _keep(
-    conn: Connection,
-    params: Mapping[str, Any],
-    session_update: tuple[Any, Mapping[str, Any]],
-    token_rows: list[dict[str, Any]],
-) -> RefreshOutcome:
-    """A refresh with rotation off (the refresh token stays), ordered so that the session's
-    row lock, on which every refresh of that session queues, is held for the UPDATE and the
-    COMMIT only: the refresh token is read and the new tokens inserted first (new rows: they
-    lock nothing another transaction waits for), and the session's UPDATE comes last. Its row
-    count still decides: a session revoked or deleted meanwhile (the UPDATE, having waited for
-    the revocation's lock, reads the row as committed) updates nothing, and the inserts are
-    rolled back with it."""
-    if conn.execute(statements.LIVE_REFRESH, params).first() is None:
-        return RefreshOutcome.INVALID  # nothing written
-    _insert_tokens(conn, token_rows)
-    if conn.execute(*session_update).rowcount == 0:
-        raise _RollBack(RefreshOutcome.INVALID)
-    return RefreshOutcome.KEPT
-
-
 def _revoke_session(conn: Connection, session_id: str, now: int) -> int:
     params = {"sid": session_id, "now": now}
     tenant = conn.execute(statements.REVOKE_SESSION, params).scalar()
@@ -911,8 +882,3 @@ def _end_customer_sessions(
     revoke_customer_sessions does, inside the caller's transaction)."""
     params = {"cid": customer_id, "except_sid": keep or "", "now": now}
     return _revoke_sessions(conn, statements.REVOKE_CUSTOMER_SESSIONS, params)
-
-
-def _insert_tokens(conn: Connection, token_rows: list[dict[str, Any]]) -> None:
-    if token_rows:
-        conn.execute(statements.INSERT_TOKEN, token_rows)

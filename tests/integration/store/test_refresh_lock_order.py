@@ -1,4 +1,4 @@
-"""A refresh with rotation off takes its session's row lock last (server/store/sql.py, `_keep`):
+"""A refresh with rotation off takes its session's row lock last (server/store/kept_refresh.py):
 it reads the refresh token and inserts the new tokens first, so that the refreshes of one
 session queue on the lock for the UPDATE and the COMMIT only (seen in pg_locks: the refresh
 waits for the lock holding the INSERT's lock on tokens already). What must still hold, on real

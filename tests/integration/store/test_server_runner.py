@@ -21,7 +21,7 @@ from server.records import TokenKind
 from server.store.engines import PoolOptions, create_server_engine
 from server.store.listener import asyncpg_dsn
 from server.store.migrate import upgrade
-from server.store.runners import Inserts, ServerRunner
+from server.store.runners import INSERTS, Inserts, ServerRunner
 from server.store.sql import SqlStore
 from tests.support.records import ACCESS, token
 from tests.support.statements_sent import rows_sent
@@ -85,7 +85,7 @@ async def held_up_group(runner: ServerRunner, admin: asyncpg.Connection) -> asyn
     """A first grouped write, waiting on the advisory lock `admin` holds (released by the
     caller), so that the writes started meanwhile wait for the next group."""
     await admin.execute("SELECT pg_advisory_lock($1)", LOCK)
-    first = asyncio.create_task(runner.write(waiting_for_the_lock(1), grouped=True))
+    first = asyncio.create_task(runner.write(waiting_for_the_lock(1), group=INSERTS))
 
     async def blocked() -> bool:
         return bool(
@@ -102,7 +102,7 @@ async def test_writes_arriving_during_a_group_share_the_next_transaction(
     runner: ServerRunner, admin: asyncpg.Connection
 ) -> None:
     first = await held_up_group(runner, admin)
-    later = [asyncio.create_task(runner.write(inserting(n), grouped=True)) for n in (2, 3, 4, 5)]
+    later = [asyncio.create_task(runner.write(inserting(n), group=INSERTS)) for n in (2, 3, 4, 5)]
     await asyncio.sleep(0)  # every one of them queued behind the first group
     await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
@@ -124,7 +124,7 @@ async def test_a_unit_that_raises_leaves_nothing_and_the_rest_run_alone(
 ) -> None:
     await runner.write(inserting(3))  # the row the duplicate below collides with
     first = await held_up_group(runner, admin)
-    later = [asyncio.create_task(runner.write(inserting(n), grouped=True)) for n in (2, 3, 4)]
+    later = [asyncio.create_task(runner.write(inserting(n), group=INSERTS)) for n in (2, 3, 4)]
     await asyncio.sleep(0)
     await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
@@ -143,8 +143,8 @@ async def test_a_failed_commit_is_every_units_error_and_none_runs_again(
     COMMIT that fails committed cannot be told in general (the connection may have been lost
     after the server committed), so the good unit must not be run again: once could be twice."""
     first = await held_up_group(runner, admin)
-    good = asyncio.create_task(runner.write(inserting(2), grouped=True))
-    bad = asyncio.create_task(runner.write(inserting(3, parent=999), grouped=True))
+    good = asyncio.create_task(runner.write(inserting(2), group=INSERTS))
+    bad = asyncio.create_task(runner.write(inserting(3, parent=999), group=INSERTS))
     await asyncio.sleep(0)
     await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
@@ -180,7 +180,7 @@ async def test_inserts_given_as_data_go_as_one_statement_for_their_group(
     first = await held_up_group(runner, admin)
     with rows_sent("INSERT INTO items") as sent:
         later = [
-            asyncio.create_task(runner.write(inserts, grouped=True))
+            asyncio.create_task(runner.write(inserts, group=INSERTS))
             for inserts in (item_inserts(2), item_inserts(3, 4), item_inserts(5))
         ]
         await asyncio.sleep(0)
@@ -197,7 +197,7 @@ async def test_merged_inserts_that_fail_run_again_each_alone(
     await runner.write(item_inserts(3))
     first = await held_up_group(runner, admin)
     later = [
-        asyncio.create_task(runner.write(item_inserts(item), grouped=True)) for item in (2, 3, 4)
+        asyncio.create_task(runner.write(item_inserts(item), group=INSERTS)) for item in (2, 3, 4)
     ]
     await asyncio.sleep(0)
     await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
