@@ -77,6 +77,8 @@ class Settings:
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_seconds: float = 10.0
     db_conflict_retries: int = 5
+    # A pooled PostgreSQL connection idle this long is pinged before use.
+    db_ping_idle_seconds: float = 1.0
     # In-process caches (server/store/cached.py). A token revoked or rotated by another replica
     # stays cached here at most token_cache_seconds; 0 entries turns a cache off.
     # The most sessions one page of a customer's session listing holds, and a page's size when

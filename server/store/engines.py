@@ -5,10 +5,12 @@ of an in-memory database)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -28,26 +30,62 @@ class PoolOptions:
     statement_timeout_seconds: float = 10.0
     # How often a write transaction that lost a serialization conflict or deadlock runs again.
     conflict_retries: int = 5
+    # A connection idle at least this long is pinged before use (`_ping_when_idle`).
+    ping_idle_seconds: float = 1.0
 
 
 def create_server_engine(database_url: str, pool: PoolOptions) -> AsyncEngine:
-    """PostgreSQL (or another server database): a pool that checks each connection before use,
-    so connections broken while the database was away are replaced, not handed out."""
+    """PostgreSQL (or another server database): a pool that checks a connection idle for a
+    while before use, so connections broken while the database was away are replaced, not
+    handed out (`_ping_when_idle`)."""
     connect_args: dict[str, Any] = {}
     if make_url(database_url).get_driver_name() == "asyncpg":
         connect_args = {
             "timeout": pool.connect_timeout_seconds,
             "command_timeout": pool.statement_timeout_seconds,
         }
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
-        pool_pre_ping=True,
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
         pool_timeout=pool.timeout_seconds,
         hide_parameters=True,
         connect_args=connect_args,
     )
+    _ping_when_idle(engine.sync_engine, pool.ping_idle_seconds)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's `pool_pre_ping`, for connections idle `idle_seconds` or more only.
+
+    pre_ping checks every connection at every checkout, and on asyncpg its ping is BEGIN, an
+    empty statement and ROLLBACK: three round trips before each transaction and each read,
+    which on the hot paths cost more than the work (a refresh's group is five). Instead:
+    - a connection the driver has seen closed (asyncpg's `is_closed()`: the server ended it,
+      a restart, pg_terminate_backend, a failover) is replaced at once, with no round trip;
+    - a connection idle `idle_seconds` or more, which may have been cut without the driver
+      hearing of it, is pinged; a failed ping makes the pool connect afresh;
+    - one checked in moments ago was working then. Should it have broken unheard since, its
+      statement fails as a disconnect, which invalidates it and every connection the pool held
+      before (SQLAlchemy's disconnect handling), and that one call is told to retry."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        is_closed = getattr(getattr(dbapi_connection, "driver_connection", None), "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the connection was closed")
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # new, or in use moments ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the idle connection did not answer its ping") from exc
 
 
 def is_sqlite(database_url: str) -> bool:

@@ -21,6 +21,7 @@ def pool_options(settings: Settings) -> PoolOptions:
         connect_timeout_seconds=settings.db_connect_timeout_seconds,
         statement_timeout_seconds=settings.db_statement_timeout_seconds,
         conflict_retries=settings.db_conflict_retries,
+        ping_idle_seconds=settings.db_ping_idle_seconds,
     )
 
 

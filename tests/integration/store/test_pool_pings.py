@@ -1,0 +1,83 @@
+"""The PostgreSQL pool pings only connections that have been idle (server/store/engines.py,
+`_ping_when_idle`), on real PostgreSQL: a connection checked out again within the setting
+costs no ping, one idle past it is pinged; and a pooled connection whose backend was ended
+(pg_terminate_backend) is replaced before its next use, pinged or not, so no call fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.store.engines import PoolOptions, create_server_engine
+from server.store.listener import asyncpg_dsn
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def backend_of_a_call(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT pg_backend_pid()")))
+
+
+async def pooled_then_terminated(engine: AsyncEngine, admin: asyncpg.Connection) -> int:
+    """The backend of the pool's one connection, terminated while the connection is idle."""
+    pid = await backend_of_a_call(engine)
+    assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    async def gone() -> bool:  # its socket closed: not a call racing the backend's exit
+        return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+
+    await eventually(gone, "the terminated backend gone")
+    return pid
+
+
+def counting_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = engine.sync_engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(1)
+        return bool(ping(dbapi_connection))
+
+    monkeypatch.setattr(engine.sync_engine.dialect, "do_ping", counted)
+    return pings
+
+
+@pytest.mark.parametrize(("idle_seconds", "pinged"), [(0.0, 3), (3600.0, 0)])
+async def test_only_connections_idle_past_the_setting_are_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, idle_seconds: float, pinged: int
+) -> None:
+    engine = create_server_engine(postgres_url, PoolOptions(size=1, ping_idle_seconds=idle_seconds))
+    pings = counting_pings(engine, monkeypatch)
+    try:
+        backends = {await backend_of_a_call(engine) for _ in range(4)}
+        assert len(backends) == 1  # one pooled connection, reused
+        assert len(pings) == pinged  # the first checkout opened it: no ping
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("idle_seconds", [0.0, 3600.0])
+async def test_a_connection_the_server_ended_is_replaced_before_use(
+    postgres_url: str, admin: asyncpg.Connection, idle_seconds: float
+) -> None:
+    engine = create_server_engine(postgres_url, PoolOptions(size=1, ping_idle_seconds=idle_seconds))
+    try:
+        terminated = await pooled_then_terminated(engine, admin)
+        assert await backend_of_a_call(engine) != terminated  # no call failed
+    finally:
+        await engine.dispose()
