@@ -1,13 +1,16 @@
 """Point reads by key, coalesced: the lookups that arrive while one fetch is on its way to the
 database wait, and go together as the next fetch, one statement for all their keys.
 
-Why: on PostgreSQL a point read is a pool checkout (with its ping), the statement and
-SQLAlchemy's bridge around both, each a round trip or a few hundred microseconds of the one
-event loop; a token introspected for the first time on every replica (a cache miss) paid that
-alone. One `WHERE key IN (...)` for every miss waiting costs about what one read did, so under
-load each lookup pays a fraction of it, and when idle a lookup goes at once (the first key
-never waits for company). The same shape as the grouped writes (server/store/runners.py):
-one fetch in flight at a time, up to `max_keys` keys each.
+Why: on PostgreSQL a point read is a pool checkout, the statement and SQLAlchemy's bridge
+around both, a round trip and a few hundred microseconds of the one event loop; a token
+introspected for the first time on every replica (a cache miss) paid that alone. One
+`WHERE key IN (...)` for every miss waiting costs about what one read did, so under load each
+lookup pays a fraction of it. The same shape as the grouped writes (server/store/runners.py):
+one fetch in flight at a time, up to `max_keys` keys each. Before it takes its keys, a fetch
+lets the event loop run one turn: the calls made ready meanwhile, which under load are many,
+look their tokens up in it rather than in the next (without that turn, a fetch that returns
+sooner gathered fewer lookups, and never-seen introspection on PostgreSQL cost 16 % more CPU
+per call). When idle, that turn is all a lookup waits for company.
 
 Outcomes, for each caller: the value the fetch found for its key, None where it found none,
 or the fetch's exception (every caller of that fetch hears it; nothing is retried here: the
@@ -51,6 +54,9 @@ class CoalescedReads(Generic[K, V]):
         batch: dict[K, list[asyncio.Future[V | None]]] = {}
         try:
             while self._waiting:
+                # One turn of the event loop first: the lookups that calls made ready meanwhile
+                # are about to make (the loop runs what is ready in turns) join this fetch.
+                await asyncio.sleep(0)
                 batch = self._take_batch()
                 self.fetches += 1
                 try:

@@ -124,3 +124,16 @@ async def test_when_the_fetching_task_is_cancelled_no_caller_waits_for_ever() ->
             await lookup
     fetch.gate.set()
     assert await reads.get("b") == "B"  # a new fetching task starts
+
+
+async def test_a_lookup_made_in_the_turn_after_the_first_shares_its_fetch() -> None:
+    """The fetch waits one turn of the event loop before it takes its batch: a call that the
+    loop runs in the same turn as the first lookup's, or the turn after, joins it (under load,
+    the calls a turn makes ready each look a token up)."""
+    fetch = GatedFetch({"a": "A", "b": "B"})
+    reads = CoalescedReads(fetch)
+    first = asyncio.create_task(reads.get("a"))
+    await asyncio.sleep(0)  # first ran: it waits, and the fetch's task is scheduled
+    second = asyncio.create_task(reads.get("b"))
+    assert await asyncio.gather(first, second) == ["A", "B"]
+    assert fetch.batches == [["a", "b"]]
