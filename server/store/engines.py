@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -65,10 +65,13 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     - a connection the driver has seen closed (asyncpg's `is_closed()`: the server ended it,
       a restart, pg_terminate_backend, a failover) is replaced at once, with no round trip;
     - a connection idle `idle_seconds` or more, which may have been cut without the driver
-      hearing of it, is pinged; a failed ping makes the pool connect afresh;
+      hearing of it, is pinged; a failed ping invalidates the pool (as pre_ping's does), and
+      the call gets a new connection;
     - one checked in moments ago was working then. Should it have broken unheard since, its
       statement fails as a disconnect, which invalidates it and every connection the pool held
-      before (SQLAlchemy's disconnect handling), and that one call is told to retry."""
+      before (SQLAlchemy's disconnect handling). A read then runs again on a new connection
+      (runners.ServerRunner.read); a write is told to retry (UNAVAILABLE / 503), as every
+      write is while the database is away."""
 
     @event.listens_for(engine.pool, "checkin")
     def checked_in(_dbapi_connection: Any, record: Any) -> None:
@@ -84,8 +87,8 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
             return  # new, or in use moments ago
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            raise DisconnectionError("the idle connection did not answer its ping") from exc
+        except Exception as exc:  # as pre_ping: the pool's other connections are suspect too
+            raise InvalidatePoolError("the idle connection did not answer its ping") from exc
 
 
 def is_sqlite(database_url: str) -> bool:

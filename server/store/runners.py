@@ -51,6 +51,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 R = TypeVar("R")
@@ -93,6 +94,15 @@ class ServerRunner:
         return await future
 
     async def read(self, unit: Callable[[Connection], R]) -> R:
+        """`unit` outside a transaction; run again, once, when the connection it got turns out
+        broken (engines._ping_when_idle hands out a connection used moments ago unpinged): a
+        read changes nothing, and the failure has invalidated the pool's older connections."""
+        try:
+            async with self._reads.connect() as conn:
+                return await conn.run_sync(unit)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
         async with self._reads.connect() as conn:
             return await conn.run_sync(unit)
 
@@ -111,6 +121,12 @@ class ServerRunner:
                     self._waiting[key] = rest
                 else:
                     del self._waiting[key]
+                # A caller gone while it waited (a deadline, a cancelled call) has its write
+                # dropped, as a transaction of its own would have been rolled back: a refresh
+                # nobody hears of must not rotate its token.
+                group = [pending for pending in group if not pending.future.done()]
+                if not group:
+                    continue
                 units = [pending.unit for pending in group]
                 try:
                     async with self._engine.connect() as conn:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.store.engines import PoolOptions, create_server_engine
 from server.store.listener import asyncpg_dsn
+from server.store.runners import ServerRunner
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
@@ -33,15 +34,25 @@ async def backend_of_a_call(engine: AsyncEngine) -> int:
         return int(await conn.scalar(text("SELECT pg_backend_pid()")))
 
 
+async def driver_of_the_pooled(engine: AsyncEngine) -> asyncpg.Connection:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, asyncpg.Connection)
+        return driver
+
+
 async def pooled_then_terminated(engine: AsyncEngine, admin: asyncpg.Connection) -> int:
-    """The backend of the pool's one connection, terminated while the connection is idle."""
+    """The backend of the pool's one connection, terminated while the connection is idle, once
+    the driver has seen its end (not a call racing the backend's exit)."""
     pid = await backend_of_a_call(engine)
+    driver = await driver_of_the_pooled(engine)
     assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
 
-    async def gone() -> bool:  # its socket closed: not a call racing the backend's exit
-        return not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+    async def seen_closed() -> bool:
+        return driver.is_closed()
 
-    await eventually(gone, "the terminated backend gone")
+    await eventually(seen_closed, "the driver seeing its connection closed")
     return pid
 
 
@@ -81,3 +92,22 @@ async def test_a_connection_the_server_ended_is_replaced_before_use(
         assert await backend_of_a_call(engine) != terminated  # no call failed
     finally:
         await engine.dispose()
+
+
+async def test_a_read_on_a_connection_broken_unseen_runs_again_on_a_new_one(
+    postgres_url: str,
+) -> None:
+    """Not pinged (used moments ago) and broken before the driver could hear of it: the read
+    fails as a disconnect, and the runner runs it again, once, on a new connection."""
+    engine = create_server_engine(postgres_url, PoolOptions(size=1, ping_idle_seconds=3600.0))
+    runner = ServerRunner(engine)
+    try:
+        first = await backend_of_a_call(engine)
+        driver = await driver_of_the_pooled(engine)
+        # Cut under the driver: it hears of it only on a later turn of the loop, after the
+        # checkout below (which does not wait) has handed the connection out.
+        driver._transport.abort()  # type: ignore[attr-defined]
+        pid = await runner.read(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar())
+        assert pid != first
+    finally:
+        await runner.close()

@@ -6,7 +6,8 @@ for a commit of its own; a refresh of another session goes on meanwhile. Told on
 PostgreSQL by the inserting transaction of each new token (the xmin of its row); together
 they read, insert and update once (store/kept_refresh.py). And a group
 in which one refresh rolls itself back (a retry inside the grace window) is run again one
-refresh at a time: the first rotates, the retry stores nothing."""
+refresh at a time: the first rotates, the retry stores nothing. A refresh whose caller left
+while it waited is dropped from its group."""
 
 from __future__ import annotations
 
@@ -145,13 +146,39 @@ async def test_a_group_with_a_retry_in_it_runs_again_one_refresh_at_a_time(
     retry = refresh(store, "r1", "a-retried", rotate=True)  # the same refresh token again
     await queued(store, 2)
 
-    await holder.execute("ROLLBACK")
-    assert await first == RefreshOutcome.KEPT
-    assert await rotating == RefreshOutcome.ROTATED
-    assert await retry == RefreshOutcome.GRACE
+    with rows_sent("UPDATE sessions") as updates:
+        await holder.execute("ROLLBACK")
+        assert await first == RefreshOutcome.KEPT
+        assert await rotating == RefreshOutcome.ROTATED
+        assert await retry == RefreshOutcome.GRACE
+    # Each updated its session in the group, which the retry rolled back, then again alone.
+    assert updates == [1, 1, 1, 1]
     assert await store.find_token("a-rotated") is not None
     assert await store.find_token("a-rotated-refresh") is not None
     # The retry stored nothing (its answer is derived, not stored); the rotation, whose group
     # the retry rolled back, was run again and kept.
     assert await store.find_token("a-retried") is None
     assert await store.find_token("a-retried-refresh") is None
+
+
+async def test_a_refresh_whose_caller_left_while_it_waited_writes_nothing(
+    store: SqlStore, holder: asyncpg.Connection
+) -> None:
+    """A refresh cancelled (a deadline, a client gone) while it waits for its session's next
+    group is dropped from it, as its own transaction would have been rolled back: it must not
+    rotate a refresh token whose successor nobody received."""
+    first = await first_waiting_on_the_lock(store, holder)
+    gone = refresh(store, "r1", "a-gone", rotate=True)
+    staying = refresh(store, "r1", "a-staying")
+    await queued(store, 2)
+    gone.cancel()
+    await holder.execute("ROLLBACK")
+    assert await first == RefreshOutcome.KEPT
+    assert await staying == RefreshOutcome.KEPT
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await store.find_token("a-gone") is None
+    assert await store.find_token("a-gone-refresh") is None
+    rotated = await holder.fetchval("SELECT rotated_at FROM tokens WHERE digest = 'r1'")
+    assert rotated is None  # r1 was not rotated: it still refreshes
+    assert await refresh(store, "r1", "a-after") == RefreshOutcome.KEPT
