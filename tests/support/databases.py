@@ -11,8 +11,10 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from server.store.listener import asyncpg_dsn
 from server.store.migrate import upgrade
 from tests.support import postgres
 
@@ -64,6 +66,17 @@ async def postgres_url(postgres_server: postgres.PostgresServer) -> AsyncIterato
         yield url
     finally:
         await postgres_server.drop(url)
+
+
+@pytest.fixture
+async def postgres_admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to `postgres_url`'s database, beside the service's pool: to
+    hold locks, terminate backends and read what the service wrote."""
+    connection = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 # --- Both ----------------------------------------------------------------------------------------

@@ -135,5 +135,5 @@ async def test_a_lookup_made_in_the_turn_after_the_first_shares_its_fetch() -> N
     first = asyncio.create_task(reads.get("a"))
     await asyncio.sleep(0)  # first ran: it waits, and the fetch's task is scheduled
     second = asyncio.create_task(reads.get("b"))
-    assert await asyncio.gather(first, second) == ["A", "B"]
+    assert [await first, await second] == ["A", "B"]
     assert fetch.batches == [["a", "b"]]

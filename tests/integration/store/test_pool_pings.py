@@ -5,7 +5,7 @@ costs no ping, one idle past it is pinged; and a pooled connection whose backend
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -13,20 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.store.engines import PoolOptions, create_server_engine
-from server.store.listener import asyncpg_dsn
 from server.store.runners import ServerRunner
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def backend_of_a_call(engine: AsyncEngine) -> int:
@@ -50,7 +40,7 @@ async def pooled_then_terminated(engine: AsyncEngine, admin: asyncpg.Connection)
     assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
 
     async def seen_closed() -> bool:
-        return driver.is_closed()
+        return bool(driver.is_closed())
 
     await eventually(seen_closed, "the driver seeing its connection closed")
     return pid
@@ -60,7 +50,7 @@ def counting_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list
     pings: list[int] = []
     ping = engine.sync_engine.dialect.do_ping
 
-    def counted(dbapi_connection: object) -> bool:
+    def counted(dbapi_connection: Any) -> bool:
         pings.append(1)
         return bool(ping(dbapi_connection))
 
@@ -84,11 +74,11 @@ async def test_only_connections_idle_past_the_setting_are_pinged(
 
 @pytest.mark.parametrize("idle_seconds", [0.0, 3600.0])
 async def test_a_connection_the_server_ended_is_replaced_before_use(
-    postgres_url: str, admin: asyncpg.Connection, idle_seconds: float
+    postgres_url: str, postgres_admin: asyncpg.Connection, idle_seconds: float
 ) -> None:
     engine = create_server_engine(postgres_url, PoolOptions(size=1, ping_idle_seconds=idle_seconds))
     try:
-        terminated = await pooled_then_terminated(engine, admin)
+        terminated = await pooled_then_terminated(engine, postgres_admin)
         assert await backend_of_a_call(engine) != terminated  # no call failed
     finally:
         await engine.dispose()
@@ -106,7 +96,7 @@ async def test_a_read_on_a_connection_broken_unseen_runs_again_on_a_new_one(
         driver = await driver_of_the_pooled(engine)
         # Cut under the driver: it hears of it only on a later turn of the loop, after the
         # checkout below (which does not wait) has handed the connection out.
-        driver._transport.abort()  # type: ignore[attr-defined]
+        driver._transport.abort()
         pid = await runner.read(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar())
         assert pid != first
     finally:

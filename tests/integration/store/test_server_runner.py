@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 
 from server.records import TokenKind
 from server.store.engines import PoolOptions, create_server_engine
-from server.store.listener import asyncpg_dsn
 from server.store.migrate import upgrade
 from server.store.runners import INSERTS, Inserts, ServerRunner
 from server.store.sql import SqlStore
@@ -46,15 +45,6 @@ async def runner(postgres_url: str) -> AsyncIterator[ServerRunner]:
         yield runner
     finally:
         await runner.close()
-
-
-@pytest.fixture
-async def admin(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 def inserting(item: int, parent: int | None = None) -> Callable[[Connection], int]:
@@ -99,17 +89,17 @@ async def held_up_group(runner: ServerRunner, admin: asyncpg.Connection) -> asyn
 
 
 async def test_writes_arriving_during_a_group_share_the_next_transaction(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     later = [asyncio.create_task(runner.write(inserting(n), group=INSERTS)) for n in (2, 3, 4, 5)]
     await asyncio.sleep(0)  # every one of them queued behind the first group
-    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
     first_txid = await first
     txids = await asyncio.gather(*later)
     assert len(set(txids)) == 1 and first_txid not in txids  # one transaction for the four
-    assert await rows(admin) == [1, 2, 3, 4, 5]
+    assert await rows(postgres_admin) == [1, 2, 3, 4, 5]
 
 
 async def test_ungrouped_writes_each_have_a_transaction_of_their_own(
@@ -120,51 +110,51 @@ async def test_ungrouped_writes_each_have_a_transaction_of_their_own(
 
 
 async def test_a_unit_that_raises_leaves_nothing_and_the_rest_run_alone(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
     await runner.write(inserting(3))  # the row the duplicate below collides with
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     later = [asyncio.create_task(runner.write(inserting(n), group=INSERTS)) for n in (2, 3, 4)]
     await asyncio.sleep(0)
-    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
     await first
     outcomes = await asyncio.gather(*later, return_exceptions=True)
     assert isinstance(outcomes[1], IntegrityError)
     assert isinstance(outcomes[0], int) and isinstance(outcomes[2], int)
     assert outcomes[0] != outcomes[2]  # run again, each in a transaction of its own
-    assert await rows(admin) == [1, 2, 3, 4]
+    assert await rows(postgres_admin) == [1, 2, 3, 4]
 
 
 async def test_a_failed_commit_is_every_units_error_and_none_runs_again(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
     """The foreign key is checked at COMMIT (deferred): the group's COMMIT fails. Whether a
     COMMIT that fails committed cannot be told in general (the connection may have been lost
     after the server committed), so the good unit must not be run again: once could be twice."""
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     good = asyncio.create_task(runner.write(inserting(2), group=INSERTS))
     bad = asyncio.create_task(runner.write(inserting(3, parent=999), group=INSERTS))
     await asyncio.sleep(0)
-    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
 
     await first
     outcomes = await asyncio.gather(good, bad, return_exceptions=True)
     assert all(isinstance(outcome, IntegrityError) for outcome in outcomes), outcomes
-    assert await rows(admin) == [1]
+    assert await rows(postgres_admin) == [1]
 
 
 async def test_close_waits_for_the_group_being_written(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     closing = asyncio.create_task(runner.close())
     await asyncio.sleep(0)
     assert not closing.done()
-    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
     await closing
     assert isinstance(await first, int)
-    assert await rows(admin) == [1]
+    assert await rows(postgres_admin) == [1]
 
 
 ITEM = text("INSERT INTO items VALUES (:id, :parent)")
@@ -175,37 +165,37 @@ def item_inserts(*items: int) -> Inserts:
 
 
 async def test_inserts_given_as_data_go_as_one_statement_for_their_group(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     with rows_sent("INSERT INTO items") as sent:
         later = [
             asyncio.create_task(runner.write(inserts, group=INSERTS))
             for inserts in (item_inserts(2), item_inserts(3, 4), item_inserts(5))
         ]
         await asyncio.sleep(0)
-        await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+        await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
         await first
         assert await asyncio.gather(*later) == [None, None, None]
     assert sent == [1, 4]  # the first group's own row, then the four in one executemany
-    assert await rows(admin) == [1, 2, 3, 4, 5]
+    assert await rows(postgres_admin) == [1, 2, 3, 4, 5]
 
 
 async def test_merged_inserts_that_fail_run_again_each_alone(
-    runner: ServerRunner, admin: asyncpg.Connection
+    runner: ServerRunner, postgres_admin: asyncpg.Connection
 ) -> None:
     await runner.write(item_inserts(3))
-    first = await held_up_group(runner, admin)
+    first = await held_up_group(runner, postgres_admin)
     later = [
         asyncio.create_task(runner.write(item_inserts(item), group=INSERTS)) for item in (2, 3, 4)
     ]
     await asyncio.sleep(0)
-    await admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
+    await postgres_admin.execute("SELECT pg_advisory_unlock($1)", LOCK)
     await first
     outcomes = await asyncio.gather(*later, return_exceptions=True)
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], IntegrityError)
-    assert await rows(admin) == [1, 2, 3, 4]
+    assert await rows(postgres_admin) == [1, 2, 3, 4]
 
 
 async def test_first_lookups_in_flight_together_share_one_statement(postgres_url: str) -> None:
