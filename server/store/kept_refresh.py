@@ -1,6 +1,6 @@
 """A refresh with rotation off (the refresh token stays), as a unit of work that a group of
 them can run as one (runners.Batch): on PostgreSQL one session's refreshes share a
-transaction (runners.ServerRunner, the `("session", id)` key), and run one at a time in it,
+transaction (runners.ServerRunner, the `session_group(id)` key), and run one at a time in it,
 each of their statements a round trip while the session's row lock is held, they would hold
 it longer than the refreshes queueing on it one after another did. Together, they read the
 refresh token once, insert every new token in one statement and update the session once,

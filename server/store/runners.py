@@ -12,7 +12,7 @@ SQLAlchemy Connection; a runner decides how it reaches the database.
     IssueToken mints): they take no lock another unit could hold (new random keys; the
     foreign-key check's KEY SHARE lock on an existing session conflicts with no update a
     refresh or a revocation makes), so such a group cannot make a refresh wait either;
-  - one session's refreshes (`("session", id)`): each takes that session's row lock, then
+  - one session's refreshes (`session_group(id)`): each takes that session's row lock, then
     at most its own refresh token's and its tokens' rows, in that order; a group of them
     holds the same locks in the same order, and instead of queueing one commit after another
     on the session's row lock, the refreshes waiting on it share one.
@@ -48,7 +48,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -63,6 +63,11 @@ MAX_GROUP = 64
 READ_THREADS = 4
 # The group key of units that only insert rows of their own (ServerRunner.write).
 INSERTS = "inserts"
+
+
+def session_group(session_id: str) -> Hashable:
+    """The group key of one session's refreshes (ServerRunner.write)."""
+    return ("session", session_id)
 
 
 class ServerRunner:
@@ -185,7 +190,7 @@ def _run_units(conn: Connection, units: list[Unit]) -> list[Any]:
             while end < len(units) and type(units[end]) is kind:
                 end += 1
         if end - start > 1:
-            values += kind.run_many(conn, units[start:end])  # type: ignore[attr-defined]
+            values += cast("type[Batch]", kind).run_many(conn, units[start:end])
         else:
             values.append(units[start](conn))
         start = end

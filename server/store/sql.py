@@ -74,7 +74,7 @@ from server.store.outcomes import (
     tenant_exists,
     tenant_missing,
 )
-from server.store.runners import INSERTS, Inserts, ServerRunner, SqliteRunner
+from server.store.runners import INSERTS, Inserts, ServerRunner, SqliteRunner, session_group
 
 log = logging.getLogger(__name__)
 
@@ -626,8 +626,9 @@ class SqlStore:
             return outcome
 
         unit = rotating if rotate else KeptRefresh(session_id, params, update, token_rows)
+        group = session_group(session_id)
         try:
-            return await self._tx(unit, duplicate=IDENTIFIER_EXISTS, group=("session", session_id))
+            return await self._tx(unit, duplicate=IDENTIFIER_EXISTS, group=group)
         except RollBack as rollback:
             return rollback.outcome
 

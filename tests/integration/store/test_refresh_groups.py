@@ -1,5 +1,5 @@
 """One session's refreshes share transactions on PostgreSQL (server/store/runners.py,
-ServerRunner, the `("session", id)` group key): while a refresh of a session waits for that
+ServerRunner, the `session_group(id)` group key): while a refresh of a session waits for that
 session's row lock, the refreshes of the same session that arrive wait beside it in the
 service and go together as one transaction after it, instead of each queueing on the lock
 for a commit of its own; a refresh of another session goes on meanwhile. Told on real
@@ -19,13 +19,14 @@ import pytest
 
 from server.records import RefreshOutcome, SessionUpdate
 from server.store.listener import asyncpg_dsn
+from server.store.runners import session_group
 from server.store.sql import SqlStore
 from tests.support.records import ACCESS, NOW, session, token
 from tests.support.statements_sent import rows_sent
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.postgres
-S1 = ("session", "s1")  # the group key of s1's refreshes
+S1 = session_group("s1")
 
 
 @pytest.fixture
