@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from launcher import event_loop
 from server import janitor
 from server.errors import TokenServiceError
 from server.settings import ConfigError, Settings
@@ -473,9 +474,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from launcher import workers
 
     if args.worker_index is not None:
-        asyncio.run(workers.run_worker(settings, args.worker_index))
+        event_loop.run(workers.run_worker(settings, args.worker_index), settings.event_loop)
         return 0
     count = settings.workers if args.workers is None else args.workers
+    event_loop.check(settings.event_loop)  # before any worker starts: the supervisor is on asyncio
     try:
         workers.check_can_run(settings, count)
     except workers.CannotRunWorkers as exc:
@@ -483,7 +485,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if count == 1:
         from launcher.serve import serve
 
-        asyncio.run(serve(settings))
+        event_loop.run(serve(settings), settings.event_loop)
         return 0
     return asyncio.run(workers.supervise(settings, count))
 
@@ -493,7 +495,7 @@ def cmd_bridge(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.http_addr:
         settings = dataclasses.replace(settings, http_addr=args.http_addr)
-    asyncio.run(run_bridge(settings, args.grpc_target))
+    event_loop.run(run_bridge(settings, args.grpc_target), settings.event_loop)
     return 0
 
 

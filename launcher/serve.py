@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 
 from http_bridge.app import build_app, context_of
 from http_bridge.server import RunningHttp, limits_within_budget, start_http
+from launcher.event_loop import running_loop_name
 from launcher.in_process import InProcessBackend
 from launcher.process import configure_logging, wait_for_shutdown_signal
 from server import janitor, memory_trim
@@ -65,7 +66,12 @@ async def serve_core(
         extra_handlers=extra_grpc_handlers,
         max_connections=budget.grpc,
     )
-    log.info("tokenservice: gRPC on %s (port %d)", settings.grpc_addr, running.port)
+    log.info(
+        "tokenservice: gRPC on %s (port %d), event loop %s",
+        settings.grpc_addr,
+        running.port,
+        running_loop_name(),
+    )
     http: RunningHttp | None = None
     bridge_app = build_app(
         InProcessBackend(core),

@@ -12,6 +12,7 @@ import logging
 from http_bridge.app import build_app, context_of
 from http_bridge.channel import ChannelBackend
 from http_bridge.server import limits_within_budget, start_http
+from launcher.event_loop import running_loop_name
 from launcher.process import configure_logging, wait_for_shutdown_signal
 from server.settings import Settings
 
@@ -28,10 +29,11 @@ async def run_bridge(settings: Settings, grpc_target: str) -> None:
             app, settings.http_addr, grace_seconds=settings.shutdown_grace_seconds, limits=limits
         )
         log.info(
-            "tokenservice bridge: HTTP on %s (port %d), calling gRPC at %s",
+            "tokenservice bridge: HTTP on %s (port %d), calling gRPC at %s, event loop %s",
             settings.http_addr,
             http.port,
             grpc_target,
+            running_loop_name(),
         )
         await wait_for_shutdown_signal()
         context_of(app).draining = True

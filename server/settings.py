@@ -206,6 +206,9 @@ class Settings:
     mail_max_pending: int = 100
     provision_demo: bool = True
     log_level: str = "INFO"
+    # The serving commands' event loop: uvloop, or asyncio for the standard library's
+    # (launcher/event_loop.py).
+    event_loop: str = "uvloop"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
