@@ -8,10 +8,12 @@ Each runs as its own process beside the service (bench/run.py starts it, pinned 
 core where taskset is available) with stock settings: `grpc.aio.server()` with no interceptors,
 no options and no health service; `uvicorn.Server` with its defaults (httptools, one process)
 except that the console access log is off, since a line per request on a pipe is not part of
-what the protocol costs. RESPONSE_FILE holds the bytes of a real answer of the service (the
-serialized IntrospectTokenResponse of an active token for gRPC, the JSON body of POST
-/oauth/introspect for HTTP), so the ceilings answer with messages of the same size, and the
-harness sends them the service's own request bodies.
+what the protocol costs. Both run on the event loop the service runs on
+(TOKENSERVICE_EVENT_LOOP, uvloop by default: launcher/event_loop.py), so that a ratio to a
+ceiling measures the service's own code and not the loop's. RESPONSE_FILE holds the bytes of
+a real answer of the service (the serialized IntrospectTokenResponse of an active token for
+gRPC, the JSON body of POST /oauth/introspect for HTTP), so the ceilings answer with messages of
+the same size, and the harness sends them the service's own request bodies.
 
 gRPC: `/bench.Bare/Call` parses its request as an IntrospectTokenRequest (as a real method
 would) and answers the parsed response; `/bench.Bare/Calls` answers how many calls returned, so
@@ -34,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from launcher import event_loop
+from server.settings import Settings
 from tokenservice.v1 import token_service_pb2 as pb
 
 GRPC_METHOD = "/bench.Bare/Call"
@@ -84,18 +88,21 @@ def http_app(response_bytes: bytes) -> Starlette:
     return Starlette(routes=[Route(HTTP_PATH, bare, methods=["GET", "POST"])])
 
 
-def serve_http(port: int, response_bytes: bytes) -> None:
-    config = uvicorn.Config(http_app(response_bytes), host="127.0.0.1", port=port, access_log=False)
+def serve_http(port: int, response_bytes: bytes, loop: str) -> None:
+    config = uvicorn.Config(
+        http_app(response_bytes), host="127.0.0.1", port=port, access_log=False, loop=loop
+    )
     uvicorn.Server(config).run()
 
 
 def main() -> None:
     kind, port, response_file = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     response_bytes = response_file.read_bytes()
+    loop = Settings.from_env().event_loop  # the service's own loop, uvloop by default
     if kind == "grpc":
-        asyncio.run(serve_grpc(port, response_bytes))
+        event_loop.run(serve_grpc(port, response_bytes), loop)
     elif kind == "http":
-        serve_http(port, response_bytes)
+        serve_http(port, response_bytes, loop)
     else:
         sys.exit(f"unknown ceiling {kind!r}: grpc or http")
 

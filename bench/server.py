@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from http_bridge.app import build_app
 from http_bridge.server import RunningHttp, start_http
+from launcher import event_loop
 from launcher.in_process import InProcessBackend
 from launcher.serve import prepare_store, serve_core
 from server import admin
@@ -140,4 +141,7 @@ async def main(fixtures: Path, http_protocols: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), "--http-protocols" in sys.argv[2:]))
+    event_loop.run(
+        main(Path(sys.argv[1]), "--http-protocols" in sys.argv[2:]),
+        Settings.from_env().event_loop,
+    )
