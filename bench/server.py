@@ -127,6 +127,7 @@ async def main(fixtures: Path, http_protocols: bool) -> None:
     try:
         await prepare_store(core)
         described = await provision(core)
+        described["event_loop"] = event_loop.running_loop_name()  # what runs, not what was asked
         if http_protocols:
             others = await other_protocols(core)
             described.update({f"http_port_{name}": str(h.port) for name, h in others.items()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
 import secrets
@@ -31,6 +32,8 @@ from bench.load import (
     Scenario,
     metrics_ok_counter,
 )
+from launcher import event_loop
+from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FORM = "content-type: application/x-www-form-urlencoded"
@@ -164,7 +167,7 @@ class Service:
             self.http_url,
             self.grpc_url,
             ok,
-            f"grpcio {grpc.__version__}",
+            f"grpcio {grpc.__version__}, {loop_versions(self.fixtures['event_loop'])}",
         )
 
 
@@ -179,6 +182,7 @@ def running_service(
     fixtures = workdir / "fixtures.json"
     env = {name: value for name, value in os.environ.items() if not name.startswith("TOKENSERVICE")}
     env.update(
+        TOKENSERVICE_EVENT_LOOP=event_loop_choice(),  # the ceilings' too (bench/ceilings.py)
         TOKENSERVICE_DATABASE_URL=database_url,
         TOKENSERVICE_GRPC_ADDR=f"127.0.0.1:{grpc_port}",
         TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}",
@@ -276,7 +280,10 @@ def running_ceiling(kind: str, response: bytes, workdir: Path, pin: list[str]) -
                 command,
                 f"http://{target}",
                 ok_count=bare_grpc_calls(target),
-                versions=f"grpcio {grpc.__version__}, stock grpc.aio.server(), no interceptors",
+                versions=(
+                    f"grpcio {grpc.__version__}, stock grpc.aio.server(), no interceptors, "
+                    f"{loop_versions()}"
+                ),
             )
         else:
             yield Server(
@@ -295,7 +302,23 @@ def uvicorn_versions() -> str:
     import starlette
     import uvicorn
 
-    return f"uvicorn {uvicorn.__version__} (httptools), Starlette {starlette.__version__}"
+    return (
+        f"uvicorn {uvicorn.__version__} (httptools), Starlette {starlette.__version__}, "
+        f"{loop_versions()}"
+    )
+
+
+def event_loop_choice() -> str:
+    """The loop the service and the ceilings run on: TOKENSERVICE_EVENT_LOOP as the harness was
+    started with (`TOKENSERVICE_EVENT_LOOP=asyncio make bench`), else the service's default."""
+    return event_loop.check(os.environ.get("TOKENSERVICE_EVENT_LOOP", Settings().event_loop))
+
+
+def loop_versions(name: str | None = None) -> str:
+    """The loop `name` (bench/server.py reports the one it runs on), else the one chosen."""
+    if (name or event_loop_choice()) == "asyncio":
+        return "the standard asyncio loop"
+    return f"uvloop {importlib.metadata.version('uvloop')}"
 
 
 @contextmanager

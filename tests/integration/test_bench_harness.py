@@ -148,6 +148,9 @@ def test_bench_measures_paths_against_independent_ceilings(tmp_path: Path) -> No
     assert "bench.ceilings grpc" in " ".join(named["bare_grpc"]["command"])
     assert "bench.ceilings http" in " ".join(named["bare_http"]["command"])
     assert cpu_of(raw, "bare_grpc") > 0 and cpu_of(raw, "bare_http") > 0
+    # The service says which loop it runs on; the ceilings are started on the same one.
+    assert "uvloop" in named["ours"]["versions"], named["ours"]["versions"]
+    assert "uvloop" in named["bare_grpc"]["versions"] and "uvloop" in named["bare_http"]["versions"]
 
     # The HTTP protocols compared on the same app: every one measured, with ratios to stock.
     assert "## HTTP protocol implementations" in report
