@@ -43,6 +43,12 @@ def frame_name(frame: str) -> str:
     return f"{path}:{function}" if path else function
 
 
+def read_collapsed(path: Path) -> str:
+    """py-spy's raw stacks; with --nonblocking it can read a frame name torn mid-character, which
+    is replaced rather than failing the whole profile."""
+    return path.read_text(errors="replace")
+
+
 def summarise(collapsed: str, top: int) -> str:
     """The `top` frames of py-spy's collapsed stacks by self and by total samples, as
     percentages of all samples."""
@@ -126,7 +132,7 @@ def main() -> None:
             stop.set()
             load.join()
     print(f"# {args.scenario}{suffix}: py-spy {' '.join(command[1:2] + command[2:])}\n")
-    print(summarise(collapsed.read_text(), args.top))
+    print(summarise(read_collapsed(collapsed), args.top))
     print(f"\nraw stacks: {collapsed}")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.profile import frame_name, summarise
+from pathlib import Path
+
+from bench.profile import frame_name, read_collapsed, summarise
 
 COLLAPSED = "\n".join(
     [
@@ -29,3 +31,11 @@ def test_self_and_total_shares_of_the_samples() -> None:
     assert "| `bench/server.py:main` | 100.0 |" in total
     assert "| `server/app.py:serve` | 90.0 |" in total
     assert "I/O multiplexing" not in summary
+
+
+def test_a_frame_name_torn_mid_character_does_not_fail_the_profile(tmp_path: Path) -> None:
+    raw = tmp_path / "stacks.txt"
+    raw.write_bytes(COLLAPSED.encode() + b"\nmain (bench/server.py:10);gr\xfc (x.py:1) 10\n")
+    summary = summarise(read_collapsed(raw), top=3)
+    assert summary.startswith("20 samples")
+    assert "| `bench/server.py:main` | 100.0 |" in summary
