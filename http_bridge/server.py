@@ -25,9 +25,10 @@ from server.settings import Settings
 # (server/process_limits.py). A full queue makes new clients retry their SYN, which is what a
 # flood should get.
 ACCEPT_BACKLOG = 128
-# "limited": LimitedHttpToolsProtocol (what the service serves); "httptools" and "h11": uvicorn's
-# own, for the benchmark's comparison (h11 with its incomplete-event bound at the head limit).
-Implementation = Literal["limited", "httptools", "h11"]
+# "limited": LimitedHttpToolsProtocol (what the service serves); for the benchmark's comparison,
+# "limited_split" (the same with one write per response off: the limits alone) and uvicorn's own
+# "httptools" and "h11" (h11 with its incomplete-event bound at the head limit).
+Implementation = Literal["limited", "limited_split", "httptools", "h11"]
 
 
 # How often a stopping server looks whether its last connection and task have finished.
@@ -179,8 +180,8 @@ async def start_http(
         limits = HttpLimits.from_settings(context_of(app).settings)
     sock = listening if listening is not None else bind(address, reuse_port=reuse_port)
     protocol: type[asyncio.Protocol] | str = implementation
-    if implementation == "limited":
-        protocol = limited_protocol(limits)
+    if implementation in ("limited", "limited_split"):
+        protocol = limited_protocol(limits, one_write_per_response=implementation == "limited")
     config = uvicorn.Config(
         app,
         http=protocol,
