@@ -172,7 +172,10 @@ def goals(
             p99 = worst.median("p99_ms")
             figures = f"worst {worst.scenario.name}: {p99:,.0f} ms"
             out.append(Goal(goal, "< 100 ms", figures, p99 < 100))
-    goal = "HTTP limits kept; their cost (LimitedHttpToolsProtocol CPU/req vs stock httptools)"
+    goal = (
+        "HTTP limits kept; their cost (LimitedHttpToolsProtocol, one write per response off, "
+        "CPU/req vs stock httptools)"
+    )
     if protocol_cpu is None:
         out.append(Goal(goal, "say how much", "protocol phase not run", None))
     else:

@@ -7,10 +7,11 @@ response of a real introspection's size) and a no-op HTTP route `GET|POST /bench
                                           (settings from TOKENSERVICE_* as for `serve`)
 
 With --http-protocols the same bridge app (same core, same routes, same ASGI stack) is also
-served by uvicorn's stock httptools protocol and by its h11 protocol (with its incomplete-event
-bound at the head limit) on two more ports, named in FIXTURES.json as `http_port_httptools`
-and `http_port_h11`, so that the cost of the service's LimitedHttpToolsProtocol is measured
-against both in one process.
+served by LimitedHttpToolsProtocol with one write per response off (the limits alone), by
+uvicorn's stock httptools protocol and by its h11 protocol (with its incomplete-event bound at
+the head limit) on three more ports, named in FIXTURES.json as `http_port_limited_split`,
+`http_port_httptools` and `http_port_h11`, so that the cost of the limits and the gain of the
+joined writes are measured against stock in one process.
 
 Before serving it provisions the tenant `bench` (two storefront clients, one with refresh-token
 rotation off, a service client and a customer) and writes their names and secrets to
@@ -111,7 +112,7 @@ async def provision(core: Any) -> dict[str, str]:
 async def other_protocols(core: Any) -> dict[str, RunningHttp]:
     """The bridge as serve_core builds it, served by uvicorn's own protocols on free ports."""
     servers = {}
-    for implementation in ("httptools", "h11"):
+    for implementation in ("limited_split", "httptools", "h11"):
         app = build_app(InProcessBackend(core), core.settings, extra_routes=[NOOP_HTTP])
         servers[implementation] = await start_http(
             app, "127.0.0.1:0", grace_seconds=1, implementation=implementation
