@@ -5,7 +5,6 @@ so the whole of that suite runs the service on uvloop."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import grpc
@@ -13,8 +12,8 @@ import pytest
 
 from tests.support.http_clients import async_http_client
 from tests.support.processes import (
-    TOKENSERVICE,
     free_port,
+    serve_refused,
     service_env,
     start_serve,
     stop_process,
@@ -71,17 +70,7 @@ async def test_an_unknown_loop_is_refused_at_start(tmp_path: Path, workers: list
     """The supervisor itself runs on asyncio (launcher/event_loop.py says why), so it checks the
     setting before it starts the first worker rather than leave each worker to fail."""
     env = service_env(tmp_path / "t.db", free_port(), TOKENSERVICE_EVENT_LOOP="tornado")
-    process = await asyncio.create_subprocess_exec(
-        str(TOKENSERVICE),
-        "serve",
-        *workers,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 2
-    message = stderr.decode()
+    _, message = await serve_refused(env, *workers)
     assert "TOKENSERVICE_EVENT_LOOP must be one of uvloop, asyncio" in message
     assert "Traceback" not in message
     assert "worker" not in message.lower()  # no worker was started, none died

@@ -50,6 +50,7 @@ from tests.support.processes import (
     GRACE_SECONDS,
     TOKENSERVICE,
     cli,
+    serve_refused,
     service_env,
     stop_process,
     text_of,
@@ -786,18 +787,9 @@ async def test_two_workers_on_sqlite_are_refused_at_start(
     env = service_env(
         tmp_path / "t.db", grpc_port, TOKENSERVICE_HTTP_ADDR=f"127.0.0.1:{http_port}", **settings
     )
-    process = await asyncio.create_subprocess_exec(
-        str(TOKENSERVICE),
-        "serve",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 2, stderr.decode()
-    [line] = stderr.decode().splitlines()
+    stdout, stderr = await serve_refused(env, *args)
+    [line] = stderr.splitlines()
     assert line.startswith("error: 2 workers need PostgreSQL"), line
     assert "SQLite store serves one process" in line, line
-    assert stdout == b""
+    assert stdout == ""
     assert not (tmp_path / "t.db").exists(), "it migrated the database before refusing"

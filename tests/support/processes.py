@@ -77,6 +77,22 @@ async def cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
     return stdout.decode()
 
 
+async def serve_refused(env: dict[str, str], *args: str) -> tuple[str, str]:
+    """Runs `tokenservice serve ARGS...`, which must refuse to start: exit 2 (a setting is
+    wrong). Its stdout and stderr, for the caller to check what it said."""
+    process = await asyncio.create_subprocess_exec(
+        str(TOKENSERVICE),
+        "serve",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2, f"exit {process.returncode}: {stderr.decode()}"
+    return stdout.decode(), stderr.decode()
+
+
 def text_of(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
