@@ -19,13 +19,13 @@ def measured(per_second: float, cpu_us: float = 100.0, p99_ms: float = 5.0) -> M
     return Measurement(2000, 10, per_second, 1.0, p99_ms, cpu_us, 0, "ok: active")
 
 
-def row(name: str, server: str, ceiling: str, *rounds: Measurement) -> Row:
+def row(name: str, server: str, ceiling: str, *rounds: Measurement, in_flight: int = 10) -> Row:
     scenario = Scenario(name, name, "http", "/x", ceiling=ceiling, server=server)
-    return Row(scenario, 10, list(rounds))
+    return Row(scenario, in_flight, list(rounds))
 
 
-def store(*rows: Row) -> StoreResult:
-    return StoreResult("SQLite", {(r.scenario.name, 10): r for r in rows}, [], [1.0, 1.0], [])
+def store(*rows: Row, name: str = "SQLite") -> StoreResult:
+    return StoreResult(name, {(r.scenario.name, r.in_flight): r for r in rows}, [], [1.0, 1.0], [])
 
 
 def arguments(**overrides: object) -> argparse.Namespace:
@@ -94,6 +94,26 @@ def test_goals_the_run_did_not_measure_say_so() -> None:
     assert peer[1] == "not measured"
     assert all(
         verdict == "not measured" for goal, (_, verdict) in found.items() if "PostgreSQL" in goal
+    )
+
+
+def test_the_postgresql_p99_is_the_worst_path_shown_beside_the_bare_servers_own() -> None:
+    def at_100(name: str, server: str, *p99s: float) -> Row:
+        rounds = [measured(1000, p99_ms=p99) for p99 in p99s]
+        return row(name, server, "bare_grpc", *rounds, in_flight=100)
+
+    postgres = store(
+        at_100("refresh", "ours", 120, 95, 130),  # median 120: the worst, not met
+        at_100("introspect_seen", "ours", 60, 70, 80),
+        at_100("customer_login", "ours", 9000, 9000, 9000),  # argon2id by design: left out
+        at_100("bare_grpc", "bare_grpc", 40, 55, 50),
+        name="PostgreSQL",
+    )
+    args = arguments(in_flight=[10, 100], stores=["postgres"])
+    found = {g.goal: (g.figures, g.verdict) for g in goals([postgres], None, args)}
+    assert found["PostgreSQL p99 at 100 in flight, every path but customer login"] == (
+        "worst refresh: 120 ms (the bare grpc.aio no-op's: 50 ms)",
+        "**not met**",
     )
 
 
