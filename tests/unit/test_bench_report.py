@@ -85,6 +85,33 @@ def test_goals_against_the_peer_and_the_ceiling_are_medians_of_per_round_ratios(
     assert seen == ("860 req/s: 0.86", "met")
 
 
+def test_http_cpu_is_shown_beside_the_bare_apps_in_the_same_rounds() -> None:
+    # Per round, ours over bare: 300/100, 330/100, 280/70 (median 3.3); the verdict is the
+    # absolute median, 300 µs, against 200.
+    result = store(
+        row(
+            "http_token",
+            "ours",
+            "bare_http",
+            measured(1000, 300),
+            measured(1000, 330),
+            measured(1000, 280),
+        ),
+        row(
+            "bare_http",
+            "bare_http",
+            "",
+            measured(9000, 100),
+            measured(9000, 100),
+            measured(9000, 70),
+        ),
+    )
+    assert verdicts(result)["CPU per request, token over HTTP (SQLite)"] == (
+        "300 µs (3.3x the bare uvicorn app's 100)",
+        "**not met**",
+    )
+
+
 def test_goals_the_run_did_not_measure_say_so() -> None:
     found = verdicts(store(row("http_token", "ours", "bare_http", measured(900, 250))))
     assert found["CPU per request, token over HTTP (SQLite)"] == ("250 µs", "**not met**")
