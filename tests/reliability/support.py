@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 from google.rpc import error_details_pb2
@@ -35,6 +36,7 @@ from server.records import ClientKind
 from server.scopes import ADMIN_SCOPE, PLATFORM_ADMIN_SCOPE
 from server.settings import Settings
 from server.startup import open_core
+from server.store.listener import APPLICATION_NAME
 from tests.support.databases import sqlite_url
 from tests.support.defaults import TEST_SECRET
 from tests.support.http_clients import async_http_client
@@ -360,6 +362,20 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def listening_pids(connection: asyncpg.Connection) -> set[int]:
+    """The server pids of the revocation listeners of `connection`'s database: named as the
+    listener names them, and past their LISTEN (the last statement a connection ran is in
+    `query`; before LISTEN there is none, after it the heartbeats). Only this database's: the
+    suite runs several PostgreSQL tests at once, each on a database of its own, and their
+    replicas' listeners are in pg_stat_activity too."""
+    rows = await connection.fetch(
+        "SELECT pid, query FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name = $1",
+        APPLICATION_NAME,
+    )
+    return {row["pid"] for row in rows if row["query"].startswith(("LISTEN", "SELECT pg_notify"))}
 
 
 def tally(values: Any) -> dict[str, int]:

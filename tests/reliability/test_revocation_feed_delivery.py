@@ -52,6 +52,7 @@ from tests.reliability.support import (
     TIMEOUT,
     Provisioned,
     Service,
+    listening_pids,
     provision,
     reliability_env,
     size,
@@ -126,12 +127,10 @@ async def cut_listeners(database_url: str) -> int:
 
 
 async def listening(database_url: str) -> int:
+    """How many of this test's replicas listen (tests/reliability/support.py listening_pids)."""
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        count = await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME
-        )
-        return int(count)
+        return len(await listening_pids(connection))
     finally:
         await connection.close()
 

@@ -92,7 +92,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.store.listener import APPLICATION_NAME, asyncpg_dsn
+from server.store.listener import asyncpg_dsn
 from server.store.notices import CHANNEL, Notice
 from server.tokens import KeyedDigest
 from tests.reliability.support import (
@@ -101,6 +101,7 @@ from tests.reliability.support import (
     TIMEOUT,
     Provisioned,
     Service,
+    listening_pids,
     provision,
     reliability_env,
     size,
@@ -369,18 +370,9 @@ class Run:
 
     # --- cuts --------------------------------------------------------------------------------
     async def listening(self) -> set[int]:
-        """The server pids of the listening connections: named as the listener names them, and
-        past their LISTEN (the last statement a connection ran is in `query`; before LISTEN
-        there is none, after it the heartbeats)."""
+        """The server pids of the listening connections (support.py listening_pids)."""
         async with self.admin_lock:
-            rows = await self.admin.fetch(
-                "SELECT pid, query FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = $1",
-                APPLICATION_NAME,
-            )
-        return {
-            row["pid"] for row in rows if row["query"].startswith(("LISTEN", "SELECT pg_notify"))
-        }
+            return await listening_pids(self.admin)
 
     async def every_replica_listening(self) -> set[int]:
         pids: set[int] = set()
