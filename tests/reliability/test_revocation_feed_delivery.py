@@ -115,10 +115,13 @@ class Observer:
 
 
 async def cut_listeners(database_url: str) -> int:
+    """Cuts this test's listeners: only its own database's, since other tests' replicas run
+    at the same time on theirs."""
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         cut = await connection.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = $1",
             APPLICATION_NAME,
         )
         return len(cut)
