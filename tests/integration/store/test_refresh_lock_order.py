@@ -72,7 +72,7 @@ async def refresh_waiting_on_the_lock(
     # It waits having inserted already: its transaction holds the INSERT's lock on tokens.
     inserted = await holder.fetchval(
         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE a.wait_event_type = 'Lock' AND l.granted"
+        " WHERE a.wait_event_type = 'Lock' AND l.granted AND a.datname = current_database()"
         " AND l.relation = 'tokens'::regclass AND l.mode = 'RowExclusiveLock'"
     )
     assert inserted == 1

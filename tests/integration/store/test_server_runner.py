@@ -80,7 +80,9 @@ async def held_up_group(runner: ServerRunner, admin: asyncpg.Connection) -> asyn
     async def blocked() -> bool:
         return bool(
             await admin.fetchval(
+                # this database's only: other tests run beside this one on their own
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         )
 
